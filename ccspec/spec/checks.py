@@ -1,0 +1,145 @@
+"""Whole-workflow checks on resolved jobs: dependency cycles and the files jobs refer to.
+
+Called by `ccspec.spec.validate` after `resolve`. The cycle check is pure; the file checks
+look at the disk (existence, kind, place inside the repository) and nothing else.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import json
+import os
+from pathlib import Path
+
+from ccspec.errors import Diagnostic
+from ccspec.interpreters import SUFFIXES, interpreter_argv
+from ccspec.spec.resolved import ResolvedWorkflow
+from ccspec.spec.source import Source, ValuePath
+
+__all__ = ["check_cycles", "check_files", "find_repo_root", "topological_order"]
+
+MAX_CYCLES_REPORTED = 5
+
+
+def topological_order(needs: dict[str, tuple[str, ...]]) -> list[str]:
+    """Ids in an order where every job comes after what it needs; raises graphlib.CycleError."""
+    return list(graphlib.TopologicalSorter(needs).static_order())
+
+
+def check_cycles(workflow: ResolvedWorkflow, source: Source) -> tuple[list[str], list[Diagnostic]]:
+    """Return a topological order of the job ids and one diagnostic per cycle found."""
+    graph = {jid: tuple(n for n in job.needs if n in workflow.jobs) for jid, job in workflow.jobs.items()}
+    problems: list[Diagnostic] = []
+    for _ in range(MAX_CYCLES_REPORTED):
+        try:
+            return topological_order(graph), problems
+        except graphlib.CycleError as exc:
+            cycle: list[str] = list(exc.args[1])  # [a, b, ..., a], each needing the next one's predecessor
+            path = list(reversed(cycle))  # a needs b needs c ... needs a
+            first = workflow.jobs[path[0]]
+            second = path[1]
+            index = _need_index(workflow, path[0], second)
+            problems.append(source.diagnostic(
+                ("jobs", first.name, "needs", index) if index is not None else ("jobs", first.name, "needs"),
+                "dependency cycle: " + " -> ".join(path) + " (each needs the next); remove one of these needs",
+                "cycle",
+            ))
+            graph[path[0]] = tuple(n for n in graph[path[0]] if n != second)  # break it, look for more
+    return [], problems
+
+
+def _need_index(workflow: ResolvedWorkflow, job_id: str, needed: str) -> int | None:
+    job = workflow.jobs[job_id]
+    raw = workflow.spec.jobs[job.name].needs
+    for i, entry in enumerate(raw):
+        if entry == needed or needed in workflow.groups.get(entry, ()):
+            return i
+    return None
+
+
+def find_repo_root(start: Path) -> Path:
+    """The nearest folder above `start` holding `.git`; `start` itself when there is none."""
+    for folder in (start, *start.parents):
+        if (folder / ".git").exists():
+            return folder
+    return start
+
+
+class _FileChecker:
+    def __init__(self, workflow: ResolvedWorkflow, source: Source, repo_root: Path) -> None:
+        self.workflow = workflow
+        self.source = source
+        self.repo_root = repo_root.resolve()
+        self.allow_outside = workflow.spec.allow_outside_repo
+        self.problems: dict[tuple[str, ValuePath], Diagnostic] = {}
+
+    def error(self, path: ValuePath, message: str, code: str) -> None:
+        d = self.source.diagnostic(path, message, code)
+        self.problems.setdefault((d.message, path), d)
+
+    def place(self, raw: str, path: ValuePath, what: str) -> Path | None:
+        """The absolute path of `raw`, or None (and a diagnostic) when it may not be used."""
+        if raw.startswith("~"):
+            raw = os.path.expanduser(raw)
+        candidate = Path(raw)
+        if candidate.is_absolute() and not self.allow_outside:
+            self.error(path, f"{what} path {raw!r} is absolute; use a path relative to the spec's folder, or set `allow_outside_repo: true`", "path-outside-repo")
+            return None
+        full = Path(os.path.normpath(self.workflow.base_dir.resolve() / candidate))
+        if not self.allow_outside and not _is_within(full, self.repo_root):
+            self.error(path, f"{what} path {raw!r} leads outside the repository ({self.repo_root}); keep job files in the repository, or set `allow_outside_repo: true`", "path-outside-repo")
+            return None
+        return full
+
+    def file(self, raw: str, path: ValuePath, what: str) -> Path | None:
+        full = self.place(raw, path, what)
+        if full is None:
+            return None
+        if not full.is_file():
+            state = "is a folder, not a file" if full.is_dir() else "does not exist"
+            self.error(path, f"{what} file {raw!r} {state} (looked for {full}); fix the path, which is relative to {self.workflow.base_dir}", f"missing-{what}")
+            return None
+        return full
+
+    def run(self) -> list[Diagnostic]:
+        for job in self.workflow.jobs.values():
+            base: ValuePath = ("jobs", job.name)
+            if job.fanout_pending:
+                continue  # its paths may use matrix values known only later
+            if job.script is not None and "script" not in job.deferred:
+                full = self.file(job.script, (*base, "script"), "script")
+                if full is not None and interpreter_argv(job.script, job.interpreter) is None and not os.access(full, os.X_OK):
+                    known = ", ".join(sorted(SUFFIXES))
+                    self.error((*base, "script"), f"cannot tell how to run {job.script!r}: set `interpreter:`, use a known suffix ({known}) or make it executable with a #! line", "unknown-interpreter")
+            if job.notebook is not None:
+                full = self.file(job.notebook, (*base, "notebook"), "notebook")
+                if full is not None:
+                    self._notebook(full, job.notebook, (*base, "notebook"))
+            for i, pattern in enumerate(job.inputs):
+                if "inputs" not in job.deferred:
+                    self.place(pattern, (*base, "inputs", i), "input")
+        return sorted(self.problems.values())
+
+    def _notebook(self, full: Path, raw: str, path: ValuePath) -> None:
+        if full.suffix != ".ipynb":
+            self.error(path, f"notebook {raw!r} must be a Jupyter notebook (.ipynb)", "bad-notebook")
+            return
+        try:
+            document = json.loads(full.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            self.error(path, f"notebook {raw!r} is not valid notebook JSON ({exc}); open and save it in Jupyter", "bad-notebook")
+            return
+        if not isinstance(document, dict) or not isinstance(document.get("cells"), list):
+            self.error(path, f"notebook {raw!r} has no `cells` list; it is not a Jupyter notebook", "bad-notebook")
+
+
+def check_files(workflow: ResolvedWorkflow, source: Source, repo_root: Path) -> list[Diagnostic]:
+    return _FileChecker(workflow, source, repo_root).run()
+
+
+def _is_within(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,234 @@
+"""The spec language (DESIGN.md, contract) as pydantic v2 models.
+
+These models check the *shape* of a spec: keys, types, units, exactly one job kind. Checks
+that need the whole workflow (needs, cycles, hosts, templates, files) live in
+`ccspec.spec.checks`. `schemas/workflow.schema.json` is generated from these models
+(`ccspec schema`), so editors and CI see the same rules.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from ccspec.spec.units import DURATION_HELP, MEMORY_HELP, parse_duration, parse_memory
+
+__all__ = [
+    "NAME_PATTERN",
+    "NAME_RULE",
+    "Defaults",
+    "Host",
+    "Job",
+    "LocalHost",
+    "Resources",
+    "SlurmHost",
+    "SshHost",
+    "Workflow",
+    "WslHost",
+]
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+NAME_RULE = "use lowercase letters, digits, '-' and '_', starting with a letter or digit, at most 63 characters"
+VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+ENV_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+VarName = Annotated[str, StringConstraints(pattern=VAR_PATTERN)]
+EnvName = Annotated[str, StringConstraints(pattern=ENV_PATTERN)]
+Scalar = str | int | float | bool
+
+_DURATION_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?\s*(d|h|m|s|ms)\s*)+$|^(\d+-)?\d+(:\d+){0,2}$"},
+        {"type": "number", "exclusiveMinimum": 0},
+    ],
+    "description": f"Seconds, or {DURATION_HELP}.",
+}
+Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(_DURATION_SCHEMA)]
+Memory = Annotated[
+    int,
+    BeforeValidator(parse_memory),
+    WithJsonSchema({
+        "anyOf": [
+            {"type": "string", "pattern": r"^\d+(\.\d+)?\s*[KMGTkmgt]?(i?[Bb])?$"},
+            {"type": "integer", "minimum": 1},
+        ],
+        "description": f"Megabytes, or {MEMORY_HELP}.",
+    }),
+]
+
+
+def _env_value(value: object) -> object:
+    # `DEBUG: yes` or `THREADS: 2` are meant as text; environment values are strings.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
+EnvValue = Annotated[str, BeforeValidator(_env_value)]
+
+
+def _one_or_many(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Resources(_Model):
+    """What a job asks of the machine; passed to schedulers, not part of the fingerprint."""
+
+    cpus: Annotated[int, Field(ge=1, le=100_000)] | None = Field(None, description="CPU cores")
+    mem: Memory | None = Field(None, description="Memory, e.g. 4G (megabytes when a number)")
+    time: Duration | None = Field(None, description="Wall-time limit asked of a scheduler")
+    gpus: Annotated[int, Field(ge=0, le=1024)] | None = Field(None, description="GPUs")
+
+
+class _HostBase(_Model):
+    workdir: str | None = Field(None, description="Folder where jobs run and ccspec keeps run folders")
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict, description="Environment for every job on this host")
+
+
+class LocalHost(_HostBase):
+    """This machine."""
+
+    type: Literal["local"]
+    max_jobs: Annotated[int, Field(ge=1)] | None = Field(None, description="Jobs at once on this host (default: -j)")
+
+
+class _RemoteLogin(_HostBase):
+    user: str | None = Field(None, description="Login name (default: from ~/.ssh/config or the current user)")
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    key: str | None = Field(None, description="Private key file")
+    proxy_jump: str | None = Field(None, description="Jump host, as ssh's -J")
+    python: str = Field("python3", description="Python on the remote side, for script and notebook jobs")
+
+
+class SshHost(_RemoteLogin):
+    """A machine reached over ssh; jobs run detached there."""
+
+    type: Literal["ssh"]
+    host: str = Field(..., min_length=1, description="Host name, address or ~/.ssh/config alias")
+    max_jobs: Annotated[int, Field(ge=1)] | None = None
+
+
+class SlurmHost(_RemoteLogin):
+    """A Slurm cluster, submitted to locally or through ssh to a login node."""
+
+    type: Literal["slurm"]
+    ssh: str | None = Field(None, description="Login node to submit through; omitted: sbatch on this machine")
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    sbatch: dict[str, Scalar] = Field(default_factory=dict, description="Extra sbatch options, e.g. {constraint: haswell}")
+
+    @field_validator("sbatch")
+    @classmethod
+    def _plain_options(cls, value: dict[str, Scalar]) -> dict[str, Scalar]:
+        for name in value:
+            if not name or name.startswith("-") or any(c.isspace() for c in name):
+                raise ValueError(f"sbatch option {name!r} must be a bare long-option name such as 'constraint'")
+        return value
+
+
+class WslHost(_HostBase):
+    """A Windows Subsystem for Linux distribution, reached through wsl.exe."""
+
+    type: Literal["wsl"]
+    distro: str = Field(..., min_length=1)
+    user: str | None = None
+    wsl_exe: str = Field("wsl.exe", description="Path of wsl.exe")
+
+
+Host = Annotated[LocalHost | SshHost | SlurmHost | WslHost, Field(discriminator="type")]
+HOST_TYPES = ("local", "ssh", "slurm", "wsl")
+
+
+class Defaults(_Model):
+    """Values every job gets unless it sets its own."""
+
+    host: str | None = None
+    timeout: Duration | None = None
+    retries: Annotated[int, Field(ge=0, le=100)] | None = None
+    resources: Resources | None = None
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict)
+    shell: str | None = None
+    workdir: str | None = None
+
+
+MatrixSpec = dict[str, Any] | str
+
+
+class Job(_Model):
+    """One job, or a family of jobs when it has a `matrix`."""
+
+    description: str | None = None
+    run: str | None = Field(None, description="A shell command (bash on POSIX)")
+    script: str | None = Field(None, description="A script file, relative to the spec")
+    notebook: str | None = Field(None, description="A Jupyter notebook, executed with papermill")
+    args: list[Scalar] = Field(default_factory=list, description="Arguments of a script (argv, no shell)")
+    interpreter: str | None = Field(None, description="Program that runs the script (default from its suffix)")
+    shell: str | None = Field(None, description="Shell of a run: command, e.g. bash, sh, cmd, powershell")
+    parameters: dict[str, Any] = Field(default_factory=dict, description="Notebook parameters (papermill)")
+    kernel: str | None = Field(None, description="Notebook kernel name")
+    host: str | None = None
+    needs: Annotated[list[str], BeforeValidator(_one_or_many)] = Field(default_factory=list)
+    matrix: MatrixSpec | None = Field(None, description="Fan-out: {name: [values]}, with optional include/exclude, or a template of an upstream output")
+    inputs: Annotated[list[str], BeforeValidator(_one_or_many)] = Field(default_factory=list, description="Files (globs) whose content is part of the fingerprint")
+    resources: Resources | None = None
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict)
+    retries: Annotated[int, Field(ge=0, le=100)] | None = None
+    timeout: Duration | None = None
+    workdir: str | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Job:
+        kinds = [k for k in ("run", "script", "notebook") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            found = " and ".join(kinds) if kinds else "none"
+            raise ValueError(f"a job needs exactly one of run, script or notebook (found {found})")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "run" if self.run is not None else "script" if self.script is not None else "notebook"
+
+
+class Workflow(_Model):
+    """A workflow spec file."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True,
+        json_schema_extra={"title": "ccspec workflow", "$id": "https://ccspec.dev/schemas/workflow.schema.json"},
+    )
+
+    version: Literal[1] = Field(..., description="Spec language version; must be 1")
+    name: Name | None = Field(None, description="Workflow name; defaults to the file stem")
+    description: str | None = None
+    vars: dict[VarName, Any] = Field(default_factory=dict, description="Template values; `--var k=v` overrides")
+    secrets: list[VarName] = Field(default_factory=list, description="Names of vars to redact in status files, API and logs")
+    hosts: dict[Name, Host] = Field(default_factory=dict, description="Where jobs run; `local` always exists")
+    defaults: Defaults = Field(default_factory=Defaults)
+    allow_outside_repo: bool = Field(False, description="Allow script, notebook and input paths outside the repository")
+    jobs: dict[Name, Job] = Field(..., min_length=1, description="The jobs, by name")
+
+    @field_validator("hosts")
+    @classmethod
+    def _local_is_local(cls, hosts: dict[str, Any]) -> dict[str, Any]:
+        local = hosts.get("local")
+        if local is not None and not isinstance(local, LocalHost):
+            raise ValueError("the host name `local` is reserved for this machine (type: local); give this host another name")
+        return hosts

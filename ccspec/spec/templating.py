@@ -1,0 +1,163 @@
+"""Jinja2 templates in specs: a sandbox, strict undefined values, and a `q` filter.
+
+Called by `ccspec.spec.resolve` while it expands jobs, and again by the engine when upstream
+outputs become known. Jinja is imported only when a spec contains template syntax, so a
+large spec without templates never pays for it.
+
+Rules the docs teach:
+- `{{ x | q }}` shell-quotes a value; use it for anything interpolated into `run:`, which is a
+  shell command. `args:` are passed as argv without a shell and need no quoting.
+- A string that is a single `{{ expression }}` keeps the expression's type, so
+  `parameters: {scores: "{{ jobs.train.outputs }}"}` passes a list, not its text.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+__all__ = [
+    "CONTEXT_NAMES",
+    "TemplateInfo",
+    "TemplateProblem",
+    "analyze",
+    "has_template",
+    "render",
+    "shell_quote",
+]
+
+CONTEXT_NAMES = frozenset({"vars", "matrix", "workflow", "job", "jobs"})
+_MARKERS = ("{{", "{%", "{#")
+_SINGLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}|\{\{|\{%|\{#).)*)\}\}\s*$", re.DOTALL)
+
+
+class TemplateProblem(Exception):
+    """A template that cannot be rendered; `code` says which kind of problem."""
+
+    def __init__(self, message: str, code: str, line: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.line = line  # line inside the template, 1-based
+
+
+def has_template(value: str) -> bool:
+    return "{" in value and any(m in value for m in _MARKERS)
+
+
+def shell_quote(value: Any) -> str:
+    """The `q` filter: one shell word per value; a list becomes space-separated words."""
+    if isinstance(value, (list, tuple)):
+        return " ".join(shlex.quote(_text(v)) for v in value)
+    return shlex.quote(_text(value))
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+_MAX_SIZE = 1_000_000  # longest string or list a template may build with `*`
+
+
+@lru_cache(maxsize=1)
+def _environment() -> Any:
+    from jinja2 import StrictUndefined
+    from jinja2.exceptions import SecurityError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class Sandbox(ImmutableSandboxedEnvironment):
+        """Also refuses `'x' * 10**10` and huge powers, which would exhaust memory."""
+
+        intercepted_binops = frozenset({"*", "**"})
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            if operator == "**" and isinstance(right, (int, float)) and abs(right) > 1000:
+                raise SecurityError("exponent too large")
+            if operator == "*":
+                for seq, count in ((left, right), (right, left)):
+                    if isinstance(seq, (str, list, tuple)) and isinstance(count, int) and len(seq) * count > _MAX_SIZE:
+                        raise SecurityError(f"result longer than {_MAX_SIZE:,} items")
+            return super().call_binop(context, operator, left, right)
+
+    env = Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    env.filters["q"] = shell_quote
+    env.filters["shell_quote"] = shell_quote
+    return env
+
+
+@dataclass(frozen=True)
+class TemplateInfo:
+    """What a template refers to, found in its syntax tree before rendering."""
+
+    names: frozenset[str]  # top-level names it reads
+    vars: frozenset[str]  # vars.X it reads
+    matrix: frozenset[str]  # matrix.X it reads
+    jobs: frozenset[str]  # jobs.X it reads (upstream outputs: rendered at run time)
+
+
+@lru_cache(maxsize=4096)
+def analyze(source: str) -> TemplateInfo:
+    """Parse a template; raises TemplateProblem for a syntax error."""
+    from jinja2 import TemplateSyntaxError, meta, nodes
+
+    env = _environment()
+    try:
+        tree = env.parse(source)
+    except TemplateSyntaxError as exc:
+        raise TemplateProblem(f"template syntax error: {exc.message}", "template-syntax", exc.lineno or 1) from None
+    found: dict[str, set[str]] = {"vars": set(), "matrix": set(), "jobs": set()}
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        target = node.node
+        if not isinstance(target, nodes.Name) or target.name not in found:
+            continue
+        if isinstance(node, nodes.Getattr):
+            found[target.name].add(node.attr)
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            found[target.name].add(node.arg.value)
+    return TemplateInfo(
+        names=frozenset(meta.find_undeclared_variables(tree)),
+        vars=frozenset(found["vars"]),
+        matrix=frozenset(found["matrix"]),
+        jobs=frozenset(found["jobs"]),
+    )
+
+
+@lru_cache(maxsize=4096)
+def _compiled(source: str) -> Any:
+    env = _environment()
+    match = _SINGLE_EXPRESSION.match(source)
+    if match:
+        return ("expression", env.compile_expression(match.group("expr"), undefined_to_none=False))
+    return ("template", env.from_string(source))
+
+
+def render(source: str, context: dict[str, Any]) -> Any:
+    """Render one template string. A lone `{{ expression }}` keeps its native type."""
+    from jinja2 import TemplateError, TemplateSyntaxError, Undefined
+    from jinja2.exceptions import SecurityError, UndefinedError
+
+    try:
+        kind, compiled = _compiled(source)
+        if kind == "expression":
+            value = compiled(**context)
+            if isinstance(value, Undefined):
+                str(value)  # StrictUndefined raises here with its message
+            return value
+        return compiled.render(context)
+    except SecurityError as exc:
+        raise TemplateProblem(f"unsafe template rejected by the sandbox: {exc}", "template-sandbox") from None
+    except UndefinedError as exc:
+        raise TemplateProblem(f"undefined template value: {exc.message}", "template-undefined") from None
+    except TemplateSyntaxError as exc:
+        raise TemplateProblem(f"template syntax error: {exc.message}", "template-syntax", exc.lineno or 1) from None
+    except TemplateError as exc:
+        raise TemplateProblem(f"template error: {exc}", "template-error") from None
+    except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError, OverflowError) as exc:
+        raise TemplateProblem(f"template failed: {type(exc).__name__}: {exc}", "template-error") from None
+    except RecursionError:
+        raise TemplateProblem("template failed: recursion too deep", "template-error") from None
