@@ -18,7 +18,24 @@ def schema() -> dict[str, Any]:
     from ccspec.spec.models import Workflow
 
     generated = Workflow.model_json_schema()
-    return {"$schema": SCHEMA_DIALECT, **generated}
+    return {"$schema": SCHEMA_DIALECT, **_names_checked(generated)}
+
+
+def _names_checked(node: Any) -> Any:
+    """Pydantic writes constrained dict keys as `patternProperties`, which lets other keys
+    through; `propertyNames` + `additionalProperties` rejects them, as ccspec does."""
+    if isinstance(node, list):
+        return [_names_checked(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _names_checked(v) for k, v in node.items()}
+    patterns = out.get("patternProperties")
+    if isinstance(patterns, dict) and len(patterns) == 1 and "additionalProperties" not in out:
+        (pattern, value), = patterns.items()
+        del out["patternProperties"]
+        out["propertyNames"] = {"pattern": pattern}
+        out["additionalProperties"] = value
+    return out
 
 
 def schema_text() -> str:

@@ -49,7 +49,7 @@ Scalar = str | int | float | bool
 
 _DURATION_SCHEMA = {
     "anyOf": [
-        {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?\s*(d|h|m|s|ms)\s*)+$|^(\d+-)?\d+(:\d+){0,2}$"},
+        {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?\s*(ms|d|h|m|s)\s*)+$|^(\d+-)?\d+(:\d+){0,2}$"},
         {"type": "number", "exclusiveMinimum": 0},
     ],
     "description": f"Seconds, or {DURATION_HELP}.",

@@ -40,6 +40,7 @@ _SCALARS = {
     "tag:yaml.org,2002:null": _CONSTRUCT.construct_yaml_null,
 }
 # Kept as written: a date in a spec is text for a template, not a datetime object.
+_COLLECTION_TAGS = {"tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"}
 _AS_TEXT = {"tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:binary", "tag:yaml.org,2002:value"}
 
 
@@ -137,7 +138,7 @@ def parse_text(text: str, file: str = "<spec>") -> tuple[Source | None, list[Dia
     try:
         root = yaml.compose(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as exc:
-        return None, [_syntax_diagnostic(file, exc)]
+        return None, [_syntax_diagnostic(file, exc, text)]
     except yaml.YAMLError as exc:  # unmarked errors are rare (reader errors)
         return None, [Diagnostic(file, 1, 1, f"YAML error: {exc}", "yaml-syntax")]
     except RecursionError:
@@ -158,20 +159,24 @@ def parse_text(text: str, file: str = "<spec>") -> tuple[Source | None, list[Dia
     return Source(file, text, data, root), converter.problems(file)
 
 
-def _syntax_diagnostic(file: str, exc: yaml.MarkedYAMLError) -> Diagnostic:
+def _syntax_diagnostic(file: str, exc: yaml.MarkedYAMLError, text: str) -> Diagnostic:
     mark = exc.problem_mark or exc.context_mark
     line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
     problem = exc.problem or "invalid YAML"
+    lines = text.splitlines()
+    if 0 < line <= len(lines) and "\t" in lines[line - 1][: col]:
+        problem += "; YAML indentation must use spaces, not tabs"
     if "expected a single document" in str(exc.context or "") or "but found another document" in problem:
         return Diagnostic(file, line, col, "a spec file holds one YAML document; remove the second `---` or split the file", "multiple-documents")
     hint = ""
-    if "'\\t'" in problem:
-        hint = "; YAML indentation must use spaces, not tabs"
-    elif "mapping values are not allowed" in problem:
+    if "mapping values are not allowed" in problem:
         hint = "; a value containing ': ' must be quoted"
     elif "found undefined alias" in (exc.context or "") + problem:
         hint = "; define the anchor (&name) before using it (*name)"
     context = f" {exc.context}" if exc.context else ""
+    start = exc.context_mark
+    if start is not None and mark is not None and (start.line, start.column) != (mark.line, mark.column):
+        hint += f" (it started on line {start.line + 1}, column {start.column + 1})"
     return Diagnostic(file, line, col, f"YAML syntax error{context}: {problem}{hint}", "yaml-syntax")
 
 
@@ -206,6 +211,8 @@ class _Converter:
             raise _LoadError(node, "recursive alias: an anchored value contains itself", "yaml-alias")
         if depth >= MAX_DEPTH:
             raise _LoadError(node, f"values are nested more than {MAX_DEPTH} levels deep", "yaml-depth")
+        if node.tag not in _COLLECTION_TAGS:
+            raise _LoadError(node, f"unsupported YAML tag {node.tag!r}; ccspec specs use plain YAML values", "yaml-tag")
         self._active.add(key)
         if type(node) is SequenceNode:
             items: list[Any] = []

@@ -100,10 +100,10 @@ def validate_paths(paths: Iterable[str | os.PathLike[str]], overrides: Mapping[s
     if not files:
         raise UsageError("no spec files found (a folder means its *.yaml and *.yml files)")
     reports = [validate_file(f, overrides=overrides) for f in files]
-    declared = {k for r in reports if r.workflow is not None for k in r.workflow.spec.vars}
+    declared = {k for r in reports if r.source is not None and isinstance(r.source.data.get("vars"), dict) for k in r.source.data["vars"]}
     for key in overrides:
-        if declared and key not in declared:
-            raise UsageError(f"--var {key}: no spec declares this variable{suggest(key, declared)}; declared: {', '.join(sorted(declared))}")
+        if key not in declared:
+            raise UsageError(f"--var {key}: no spec declares this variable{suggest(key, declared)}; declared: {', '.join(sorted(declared)) or 'none'}")
     owners: dict[str, SpecReport] = {}
     for report in reports:
         if report.name is None:

@@ -1,0 +1,39 @@
+"""The repository's own promises: CI runs the README's test command, code is ruff-clean,
+templates and schemas ship inside the package."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+
+def readme_commands() -> list[str]:
+    block = re.search(r"```sh\n(.*?)```", (REPO / "README.md").read_text(), re.DOTALL)
+    assert block, "README must start with a sh block of set-up commands"
+    return [line for line in block.group(1).splitlines() if line and not line.startswith("#")]
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    install, test = readme_commands()[:2]
+    assert "ccspec" in install and "pytest" in test
+    assert test in (REPO / ".ci" / "run").read_text().splitlines()
+
+
+def test_ruff_clean() -> None:
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "ccspec", "tests", "bench"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_pre_commit_hook_runs_validate() -> None:
+    import yaml
+
+    [hook] = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())
+    assert hook["id"] == "ccspec-validate" and hook["entry"] == "ccspec validate"
+
+
+def test_module_entry_point() -> None:
+    result = subprocess.run([sys.executable, "-m", "ccspec", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
