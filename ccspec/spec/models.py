@@ -17,7 +17,6 @@ from pydantic import (
     Field,
     StringConstraints,
     WithJsonSchema,
-    field_validator,
     model_validator,
 )
 
@@ -46,6 +45,8 @@ Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 VarName = Annotated[str, StringConstraints(pattern=VAR_PATTERN)]
 EnvName = Annotated[str, StringConstraints(pattern=ENV_PATTERN)]
 Scalar = str | int | float | bool
+SbatchOption = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")]
+Count = Annotated[int, Field(strict=True)]  # YAML gives real ints; `true` is not a count
 
 _DURATION_SCHEMA = {
     "anyOf": [
@@ -81,7 +82,19 @@ EnvValue = Annotated[str, BeforeValidator(_env_value)]
 
 
 def _one_or_many(value: object) -> object:
-    return [value] if isinstance(value, str) else value
+    """`needs: fetch` means `needs: [fetch]`; `needs: [1]` names the job "1"."""
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        value = [value]
+    if isinstance(value, list):
+        return [str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for v in value]
+    return value
+
+
+def _number_version(value: object) -> object:
+    if isinstance(value, bool) or not isinstance(value, int):
+        shown = f"the text {value!r}; remove the quotes" if isinstance(value, str) else repr(value)
+        raise ValueError(f"`version` must be the number 1, not {shown}")
+    return value
 
 
 class _Model(BaseModel):
@@ -91,10 +104,10 @@ class _Model(BaseModel):
 class Resources(_Model):
     """What a job asks of the machine; passed to schedulers, not part of the fingerprint."""
 
-    cpus: Annotated[int, Field(ge=1, le=100_000)] | None = Field(None, description="CPU cores")
+    cpus: Annotated[Count, Field(ge=1, le=100_000)] | None = Field(None, description="CPU cores")
     mem: Memory | None = Field(None, description="Memory, e.g. 4G (megabytes when a number)")
     time: Duration | None = Field(None, description="Wall-time limit asked of a scheduler")
-    gpus: Annotated[int, Field(ge=0, le=1024)] | None = Field(None, description="GPUs")
+    gpus: Annotated[Count, Field(ge=0, le=1024)] | None = Field(None, description="GPUs")
 
 
 class _HostBase(_Model):
@@ -106,12 +119,12 @@ class LocalHost(_HostBase):
     """This machine."""
 
     type: Literal["local"]
-    max_jobs: Annotated[int, Field(ge=1)] | None = Field(None, description="Jobs at once on this host (default: -j)")
+    max_jobs: Annotated[Count, Field(ge=1)] | None = Field(None, description="Jobs at once on this host (default: -j)")
 
 
 class _RemoteLogin(_HostBase):
     user: str | None = Field(None, description="Login name (default: from ~/.ssh/config or the current user)")
-    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    port: Annotated[Count, Field(ge=1, le=65535)] | None = None
     key: str | None = Field(None, description="Private key file")
     proxy_jump: str | None = Field(None, description="Jump host, as ssh's -J")
     python: str = Field("python3", description="Python on the remote side, for script and notebook jobs")
@@ -122,7 +135,7 @@ class SshHost(_RemoteLogin):
 
     type: Literal["ssh"]
     host: str = Field(..., min_length=1, description="Host name, address or ~/.ssh/config alias")
-    max_jobs: Annotated[int, Field(ge=1)] | None = None
+    max_jobs: Annotated[Count, Field(ge=1)] | None = None
 
 
 class SlurmHost(_RemoteLogin):
@@ -133,15 +146,7 @@ class SlurmHost(_RemoteLogin):
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
-    sbatch: dict[str, Scalar] = Field(default_factory=dict, description="Extra sbatch options, e.g. {constraint: haswell}")
-
-    @field_validator("sbatch")
-    @classmethod
-    def _plain_options(cls, value: dict[str, Scalar]) -> dict[str, Scalar]:
-        for name in value:
-            if not name or name.startswith("-") or any(c.isspace() for c in name):
-                raise ValueError(f"sbatch option {name!r} must be a bare long-option name such as 'constraint'")
-        return value
+    sbatch: dict[SbatchOption, Scalar] = Field(default_factory=dict, description="Extra sbatch options, e.g. {constraint: haswell}")
 
 
 class WslHost(_HostBase):
@@ -162,7 +167,7 @@ class Defaults(_Model):
 
     host: str | None = None
     timeout: Duration | None = None
-    retries: Annotated[int, Field(ge=0, le=100)] | None = None
+    retries: Annotated[Count, Field(ge=0, le=100)] | None = None
     resources: Resources | None = None
     env: dict[EnvName, EnvValue] = Field(default_factory=dict)
     shell: str | None = None
@@ -190,7 +195,7 @@ class Job(_Model):
     inputs: Annotated[list[str], BeforeValidator(_one_or_many)] = Field(default_factory=list, description="Files (globs) whose content is part of the fingerprint")
     resources: Resources | None = None
     env: dict[EnvName, EnvValue] = Field(default_factory=dict)
-    retries: Annotated[int, Field(ge=0, le=100)] | None = None
+    retries: Annotated[Count, Field(ge=0, le=100)] | None = None
     timeout: Duration | None = None
     workdir: str | None = None
 
@@ -215,7 +220,7 @@ class Workflow(_Model):
         json_schema_extra={"title": "ccspec workflow", "$id": "https://ccspec.dev/schemas/workflow.schema.json"},
     )
 
-    version: Literal[1] = Field(..., description="Spec language version; must be 1")
+    version: Annotated[Literal[1], BeforeValidator(_number_version)] = Field(..., description="Spec language version; must be 1")
     name: Name | None = Field(None, description="Workflow name; defaults to the file stem")
     description: str | None = None
     vars: dict[VarName, Any] = Field(default_factory=dict, description="Template values; `--var k=v` overrides")
@@ -225,10 +230,3 @@ class Workflow(_Model):
     allow_outside_repo: bool = Field(False, description="Allow script, notebook and input paths outside the repository")
     jobs: dict[Name, Job] = Field(..., min_length=1, description="The jobs, by name")
 
-    @field_validator("hosts")
-    @classmethod
-    def _local_is_local(cls, hosts: dict[str, Any]) -> dict[str, Any]:
-        local = hosts.get("local")
-        if local is not None and not isinstance(local, LocalHost):
-            raise ValueError("the host name `local` is reserved for this machine (type: local); give this host another name")
-        return hosts

@@ -70,11 +70,19 @@ class _Resolver:
 
     def run(self) -> tuple[ResolvedWorkflow, list[Diagnostic]]:
         wf = self.workflow
-        if wf.defaults.host is not None and wf.defaults.host not in self.hosts and wf.defaults.host not in self.invalid:
-            self.error(("defaults", "host"), f"unknown host {wf.defaults.host!r}{suggest(wf.defaults.host, self.hosts)}; define it under `hosts:`", "unknown-host")
-        for secret in wf.secrets:
+        local = wf.hosts.get("local")
+        if local is not None and not isinstance(local, LocalHost):
+            self.error(("hosts", "local"), "the host name `local` is reserved for this machine (type: local); give this host another name", "reserved-host", key=True)
+            self.hosts["local"] = LocalHost(type="local")
+        self.default_host = "local"
+        if wf.defaults.host is not None:
+            ctx = job_context(wf, self.name, self.vars, "", "", {})
+            host, _ = self._template(wf.defaults.host, ("defaults", "host"), ctx, may_defer=False)
+            self.default_host = str(host)
+            self._check_host(self.default_host, ("defaults", "host"))
+        for i, secret in enumerate(wf.secrets):
             if secret not in wf.vars:
-                self.error(("secrets",), f"secret {secret!r} is not one of the vars; declare it under `vars:`", "unknown-secret")
+                self.error(("secrets", i), f"secret {secret!r} is not one of the vars; declare it under `vars:`", "unknown-secret")
         groups: dict[str, tuple[str, ...]] = {}
         expanded: list[tuple[str, Job, dict[str, Any] | None]] = []  # combo None: fan-out pending
         owner: dict[str, str] = {}
@@ -152,9 +160,9 @@ class _Resolver:
             ctx = job_context(self.workflow, self.name, self.vars, job_name, job_id, combo or {})
             text, args, inputs, needs_raw, env, parameters = self._rendered(job, base, ctx, pending, deferred, upstream)
 
-        host = text.get("host") or self.workflow.defaults.host or "local"
-        if "host" in text and not pending and host not in self.hosts and host not in self.invalid:
-            self.error((*base, "host"), f"unknown host {host!r}{suggest(host, [*self.hosts, *self.invalid])}; define it under `hosts:` (local always exists)", "unknown-host")
+        host = text.get("host") or self.default_host
+        if "host" in text and not pending:
+            self._check_host(host, (*base, "host"))
         needs = self._needs(job_name, job_id, needs_raw, groups, base)
 
         d = self.workflow.defaults
@@ -213,6 +221,11 @@ class _Resolver:
         parameters, _ = field("parameters", dict(job.parameters))
         return text, args, inputs, needs_raw, env, parameters
 
+    def _check_host(self, host: str, path: ValuePath) -> None:
+        if host in self.hosts or host in self.invalid or has_template(host):  # a failed template is reported already
+            return
+        self.error(path, f"unknown host {host!r}{suggest(host, [*self.hosts, *self.invalid])}; define it under `hosts:` (local always exists)", "unknown-host")
+
     def _scan(self, job: Job, base: ValuePath) -> bool:
         """Report keys that do not fit the job's kind; return whether the job holds templates.
 
@@ -240,7 +253,7 @@ class _Resolver:
             elif entry in self.invalid:
                 continue  # already reported where that job is defined
             else:
-                choices = [*groups, *all_ids]
+                choices = [*groups, *all_ids, *self.invalid]
                 hint = suggest(entry, choices) or "; check the name under `jobs:`"
                 self.error((*base, "needs", i), f"job {job_name!r} needs unknown job {entry!r}{hint}", "unknown-need")
                 continue

@@ -133,8 +133,11 @@ def _describe(data: Any, err: Any, loc: tuple[Any, ...]) -> tuple[str, ValuePath
     if is_key:
         container = path[:-1]
         name = str(path[-1]) if path else "?"
-        what = {"jobs": "job", "hosts": "host", "vars": "variable", "env": "environment variable"}.get(str(container[-1]) if container else "", "key")
-        rule = NAME_RULE if what in ("job", "host") else "use letters, digits and _, not starting with a digit"
+        what = {"jobs": "job", "hosts": "host", "vars": "variable", "env": "environment variable", "sbatch": "sbatch option"}.get(str(container[-1]) if container else "", "key")
+        rule = {
+            "job": NAME_RULE, "host": NAME_RULE,
+            "sbatch option": f"write the long option without dashes, e.g. {name.lstrip('-')!r}",
+        }.get(what, "use letters, digits and _, not starting with a digit")
         return f"invalid {what} name {name!r}: {rule}", path, True
     if kind == "union_tag_invalid":
         tag = err.get("ctx", {}).get("tag", "?")
@@ -145,11 +148,25 @@ def _describe(data: Any, err: Any, loc: tuple[Any, ...]) -> tuple[str, ValuePath
         return f"unsupported spec version {_value_at(data, path)!r}: this ccspec reads `version: 1`", path, False
     if kind == "string_pattern_mismatch" and path == ("name",):
         return f"invalid workflow name {_value_at(data, path)!r}: {NAME_RULE}", path, False
+    if kind in ("dict_type", "model_type"):
+        value = _value_at(data, path)
+        found = "nothing" if value is None else f"a {_kind_of(value)}"
+        if len(path) == 2 and path[0] == "jobs":
+            if value is None:
+                return f"job {path[1]!r} is empty; give it run, script or notebook", path, True
+            return f"job {path[1]!r} must be a mapping of keys (run, needs, ...), found {found}", path, False
+        if path == ("jobs",) and value is None:
+            return "`jobs:` is empty: a workflow needs at least one job", path, True
+        return f"{_where(path)} must be a mapping (key: value), found {found}", path, value is None
     if kind == "too_short" and path == ("jobs",):
         return "`jobs:` is empty: a workflow needs at least one job", path, False
     value = _value_at(data, path)
     shown = f" (got {value!r})" if value is not None and not isinstance(value, (dict, list)) else ""
     return f"{_where(path)}: {msg[0].lower() + msg[1:] if msg else 'invalid value'}{shown if 'got' not in msg else ''}", path, False
+
+
+def _kind_of(value: Any) -> str:
+    return {list: "list", str: "text", int: "number", float: "number", bool: "true/false"}.get(type(value), type(value).__name__)
 
 
 def _value_at(data: Any, path: ValuePath) -> Any:

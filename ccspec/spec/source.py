@@ -139,8 +139,13 @@ def parse_text(text: str, file: str = "<spec>") -> tuple[Source | None, list[Dia
         root = yaml.compose(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as exc:
         return None, [_syntax_diagnostic(file, exc, text)]
-    except yaml.YAMLError as exc:  # unmarked errors are rare (reader errors)
-        return None, [Diagnostic(file, 1, 1, f"YAML error: {exc}", "yaml-syntax")]
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow
+        before = text[: exc.position]
+        line, col = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        return None, [Diagnostic(file, line, col, f"control character U+{ord(char):04X} is not allowed in YAML; remove it", "yaml-syntax")]
+    except yaml.YAMLError as exc:
+        return None, [Diagnostic(file, 1, 1, f"YAML error: {str(exc).splitlines()[0]}", "yaml-syntax")]
     except RecursionError:
         return None, [Diagnostic(file, 1, 1, "the YAML nesting is too deep", "yaml-depth")]
     if root is None:
@@ -171,6 +176,8 @@ def _syntax_diagnostic(file: str, exc: yaml.MarkedYAMLError, text: str) -> Diagn
     hint = ""
     if "mapping values are not allowed" in problem:
         hint = "; a value containing ': ' must be quoted"
+    elif "did not find expected key" in problem or "expected <block end>" in problem:
+        hint = "; check the indentation of this line: keys of one mapping must line up"
     elif "found undefined alias" in (exc.context or "") + problem:
         hint = "; define the anchor (&name) before using it (*name)"
     context = f" {exc.context}" if exc.context else ""
@@ -178,6 +185,10 @@ def _syntax_diagnostic(file: str, exc: yaml.MarkedYAMLError, text: str) -> Diagn
     if start is not None and mark is not None and (start.line, start.column) != (mark.line, mark.column):
         hint += f" (it started on line {start.line + 1}, column {start.column + 1})"
     return Diagnostic(file, line, col, f"YAML syntax error{context}: {problem}{hint}", "yaml-syntax")
+
+
+def _short_tag(tag: str) -> str:
+    return "!!" + tag.removeprefix("tag:yaml.org,2002:") if tag.startswith("tag:yaml.org,2002:") else tag
 
 
 class _Converter:
@@ -212,7 +223,7 @@ class _Converter:
         if depth >= MAX_DEPTH:
             raise _LoadError(node, f"values are nested more than {MAX_DEPTH} levels deep", "yaml-depth")
         if node.tag not in _COLLECTION_TAGS:
-            raise _LoadError(node, f"unsupported YAML tag {node.tag!r}; ccspec specs use plain YAML values", "yaml-tag")
+            raise _LoadError(node, f"unsupported YAML tag {_short_tag(node.tag)!r}; ccspec specs use plain YAML values", "yaml-tag")
         self._active.add(key)
         if type(node) is SequenceNode:
             items: list[Any] = []
@@ -238,13 +249,13 @@ class _Converter:
 
     def _mapping(self, node: MappingNode, depth: int) -> tuple[dict[str, Any], int]:
         out: dict[str, Any] = {}
-        merges: list[Node] = []
+        merges: list[tuple[Node, Node]] = []
         size = 1
         for k, v in node.value:
             if type(k) is not ScalarNode:
                 raise _LoadError(k, "mapping keys must be plain text, not lists or mappings", "yaml-key")
             if k.tag == _MERGE:
-                merges.extend(v.value if type(v) is SequenceNode else [v])
+                merges.extend((k, m) for m in (v.value if type(v) is SequenceNode else [v]))
                 continue
             name = k.value
             if name in out:
@@ -256,9 +267,9 @@ class _Converter:
             else:
                 out[name], n = self.convert(v, depth + 1)
                 size += n
-        for m in merges:  # explicit keys win over merged ones, earlier merges over later
+        for merge_key, m in merges:  # explicit keys win over merged ones, earlier merges over later
             if type(m) is not MappingNode:
-                raise _LoadError(m, "`<<` merges only mappings (or a list of mappings)", "yaml-merge")
+                raise _LoadError(merge_key, "`<<` merges only mappings (or a list of mappings)", "yaml-merge")
             merged, n = self.convert(m, depth + 1)
             size += n
             for name, value in merged.items():
@@ -272,7 +283,11 @@ class _Converter:
             return node.value
         build = _SCALARS.get(tag)
         if build is not None:
-            return build(node)
+            try:
+                return build(node)
+            except (ValueError, KeyError, TypeError):
+                kind = tag.rsplit(":", 1)[-1]
+                raise _LoadError(node, f"the tag !!{kind} cannot read {node.value!r} as a {kind}; remove the tag or fix the value", "yaml-tag") from None
         if tag in _AS_TEXT:
             return node.value
-        raise _LoadError(node, f"unsupported YAML tag {tag!r}; ccspec specs use plain YAML values", "yaml-tag")
+        raise _LoadError(node, f"unsupported YAML tag {_short_tag(tag)!r}; ccspec specs use plain YAML values", "yaml-tag")

@@ -6,6 +6,7 @@ minutes and megabytes).
 
 from __future__ import annotations
 
+import math
 import re
 
 __all__ = ["format_duration", "parse_duration", "parse_memory"]
@@ -31,8 +32,8 @@ def parse_duration(value: object) -> float:
         seconds = _text_duration(text)
     else:
         raise ValueError(f"expected {DURATION_HELP}, got {value!r}")
-    if seconds <= 0:
-        raise ValueError(f"a duration must be positive, got {value!r}")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"a duration must be a finite positive number, got {value!r}")
     return seconds
 
 
@@ -50,6 +51,8 @@ def _text_duration(text: str) -> float:
         if not days and text.count(":") == 1:  # Slurm reads MM:SS when there is no day part
             parts = [0, *parts[:2]]
         h, m, s = parts
+        if m >= 60 or s >= 60 or (days and h >= 24):
+            raise ValueError(f"expected {DURATION_HELP}, got {text!r} (minutes and seconds go up to 59)")
         return int(days or 0) * 86400 + h * 3600 + m * 60 + s
     pos = 0
     total = 0.0

@@ -1,0 +1,336 @@
+"""Recorded state in SQLite (`.ccspec/state.db`): workflows, jobs, attempts, events, leases.
+
+Used by plan (reads), the engine (writes as jobs move) and status/logs/serve (reads). WAL
+mode lets readers look while an apply writes. The schema is versioned with
+`PRAGMA user_version` and migrated forward on open.
+
+Crash safety: a launch is recorded as an attempt in state `launching` *before* the process
+starts, and its handle (pid, Slurm id) right after, so a restarted runner always finds what
+may be out there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ccspec.errors import CcspecError
+from ccspec.states import JobState
+
+__all__ = ["Attempt", "LeaseHeld", "RecordedJob", "StateStore"]
+
+MIGRATIONS = [
+    """
+    CREATE TABLE workflows (
+        name TEXT PRIMARY KEY, spec_path TEXT, updated REAL
+    );
+    CREATE TABLE jobs (
+        workflow TEXT NOT NULL, id TEXT NOT NULL, name TEXT NOT NULL,
+        state TEXT NOT NULL, reason TEXT,
+        fingerprint TEXT, parts TEXT,
+        success_fingerprint TEXT, success_parts TEXT, success_seq INTEGER, outputs TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0, last_attempt INTEGER,
+        updated REAL,
+        PRIMARY KEY (workflow, id)
+    );
+    CREATE TABLE attempts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        workflow TEXT NOT NULL, job TEXT NOT NULL, number INTEGER NOT NULL,
+        host TEXT NOT NULL, handle TEXT, state TEXT NOT NULL, reason TEXT,
+        exit_code INTEGER, fingerprint TEXT, run_dir TEXT, log_path TEXT,
+        created REAL, started REAL, finished REAL,
+        progress REAL, message TEXT, outputs TEXT
+    );
+    CREATE INDEX attempts_by_job ON attempts (workflow, job, number);
+    CREATE INDEX attempts_active ON attempts (state) WHERE state IN ('launching', 'queued', 'running');
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        time REAL NOT NULL, workflow TEXT NOT NULL, job TEXT, attempt INTEGER,
+        kind TEXT NOT NULL, data TEXT
+    );
+    CREATE TABLE leases (
+        workflow TEXT PRIMARY KEY, token TEXT NOT NULL, pid INTEGER, host TEXT,
+        acquired REAL, expires REAL
+    );
+    """,
+]
+
+
+@dataclass(frozen=True)
+class RecordedJob:
+    workflow: str
+    id: str
+    name: str
+    state: JobState
+    reason: str | None
+    fingerprint: str | None  # of the last launch
+    parts: Mapping[str, str]
+    success_fingerprint: str | None
+    success_parts: Mapping[str, str]
+    success_seq: int | None  # attempt id of the last success: a logical clock across jobs
+    outputs: Mapping[str, Any]
+    attempts: int
+    last_attempt: int | None
+    updated: float | None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    id: int
+    workflow: str
+    job: str
+    number: int
+    host: str
+    handle: str | None
+    state: JobState
+    reason: str | None
+    exit_code: int | None
+    fingerprint: str | None
+    run_dir: str | None
+    log_path: str | None
+    created: float | None
+    started: float | None
+    finished: float | None
+    progress: float | None
+    message: str | None
+    outputs: Mapping[str, Any]
+
+
+class LeaseHeld(CcspecError):
+    """Another runner holds the workflow's lease."""
+
+    def __init__(self, workflow: str, pid: int, host: str, since: float) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since))
+        super().__init__(f"workflow {workflow!r} is being applied by pid {pid} on {host} since {stamp}; "
+                         "wait for it, run `ccspec cancel`, or pass --wait")
+        self.pid = pid
+        self.host = host
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, default=str)
+
+
+def _load(text: str | None) -> Any:
+    return json.loads(text) if text else {}
+
+
+class StateStore:
+    """One SQLite database; use from one thread (the engine's) at a time."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        self.path = folder / "state.db"
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise CcspecError(f"{self.path} was written by a newer ccspec (schema {version}); upgrade ccspec")
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in script.split(";"):  # executescript() would commit mid-migration
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version={number}")
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+
+    # -- leases ------------------------------------------------------------------------
+
+    def acquire_lease(self, workflow: str, ttl: float, *, token: str | None = None) -> str:
+        """Take the workflow's lease or raise LeaseHeld. A lease whose holder died on this
+        host, or that was not renewed in time, is taken over."""
+        token = token or uuid.uuid4().hex
+        now = time.time()
+        me = socket.gethostname()
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            row = self.db.execute("SELECT * FROM leases WHERE workflow=?", (workflow,)).fetchone()
+            holder_alive = row is not None and not (row["host"] == me and not _pid_alive(row["pid"]))
+            if row is not None and row["token"] != token and row["expires"] > now and holder_alive:
+                raise LeaseHeld(workflow, row["pid"], row["host"], row["acquired"])
+            self.db.execute(
+                "INSERT OR REPLACE INTO leases (workflow, token, pid, host, acquired, expires) VALUES (?,?,?,?,?,?)",
+                (workflow, token, os.getpid(), me, now, now + ttl))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return token
+
+    def renew_lease(self, workflow: str, token: str, ttl: float) -> bool:
+        cur = self.db.execute("UPDATE leases SET expires=? WHERE workflow=? AND token=?", (time.time() + ttl, workflow, token))
+        return cur.rowcount == 1
+
+    def release_lease(self, workflow: str, token: str) -> None:
+        self.db.execute("DELETE FROM leases WHERE workflow=? AND token=?", (workflow, token))
+
+    def lease_holder(self, workflow: str) -> tuple[int, str, float] | None:
+        row = self.db.execute("SELECT * FROM leases WHERE workflow=? AND expires>?", (workflow, time.time())).fetchone()
+        return None if row is None else (row["pid"], row["host"], row["acquired"])
+
+    # -- reads -------------------------------------------------------------------------
+
+    def workflows(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT name FROM workflows ORDER BY name")]
+
+    def recorded_jobs(self, workflow: str) -> dict[str, RecordedJob]:
+        rows = self.db.execute("SELECT * FROM jobs WHERE workflow=?", (workflow,))
+        return {r["id"]: _recorded(r) for r in rows}
+
+    def attempts(self, workflow: str, job: str | None = None) -> list[Attempt]:
+        if job is None:
+            rows = self.db.execute("SELECT * FROM attempts WHERE workflow=? ORDER BY id", (workflow,))
+        else:
+            rows = self.db.execute("SELECT * FROM attempts WHERE workflow=? AND job=? ORDER BY number", (workflow, job))
+        return [_attempt(r) for r in rows]
+
+    def attempt(self, attempt_id: int) -> Attempt:
+        return _attempt(self.db.execute("SELECT * FROM attempts WHERE id=?", (attempt_id,)).fetchone())
+
+    def active_attempts(self, workflow: str) -> list[Attempt]:
+        rows = self.db.execute(
+            "SELECT * FROM attempts WHERE workflow=? AND state IN ('launching','queued','running') ORDER BY id", (workflow,))
+        return [_attempt(r) for r in rows]
+
+    def events(self, workflow: str, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT * FROM events WHERE workflow=? AND id>? ORDER BY id LIMIT ?", (workflow, after, limit))
+        return [{**dict(r), "data": _load(r["data"])} for r in rows]
+
+    # -- writes ------------------------------------------------------------------------
+
+    def touch_workflow(self, workflow: str, spec_path: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO workflows (name, spec_path, updated) VALUES (?,?,?)", (workflow, spec_path, time.time()))
+
+    def set_job_state(self, workflow: str, job: str, name: str, state: JobState, reason: str | None = None,
+                      *, fingerprint: str | None = None, parts: Mapping[str, str] | None = None) -> None:
+        now = time.time()
+        self.db.execute(
+            """INSERT INTO jobs (workflow, id, name, state, reason, fingerprint, parts, updated) VALUES (?,?,?,?,?,?,?,?)
+               ON CONFLICT (workflow, id) DO UPDATE SET state=excluded.state, reason=excluded.reason, updated=excluded.updated,
+               fingerprint=COALESCE(excluded.fingerprint, jobs.fingerprint), parts=COALESCE(excluded.parts, jobs.parts)""",
+            (workflow, job, name, str(state), reason, fingerprint, _json(parts), now))
+        self._event(workflow, job, None, "state", {"state": str(state), "reason": reason})
+
+    def begin_attempt(self, workflow: str, job: str, name: str, *, host: str, fingerprint: str,
+                      parts: Mapping[str, str], run_dir: Path, log_path: Path) -> Attempt:
+        """Record the intent to launch (state `launching`) before anything starts."""
+        now = time.time()
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            row = self.db.execute("SELECT attempts FROM jobs WHERE workflow=? AND id=?", (workflow, job)).fetchone()
+            number = (row["attempts"] if row else 0) + 1
+            cur = self.db.execute(
+                """INSERT INTO attempts (workflow, job, number, host, state, fingerprint, run_dir, log_path, created)
+                   VALUES (?,?,?,?,?,?,?,?,?)""",
+                (workflow, job, number, host, str(JobState.LAUNCHING), fingerprint, str(run_dir), str(log_path), now))
+            attempt_id = int(cur.lastrowid or 0)
+            self.db.execute(
+                """INSERT INTO jobs (workflow, id, name, state, fingerprint, parts, attempts, last_attempt, updated)
+                   VALUES (?,?,?,?,?,?,?,?,?)
+                   ON CONFLICT (workflow, id) DO UPDATE SET state=excluded.state, reason=NULL,
+                   fingerprint=excluded.fingerprint, parts=excluded.parts, attempts=excluded.attempts,
+                   last_attempt=excluded.last_attempt, updated=excluded.updated""",
+                (workflow, job, name, str(JobState.LAUNCHING), fingerprint, _json(parts), number, attempt_id, now))
+            self._event(workflow, job, attempt_id, "launching", {"attempt": number, "host": host})
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return self.attempt(attempt_id)
+
+    def set_handle(self, attempt_id: int, handle: str, state: JobState = JobState.RUNNING, started: float | None = None) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+        row = self.db.execute("SELECT workflow, job FROM attempts WHERE id=?", (attempt_id,)).fetchone()
+        self.db.execute("UPDATE attempts SET handle=?, state=?, started=? WHERE id=?", (handle, str(state), started or time.time(), attempt_id))
+        self.db.execute("UPDATE jobs SET state=?, updated=? WHERE workflow=? AND id=?", (str(state), time.time(), row["workflow"], row["job"]))
+        self._event(row["workflow"], row["job"], attempt_id, str(state), {"handle": handle})
+        self.db.execute("COMMIT")
+
+    def update_progress(self, attempt_id: int, progress: float | None, message: str | None, outputs: Mapping[str, Any]) -> None:
+        self.db.execute("UPDATE attempts SET progress=?, message=?, outputs=? WHERE id=?",
+                        (progress, message, _json(dict(outputs)), attempt_id))
+
+    def finish_attempt(self, attempt_id: int, state: JobState, *, exit_code: int | None, reason: str | None,
+                       outputs: Mapping[str, Any], progress: float | None, message: str | None,
+                       finished: float | None = None) -> None:
+        now = finished or time.time()
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            row = self.db.execute("SELECT * FROM attempts WHERE id=?", (attempt_id,)).fetchone()
+            self.db.execute(
+                "UPDATE attempts SET state=?, exit_code=?, reason=?, outputs=?, progress=?, message=?, finished=? WHERE id=?",
+                (str(state), exit_code, reason, _json(dict(outputs)), progress, message, now, attempt_id))
+            if state is JobState.SUCCEEDED:
+                self.db.execute(
+                    """UPDATE jobs SET state=?, reason=NULL, success_fingerprint=fingerprint, success_parts=parts,
+                       success_seq=?, outputs=?, updated=? WHERE workflow=? AND id=?""",
+                    (str(state), attempt_id, _json(dict(outputs)), now, row["workflow"], row["job"]))
+            else:
+                self.db.execute("UPDATE jobs SET state=?, reason=?, updated=? WHERE workflow=? AND id=?",
+                                (str(state), reason, now, row["workflow"], row["job"]))
+            self._event(row["workflow"], row["job"], attempt_id, str(state), {"exit_code": exit_code, "reason": reason})
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def forget_jobs(self, workflow: str, ids: Iterable[str]) -> None:
+        for job in ids:
+            self.db.execute("DELETE FROM jobs WHERE workflow=? AND id=?", (workflow, job))
+            self._event(workflow, job, None, "removed", {})
+
+    def _event(self, workflow: str, job: str | None, attempt: int | None, kind: str, data: Mapping[str, Any]) -> None:
+        self.db.execute("INSERT INTO events (time, workflow, job, attempt, kind, data) VALUES (?,?,?,?,?,?)",
+                        (time.time(), workflow, job, attempt, kind, _json(dict(data))))
+
+
+def _recorded(r: sqlite3.Row) -> RecordedJob:
+    return RecordedJob(
+        workflow=r["workflow"], id=r["id"], name=r["name"], state=JobState(r["state"]), reason=r["reason"],
+        fingerprint=r["fingerprint"], parts=_load(r["parts"]), success_fingerprint=r["success_fingerprint"],
+        success_parts=_load(r["success_parts"]), success_seq=r["success_seq"], outputs=_load(r["outputs"]),
+        attempts=r["attempts"], last_attempt=r["last_attempt"], updated=r["updated"],
+    )
+
+
+def _attempt(r: sqlite3.Row) -> Attempt:
+    return Attempt(
+        id=r["id"], workflow=r["workflow"], job=r["job"], number=r["number"], host=r["host"], handle=r["handle"],
+        state=JobState(r["state"]), reason=r["reason"], exit_code=r["exit_code"], fingerprint=r["fingerprint"],
+        run_dir=r["run_dir"], log_path=r["log_path"], created=r["created"], started=r["started"],
+        finished=r["finished"], progress=r["progress"], message=r["message"], outputs=_load(r["outputs"]),
+    )
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,126 @@
+"""This machine: each attempt runs under the job wrapper in its own session, so it survives
+the death of ccspec, and a timeout or cancel kills its whole process group.
+
+Exits of processes this runner started are reported by a waiter thread per process (no
+polling loop); attempts found after a restart are not our children and are polled through
+the wrapper's files (`pid`, `exit_code`) in their run folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+from ccspec.errors import PermanentTargetError
+from ccspec.resources import template_path
+from ccspec.states import JobState
+from ccspec.targets.base import ExitCallback, Launch, Status
+
+__all__ = ["LocalTarget", "read_exit_code"]
+
+IS_WINDOWS = sys.platform == "win32"
+
+
+def read_exit_code(run_dir: Path) -> int | None:
+    try:
+        text = (run_dir / "exit_code").read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.lstrip("-").isdigit() else None
+
+
+def _read_pid(run_dir: Path) -> int | None:
+    try:
+        text = (run_dir / "pid").read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def pid_alive(pid: int) -> bool:
+    if IS_WINDOWS:  # pragma: no cover - no Windows here
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped) is not alive
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+class LocalTarget:
+    name = "local"
+
+    def __init__(self) -> None:
+        self._wrapper = str(template_path("job-wrapper.sh"))
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+
+    def submit(self, launch: Launch, on_exit: ExitCallback) -> str:
+        launch.run_dir.mkdir(parents=True, exist_ok=True)
+        launch.log_path.parent.mkdir(parents=True, exist_ok=True)
+        argv = ["/bin/sh", self._wrapper, str(launch.run_dir), *launch.argv]
+        try:
+            with open(launch.log_path, "ab") as log:
+                proc = subprocess.Popen(
+                    argv, cwd=launch.cwd, env=dict(launch.env), stdin=subprocess.DEVNULL, stdout=log,
+                    stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+                )
+        except OSError as exc:
+            raise PermanentTargetError(f"cannot start {launch.argv[0]!r}: {exc.strerror or exc}") from exc
+        handle = str(proc.pid)
+        self._children[handle] = proc
+
+        def wait() -> None:
+            code = proc.wait()
+            self._children.pop(handle, None)
+            on_exit(handle, code)
+
+        threading.Thread(target=wait, name=f"wait-{handle}", daemon=True).start()
+        return handle
+
+    def is_child(self, handle: str) -> bool:
+        return handle in self._children
+
+    def poll(self, handles: Mapping[str, Path]) -> dict[str, Status | None]:
+        out: dict[str, Status | None] = {}
+        for handle, run_dir in handles.items():
+            code = read_exit_code(run_dir)
+            if code is not None:
+                out[handle] = Status(JobState.SUCCEEDED if code == 0 else JobState.FAILED, code,
+                                     None if code == 0 else f"exit code {code}")
+            elif handle.isdigit() and pid_alive(int(handle)):
+                out[handle] = Status(JobState.RUNNING)
+            else:
+                out[handle] = Status(JobState.LOST, None, "the job's process is gone and left no exit code")
+        return out
+
+    def cancel(self, handle: str, run_dir: Path, *, force: bool = False) -> None:
+        if not handle.isdigit():
+            return
+        pid = int(handle)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL if force else signal.SIGTERM)
+
+    def read_log(self, log_path: Path, offset: int) -> bytes:
+        try:
+            with open(log_path, "rb") as fh:
+                fh.seek(offset)
+                return fh.read()
+        except OSError:
+            return b""
+
+    def recover(self, run_dir: Path) -> str | None:
+        """The handle of an attempt whose launch was recorded but not its handle."""
+        pid = _read_pid(run_dir)
+        return str(pid) if pid is not None else None
