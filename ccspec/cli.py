@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 import traceback
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
@@ -32,6 +32,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
     \b
     ccspec validate specs/      check specs (editor, pre-commit, CI)
+    ccspec plan specs/          what would run, and why
+    ccspec apply specs/         run what is new, changed or failed
+    ccspec status specs/        recorded state of every job
     ccspec schema               print the JSON Schema of the spec language
     """
     ctx.ensure_object(dict)
@@ -58,6 +61,229 @@ def validate(paths: tuple[str, ...], fmt: str, var_pairs: tuple[str, ...], quiet
     if fmt == "text" and not quiet:
         click.echo(summary(diagnostics, files), err=bool(diagnostics))
     sys.exit(1 if diagnostics else 0)
+
+
+def _common(f: Any) -> Any:
+    f = click.option("--state", "state_opt", metavar="DIR", help="State folder (default .ccspec, or $CCSPEC_STATE).")(f)
+    f = click.option("--var", "var_pairs", multiple=True, metavar="NAME=VALUE", help="Override a variable (repeatable).")(f)
+    return click.argument("paths", nargs=-1, required=True, type=click.Path())(f)
+
+
+def _load(paths: tuple[str, ...], var_pairs: tuple[str, ...]) -> list[Any]:
+    from ccspec.errors import CcspecError
+    from ccspec.runner import load_specs
+    from ccspec.spec.validate import parse_overrides
+
+    reports, problems = load_specs(paths, parse_overrides(var_pairs))
+    if problems:
+        for d in problems:
+            click.echo(f"{d} [{d.code}]", err=True)
+        err = CcspecError(f"{len(problems)} problem(s) in the specs; nothing was launched (run `ccspec validate` for details)")
+        err.exit_code = 2
+        raise err
+    return [r.workflow for r in reports]
+
+
+@cli.command()
+@_common
+@click.option("--replace", multiple=True, metavar="JOB", help="Plan JOB to run even if it is up to date.")
+@click.option("--target", multiple=True, metavar="JOB", help="Plan only JOB and the jobs it needs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when something would run, 0 when nothing would.")
+def plan(paths: tuple[str, ...], var_pairs: tuple[str, ...], state_opt: str | None, replace: tuple[str, ...],
+         target: tuple[str, ...], as_json: bool, detailed_exitcode: bool) -> None:
+    """Show what apply would run, and why."""
+    import json
+
+    from ccspec.runner import plan_workflow, state_dir
+    from ccspec.state.store import StateStore
+
+    workflows = _load(paths, var_pairs)
+    store = StateStore(state_dir(state_opt))
+    plans = [plan_workflow(w, store, replace=replace, targets=target).plan for w in workflows]
+    if as_json:
+        click.echo(json.dumps({"workflows": [{
+            "name": p.workflow, "counts": p.counts(),
+            "jobs": [{"id": j.id, "name": j.name, "action": j.action.value, "reason_code": j.reason.code,
+                      "reason": j.reason.detail, "host": j.host, "dynamic": j.dynamic,
+                      "fingerprint": j.fingerprint.value if j.fingerprint else None} for j in p.jobs],
+        } for p in plans]}, indent=2))
+    else:
+        for p in plans:
+            counts = p.counts()
+            summary = ", ".join(f"{n} {a.replace('_', ' ')}" for a, n in counts.items())
+            click.echo(f"{p.workflow}: {summary}")
+            for j in p.jobs:
+                click.echo(f"  {j.line()}")
+    if detailed_exitcode and not all(p.is_empty for p in plans):
+        sys.exit(2)
+
+
+@cli.command()
+@_common
+@click.option("-j", "--jobs", "jobs_n", type=click.IntRange(min=1), default=None, help="Jobs at once (default: CPU count).")
+@click.option("--replace", multiple=True, metavar="JOB", help="Run JOB even if it is up to date.")
+@click.option("--target", multiple=True, metavar="JOB", help="Run only JOB and the jobs it needs.")
+@click.option("--wait", is_flag=True, help="Wait for another apply of the same workflow to finish.")
+def apply(paths: tuple[str, ...], var_pairs: tuple[str, ...], state_opt: str | None, jobs_n: int | None,
+          replace: tuple[str, ...], target: tuple[str, ...], wait: bool) -> None:
+    """Run what is new, changed or failed; exit 0 when every job succeeded or was up to date."""
+    from ccspec.console import make_reporter
+    from ccspec.runner import apply_workflow, plan_workflow, state_dir
+    from ccspec.state.store import StateStore
+
+    workflows = _load(paths, var_pairs)
+    folder = state_dir(state_opt)
+    store = StateStore(folder)
+    failed = interrupted = False
+    for workflow in workflows:
+        planned = plan_workflow(workflow, store, replace=replace, targets=target)
+        with make_reporter(workflow.name, planned.plan) as reporter:
+            outcome = apply_workflow(planned, store, folder=folder, jobs=jobs_n or os.cpu_count() or 1, reporter=reporter, wait=wait)
+        failed = failed or not outcome.ok
+        interrupted = interrupted or outcome.interrupted
+        if outcome.interrupted:
+            break
+    sys.exit(130 if interrupted else 1 if failed else 0)
+
+
+@cli.command()
+@_common
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(paths: tuple[str, ...], var_pairs: tuple[str, ...], state_opt: str | None, as_json: bool) -> None:
+    """Show the recorded state of the workflows' jobs."""
+    import json
+
+    from ccspec.report.status import status_document
+    from ccspec.runner import job_statuses, state_dir
+    from ccspec.state.store import StateStore
+
+    workflows = _load(paths, var_pairs)
+    store = StateStore(state_dir(state_opt))
+    docs = [status_document(w.name, job_statuses(store, w.name)) for w in workflows]
+    if as_json:
+        click.echo(json.dumps({"workflows": docs}, indent=2, default=str))
+        return
+    for doc in docs:
+        click.echo(f"{doc['workflow']}: {doc['phase']} " + " ".join(f"{k}={v}" for k, v in doc["counts"].items()))
+        for job_id, entry in doc["jobs"].items():
+            progress = f" {entry['progress']:.0f}%" if "progress" in entry else ""
+            reason = f" ({entry['reason']})" if "reason" in entry else ""
+            click.echo(f"  {job_id:<30} {entry['state']:<10} attempt {entry.get('attempt', 0)}{progress}{reason}")
+
+
+@cli.command()
+@click.argument("workflow")
+@click.argument("job")
+@click.option("--attempt", type=int, default=None, help="Attempt number (default: the last).")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing as the log grows, until the job ends.")
+@click.option("--state", "state_opt", metavar="DIR", help="State folder.")
+def logs(workflow: str, job: str, attempt: int | None, follow: bool, state_opt: str | None) -> None:
+    """Print a job's log."""
+    import time
+
+    from ccspec.errors import UsageError
+    from ccspec.runner import state_dir
+    from ccspec.state.store import StateStore
+    from ccspec.states import FINAL
+
+    store = StateStore(state_dir(state_opt))
+    attempts = store.attempts(workflow, job)
+    if not attempts:
+        raise UsageError(f"no attempts recorded for job {job!r} of workflow {workflow!r}")
+    chosen = attempts[-1] if attempt is None else next((a for a in attempts if a.number == attempt), None)
+    if chosen is None or not chosen.log_path:
+        raise UsageError(f"job {job!r} has no attempt {attempt}; it has {len(attempts)}")
+    offset = 0
+    while True:
+        try:
+            with open(chosen.log_path, "rb") as fh:
+                fh.seek(offset)
+                data = fh.read()
+        except OSError:
+            data = b""
+        if data:
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+            offset += len(data)
+        if not follow or store.attempt(chosen.id).state in FINAL:
+            if follow and not data:
+                break
+            if not follow:
+                break
+        time.sleep(0.2)
+
+
+@cli.command()
+@click.argument("workflow")
+@click.option("-o", "--output", type=click.Path(), default=None, help="FILE.svg, FILE.dot or FILE.png (default: DOT to stdout).")
+@click.option("--state", "state_opt", metavar="DIR", help="State folder.")
+def graph(workflow: str, output: str | None, state_opt: str | None) -> None:
+    """Draw a workflow's DAG (a spec file, or the name of an applied workflow)."""
+    from pathlib import Path
+
+    from ccspec.errors import UsageError
+    from ccspec.report.graph import GraphNode, dot_source, render
+    from ccspec.runner import state_dir
+    from ccspec.state.store import StateStore
+
+    store = StateStore(state_dir(state_opt))
+    spec = Path(workflow)
+    if not spec.is_file():
+        row = store.db.execute("SELECT spec_path FROM workflows WHERE name=?", (workflow,)).fetchone()
+        if row is None:
+            raise UsageError(f"{workflow!r} is neither a spec file nor an applied workflow")
+        spec = Path(row[0])
+    [resolved] = _load((str(spec),), ())
+    recorded = store.recorded_jobs(resolved.name)
+    nodes = [GraphNode(j.id, recorded[j.id].state.value if j.id in recorded else "planned", j.needs, None, None, j.host)
+             for j in resolved.jobs.values()]
+    source = dot_source(resolved.name, nodes)
+    if output is None or output.endswith(".dot"):
+        if output is None:
+            click.echo(source)
+        else:
+            Path(output).write_text(source)
+        return
+    fmt = Path(output).suffix.lstrip(".") or "svg"
+    Path(output).write_bytes(render(source, fmt))
+
+
+@cli.command()
+@click.argument("workflow")
+@click.argument("jobs_", metavar="[JOB]...", nargs=-1)
+@click.option("--state", "state_opt", metavar="DIR", help="State folder.")
+def cancel(workflow: str, jobs_: tuple[str, ...], state_opt: str | None) -> None:
+    """Cancel a workflow's running jobs (all, or the JOBs named)."""
+    from pathlib import Path
+
+    from ccspec.runner import state_dir
+    from ccspec.state.store import StateStore
+    from ccspec.states import JobState
+    from ccspec.targets.local import LocalTarget
+
+    store = StateStore(state_dir(state_opt))
+    target = LocalTarget()
+    holder = store.lease_holder(workflow)
+    if holder is not None and not jobs_:
+        import signal
+        import socket
+
+        pid, host, _ = holder
+        if host == socket.gethostname():
+            os.kill(pid, signal.SIGTERM)
+            click.echo(f"asked the apply running as pid {pid} to cancel {workflow!r}")
+            return
+    count = 0
+    for attempt in store.active_attempts(workflow):
+        if jobs_ and attempt.job not in jobs_:
+            continue
+        if attempt.handle and attempt.run_dir:
+            target.cancel(attempt.handle, Path(attempt.run_dir))
+        store.finish_attempt(attempt.id, JobState.CANCELLED, exit_code=None, reason="cancelled by `ccspec cancel`",
+                             outputs=attempt.outputs, progress=attempt.progress, message=attempt.message)
+        count += 1
+    click.echo(f"cancelled {count} job(s) of {workflow!r}")
 
 
 @cli.command()

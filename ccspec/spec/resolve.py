@@ -18,7 +18,7 @@ from ccspec.spec.resolved import ResolvedJob, ResolvedWorkflow
 from ccspec.spec.source import Source, ValuePath
 from ccspec.spec.templating import CONTEXT_NAMES, TemplateProblem, analyze, has_template, render
 
-__all__ = ["UPSTREAM_FIELDS", "job_context", "resolve", "suggest"]
+__all__ = ["UPSTREAM_FIELDS", "job_context", "resolve", "resolve_at_launch", "suggest", "upstream_context"]
 
 # Fields that may read `jobs.X.outputs`; they are rendered when X has finished.
 UPSTREAM_FIELDS = frozenset({"run", "args", "parameters", "env", "matrix"})
@@ -44,6 +44,40 @@ def job_context(workflow: Workflow, name: str, vars: Any, job_name: str, job_id:
     }
 
 
+def resolve_at_launch(workflow: ResolvedWorkflow, job: ResolvedJob, upstream: dict[str, Any]) -> tuple[list[ResolvedJob], list[str]]:
+    """Render a job again now that the jobs it needs have finished: fields that read
+    `jobs.X.outputs`, and a matrix taken from an upstream output (one job per combination).
+
+    Returns the concrete jobs and the problems (as messages) that stop them from launching.
+    """
+    resolver = _Resolver(workflow.source, workflow.spec, workflow.name, dict(workflow.vars), workflow.file, frozenset())
+    resolver.upstream = upstream
+    resolver._all_ids = set(workflow.jobs)
+    resolver.default_host = job.host
+    definition = workflow.spec.jobs[job.name]
+    combos = resolver._combinations(job.name, definition) if job.fanout_pending else [dict(job.matrix)]
+    groups = {**workflow.groups}
+    jobs = [j for combo in combos if combo is not None if (j := resolver._job(job.name, definition, combo, groups)) is not None]
+    problems = [d.message for d in resolver.diagnostics.values()]
+    return jobs, problems
+
+
+def upstream_context(workflow: ResolvedWorkflow, job: ResolvedJob, outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """`jobs` as templates see it: `jobs.X.outputs` for every job X in `needs` (by name or id).
+
+    For a matrix job, `jobs.train.outputs` is the list of its members' outputs in id order,
+    and `jobs.train.by_id` maps each member id to its outputs."""
+    definition = workflow.spec.jobs[job.name]
+    out: dict[str, Any] = {}
+    for entry in definition.needs:
+        members = workflow.groups.get(entry)
+        if members is not None and (len(members) != 1 or members[0] != entry):
+            out[entry] = {"outputs": [outputs.get(m, {}) for m in members], "by_id": {m: outputs.get(m, {}) for m in members}}
+        else:
+            out[entry] = {"outputs": outputs.get(entry, {}), "id": entry}
+    return out
+
+
 def resolve(source: Source, workflow: Workflow, *, name: str, vars: dict[str, Any], file: Path,
             invalid: frozenset[str] = frozenset()) -> tuple[ResolvedWorkflow, list[Diagnostic]]:
     """`invalid` names jobs and hosts that failed the shape check (already reported)."""
@@ -62,6 +96,8 @@ class _Resolver:
         self.diagnostics: dict[tuple[int, int, str], Diagnostic] = {}
         self.hosts: dict[str, Any] = {"local": LocalHost(type="local"), **workflow.hosts}
         self._all_ids: set[str] = set()
+        self.upstream: dict[str, Any] | None = None  # set when rendering at launch time
+        self.default_host = "local"
         self._defaults_templated = _nested_template(dict(workflow.defaults.env))
 
     def error(self, path: ValuePath, message: str, code: str, *, key: bool = False) -> None:
@@ -103,7 +139,7 @@ class _Resolver:
         self._all_ids = set(owner)
         jobs = [self._job(job_name, job, combo, groups) for job_name, job, combo in expanded]
         resolved = ResolvedWorkflow(
-            name=self.name, file=self.file, base_dir=self.file.parent, spec=wf, vars=self.vars,
+            name=self.name, file=self.file, base_dir=self.file.parent, spec=wf, vars=self.vars, source=self.source,
             jobs={j.id: j for j in jobs if j is not None}, hosts=self.hosts, groups=groups,
         )
         return resolved, sorted(self.diagnostics.values())
@@ -277,7 +313,9 @@ class _Resolver:
             info = self._analyze(value, path)
             if info is None:
                 return value, set()
-            if info.jobs:
+            if info.jobs and self.upstream is not None:
+                ctx = {**ctx, "jobs": self.upstream}
+            elif info.jobs:
                 if not may_defer:
                     self.error(path, f"`{path[2] if len(path) > 2 else path[-1]}` cannot use upstream outputs (jobs.{sorted(info.jobs)[0]}); only run, args, parameters, env and matrix can", "upstream-not-allowed")
                     return value, set()

@@ -1,0 +1,82 @@
+"""What apply prints: one line per event (for logs and CI), or a live table on a terminal.
+
+Reporters share one call signature, `(event, view)`, like the status writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from ccspec.engine import JobView
+from ccspec.plan import Plan
+
+__all__ = ["make_reporter"]
+
+_SHOWN = {"started", "attached", "succeeded", "failed", "timed_out", "cancelled", "skipped", "lost", "retrying"}
+
+
+@contextlib.contextmanager
+def make_reporter(workflow: str, plan: Plan) -> Iterator[Any]:
+    runs = len(plan.to_run)
+    print(f"{workflow}: {runs} to run, {sum(1 for j in plan.jobs if j.action.value == 'up_to_date')} up to date", flush=True)
+    for job in plan.jobs:
+        if job.action.value != "up_to_date":
+            print(f"  {job.line()}", flush=True)
+    if sys.stdout.isatty():
+        with _live(workflow) as reporter:
+            yield reporter
+    else:
+        yield _lines(workflow)
+
+
+def _lines(workflow: str) -> Any:
+    def report(event: str, view: JobView | None) -> None:
+        if view is None or event not in _SHOWN:
+            return
+        stamp = time.strftime("%H:%M:%S")
+        detail = ""
+        if event == "started":
+            detail = f" (attempt {view.attempt} on {view.host})"
+        elif event in ("succeeded", "failed", "timed_out", "cancelled", "lost") and view.started:
+            detail = f" after {max(0.0, (view.finished or time.time()) - view.started):.1f}s"
+        if view.reason and event != "succeeded":
+            detail += f": {view.reason}"
+        if event in ("failed", "timed_out", "lost") and view.log_path:
+            detail += f" (log: {view.log_path})"
+        print(f"{stamp} {workflow}/{view.id} {event}{detail}", flush=True)
+
+    return report
+
+
+@contextlib.contextmanager
+def _live(workflow: str) -> Iterator[Any]:
+    from rich.console import Console
+    from rich.live import Live
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+
+    views: dict[str, JobView] = {}
+    console = Console()
+
+    def table() -> Table:
+        t = Table(title=workflow, expand=False)
+        for column in ("job", "state", "progress", "elapsed", "note"):
+            t.add_column(column)
+        now = time.time()
+        for v in views.values():
+            elapsed = "" if v.started is None else f"{(v.finished or now) - v.started:.1f}s"
+            bar = ProgressBar(total=100, completed=v.progress or (100 if v.state.value == "succeeded" else 0), width=20)
+            t.add_row(v.id, v.state.value, bar, elapsed, (v.message or v.reason or "")[:60])
+        return t
+
+    with Live(table(), console=console, refresh_per_second=4, transient=False) as live:
+        def report(event: str, view: JobView | None) -> None:
+            if view is not None:
+                views[view.id] = view
+            live.update(table())
+
+        yield report

@@ -1,0 +1,440 @@
+"""The engine: executes a plan. Called by `ccspec apply` (and the reconciler).
+
+    run()
+      attach()            follow attempts an earlier runner left out there (never relaunch)
+      loop:
+        launch_ready()    needs met and a slot free -> render at launch -> record intent -> submit
+        wait(event)       a process exit (pushed by the target), a signal, or the next deadline
+        handle(event)     record the outcome; retry with backoff, or skip descendants
+        tick()            timeouts, log mining for progress, lease renewal, status writes
+      finish()
+
+Event-driven: local exits arrive on a queue from the target's waiter threads; the loop sleeps
+until the next deadline (a timeout, a retry's backoff, the next progress read), never in a
+fixed polling cycle. One job's failure is a value recorded in the state store, not an
+exception that stops the loop.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ccspec.errors import TargetError
+from ccspec.fingerprint import Facts, Fingerprint, fingerprint, gather_facts
+from ccspec.interpreters import interpreter_argv
+from ccspec.plan import Action, Plan
+from ccspec.progress import LogMiner
+from ccspec.spec.resolve import resolve_at_launch, upstream_context
+from ccspec.spec.resolved import ResolvedJob, ResolvedWorkflow
+from ccspec.state.store import Attempt, StateStore
+from ccspec.states import FINAL, JobState
+from ccspec.targets.base import Launch, Status
+from ccspec.targets.local import LocalTarget
+
+__all__ = ["Engine", "JobView", "Outcome"]
+
+PROGRESS_EVERY = 0.5  # seconds between log reads of running jobs
+LEASE_TTL = 15.0
+KILL_GRACE = 5.0  # seconds between TERM and KILL
+
+
+@dataclass
+class JobView:
+    """What the engine knows of one job now; reporters read these."""
+
+    id: str
+    name: str
+    host: str
+    state: JobState
+    action: Action
+    reason: str | None = None
+    attempt: int = 0
+    attempt_id: int | None = None
+    handle: str | None = None
+    started: float | None = None
+    finished: float | None = None
+    exit_code: int | None = None
+    progress: float | None = None
+    message: str | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str | None = None
+    retries_left: int = 0
+    retry_at: float | None = None
+    deadline: float | None = None
+    kill_at: float | None = None
+    killing: JobState | None = None  # the state to record once the killed process exits
+    miner: LogMiner | None = None
+    log_path: Path | None = None
+    run_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    views: dict[str, JobView]
+    interrupted: bool
+
+    @property
+    def failed(self) -> list[JobView]:
+        return [v for v in self.views.values() if v.state in (JobState.FAILED, JobState.TIMED_OUT, JobState.LOST)]
+
+    @property
+    def ok(self) -> bool:
+        return not self.interrupted and all(v.state is JobState.SUCCEEDED for v in self.views.values())
+
+
+Reporter = Callable[[str, JobView | None], None]  # (event, view) -> None
+
+
+class Engine:
+    def __init__(self, workflow: ResolvedWorkflow, plan: Plan, store: StateStore, *, state_dir: Path,
+                 jobs: int, reporter: Reporter, lease: str | None = None,
+                 fingerprints: dict[str, Fingerprint] | None = None, facts: Facts | None = None) -> None:
+        self.workflow = workflow
+        self.plan = plan
+        self.store = store
+        self.state_dir = state_dir
+        self.limit = max(1, jobs)
+        self.report = reporter
+        self.lease = lease
+        self.events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self.local = LocalTarget()
+        self.jobs: dict[str, ResolvedJob] = dict(workflow.jobs)
+        self.fingerprints: dict[str, str] = {k: v.value for k, v in (fingerprints or {}).items()}
+        self.facts = facts or Facts()
+        self.views: dict[str, JobView] = {}
+        self.order: list[str] = list(self.jobs)
+        self.stopping = False
+        self.forced = False
+        self._by_handle: dict[str, str] = {}
+        self._next_lease = time.monotonic() + LEASE_TTL / 3
+        recorded = store.recorded_jobs(workflow.name)
+        for planned in plan.jobs:
+            if planned.action is Action.REMOVED or planned.id not in self.jobs:
+                continue
+            job = self.jobs[planned.id]
+            rec = recorded.get(planned.id)
+            done = planned.action is Action.UP_TO_DATE
+            view = JobView(
+                planned.id, job.name, job.host, JobState.SUCCEEDED if done else JobState.PENDING, planned.action,
+                reason=None if done else str(planned.reason), retries_left=job.retries,
+                fingerprint=planned.fingerprint.value if planned.fingerprint else None,
+                attempt=rec.attempts if rec else 0,
+            )
+            if done and rec is not None:
+                view.outputs = dict(rec.outputs)
+            self.views[planned.id] = view
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        removed = [j.id for j in self.plan.jobs if j.action is Action.REMOVED]
+        if removed:
+            self.store.forget_jobs(self.workflow.name, removed)
+        self._attach()
+        while not self._all_final():
+            if not self.stopping:
+                self._skip_blocked()
+                self._launch_ready()
+            if self._all_final():
+                break
+            timeout = self._next_deadline()
+            try:
+                kind, payload = self.events.get(timeout=timeout)
+                self._handle(kind, payload)
+                while True:  # drain what else arrived
+                    kind, payload = self.events.get_nowait()
+                    self._handle(kind, payload)
+            except queue.Empty:
+                pass
+            self._tick()
+        self.report("finished", None)
+        return Outcome(self.views, self.stopping)
+
+    def interrupt(self, force: bool = False) -> None:
+        """Called from a signal handler: cancel running jobs (force: kill them now)."""
+        self.events.put(("interrupt", force))
+
+    def _all_final(self) -> bool:
+        return all(v.state in FINAL for v in self.views.values())
+
+    def _handle(self, kind: str, payload: Any) -> None:
+        if kind == "exit":
+            handle, code = payload
+            job_id = self._by_handle.get(handle)
+            if job_id is not None:
+                self._exited(self.views[job_id], code)
+        elif kind == "interrupt":
+            self._cancel_all(force=bool(payload) or self.stopping)
+
+    def _next_deadline(self) -> float:
+        now = time.monotonic()
+        deadlines = [now + PROGRESS_EVERY] if self._running() else [now + 1.0]
+        for v in self.views.values():
+            for t in (v.deadline, v.kill_at, v.retry_at):
+                if t is not None:
+                    deadlines.append(t)
+        return max(0.0, min(deadlines) - now)
+
+    def _running(self) -> list[JobView]:
+        return [v for v in self.views.values() if v.state in (JobState.RUNNING, JobState.LAUNCHING)]
+
+    # -- launching ---------------------------------------------------------------------
+
+    def _skip_blocked(self) -> None:
+        for job_id in self.order:
+            view = self.views.get(job_id)
+            if view is None or view.state is not JobState.PENDING:
+                continue
+            for need in self.jobs[job_id].needs:
+                parent = self.views.get(need)
+                if parent is not None and parent.state in FINAL and parent.state is not JobState.SUCCEEDED:
+                    self._final(view, JobState.SKIPPED, f"{need} {parent.state.value}")
+                    break
+
+    def _launch_ready(self) -> None:
+        now = time.monotonic()
+        running = len(self._running())
+        for job_id in list(self.order):
+            if running >= self.limit:
+                return
+            view = self.views.get(job_id)
+            if view is None or view.state is not JobState.PENDING or (view.retry_at and view.retry_at > now):
+                continue
+            ready = all(self.views[n].state is JobState.SUCCEEDED for n in self.jobs[job_id].needs if n in self.views)
+            if ready and self._launch(view):
+                running += 1
+
+    def _launch(self, view: JobView) -> bool:
+        job = planned_job = self.jobs[view.id]
+        if job.deferred or job.fanout_pending:
+            outputs = {k: v.outputs for k, v in self.views.items()}
+            concrete, problems = resolve_at_launch(self.workflow, job, upstream_context(self.workflow, job, outputs))
+            if problems:
+                self._final(view, JobState.FAILED, "; ".join(problems))
+                return False
+            if job.fanout_pending:
+                self._fan_out(view, concrete)
+                return False
+            job = concrete[0]
+            self.jobs[view.id] = job
+        # The fingerprint is taken of the job as planned (templates that read upstream outputs
+        # unrendered), with fresh file contents, so the next plan computes the same value.
+        parents = {n: self.fingerprints.get(n, "") for n in planned_job.needs}
+        gather_facts(self.workflow, [planned_job], self.facts)
+        fp = fingerprint(planned_job, self.facts, parents)
+        self.fingerprints[job.id] = fp.value
+        view.fingerprint = fp.value
+        run_dir = self.state_dir / "runs" / self.workflow.name / job.id / str(view.attempt + 1)
+        log_path = self.state_dir / "logs" / self.workflow.name / job.id / f"{view.attempt + 1}.log"
+        attempt = self.store.begin_attempt(self.workflow.name, job.id, job.name, host=job.host, fingerprint=fp.value,
+                                           parts=fp.parts, run_dir=run_dir, log_path=log_path)
+        view.attempt, view.attempt_id, view.run_dir, view.log_path = attempt.number, attempt.id, run_dir, log_path
+        view.state, view.reason, view.exit_code, view.started, view.finished = JobState.LAUNCHING, None, None, time.time(), None
+        view.progress, view.message, view.outputs, view.miner = None, None, {}, LogMiner()
+        try:
+            launch = self._launch_spec(job, view, run_dir, log_path)
+            handle = self.local.submit(launch, lambda h, code: self.events.put(("exit", (h, code))))
+        except (TargetError, OSError) as exc:
+            self.store.finish_attempt(attempt.id, JobState.FAILED, exit_code=None, reason=str(exc), outputs={}, progress=None, message=None)
+            self._final(view, JobState.FAILED, str(exc), record=False)
+            return False
+        self._by_handle[handle] = view.id
+        view.handle = handle
+        self.store.set_handle(attempt.id, handle)
+        view.state = JobState.RUNNING
+        view.deadline = time.monotonic() + job.timeout if job.timeout else None
+        self.report("started", view)
+        return True
+
+    def _fan_out(self, view: JobView, members: list[ResolvedJob]) -> None:
+        """Replace a pending fan-out by its jobs, now that the matrix is known."""
+        ids = [m.id for m in members]
+        index = self.order.index(view.id)
+        self.order[index:index + 1] = ids
+        del self.views[view.id]
+        self.jobs.pop(view.id)
+        recorded = self.store.recorded_jobs(self.workflow.name)
+        for member in members:
+            self.jobs[member.id] = member
+            rec = recorded.get(member.id)
+            self.views[member.id] = JobView(member.id, member.name, member.host, JobState.PENDING, Action.CREATE,
+                                            retries_left=member.retries, attempt=rec.attempts if rec else 0)
+        for other in self.jobs.values():  # jobs that needed the fan-out now need its members
+            if view.id in other.needs:
+                needs = tuple(n for need in other.needs for n in (ids if need == view.id else [need]))
+                self.jobs[other.id] = replace(other, needs=needs)
+        self.report("fanout", None)
+
+    def _launch_spec(self, job: ResolvedJob, view: JobView, run_dir: Path, log_path: Path) -> Launch:
+        base = self.workflow.base_dir
+        cwd = (base / job.workdir).resolve() if job.workdir else base
+        env = {**os.environ, **{k: str(v) for k, v in job.env.items()}}
+        env.update({
+            "CCSPEC_WORKFLOW": self.workflow.name, "CCSPEC_JOB": job.id, "CCSPEC_ATTEMPT": str(view.attempt),
+            "CCSPEC_RUN_DIR": str(run_dir.resolve()),
+        })
+        return Launch(self.workflow.name, job.id, view.attempt, command(job, base, run_dir, log_path), env, cwd,
+                      run_dir.resolve(), log_path.resolve(), job.timeout)
+
+    # -- outcomes ----------------------------------------------------------------------
+
+    def _exited(self, view: JobView, code: int) -> None:
+        if view.state in FINAL:
+            return
+        self._mine(view, final=True)
+        if view.killing is not None:
+            state, reason = view.killing, view.reason
+        elif code == 0:
+            state, reason = JobState.SUCCEEDED, None
+        else:
+            state, reason = JobState.FAILED, f"exit code {code}" if code > 0 else f"killed by signal {-code}"
+        self._record_exit(view, state, code, reason)
+
+    def _record_exit(self, view: JobView, state: JobState, code: int | None, reason: str | None) -> None:
+        assert view.attempt_id is not None
+        if state is JobState.SUCCEEDED:
+            view.progress = 100.0
+        self.store.finish_attempt(view.attempt_id, state, exit_code=code, reason=reason, outputs=view.outputs,
+                                  progress=view.progress, message=view.message)
+        view.exit_code, view.deadline, view.kill_at, view.killing = code, None, None, None
+        if state in (JobState.FAILED, JobState.TIMED_OUT, JobState.LOST) and view.retries_left > 0 and not self.stopping:
+            view.retries_left -= 1
+            used = self.jobs[view.id].retries - view.retries_left
+            delay = min(30.0, 0.5 * 2 ** (used - 1))
+            view.state, view.reason, view.retry_at = JobState.PENDING, f"{reason}; retry {used} in {delay:g}s", time.monotonic() + delay
+            self.report("retrying", view)
+            return
+        self._final(view, state, reason, record=False)
+
+    def _final(self, view: JobView, state: JobState, reason: str | None, *, record: bool = True) -> None:
+        view.state, view.reason, view.finished = state, reason, time.time()
+        view.retry_at = None
+        if record:
+            self.store.set_job_state(self.workflow.name, view.id, view.name, state, reason)
+        self.report(state.value, view)
+
+    # -- periodic work -----------------------------------------------------------------
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        for view in self._running():
+            if view.kill_at is not None and now >= view.kill_at and view.handle and view.run_dir:
+                self.local.cancel(view.handle, view.run_dir, force=True)
+                view.kill_at = None
+            elif view.deadline is not None and now >= view.deadline and view.killing is None:
+                self._kill(view, JobState.TIMED_OUT, f"timed out after {self.jobs[view.id].timeout:g}s")
+            if self._mine(view):
+                assert view.attempt_id is not None
+                self.store.update_progress(view.attempt_id, view.progress, view.message, view.outputs)
+                self.report("progress", view)
+            if view.handle and not self.local.is_child(view.handle) and view.run_dir:  # re-attached: not our child
+                status = self.local.poll({view.handle: view.run_dir})[view.handle]
+                if status is not None and status.state in FINAL:
+                    self._mine(view, final=True)
+                    self._record_exit(view, view.killing or status.state, status.exit_code, view.reason if view.killing else status.reason)
+        if self.lease and now >= self._next_lease:
+            self.store.renew_lease(self.workflow.name, self.lease, LEASE_TTL)
+            self._next_lease = now + LEASE_TTL / 3
+        self.report("tick", None)
+
+    def _mine(self, view: JobView, *, final: bool = False) -> bool:
+        if view.miner is None or view.log_path is None:
+            return False
+        changed = view.miner.feed(self.local.read_log(view.log_path, view.miner.offset), final=final)
+        if changed:
+            view.progress, view.message = view.miner.progress, view.miner.message
+            view.outputs = dict(view.miner.outputs)
+        return changed
+
+    def _kill(self, view: JobView, state: JobState, reason: str) -> None:
+        if view.handle and view.run_dir:
+            self.local.cancel(view.handle, view.run_dir)
+        view.killing, view.reason = state, reason
+        view.kill_at = time.monotonic() + KILL_GRACE
+        view.deadline = None
+
+    def _cancel_all(self, force: bool) -> None:
+        self.stopping = True
+        self.forced = self.forced or force
+        for view in self.views.values():
+            if view.state in (JobState.RUNNING, JobState.LAUNCHING):
+                if force and view.handle and view.run_dir:
+                    self.local.cancel(view.handle, view.run_dir, force=True)
+                    view.killing, view.reason = JobState.CANCELLED, "cancelled (forced)"
+                elif view.killing is None:
+                    self._kill(view, JobState.CANCELLED, "cancelled")
+            elif view.state in (JobState.PENDING, JobState.QUEUED):
+                self._final(view, JobState.CANCELLED, "cancelled before it started")
+
+    # -- re-attach ---------------------------------------------------------------------
+
+    def _attach(self) -> None:
+        """Follow attempts that an earlier (killed) runner launched; never launch them twice."""
+        for attempt in self.store.active_attempts(self.workflow.name):
+            view = self.views.get(attempt.job)
+            handle = attempt.handle or self._recover_handle(attempt)
+            run_dir = Path(attempt.run_dir) if attempt.run_dir else None
+            if handle is None or run_dir is None:
+                self.store.finish_attempt(attempt.id, JobState.LOST, exit_code=None, outputs={}, progress=None, message=None,
+                                          reason="the launch was recorded but the job never started")
+                if view is not None and view.action is Action.ATTACH:
+                    view.action = Action.RETRY
+                continue
+            status: Status | None = self.local.poll({handle: run_dir})[handle]
+            if view is None:  # the job left the spec or is not planned: just settle the record
+                if status is not None and status.state in FINAL:
+                    self.store.finish_attempt(attempt.id, status.state, exit_code=status.exit_code, reason=status.reason,
+                                              outputs={}, progress=None, message=None)
+                continue
+            if attempt.handle is None:
+                self.store.set_handle(attempt.id, handle)
+            view.attempt, view.attempt_id, view.handle, view.run_dir = attempt.number, attempt.id, handle, run_dir
+            view.log_path = Path(attempt.log_path) if attempt.log_path else None
+            view.started, view.miner = attempt.started or attempt.created, LogMiner()
+            view.fingerprint = attempt.fingerprint
+            if attempt.fingerprint:
+                self.fingerprints[view.id] = attempt.fingerprint
+            self._by_handle[handle] = view.id
+            view.state = JobState.RUNNING
+            self.report("attached", view)
+            if status is not None and status.state in FINAL:
+                self._mine(view, final=True)
+                self._record_exit(view, status.state, status.exit_code, status.reason)
+
+    def _recover_handle(self, attempt: Attempt) -> str | None:
+        if not attempt.run_dir:
+            return None
+        run_dir = Path(attempt.run_dir)
+        deadline = time.monotonic() + 1.0  # the wrapper writes its pid first thing: give it a moment
+        while True:
+            handle = self.local.recover(run_dir)
+            if handle is not None or time.monotonic() > deadline:
+                return handle
+            time.sleep(0.05)
+
+
+def command(job: ResolvedJob, base: Path, run_dir: Path, log_path: Path) -> list[str]:
+    """The argv of a job on this machine."""
+    if job.kind == "run":
+        shell = job.shell or ("bash" if sys.platform != "win32" else "cmd")
+        if shell in ("cmd", "cmd.exe"):
+            return [shell, "/c", job.run or ""]
+        if shell.lower().startswith(("powershell", "pwsh")):
+            return [shell, "-NoProfile", "-Command", job.run or ""]
+        return [shell, "-c", job.run or ""]
+    if job.kind == "script":
+        script = str((base / (job.script or "")).resolve())
+        prefix = interpreter_argv(script, job.interpreter, python=sys.executable) or []
+        return [*prefix, script, *(str(a) for a in job.args)]
+    notebook = str((base / (job.notebook or "")).resolve())
+    executed = str(log_path.resolve().with_suffix(".ipynb"))
+    import json
+
+    return [sys.executable, "-m", "ccspec.notebook", notebook, executed, json.dumps(dict(job.parameters)), job.kernel or ""]

@@ -1,0 +1,252 @@
+"""Plan and apply, end to end: specs -> validate -> facts -> plan -> engine -> status files.
+
+The glue between the pure core (validate, plan) and the I/O (state store, targets, files),
+used by the CLI and the Python API.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from ccspec.engine import LEASE_TTL, Engine, JobView, Outcome
+from ccspec.errors import CcspecError, Diagnostic
+from ccspec.fingerprint import Facts, fingerprints, gather_facts
+from ccspec.plan import Action, Plan, make_plan
+from ccspec.report.graph import GraphNode, dot_source, render
+from ccspec.report.status import JobStatus, render_status, status_document, write_if_changed
+from ccspec.spec.resolve import resolve_at_launch, upstream_context
+from ccspec.spec.resolved import ResolvedWorkflow
+from ccspec.spec.validate import SpecReport, validate_paths
+from ccspec.state.store import StateStore
+
+__all__ = ["Planned", "StatusWriter", "apply_workflow", "load_specs", "plan_workflow", "state_dir", "write_invalid_status"]
+
+STATUS_EVERY = 0.5  # seconds: at most two status/SVG writes a second
+
+
+def state_dir(option: str | None = None) -> Path:
+    return Path(option or os.environ.get("CCSPEC_STATE") or ".ccspec")
+
+
+def load_specs(paths: Iterable[str], overrides: Mapping[str, Any] | None = None) -> tuple[list[SpecReport], list[Diagnostic]]:
+    reports = validate_paths(paths, overrides)
+    problems = [d for r in reports for d in r.diagnostics]
+    for report in reports:
+        if not report.valid:
+            write_invalid_status(report)
+    return reports, problems
+
+
+def write_invalid_status(report: SpecReport) -> None:
+    if report.name is None:
+        return
+    doc = status_document(report.name, [], [str(d) for d in report.diagnostics])
+    write_if_changed(report.file.parent / f"{report.name}.status.yaml", render_status(doc))
+
+
+@dataclass
+class Planned:
+    workflow: ResolvedWorkflow
+    plan: Plan
+    facts: Facts
+    fingerprints: dict[str, Any]
+
+
+def plan_workflow(workflow: ResolvedWorkflow, store: StateStore, *, replace: Iterable[str] = (), targets: Iterable[str] = ()) -> Planned:
+    """Fingerprint and plan; fan-outs whose upstream is up to date are expanded from the
+    outputs recorded last time, so their jobs are planned one by one."""
+    replace, targets = list(replace), list(targets)
+    unknown = [n for n in [*replace, *targets] if n not in workflow.jobs and n not in workflow.groups]
+    if unknown:
+        raise CcspecError(f"no job {unknown[0]!r} in workflow {workflow.name!r}")
+    recorded = store.recorded_jobs(workflow.name)
+    facts = gather_facts(workflow)
+    for _ in range(len(workflow.jobs) + 1):
+        fps = fingerprints(workflow, facts)
+        plan = make_plan(workflow, fps, recorded, replace=replace, targets=targets)
+        expanded = _expand_known_fanouts(workflow, plan, recorded)
+        if expanded is None:
+            return Planned(workflow, plan, facts, fps)
+        workflow = expanded
+        gather_facts(workflow, facts=facts)
+    return Planned(workflow, plan, facts, fps)
+
+
+def _expand_known_fanouts(workflow: ResolvedWorkflow, plan: Plan, recorded: Mapping[str, Any]) -> ResolvedWorkflow | None:
+    by_id = plan.by_id()
+    for job in workflow.jobs.values():
+        if not job.fanout_pending:
+            continue
+        if not all(by_id.get(n) is not None and by_id[n].action is Action.UP_TO_DATE for n in job.needs):
+            continue
+        outputs = {k: dict(r.outputs) for k, r in recorded.items()}
+        members, problems = resolve_at_launch(workflow, job, upstream_context(workflow, job, outputs))
+        if problems or not members:
+            continue
+        return _replace_job(workflow, job.id, members)
+    return None
+
+
+def _replace_job(workflow: ResolvedWorkflow, job_id: str, members: list[Any]) -> ResolvedWorkflow:
+    from dataclasses import replace as dc_replace
+
+    ids = [m.id for m in members]
+    jobs: dict[str, Any] = {}
+    for key, job in workflow.jobs.items():
+        if key == job_id:
+            for m in members:
+                jobs[m.id] = m
+            continue
+        if job_id in job.needs:
+            job = dc_replace(job, needs=tuple(n for need in job.needs for n in (ids if need == job_id else [need])))
+        jobs[key] = job
+    groups = {**workflow.groups, workflow.jobs[job_id].name: tuple(ids)}
+    return dc_replace(workflow, jobs=jobs, groups=groups)
+
+
+class StatusWriter:
+    """Writes NAME.status.yaml and NAME.svg beside the spec while the engine runs: at most
+    every STATUS_EVERY seconds, and only files whose content changed."""
+
+    def __init__(self, workflow: ResolvedWorkflow, engine_views: Callable[[], Mapping[str, JobView]],
+                 needs: Callable[[str], tuple[str, ...]], svg: bool = True) -> None:
+        self.workflow = workflow
+        self.views = engine_views
+        self.needs = needs
+        self.svg = svg
+        self.folder = workflow.file.parent
+        self.dirty = True
+        self.last = 0.0
+        self._lock = threading.Lock()
+        self._pending: str | None = None
+        self._thread: threading.Thread | None = None
+
+    def __call__(self, event: str, view: JobView | None) -> None:
+        if event != "tick":
+            self.dirty = True
+        if event == "finished" or (self.dirty and time.monotonic() - self.last >= STATUS_EVERY):
+            self.write()
+
+    def write(self) -> None:
+        self.dirty, self.last = False, time.monotonic()
+        views = list(self.views().values())
+        secrets = [str(self.workflow.vars.get(s, "")) for s in self.workflow.spec.secrets]
+        doc = status_document(self.workflow.name, [_status(v) for v in views], redact=secrets)
+        write_if_changed(self.folder / f"{self.workflow.name}.status.yaml", render_status(doc))
+        if self.svg:
+            now = time.time()
+            nodes = [GraphNode(v.id, v.state.value, self.needs(v.id), v.progress,
+                               None if v.started is None else (v.finished or now) - v.started, v.host) for v in views]
+            self._draw(dot_source(self.workflow.name, nodes))
+
+    def _draw(self, source: str) -> None:
+        """Render in a worker thread (the first render compiles Graphviz, ~0.5 s): the engine
+        never waits for a picture. Only the newest source is drawn."""
+        with self._lock:
+            self._pending = source
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._drain, name="svg", daemon=True)
+                self._thread.start()
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                source, self._pending = self._pending, None
+            if source is None:
+                return
+            write_if_changed(self.folder / f"{self.workflow.name}.svg", render(source))
+
+    def close(self) -> None:
+        """Wait for the last picture."""
+        thread = self._thread
+        if thread is not None:
+            thread.join()
+
+
+def _status(v: JobView) -> JobStatus:
+    return JobStatus(v.id, v.state, v.host, v.attempt, v.fingerprint, v.started, v.finished, v.exit_code, v.progress,
+                     v.message, v.reason, v.outputs)
+
+
+def apply_workflow(planned: Planned, store: StateStore, *, folder: Path, jobs: int, reporter: Callable[[str, JobView | None], None],
+                   wait: bool = False, svg: bool = True) -> Outcome:
+    """Run a plan under the workflow's lease; SIGINT/SIGTERM cancel, a second one forces."""
+    workflow = planned.workflow
+    token = _acquire(store, workflow.name, wait)
+    store.touch_workflow(workflow.name, str(workflow.file))
+    try:
+        engine = Engine(workflow, planned.plan, store, state_dir=folder, jobs=jobs, reporter=lambda e, v: None,
+                        lease=token, fingerprints=planned.fingerprints, facts=planned.facts)
+        writer = StatusWriter(workflow, lambda: engine.views, lambda i: engine.jobs[i].needs if i in engine.jobs else (), svg)
+
+        def report(event: str, view: JobView | None) -> None:
+            reporter(event, view)
+            writer(event, view)
+
+        engine.report = report
+        try:
+            with _signals(engine):
+                return engine.run()
+        finally:
+            writer.close()
+    finally:
+        store.release_lease(workflow.name, token)
+
+
+def _acquire(store: StateStore, workflow: str, wait: bool) -> str:
+    from ccspec.state.store import LeaseHeld
+
+    while True:
+        try:
+            return store.acquire_lease(workflow, LEASE_TTL)
+        except LeaseHeld:
+            if not wait:
+                raise
+            time.sleep(0.5)
+
+
+class _signals:
+    """SIGINT/SIGTERM: first cancels the running jobs, a second forces (kills at once)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.count = 0
+        self.saved: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        self.count += 1
+        if self.count == 1:
+            print("\ncancelling running jobs (press Ctrl-C again to kill them at once)", file=sys.stderr, flush=True)
+        self.engine.interrupt(force=self.count > 1)
+
+    def __enter__(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.saved[sig] = signal.signal(sig, self._handler)
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+
+
+def job_statuses(store: StateStore, workflow: str) -> list[JobStatus]:
+    """Status of every recorded job from the store (for `ccspec status` without a run)."""
+    out = []
+    attempts = {a.job: a for a in store.attempts(workflow)}  # last attempt of each job
+    for job_id, rec in sorted(store.recorded_jobs(workflow).items()):
+        a = attempts.get(job_id)
+        out.append(JobStatus(job_id, rec.state, a.host if a else None, rec.attempts, rec.fingerprint,
+                             a.started if a else None, a.finished if a else None, a.exit_code if a else None,
+                             a.progress if a else None, a.message if a else None, rec.reason,
+                             dict(a.outputs) if a and a.outputs else dict(rec.outputs)))
+    return out
+
+
