@@ -256,6 +256,7 @@ class Engine:
     def _fan_out(self, view: JobView, members: list[ResolvedJob]) -> None:
         """Replace a pending fan-out by its jobs, now that the matrix is known."""
         ids = [m.id for m in members]
+        self.workflow = replace(self.workflow, groups={**self.workflow.groups, view.name: tuple(ids)})
         index = self.order.index(view.id)
         self.order[index:index + 1] = ids
         del self.views[view.id]

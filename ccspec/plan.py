@@ -16,7 +16,7 @@ from enum import Enum
 from ccspec.fingerprint import Fingerprint
 from ccspec.spec.resolved import ResolvedWorkflow
 from ccspec.state.store import RecordedJob
-from ccspec.states import ACTIVE, UNSUCCESSFUL
+from ccspec.states import ACTIVE, UNSUCCESSFUL, JobState
 
 __all__ = ["RUN_ACTIONS", "Action", "Plan", "PlannedJob", "Reason", "make_plan"]
 
@@ -129,12 +129,12 @@ def _decide(job_id: str, needs: tuple[str, ...], is_script: bool, fp: Fingerprin
             return Action.ATTACH, Reason("running", f"still {rec.state.value} from an earlier run")
         return Action.RERUN, Reason("changed_while_running", "definition changed while it was running")
     if rec.state in UNSUCCESSFUL:
+        if fp is not None and rec.fingerprint and rec.fingerprint != fp.value and rec.state is not JobState.SKIPPED:
+            return Action.RERUN, _changed(rec.parts, fp, is_script, f" since it {rec.state.value.replace('_', ' ')}")
         detail = rec.state.value.replace("_", " ") + (f": {rec.reason}" if rec.reason else "")
         return Action.RETRY, Reason(f"last_{rec.state.value}", detail)
     if fp is not None and rec.success_fingerprint != fp.value:
-        changed = [p for p in ("definition", "file", "inputs", "upstream") if rec.success_parts.get(p) != fp.parts.get(p)]
-        code, text = _PART_REASONS[changed[0]] if changed else ("fingerprint_changed", "fingerprint changed")
-        return Action.RERUN, Reason(code, text.format(kind="script" if is_script else "notebook"))
+        return Action.RERUN, _changed(rec.success_parts, fp, is_script)
     for parent in needs:
         planned = decided.get(parent)
         if planned is not None and planned.action in RUN_ACTIONS:
@@ -144,6 +144,12 @@ def _decide(job_id: str, needs: tuple[str, ...], is_script: bool, fp: Fingerprin
         if prec is not None and prec.success_seq is not None and (rec.success_seq or 0) < prec.success_seq:
             return Action.RERUN, Reason("upstream_ran_again", f"{parent} ran again since this job succeeded")
     return Action.UP_TO_DATE, Reason("up_to_date", "up to date")
+
+
+def _changed(before: Mapping[str, str], fp: Fingerprint, is_script: bool, suffix: str = "") -> Reason:
+    changed = [p for p in ("definition", "file", "inputs", "upstream") if before.get(p) != fp.parts.get(p)]
+    code, text = _PART_REASONS[changed[0]] if changed else ("fingerprint_changed", "fingerprint changed")
+    return Reason(code, text.format(kind="script" if is_script else "notebook") + suffix)
 
 
 def _ids(workflow: ResolvedWorkflow, names: Iterable[str]) -> set[str]:

@@ -1,0 +1,238 @@
+"""`ccspec apply` end to end on real processes: incremental reruns, failures, timeouts,
+retries, cancellation, a runner killed mid-run, outputs, fan-out and the lease."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+
+def ccspec(repo: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ccspec", *args], cwd=repo, capture_output=True, text=True, timeout=timeout)
+
+
+def start(repo: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "ccspec", *args], cwd=repo, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def write(repo: Path, text: str, name: str = "flow.yaml") -> Path:
+    path = repo / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def status(repo: Path, name: str = "flow") -> dict:
+    return yaml.safe_load((repo / f"{name}.status.yaml").read_text())
+
+
+def plan_json(repo: Path, *args: str) -> dict[str, str]:
+    result = ccspec(repo, "plan", "--json", "flow.yaml", *args)
+    assert result.returncode == 0, result.stderr
+    return {j["id"]: j["action"] for j in json.loads(result.stdout)["workflows"][0]["jobs"]}
+
+
+def wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+
+
+CHAIN = """
+    version: 1
+    vars: {greeting: hello}
+    jobs:
+      a: {run: "echo a >> trace; echo {{ vars.greeting | q }} > a.out"}
+      b: {run: "echo b >> trace; cat a.out > b.out", needs: [a]}
+      c: {run: "echo c >> trace", needs: [b]}
+      side: {run: "echo side >> trace"}
+"""
+
+
+def trace(repo: Path) -> list[str]:
+    path = repo / "trace"
+    return path.read_text().split() if path.exists() else []
+
+
+def test_incremental_rules(repo: Path) -> None:
+    write(repo, CHAIN)
+    first = ccspec(repo, "apply", "flow.yaml", "-j", "2")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert sorted(trace(repo)) == ["a", "b", "c", "side"]
+    assert status(repo)["phase"] == "succeeded" and (repo / "flow.svg").read_bytes().startswith(b"<?xml")
+
+    again = ccspec(repo, "apply", "flow.yaml")
+    assert again.returncode == 0 and sorted(trace(repo)) == ["a", "b", "c", "side"]  # nothing ran
+    assert ccspec(repo, "plan", "--detailed-exitcode", "flow.yaml").returncode == 0
+
+    assert plan_json(repo, "--var", "greeting=bye") == {"a": "rerun", "b": "rerun", "c": "rerun", "side": "up_to_date"}
+    assert ccspec(repo, "plan", "--detailed-exitcode", "flow.yaml", "--var", "greeting=bye").returncode == 2
+    (repo / "trace").unlink()
+    assert ccspec(repo, "apply", "flow.yaml", "--var", "greeting=bye").returncode == 0
+    assert trace(repo) == ["a", "b", "c"]
+    assert (repo / "b.out").read_text() == "bye\n"
+
+
+def test_failure_skips_descendants_and_a_fix_reruns_them(repo: Path) -> None:
+    write(repo, CHAIN.replace('cat a.out > b.out"', 'exit 3"'))
+    result = ccspec(repo, "apply", "flow.yaml", "-j", "1")
+    assert result.returncode == 1
+    doc = status(repo)
+    assert doc["phase"] == "failed"
+    assert doc["jobs"]["b"]["state"] == "failed" and doc["jobs"]["b"]["exit_code"] == 3
+    assert doc["jobs"]["c"]["state"] == "skipped" and doc["jobs"]["side"]["state"] == "succeeded"
+    assert "b failed" in result.stdout and "exit code 3" in result.stdout
+    write(repo, CHAIN)
+    assert plan_json(repo) == {"a": "up_to_date", "b": "rerun", "c": "retry", "side": "up_to_date"}
+    (repo / "trace").unlink()
+    assert ccspec(repo, "apply", "flow.yaml").returncode == 0
+    assert trace(repo) == ["b", "c"]
+
+
+def test_timeout_kills_the_process_group(repo: Path) -> None:
+    write(repo, """
+        version: 1
+        jobs:
+          slow: {run: "sleep 60 & echo $! > child.pid; wait", timeout: 1s}
+    """)
+    started = time.monotonic()
+    result = ccspec(repo, "apply", "flow.yaml")
+    assert result.returncode == 1 and time.monotonic() - started < 20
+    assert status(repo)["jobs"]["slow"]["state"] == "timed_out"
+    child = int((repo / "child.pid").read_text())
+    wait_for(lambda: not _alive(child), 10)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_retries(repo: Path) -> None:
+    write(repo, """
+        version: 1
+        jobs:
+          flaky: {run: "echo x >> tries; test $(wc -l < tries) -ge 3", retries: 2}
+          never: {run: "exit 1", retries: 1}
+    """)
+    result = ccspec(repo, "apply", "flow.yaml")
+    assert result.returncode == 1
+    doc = status(repo)
+    assert doc["jobs"]["flaky"]["state"] == "succeeded" and doc["jobs"]["flaky"]["attempt"] == 3
+    assert doc["jobs"]["never"]["state"] == "failed" and doc["jobs"]["never"]["attempt"] == 2
+    assert (repo / "tries").read_text().count("x") == 3
+
+
+def test_sigint_cancels_running_jobs(repo: Path) -> None:
+    write(repo, """
+        version: 1
+        jobs:
+          long: {run: "echo $$ > long.pid; sleep 60"}
+          later: {run: "echo never > later.out", needs: [long]}
+    """)
+    proc = start(repo, "apply", "flow.yaml")
+    wait_for(lambda: (repo / "long.pid").exists() and (repo / "long.pid").read_text().strip() != "")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, out + err
+    doc = status(repo)
+    assert doc["jobs"]["long"]["state"] == "cancelled" and doc["jobs"]["later"]["state"] == "cancelled"
+    wait_for(lambda: not _alive(int((repo / "long.pid").read_text())), 10)
+    assert not (repo / "later.out").exists()
+
+
+def test_runner_killed_mid_run_then_apply_runs_everything_exactly_once(repo: Path) -> None:
+    write(repo, """
+        version: 1
+        jobs:
+          one: {run: "echo one >> trace"}
+          two: {run: "echo two-start >> trace; sleep 2; echo two >> trace", needs: [one]}
+          three: {run: "echo three >> trace", needs: [two]}
+    """)
+    proc = start(repo, "apply", "flow.yaml")
+    wait_for(lambda: "two-start" in trace(repo))
+    proc.kill()  # SIGKILL: no clean-up at all
+    proc.communicate()
+    result = ccspec(repo, "apply", "flow.yaml")  # re-attaches to `two`, then runs `three`
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "two attached" in result.stdout
+    assert trace(repo) == ["one", "two-start", "two", "three"]
+    assert status(repo)["jobs"]["two"]["attempt"] == 1
+    assert ccspec(repo, "apply", "flow.yaml").returncode == 0 and trace(repo) == ["one", "two-start", "two", "three"]
+
+
+def test_lease_contention(repo: Path) -> None:
+    write(repo, """
+        version: 1
+        jobs:
+          hold: {run: "touch started; sleep 3"}
+    """)
+    proc = start(repo, "apply", "flow.yaml")
+    wait_for(lambda: (repo / "started").exists())
+    second = ccspec(repo, "apply", "flow.yaml")
+    assert second.returncode == 1
+    assert f"is being applied by pid {proc.pid}" in second.stderr
+    waited = ccspec(repo, "apply", "flow.yaml", "--wait")
+    assert waited.returncode == 0
+    proc.communicate(timeout=30)
+
+
+def test_outputs_feed_downstream_and_fan_out_on_the_fly(repo: Path) -> None:
+    (repo / "count.py").write_text(textwrap.dedent("""
+        import sys
+        from ccspec import job
+        job.output("total", sum(int(a) for a in sys.argv[1:]))
+    """))
+    write(repo, """
+        version: 1
+        jobs:
+          split:
+            run: |
+              echo '# ccspec output parts=[{"part": 1}, {"part": 2}, {"part": 3}]'
+              echo '# ccspec progress=100 message="split done"'
+          work:
+            matrix: "{{ jobs.split.outputs.parts }}"
+            run: "echo {{ matrix.part * 10 }} > work-{{ matrix.part }}.out; echo '# ccspec output value={{ matrix.part * 10 }}'"
+            needs: [split]
+          total:
+            script: count.py
+            args: ["{{ jobs.work.outputs | map(attribute='value') | list }}"]
+            needs: [work]
+    """)
+    assert plan_json(repo) == {"split": "create", "work": "create", "total": "create"}
+    result = ccspec(repo, "apply", "flow.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc = status(repo)
+    assert [k for k in doc["jobs"] if k.startswith("work-")] == ["work-1", "work-2", "work-3"]
+    assert doc["jobs"]["total"]["outputs"] == {"total": 60}
+    assert doc["jobs"]["split"]["message"] == "split done"
+    # next time the fan-out is known from the recorded outputs: every member is up to date
+    assert plan_json(repo) == {"split": "up_to_date", "work-1": "up_to_date", "work-2": "up_to_date",
+                               "work-3": "up_to_date", "total": "up_to_date"}
+
+
+@pytest.mark.parametrize("bad", ["version: 1\njobs: {a: {run: x, needs: [zz]}}\n"])
+def test_invalid_spec_launches_nothing_and_records_the_errors(repo: Path, bad: str) -> None:
+    (repo / "flow.yaml").write_text(bad)
+    result = ccspec(repo, "apply", "flow.yaml")
+    assert result.returncode == 2 and "unknown job 'zz'" in result.stderr
+    assert status(repo)["phase"] == "invalid" and status(repo)["errors"]
+    assert not (repo / ".ccspec" / "runs").exists()
