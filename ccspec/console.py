@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ccspec.engine import JobView
-from ccspec.plan import Plan
+from ccspec.planner import Plan
 
 __all__ = ["make_reporter"]
 

@@ -29,7 +29,7 @@ from typing import Any
 from ccspec.errors import TargetError
 from ccspec.fingerprint import Facts, Fingerprint, fingerprint, gather_facts
 from ccspec.interpreters import interpreter_argv
-from ccspec.plan import Action, Plan
+from ccspec.planner import Action, Plan
 from ccspec.progress import LogMiner
 from ccspec.spec.resolve import resolve_at_launch, upstream_context
 from ccspec.spec.resolved import ResolvedJob, ResolvedWorkflow

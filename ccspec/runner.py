@@ -20,7 +20,7 @@ from typing import Any
 from ccspec.engine import LEASE_TTL, Engine, JobView, Outcome
 from ccspec.errors import CcspecError, Diagnostic
 from ccspec.fingerprint import Facts, fingerprints, gather_facts
-from ccspec.plan import Action, Plan, make_plan
+from ccspec.planner import Action, Plan, make_plan
 from ccspec.report.graph import GraphNode, dot_source, render
 from ccspec.report.status import JobStatus, render_status, status_document, write_if_changed
 from ccspec.spec.resolve import resolve_at_launch, upstream_context

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from ccspec.fingerprint import Facts, fingerprints
-from ccspec.plan import make_plan
+from ccspec.planner import make_plan
 from ccspec.spec.resolved import ResolvedWorkflow
 from ccspec.state.store import RecordedJob
 from ccspec.states import JobState
