@@ -237,6 +237,37 @@ class _signals:
             signal.signal(sig, handler)
 
 
+def settle(store: StateStore, workflow: str) -> int:
+    """Collect the exit codes of detached attempts that finished while no runner watched
+    them (ccspec was killed). Leaves everything to the runner that holds the lease, if any."""
+    from ccspec.progress import LogMiner
+    from ccspec.states import FINAL, JobState
+    from ccspec.targets.local import LocalTarget
+
+    if store.lease_holder(workflow) is not None:
+        return 0
+    target = LocalTarget()
+    settled = 0
+    for attempt in store.active_attempts(workflow):
+        if not attempt.run_dir:
+            continue
+        run_dir = Path(attempt.run_dir)
+        handle = attempt.handle or target.recover(run_dir)
+        if handle is None:
+            continue
+        found = target.poll({handle: run_dir})[handle]
+        if found is None or found.state not in FINAL:
+            continue
+        miner = LogMiner()
+        if attempt.log_path:
+            miner.feed(target.read_log(Path(attempt.log_path), 0), final=True)
+        progress = 100.0 if found.state is JobState.SUCCEEDED else miner.progress
+        store.finish_attempt(attempt.id, found.state, exit_code=found.exit_code, reason=found.reason,
+                             outputs=miner.outputs, progress=progress, message=miner.message)
+        settled += 1
+    return settled
+
+
 def job_statuses(store: StateStore, workflow: str) -> list[JobStatus]:
     """Status of every recorded job from the store (for `ccspec status` without a run)."""
     out = []

@@ -236,3 +236,21 @@ def test_invalid_spec_launches_nothing_and_records_the_errors(repo: Path, bad: s
     assert result.returncode == 2 and "unknown job 'zz'" in result.stderr
     assert status(repo)["phase"] == "invalid" and status(repo)["errors"]
     assert not (repo / ".ccspec" / "runs").exists()
+
+
+def test_status_collects_a_detached_job_that_finished_after_the_runner_died(repo: Path) -> None:
+    write(repo, """
+        version: 1
+        jobs:
+          bg: {run: "touch started; sleep 1; echo '# ccspec output answer=42'"}
+    """)
+    proc = start(repo, "apply", "flow.yaml")
+    wait_for(lambda: (repo / "started").exists())
+    proc.kill()
+    proc.communicate()
+    time.sleep(2)  # the job finishes on its own, with nobody watching
+    result = ccspec(repo, "status", "--json", "flow.yaml")
+    assert result.returncode == 0, result.stderr
+    job = json.loads(result.stdout)["workflows"][0]["jobs"]["bg"]
+    assert job["state"] == "succeeded" and job["exit_code"] == 0 and job["outputs"] == {"answer": 42}
+    assert plan_json(repo) == {"bg": "up_to_date"}

@@ -187,8 +187,11 @@ class StateStore:
         self.db.execute("DELETE FROM leases WHERE workflow=? AND token=?", (workflow, token))
 
     def lease_holder(self, workflow: str) -> tuple[int, str, float] | None:
+        """(pid, host, since) of a live holder; a holder that died on this host holds nothing."""
         row = self.db.execute("SELECT * FROM leases WHERE workflow=? AND expires>?", (workflow, time.time())).fetchone()
-        return None if row is None else (row["pid"], row["host"], row["acquired"])
+        if row is None or (row["host"] == socket.gethostname() and not _pid_alive(row["pid"])):
+            return None
+        return (row["pid"], row["host"], row["acquired"])
 
     # -- reads -------------------------------------------------------------------------
 
