@@ -254,3 +254,25 @@ def test_status_collects_a_detached_job_that_finished_after_the_runner_died(repo
     job = json.loads(result.stdout)["workflows"][0]["jobs"]["bg"]
     assert job["state"] == "succeeded" and job["exit_code"] == 0 and job["outputs"] == {"answer": 42}
     assert plan_json(repo) == {"bg": "up_to_date"}
+
+
+def test_logs_graph_and_cancel_commands(repo: Path) -> None:
+    write(repo, """
+        version: 1
+        jobs:
+          hello: {run: "echo hello from the job"}
+          wait: {run: "touch started; sleep 60", needs: [hello]}
+    """)
+    proc = start(repo, "apply", "flow.yaml")
+    wait_for(lambda: (repo / "started").exists())
+    logs = ccspec(repo, "logs", "flow", "hello")
+    assert logs.returncode == 0 and logs.stdout == "hello from the job\n"
+    assert ccspec(repo, "logs", "flow", "nope").returncode == 2
+    dot = ccspec(repo, "graph", "flow.yaml")
+    assert dot.returncode == 0 and '"hello" -> "wait"' in dot.stdout.replace("hello -> wait", '"hello" -> "wait"')
+    assert ccspec(repo, "graph", "flow", "-o", "dag.svg").returncode == 0
+    assert (repo / "dag.svg").read_bytes().startswith(b"<?xml")
+    cancelled = ccspec(repo, "cancel", "flow")
+    assert cancelled.returncode == 0 and f"pid {proc.pid}" in cancelled.stdout
+    proc.communicate(timeout=30)
+    assert proc.returncode == 130 and status(repo)["jobs"]["wait"]["state"] == "cancelled"
