@@ -208,11 +208,8 @@ def logs(workflow: str, job: str, attempt: int | None, follow: bool, state_opt: 
             sys.stdout.buffer.write(data)
             sys.stdout.flush()
             offset += len(data)
-        if not follow or store.attempt(chosen.id).state in FINAL:
-            if follow and not data:
-                break
-            if not follow:
-                break
+        if not follow or (not data and store.attempt(chosen.id).state in FINAL):
+            break
         time.sleep(0.2)
 
 

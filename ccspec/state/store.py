@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ccspec.errors import CcspecError
+from ccspec.processes import pid_alive
 from ccspec.states import JobState
 
 __all__ = ["Attempt", "LeaseHeld", "RecordedJob", "StateStore"]
@@ -167,7 +168,7 @@ class StateStore:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             row = self.db.execute("SELECT * FROM leases WHERE workflow=?", (workflow,)).fetchone()
-            holder_alive = row is not None and not (row["host"] == me and not _pid_alive(row["pid"]))
+            holder_alive = row is not None and not (row["host"] == me and not pid_alive(row["pid"]))
             if row is not None and row["token"] != token and row["expires"] > now and holder_alive:
                 raise LeaseHeld(workflow, row["pid"], row["host"], row["acquired"])
             self.db.execute(
@@ -189,7 +190,7 @@ class StateStore:
     def lease_holder(self, workflow: str) -> tuple[int, str, float] | None:
         """(pid, host, since) of a live holder; a holder that died on this host holds nothing."""
         row = self.db.execute("SELECT * FROM leases WHERE workflow=? AND expires>?", (workflow, time.time())).fetchone()
-        if row is None or (row["host"] == socket.gethostname() and not _pid_alive(row["pid"])):
+        if row is None or (row["host"] == socket.gethostname() and not pid_alive(row["pid"])):
             return None
         return (row["pid"], row["host"], row["acquired"])
 
@@ -325,15 +326,3 @@ def _attempt(r: sqlite3.Row) -> Attempt:
         run_dir=r["run_dir"], log_path=r["log_path"], created=r["created"], started=r["started"],
         finished=r["finished"], progress=r["progress"], message=r["message"], outputs=_load(r["outputs"]),
     )
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ccspec.errors import PermanentTargetError
+from ccspec.processes import pid_alive
 from ccspec.resources import template_path
 from ccspec.states import JobState
 from ccspec.targets.base import ExitCallback, Launch, Status
@@ -41,22 +42,6 @@ def _read_pid(run_dir: Path) -> int | None:
     except OSError:
         return None
     return int(text) if text.isdigit() else None
-
-
-def pid_alive(pid: int) -> bool:
-    if IS_WINDOWS:  # pragma: no cover - no Windows here
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (exited, not yet reaped) is not alive
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 class LocalTarget:
