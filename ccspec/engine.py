@@ -115,6 +115,7 @@ class Engine:
         self._by_handle: dict[str, str] = {}
         self._next_lease = time.monotonic() + LEASE_TTL / 3
         recorded = store.recorded_jobs(workflow.name)
+        last = store.last_attempts(workflow.name)
         for planned in plan.jobs:
             if planned.action is Action.REMOVED or planned.id not in self.jobs:
                 continue
@@ -127,8 +128,12 @@ class Engine:
                 fingerprint=planned.fingerprint.value if planned.fingerprint else None,
                 attempt=rec.attempts if rec else 0,
             )
-            if done and rec is not None:
+            if done and rec is not None:  # show what the last (successful) run did
                 view.outputs = dict(rec.outputs)
+                attempt = last.get(planned.id)
+                if attempt is not None and attempt.state is JobState.SUCCEEDED:
+                    view.started, view.finished, view.exit_code = attempt.started, attempt.finished, attempt.exit_code
+                    view.progress, view.message, view.host = attempt.progress, attempt.message, attempt.host
             self.views[planned.id] = view
 
     # -- the loop ----------------------------------------------------------------------

@@ -72,8 +72,11 @@ def test_incremental_rules(repo: Path) -> None:
     assert sorted(trace(repo)) == ["a", "b", "c", "side"]
     assert status(repo)["phase"] == "succeeded" and (repo / "flow.svg").read_bytes().startswith(b"<?xml")
 
+    written = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (repo / "flow.status.yaml", repo / "flow.svg")}
     again = ccspec(repo, "apply", "flow.yaml")
     assert again.returncode == 0 and sorted(trace(repo)) == ["a", "b", "c", "side"]  # nothing ran
+    for path, (content, mtime) in written.items():  # unchanged content: not rewritten, git stays quiet
+        assert path.read_bytes() == content and path.stat().st_mtime_ns == mtime, path
     assert ccspec(repo, "plan", "--detailed-exitcode", "flow.yaml").returncode == 0
 
     assert plan_json(repo, "--var", "greeting=bye") == {"a": "rerun", "b": "rerun", "c": "rerun", "side": "up_to_date"}

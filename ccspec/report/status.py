@@ -99,7 +99,8 @@ def _redacted(value: Any, secrets: list[str]) -> Any:
 
 
 def render_status(document: Mapping[str, Any]) -> str:
-    return HEADER + yaml.safe_dump(dict(document), sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml: a 10,000-job status in a fraction of the time
+    return HEADER + yaml.dump(dict(document), Dumper=dumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
 
 
 def write_if_changed(path: Path, content: str | bytes) -> bool:

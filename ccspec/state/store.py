@@ -213,6 +213,12 @@ class StateStore:
     def attempt(self, attempt_id: int) -> Attempt:
         return _attempt(self.db.execute("SELECT * FROM attempts WHERE id=?", (attempt_id,)).fetchone())
 
+    def last_attempts(self, workflow: str) -> dict[str, Attempt]:
+        """Each job's latest attempt, by job id."""
+        rows = self.db.execute(
+            "SELECT a.* FROM attempts a JOIN jobs j ON a.id = j.last_attempt WHERE j.workflow=?", (workflow,))
+        return {r["job"]: _attempt(r) for r in rows}
+
     def active_attempts(self, workflow: str) -> list[Attempt]:
         rows = self.db.execute(
             "SELECT * FROM attempts WHERE workflow=? AND state IN ('launching','queued','running') ORDER BY id", (workflow,))
