@@ -279,3 +279,72 @@ def test_logs_graph_and_cancel_commands(repo: Path) -> None:
     assert cancelled.returncode == 0 and f"pid {proc.pid}" in cancelled.stdout
     proc.communicate(timeout=30)
     assert proc.returncode == 130 and status(repo)["jobs"]["wait"]["state"] == "cancelled"
+
+
+def test_job_environment_and_kinds(repo: Path) -> None:
+    (repo / "show.sh").write_text('echo "args=$*"\n')
+    (repo / "show.py").write_text("import os, sys\nprint('py', sys.argv[1:], os.environ['CCSPEC_JOB'], os.environ['EXTRA'])\n")
+    write(repo, """
+        version: 1
+        defaults: {env: {EXTRA: from-defaults}}
+        jobs:
+          env:
+            run: 'echo "$CCSPEC_WORKFLOW $CCSPEC_JOB $CCSPEC_ATTEMPT $EXTRA" > env.out; test -d "$CCSPEC_RUN_DIR"'
+            env: {EXTRA: 42}
+          sh: {script: show.sh, args: ["a b", "$HOME"]}
+          py: {script: show.py, args: ["--x", "{{ 1 + 1 }}"]}
+          dash: {run: 'echo "$0" > shell.out', shell: sh}
+    """)
+    result = ccspec(repo, "apply", "flow.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (repo / "env.out").read_text() == "flow env 1 42\n"
+    logs = repo / ".ccspec" / "logs" / "flow"
+    assert (logs / "sh" / "1.log").read_text() == "args=a b $HOME\n"  # argv, no shell: nothing expanded
+    assert (logs / "py" / "1.log").read_text() == "py ['--x', '2'] py from-defaults\n"
+    assert (repo / "shell.out").read_text() == "sh\n"
+
+
+def test_second_interrupt_kills_at_once(repo: Path) -> None:
+    write(repo, """
+        version: 1
+        jobs:
+          stubborn: {run: "trap '' TERM; touch started; sleep 60"}
+    """)
+    proc = start(repo, "apply", "flow.yaml")
+    wait_for(lambda: (repo / "started").exists())
+    began = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=30)
+    assert proc.returncode == 130 and time.monotonic() - began < 4  # no 5 s grace: killed at once
+    assert status(repo)["jobs"]["stubborn"]["state"] == "cancelled"
+
+
+def test_live_table_on_a_terminal(repo: Path) -> None:
+    import pty
+
+    write(repo, """
+        version: 1
+        jobs:
+          tty: {run: "echo '# ccspec progress=50 message=\\"half way\\"'; sleep 1"}
+    """)
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: ccspec on a pseudo-terminal
+        os.chdir(repo)
+        os.execv(sys.executable, [sys.executable, "-m", "ccspec", "apply", "flow.yaml"])
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    _, code = os.waitpid(pid, 0)
+    os.close(fd)
+    screen = b"".join(chunks).decode("utf-8", "replace")
+    assert os.waitstatus_to_exitcode(code) == 0
+    assert "└" in screen and "succeeded" in screen and "half way" in screen  # a drawn table, not event lines
+    assert "tty started" not in screen
