@@ -112,7 +112,8 @@ class Engine:
         self.order: list[str] = list(self.jobs)
         self.stopping = False
         self.forced = False
-        self._by_handle: dict[str, str] = {}
+        self._by_handle: dict[str, tuple[str, int]] = {}  # handle -> (job id, attempt id)
+        self._attached: set[str] = set()  # handles of attempts an earlier runner launched: polled
         self._next_lease = time.monotonic() + LEASE_TTL / 3
         recorded = store.recorded_jobs(workflow.name)
         last = store.last_attempts(workflow.name)
@@ -172,9 +173,11 @@ class Engine:
     def _handle(self, kind: str, payload: Any) -> None:
         if kind == "exit":
             handle, code = payload
-            job_id = self._by_handle.get(handle)
-            if job_id is not None:
-                self._exited(self.views[job_id], code)
+            owner = self._by_handle.pop(handle, None)
+            if owner is not None:
+                view = self.views.get(owner[0])
+                if view is not None and view.attempt_id == owner[1] and view.state is JobState.RUNNING:
+                    self._exited(view, code)
         elif kind == "interrupt":
             self._cancel_all(force=bool(payload) or self.stopping)
 
@@ -250,9 +253,9 @@ class Engine:
             self.store.finish_attempt(attempt.id, JobState.FAILED, exit_code=None, reason=str(exc), outputs={}, progress=None, message=None)
             self._final(view, JobState.FAILED, str(exc), record=False)
             return False
-        self._by_handle[handle] = view.id
-        view.handle = handle
-        self.store.set_handle(attempt.id, handle)
+        self._by_handle[handle] = (view.id, attempt.id)
+        view.handle, view.started = handle, time.time()
+        self.store.set_handle(attempt.id, handle, started=view.started)  # the same instant in views and records
         view.state = JobState.RUNNING
         view.deadline = time.monotonic() + job.timeout if job.timeout else None
         self.report("started", view)
@@ -307,8 +310,9 @@ class Engine:
         assert view.attempt_id is not None
         if state is JobState.SUCCEEDED:
             view.progress = 100.0
+        view.finished = time.time()
         self.store.finish_attempt(view.attempt_id, state, exit_code=code, reason=reason, outputs=view.outputs,
-                                  progress=view.progress, message=view.message)
+                                  progress=view.progress, message=view.message, finished=view.finished)
         view.exit_code, view.deadline, view.kill_at, view.killing = code, None, None, None
         if state in (JobState.FAILED, JobState.TIMED_OUT, JobState.LOST) and view.retries_left > 0 and not self.stopping:
             view.retries_left -= 1
@@ -320,7 +324,9 @@ class Engine:
         self._final(view, state, reason, record=False)
 
     def _final(self, view: JobView, state: JobState, reason: str | None, *, record: bool = True) -> None:
-        view.state, view.reason, view.finished = state, reason, time.time()
+        view.state, view.reason = state, reason
+        if record or view.finished is None:
+            view.finished = time.time()
         view.retry_at = None
         if record:
             self.store.set_job_state(self.workflow.name, view.id, view.name, state, reason)
@@ -340,9 +346,10 @@ class Engine:
                 assert view.attempt_id is not None
                 self.store.update_progress(view.attempt_id, view.progress, view.message, view.outputs)
                 self.report("progress", view)
-            if view.handle and not self.local.is_child(view.handle) and view.run_dir:  # re-attached: not our child
+            if view.handle in self._attached and view.run_dir:  # not our child: no exit event will come
                 status = self.local.poll({view.handle: view.run_dir})[view.handle]
                 if status is not None and status.state in FINAL:
+                    self._attached.discard(view.handle)
                     self._mine(view, final=True)
                     self._record_exit(view, view.killing or status.state, status.exit_code, view.reason if view.killing else status.reason)
         if self.lease and now >= self._next_lease:
@@ -407,7 +414,7 @@ class Engine:
             view.fingerprint = attempt.fingerprint
             if attempt.fingerprint:
                 self.fingerprints[view.id] = attempt.fingerprint
-            self._by_handle[handle] = view.id
+            self._attached.add(handle)
             view.state = JobState.RUNNING
             self.report("attached", view)
             if status is not None and status.state in FINAL:

@@ -14,6 +14,7 @@ file-safe (lowercase, runs of other characters become `-`).
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import re
 from typing import Any
@@ -74,7 +75,10 @@ def combinations(matrix: Any) -> list[Combination]:
     for i, rule in enumerate(excludes):
         unknown = set(rule) - set(dims)
         if unknown:
-            raise MatrixError(f"exclude names {sorted(unknown)[0]!r}, which is not a matrix dimension", ("exclude", i))
+            name = sorted(unknown)[0]
+            close = difflib.get_close_matches(str(name), list(dims), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f"; the dimensions are {', '.join(dims)}"
+            raise MatrixError(f"exclude names {name!r}, which is not a matrix dimension{hint}", ("exclude", i, name))
     combos = [c for c in combos if not any(all(c.get(k) == v for k, v in rule.items()) for rule in excludes)]
     for extra in _entries(matrix.get("include"), "include"):
         if extra not in combos:

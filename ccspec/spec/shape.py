@@ -58,7 +58,10 @@ def shape_diagnostics(source: Source, error: ValidationError) -> tuple[list[Diag
             names = bad.setdefault(str(loc[0]), set())
             if loc[0] in ("jobs", "hosts") and len(loc) >= 2:
                 names.add(str(loc[1]))
-    return sorted(problems.values()), bad
+    found = sorted(problems.values())
+    if any(d.code == "unknown-key" and "(did you mean 'jobs'?)" in d.message for d in found):
+        found = [d for d in found if not (d.code == "missing-key" and "`jobs:`" in d.message)]  # said once is enough
+    return found, bad
 
 
 def _code(kind: str) -> str:
@@ -162,7 +165,8 @@ def _describe(data: Any, err: Any, loc: tuple[Any, ...]) -> tuple[str, ValuePath
         return "`jobs:` is empty: a workflow needs at least one job", path, False
     value = _value_at(data, path)
     shown = f" (got {value!r})" if value is not None and not isinstance(value, (dict, list)) else ""
-    return f"{_where(path)}: {msg[0].lower() + msg[1:] if msg else 'invalid value'}{shown if 'got' not in msg else ''}", path, False
+    whole_job = len(path) == 2 and path[0] == "jobs"  # point at the job's name, not its first key
+    return f"{_where(path)}: {msg[0].lower() + msg[1:] if msg else 'invalid value'}{shown if 'got' not in msg else ''}", path, whole_job
 
 
 def _kind_of(value: Any) -> str:

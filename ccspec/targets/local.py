@@ -74,9 +74,6 @@ class LocalTarget:
         threading.Thread(target=wait, name=f"wait-{handle}", daemon=True).start()
         return handle
 
-    def is_child(self, handle: str) -> bool:
-        return handle in self._children
-
     def poll(self, handles: Mapping[str, Path]) -> dict[str, Status | None]:
         out: dict[str, Status | None] = {}
         for handle, run_dir in handles.items():
