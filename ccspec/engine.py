@@ -17,11 +17,12 @@ exception that stops the loop.
 
 from __future__ import annotations
 
+import heapq
 import os
 import queue
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,13 @@ class Engine:
         self.forced = False
         self._by_handle: dict[str, tuple[str, int]] = {}  # handle -> (job id, attempt id)
         self._attached: set[str] = set()  # handles of attempts an earlier runner launched: polled
+        self.running: dict[str, JobView] = {}
+        self.retrying: dict[str, JobView] = {}  # failed, waiting for their backoff to pass
+        self.children: dict[str, list[str]] = {}
+        self.waiting: dict[str, int] = {}  # job -> needs not yet succeeded
+        self.position: dict[str, float] = {}  # topological rank: ready jobs start in this order
+        self.ready: list[tuple[float, str]] = []
+        self.unfinished = 0
         self._next_lease = time.monotonic() + LEASE_TTL / 3
         recorded = store.recorded_jobs(workflow.name)
         last = store.last_attempts(workflow.name)
@@ -144,15 +152,14 @@ class Engine:
         if removed:
             self.store.forget_jobs(self.workflow.name, removed)
         self._attach()
-        while not self._all_final():
+        self._index_graph()
+        while self.unfinished:
             if not self.stopping:
-                self._skip_blocked()
                 self._launch_ready()
-            if self._all_final():
+            if not self.unfinished:
                 break
-            timeout = self._next_deadline()
             try:
-                kind, payload = self.events.get(timeout=timeout)
+                kind, payload = self.events.get(timeout=self._next_deadline())
                 self._handle(kind, payload)
                 while True:  # drain what else arrived
                     kind, payload = self.events.get_nowait()
@@ -167,8 +174,26 @@ class Engine:
         """Called from a signal handler: cancel running jobs (force: kill them now)."""
         self.events.put(("interrupt", force))
 
-    def _all_final(self) -> bool:
-        return all(v.state in FINAL for v in self.views.values())
+    def _index_graph(self) -> None:
+        """Children, counts of unmet needs and the ready heap: each event then costs what it
+        touches, not the size of the workflow."""
+        for job_id, job in self.jobs.items():
+            for need in job.needs:
+                self.children.setdefault(need, []).append(job_id)
+        for position, job_id in enumerate(self.order):
+            self.position[job_id] = float(position)
+        for view in self.views.values():
+            if view.state in FINAL:
+                continue
+            self.unfinished += 1
+            if view.state is JobState.PENDING:
+                self.waiting[view.id] = sum(
+                    1 for n in self.jobs[view.id].needs if n in self.views and self.views[n].state is not JobState.SUCCEEDED)
+                if self.waiting[view.id] == 0:
+                    heapq.heappush(self.ready, (self.position[view.id], view.id))
+        for view in list(self.views.values()):  # a need that already failed (e.g. a lost re-attached job)
+            if view.state in FINAL and view.state is not JobState.SUCCEEDED:
+                self._skip_descendants(view)
 
     def _handle(self, kind: str, payload: Any) -> None:
         if kind == "exit":
@@ -183,46 +208,35 @@ class Engine:
 
     def _next_deadline(self) -> float:
         now = time.monotonic()
-        deadlines = [now + PROGRESS_EVERY] if self._running() else [now + 1.0]
-        for v in self.views.values():
+        deadlines = [now + PROGRESS_EVERY] if self.running else [now + 1.0]
+        for v in (*self.running.values(), *self.retrying.values()):
             for t in (v.deadline, v.kill_at, v.retry_at):
                 if t is not None:
                     deadlines.append(t)
         return max(0.0, min(deadlines) - now)
 
-    def _running(self) -> list[JobView]:
-        return [v for v in self.views.values() if v.state in (JobState.RUNNING, JobState.LAUNCHING)]
-
     # -- launching ---------------------------------------------------------------------
 
-    def _skip_blocked(self) -> None:
-        for job_id in self.order:
+    def _launch_ready(self) -> None:
+        while self.ready and len(self.running) < self.limit:
+            _, job_id = heapq.heappop(self.ready)
             view = self.views.get(job_id)
+            if view is not None and view.state is JobState.PENDING:
+                self._launch(view)
+
+    def _skip_descendants(self, failed: JobView) -> None:
+        stack = list(self.children.get(failed.id, ()))
+        while stack:
+            view = self.views.get(stack.pop())
             if view is None or view.state is not JobState.PENDING:
                 continue
-            for need in self.jobs[job_id].needs:
-                parent = self.views.get(need)
-                if parent is not None and parent.state in FINAL and parent.state is not JobState.SUCCEEDED:
-                    self._final(view, JobState.SKIPPED, f"{need} {parent.state.value}")
-                    break
-
-    def _launch_ready(self) -> None:
-        now = time.monotonic()
-        running = len(self._running())
-        for job_id in list(self.order):
-            if running >= self.limit:
-                return
-            view = self.views.get(job_id)
-            if view is None or view.state is not JobState.PENDING or (view.retry_at and view.retry_at > now):
-                continue
-            ready = all(self.views[n].state is JobState.SUCCEEDED for n in self.jobs[job_id].needs if n in self.views)
-            if ready and self._launch(view):
-                running += 1
+            self._final(view, JobState.SKIPPED, f"{failed.id} {failed.state.value}")
+            stack.extend(self.children.get(view.id, ()))
 
     def _launch(self, view: JobView) -> bool:
         job = planned_job = self.jobs[view.id]
         if job.deferred or job.fanout_pending:
-            outputs = {k: v.outputs for k, v in self.views.items()}
+            outputs = _Outputs(self.views)
             concrete, problems = resolve_at_launch(self.workflow, job, upstream_context(self.workflow, job, outputs))
             if problems:
                 self._final(view, JobState.FAILED, "; ".join(problems))
@@ -246,6 +260,7 @@ class Engine:
         view.attempt, view.attempt_id, view.run_dir, view.log_path = attempt.number, attempt.id, run_dir, log_path
         view.state, view.reason, view.exit_code, view.started, view.finished = JobState.LAUNCHING, None, None, time.time(), None
         view.progress, view.message, view.outputs, view.miner = None, None, {}, LogMiner()
+        self.running[view.id] = view
         try:
             launch = self._launch_spec(job, view, run_dir, log_path)
             handle = self.local.submit(launch, lambda h, code: self.events.put(("exit", (h, code))))
@@ -269,16 +284,24 @@ class Engine:
         self.order[index:index + 1] = ids
         del self.views[view.id]
         self.jobs.pop(view.id)
+        self.unfinished += len(members) - 1
+        children = self.children.pop(view.id, [])
         recorded = self.store.recorded_jobs(self.workflow.name)
-        for member in members:
+        base = self.position[view.id]
+        for i, member in enumerate(members):
             self.jobs[member.id] = member
             rec = recorded.get(member.id)
             self.views[member.id] = JobView(member.id, member.name, member.host, JobState.PENDING, Action.CREATE,
                                             retries_left=member.retries, attempt=rec.attempts if rec else 0)
-        for other in self.jobs.values():  # jobs that needed the fan-out now need its members
-            if view.id in other.needs:
-                needs = tuple(n for need in other.needs for n in (ids if need == view.id else [need]))
-                self.jobs[other.id] = replace(other, needs=needs)
+            self.position[member.id] = base + (i + 1) / (len(members) + 1)
+            self.children[member.id] = list(children)
+            self.waiting[member.id] = 0
+            heapq.heappush(self.ready, (self.position[member.id], member.id))
+        for child in children:  # jobs that needed the fan-out now need its members
+            other = self.jobs[child]
+            needs = tuple(n for need in other.needs for n in (ids if need == view.id else [need]))
+            self.jobs[child] = replace(other, needs=needs)
+            self.waiting[child] = self.waiting.get(child, 0) + len(members) - 1
         self.report("fanout", None)
 
     def _launch_spec(self, job: ResolvedJob, view: JobView, run_dir: Path, log_path: Path) -> Launch:
@@ -308,6 +331,7 @@ class Engine:
 
     def _record_exit(self, view: JobView, state: JobState, code: int | None, reason: str | None) -> None:
         assert view.attempt_id is not None
+        self.running.pop(view.id, None)
         if state is JobState.SUCCEEDED:
             view.progress = 100.0
         view.finished = time.time()
@@ -319,24 +343,42 @@ class Engine:
             used = self.jobs[view.id].retries - view.retries_left
             delay = min(30.0, 0.5 * 2 ** (used - 1))
             view.state, view.reason, view.retry_at = JobState.PENDING, f"{reason}; retry {used} in {delay:g}s", time.monotonic() + delay
+            self.retrying[view.id] = view
             self.report("retrying", view)
             return
         self._final(view, state, reason, record=False)
 
     def _final(self, view: JobView, state: JobState, reason: str | None, *, record: bool = True) -> None:
+        was_final = view.state in FINAL
         view.state, view.reason = state, reason
         if record or view.finished is None:
             view.finished = time.time()
         view.retry_at = None
+        self.running.pop(view.id, None)
+        self.retrying.pop(view.id, None)
+        if not was_final:
+            self.unfinished -= 1
         if record:
             self.store.set_job_state(self.workflow.name, view.id, view.name, state, reason)
         self.report(state.value, view)
+        if state is JobState.SUCCEEDED:
+            for child in self.children.get(view.id, ()):
+                left = self.waiting.get(child, 1) - 1
+                self.waiting[child] = left
+                if left == 0 and child in self.views and self.views[child].state is JobState.PENDING:
+                    heapq.heappush(self.ready, (self.position[child], child))
+        elif not self.stopping:  # when stopping, every pending job is cancelled instead
+            self._skip_descendants(view)
 
     # -- periodic work -----------------------------------------------------------------
 
     def _tick(self) -> None:
         now = time.monotonic()
-        for view in self._running():
+        for view in [v for v in self.retrying.values() if v.retry_at is not None and v.retry_at <= now]:
+            del self.retrying[view.id]
+            view.retry_at = None
+            heapq.heappush(self.ready, (self.position[view.id], view.id))
+        for view in list(self.running.values()):
             if view.kill_at is not None and now >= view.kill_at and view.handle and view.run_dir:
                 self.local.cancel(view.handle, view.run_dir, force=True)
                 view.kill_at = None
@@ -376,7 +418,7 @@ class Engine:
     def _cancel_all(self, force: bool) -> None:
         self.stopping = True
         self.forced = self.forced or force
-        for view in self.views.values():
+        for view in list(self.views.values()):
             if view.state in (JobState.RUNNING, JobState.LAUNCHING):
                 if force and view.handle and view.run_dir:
                     self.local.cancel(view.handle, view.run_dir, force=True)
@@ -416,6 +458,7 @@ class Engine:
                 self.fingerprints[view.id] = attempt.fingerprint
             self._attached.add(handle)
             view.state = JobState.RUNNING
+            self.running[view.id] = view
             self.report("attached", view)
             if status is not None and status.state in FINAL:
                 self._mine(view, final=True)
@@ -431,6 +474,22 @@ class Engine:
             if handle is not None or time.monotonic() > deadline:
                 return handle
             time.sleep(0.05)
+
+
+class _Outputs(Mapping[str, Any]):
+    """Outputs of jobs by id, read from the views on demand (no copy per launch)."""
+
+    def __init__(self, views: dict[str, JobView]) -> None:
+        self._views = views
+
+    def __getitem__(self, key: str) -> Any:
+        return self._views[key].outputs
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._views)
+
+    def __len__(self) -> int:
+        return len(self._views)
 
 
 def command(job: ResolvedJob, base: Path, run_dir: Path, log_path: Path) -> list[str]:

@@ -126,6 +126,7 @@ class StatusWriter:
         self.folder = workflow.file.parent
         self.dirty = True
         self.last = 0.0
+        self.interval = STATUS_EVERY
         self._lock = threading.Lock()
         self._pending: str | None = None
         self._thread: threading.Thread | None = None
@@ -133,11 +134,18 @@ class StatusWriter:
     def __call__(self, event: str, view: JobView | None) -> None:
         if event != "tick":
             self.dirty = True
-        if event == "finished" or (self.dirty and time.monotonic() - self.last >= STATUS_EVERY):
+        if event == "finished" or (self.dirty and time.monotonic() - self.last >= self.interval):
             self.write()
 
     def write(self) -> None:
-        self.dirty, self.last = False, time.monotonic()
+        began = time.monotonic()
+        self.dirty = False
+        self._write()
+        self.last = time.monotonic()
+        # A large workflow's file costs more to write: never spend more than ~10% of the time on it.
+        self.interval = max(STATUS_EVERY, 10 * (self.last - began))
+
+    def _write(self) -> None:
         views = list(self.views().values())
         secrets = [str(self.workflow.vars.get(s, "")) for s in self.workflow.spec.secrets]
         doc = status_document(self.workflow.name, [_status(v) for v in views], redact=secrets)

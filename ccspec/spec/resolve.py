@@ -8,6 +8,7 @@ reports them all. It reads no files: file checks live in `ccspec.spec.checks`.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,7 @@ def resolve_at_launch(workflow: ResolvedWorkflow, job: ResolvedJob, upstream: di
     return jobs, problems
 
 
-def upstream_context(workflow: ResolvedWorkflow, job: ResolvedJob, outputs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def upstream_context(workflow: ResolvedWorkflow, job: ResolvedJob, outputs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """`jobs` as templates see it: `jobs.X.outputs` for every job X in `needs` (by name or id).
 
     For a matrix job, `jobs.train.outputs` is the list of its members' outputs in id order,
