@@ -17,6 +17,7 @@ exception that stops the loop.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import os
 import queue
@@ -32,6 +33,7 @@ from ccspec.fingerprint import Facts, Fingerprint, fingerprint, gather_facts
 from ccspec.interpreters import interpreter_argv
 from ccspec.planner import Action, Plan
 from ccspec.progress import LogMiner
+from ccspec.resources import template_path
 from ccspec.spec.resolve import resolve_at_launch, upstream_context
 from ccspec.spec.resolved import ResolvedJob, ResolvedWorkflow
 from ccspec.state.store import Attempt, StateStore
@@ -158,14 +160,13 @@ class Engine:
                 self._launch_ready()
             if not self.unfinished:
                 break
-            try:
-                kind, payload = self.events.get(timeout=self._next_deadline())
-                self._handle(kind, payload)
-                while True:  # drain what else arrived
+            self.local.wait(self._next_deadline())  # child exits (via pidfds) or a wake-up
+            while True:
+                try:
                     kind, payload = self.events.get_nowait()
-                    self._handle(kind, payload)
-            except queue.Empty:
-                pass
+                except queue.Empty:
+                    break
+                self._handle(kind, payload)
             self._tick()
         self.report("finished", None)
         return Outcome(self.views, self.stopping)
@@ -173,6 +174,7 @@ class Engine:
     def interrupt(self, force: bool = False) -> None:
         """Called from a signal handler: cancel running jobs (force: kill them now)."""
         self.events.put(("interrupt", force))
+        self.local.wake()
 
     def _index_graph(self) -> None:
         """Children, counts of unmet needs and the ready heap: each event then costs what it
@@ -312,8 +314,9 @@ class Engine:
             "CCSPEC_WORKFLOW": self.workflow.name, "CCSPEC_JOB": job.id, "CCSPEC_ATTEMPT": str(view.attempt),
             "CCSPEC_RUN_DIR": str(run_dir.resolve()),
         })
-        return Launch(self.workflow.name, job.id, view.attempt, command(job, base, run_dir, log_path), env, cwd,
-                      run_dir.resolve(), log_path.resolve(), job.timeout)
+        argv = command(job, base, run_dir, log_path)
+        return Launch(self.workflow.name, job.id, view.attempt, argv, env, cwd, run_dir.resolve(), log_path.resolve(),
+                      job.timeout, wrapped=len(argv) > 2 and argv[2] is _run_wrapper())
 
     # -- outcomes ----------------------------------------------------------------------
 
@@ -476,6 +479,14 @@ class Engine:
             time.sleep(0.05)
 
 
+POSIX_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash"})
+
+
+@functools.lru_cache(maxsize=1)
+def _run_wrapper() -> str:
+    return template_path("run-wrapper.sh").read_text()
+
+
 class _Outputs(Mapping[str, Any]):
     """Outputs of jobs by id, read from the views on demand (no copy per launch)."""
 
@@ -500,6 +511,8 @@ def command(job: ResolvedJob, base: Path, run_dir: Path, log_path: Path) -> list
             return [shell, "/c", job.run or ""]
         if shell.lower().startswith(("powershell", "pwsh")):
             return [shell, "-NoProfile", "-Command", job.run or ""]
+        if os.path.basename(shell) in POSIX_SHELLS:  # one process: the shell runs the wrapper and the command
+            return [shell, "-c", _run_wrapper(), shell, job.run or ""]  # $0 stays the shell's name
         return [shell, "-c", job.run or ""]
     if job.kind == "script":
         script = str((base / (job.script or "")).resolve())

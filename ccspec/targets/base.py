@@ -30,6 +30,7 @@ class Launch:
     run_dir: Path  # the wrapper writes pid and exit_code here
     log_path: Path
     timeout: float | None = None
+    wrapped: bool = False  # argv already records pid and exit code (the run: wrapper)
 
 
 @dataclass(frozen=True)
