@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from ccspec.report import yamlout
 from ccspec.states import JobState
 
 __all__ = ["JobStatus", "phase_of", "render_status", "status_document", "write_if_changed"]
@@ -99,8 +98,7 @@ def _redacted(value: Any, secrets: list[str]) -> Any:
 
 
 def render_status(document: Mapping[str, Any]) -> str:
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml: a 10,000-job status in a fraction of the time
-    return HEADER + yaml.dump(dict(document), Dumper=dumper, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
+    return HEADER + yamlout.dump(document)
 
 
 def write_if_changed(path: Path, content: str | bytes) -> bool:
