@@ -36,7 +36,7 @@ from ccspec.progress import LogMiner
 from ccspec.resources import template_path
 from ccspec.spec.resolve import resolve_at_launch, upstream_context
 from ccspec.spec.resolved import ResolvedJob, ResolvedWorkflow
-from ccspec.state.store import Attempt, StateStore
+from ccspec.state.store import Attempt, RecordedJob, StateStore
 from ccspec.states import FINAL, JobState
 from ccspec.targets.base import Launch, Status
 from ccspec.targets.local import LocalTarget
@@ -98,7 +98,8 @@ Reporter = Callable[[str, JobView | None], None]  # (event, view) -> None
 class Engine:
     def __init__(self, workflow: ResolvedWorkflow, plan: Plan, store: StateStore, *, state_dir: Path,
                  jobs: int, reporter: Reporter, lease: str | None = None,
-                 fingerprints: dict[str, Fingerprint] | None = None, facts: Facts | None = None) -> None:
+                 fingerprints: dict[str, Fingerprint] | None = None, facts: Facts | None = None,
+                 recorded: Mapping[str, RecordedJob] | None = None) -> None:
         self.workflow = workflow
         self.plan = plan
         self.store = store
@@ -125,7 +126,7 @@ class Engine:
         self.ready: list[tuple[float, str]] = []
         self.unfinished = 0
         self._next_lease = time.monotonic() + LEASE_TTL / 3
-        recorded = store.recorded_jobs(workflow.name)
+        recorded = recorded if recorded is not None else store.recorded_jobs(workflow.name)
         last = store.last_attempts(workflow.name)
         for planned in plan.jobs:
             if planned.action is Action.REMOVED or planned.id not in self.jobs:

@@ -95,15 +95,21 @@ def _canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
+_NO_INPUTS = _sha(_canonical([]))
+
+
 def fingerprint(job: ResolvedJob, facts: Facts, upstream: Mapping[str, str]) -> Fingerprint:
     file_rel = job.script or job.notebook
+    found = facts.inputs.get(job.id)
     parts = {
         "definition": _sha(_canonical(definition(job))),
         "file": facts.files.get(file_rel, MISSING) if file_rel else "",
-        "inputs": _sha(_canonical(facts.inputs.get(job.id, []))),
-        "upstream": _sha(_canonical(sorted((n, upstream.get(n, MISSING)) for n in job.needs))),
+        "inputs": _sha(_canonical(found)) if found else _NO_INPUTS,
+        # ids and fingerprints hold no newline or space: plain text is an unambiguous encoding
+        "upstream": _sha("\n".join(sorted(f"{n} {upstream.get(n, MISSING)}" for n in job.needs)).encode()),
     }
-    return Fingerprint("sha256:" + _sha(_canonical(parts)), parts)
+    whole = "\n".join(f"{k} {parts[k]}" for k in ("definition", "file", "inputs", "upstream"))
+    return Fingerprint("sha256:" + _sha(whole.encode()), parts)
 
 
 def fingerprints(workflow: ResolvedWorkflow, facts: Facts) -> dict[str, Fingerprint]:

@@ -59,6 +59,7 @@ class Planned:
     plan: Plan
     facts: Facts
     fingerprints: dict[str, Any]
+    recorded: Mapping[str, Any]
 
 
 def plan_workflow(workflow: ResolvedWorkflow, store: StateStore, *, replace: Iterable[str] = (), targets: Iterable[str] = ()) -> Planned:
@@ -75,10 +76,10 @@ def plan_workflow(workflow: ResolvedWorkflow, store: StateStore, *, replace: Ite
         plan = make_plan(workflow, fps, recorded, replace=replace, targets=targets)
         expanded = _expand_known_fanouts(workflow, plan, recorded)
         if expanded is None:
-            return Planned(workflow, plan, facts, fps)
+            return Planned(workflow, plan, facts, fps, recorded)
         workflow = expanded
         gather_facts(workflow, facts=facts)
-    return Planned(workflow, plan, facts, fps)
+    return Planned(workflow, plan, facts, fps, recorded)
 
 
 def _expand_known_fanouts(workflow: ResolvedWorkflow, plan: Plan, recorded: Mapping[str, Any]) -> ResolvedWorkflow | None:
@@ -187,13 +188,20 @@ def _status(v: JobView) -> JobStatus:
 
 def apply_workflow(planned: Planned, store: StateStore, *, folder: Path, jobs: int, reporter: Callable[[str, JobView | None], None],
                    wait: bool = False, svg: bool = True) -> Outcome:
-    """Run a plan under the workflow's lease; SIGINT/SIGTERM cancel, a second one forces."""
+    """Run a plan under the workflow's lease; SIGINT/SIGTERM cancel, a second one forces.
+
+    A plan with nothing to do whose status file and picture are what the last run wrote
+    (nothing was recorded since, the files are unchanged) returns at once: a no-change apply
+    of a large workflow costs its validation and planning only."""
     workflow = planned.workflow
     token = _acquire(store, workflow.name, wait)
     store.touch_workflow(workflow.name, str(workflow.file))
     try:
+        files = _beside(workflow, svg)
+        if planned.plan.is_empty and store.written(workflow.name) == (store.last_event(workflow.name), _digest(files)):
+            return Outcome({}, False)
         engine = Engine(workflow, planned.plan, store, state_dir=folder, jobs=jobs, reporter=lambda e, v: None,
-                        lease=token, fingerprints=planned.fingerprints, facts=planned.facts)
+                        lease=token, fingerprints=planned.fingerprints, facts=planned.facts, recorded=planned.recorded)
         writer = StatusWriter(workflow, lambda: engine.views, lambda i: engine.jobs[i].needs if i in engine.jobs else (), svg)
 
         def report(event: str, view: JobView | None) -> None:
@@ -206,8 +214,27 @@ def apply_workflow(planned: Planned, store: StateStore, *, folder: Path, jobs: i
                 return engine.run()
         finally:
             writer.close()
+            store.set_written(workflow.name, store.last_event(workflow.name), _digest(files))
     finally:
         store.release_lease(workflow.name, token)
+
+
+def _beside(workflow: ResolvedWorkflow, svg: bool) -> list[Path]:
+    folder = workflow.file.parent
+    return [folder / f"{workflow.name}.status.yaml", *([folder / f"{workflow.name}.svg"] if svg else [])]
+
+
+def _digest(paths: list[Path]) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in paths:
+        try:
+            digest.update(path.read_bytes())
+        except OSError:
+            digest.update(b"\0missing")
+        digest.update(b"\0")
+    return digest.hexdigest()
 
 
 def _acquire(store: StateStore, workflow: str, wait: bool) -> str:

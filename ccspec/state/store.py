@@ -17,7 +17,7 @@ import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,11 @@ MIGRATIONS = [
     CREATE TABLE leases (
         workflow TEXT PRIMARY KEY, token TEXT NOT NULL, pid INTEGER, host TEXT,
         acquired REAL, expires REAL
+    );
+    """,
+    """
+    CREATE TABLE written (
+        workflow TEXT PRIMARY KEY, event INTEGER NOT NULL, digest TEXT NOT NULL
     );
     """,
 ]
@@ -200,8 +205,17 @@ class StateStore:
         return [r[0] for r in self.db.execute("SELECT name FROM workflows ORDER BY name")]
 
     def recorded_jobs(self, workflow: str) -> dict[str, RecordedJob]:
-        rows = self.db.execute("SELECT * FROM jobs WHERE workflow=?", (workflow,))
-        return {r["id"]: _recorded(r) for r in rows}
+        cur = self.db.cursor()
+        cur.row_factory = None  # plain tuples: this reads every job of a workflow
+        rows = cur.execute(
+            """SELECT workflow, id, name, state, reason, fingerprint, parts, success_fingerprint, success_parts,
+                      success_seq, outputs, attempts, last_attempt, updated FROM jobs WHERE workflow=?""", (workflow,))
+        states = {s.value: s for s in JobState}
+        return {
+            r[1]: RecordedJob(r[0], r[1], r[2], states[r[3]], r[4], r[5], _LazyJSON(r[6]), r[7], _LazyJSON(r[8]), r[9],
+                              _LazyJSON(r[10]), r[11], r[12], r[13])
+            for r in rows
+        }
 
     def attempts(self, workflow: str, job: str | None = None) -> list[Attempt]:
         if job is None:
@@ -223,6 +237,18 @@ class StateStore:
         rows = self.db.execute(
             "SELECT * FROM attempts WHERE workflow=? AND state IN ('launching','queued','running') ORDER BY id", (workflow,))
         return [_attempt(r) for r in rows]
+
+    def last_event(self, workflow: str) -> int:
+        row = self.db.execute("SELECT MAX(id) FROM events WHERE workflow=?", (workflow,)).fetchone()
+        return int(row[0] or 0)
+
+    def written(self, workflow: str) -> tuple[int, str] | None:
+        """(last event, digest) when the files beside the spec were last written."""
+        row = self.db.execute("SELECT event, digest FROM written WHERE workflow=?", (workflow,)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def set_written(self, workflow: str, event: int, digest: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO written (workflow, event, digest) VALUES (?,?,?)", (workflow, event, digest))
 
     def events(self, workflow: str, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT * FROM events WHERE workflow=? AND id>? ORDER BY id LIMIT ?", (workflow, after, limit))
@@ -316,13 +342,29 @@ class StateStore:
                         (time.time(), workflow, job, attempt, kind, _json(dict(data))))
 
 
-def _recorded(r: sqlite3.Row) -> RecordedJob:
-    return RecordedJob(
-        workflow=r["workflow"], id=r["id"], name=r["name"], state=JobState(r["state"]), reason=r["reason"],
-        fingerprint=r["fingerprint"], parts=_load(r["parts"]), success_fingerprint=r["success_fingerprint"],
-        success_parts=_load(r["success_parts"]), success_seq=r["success_seq"], outputs=_load(r["outputs"]),
-        attempts=r["attempts"], last_attempt=r["last_attempt"], updated=r["updated"],
-    )
+class _LazyJSON(Mapping[str, Any]):
+    """A JSON object from the database, parsed on first use: most records of a large
+    workflow are never looked into (their fingerprints match)."""
+
+    __slots__ = ("_text", "_value")
+
+    def __init__(self, text: str | None) -> None:
+        self._text = text
+        self._value: dict[str, Any] | None = None if text and text != "{}" else {}
+
+    def _data(self) -> dict[str, Any]:
+        if self._value is None:
+            self._value = json.loads(self._text or "{}")
+        return self._value
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data())
+
+    def __len__(self) -> int:
+        return len(self._data())
 
 
 def _attempt(r: sqlite3.Row) -> Attempt:
@@ -330,5 +372,5 @@ def _attempt(r: sqlite3.Row) -> Attempt:
         id=r["id"], workflow=r["workflow"], job=r["job"], number=r["number"], host=r["host"], handle=r["handle"],
         state=JobState(r["state"]), reason=r["reason"], exit_code=r["exit_code"], fingerprint=r["fingerprint"],
         run_dir=r["run_dir"], log_path=r["log_path"], created=r["created"], started=r["started"],
-        finished=r["finished"], progress=r["progress"], message=r["message"], outputs=_load(r["outputs"]),
+        finished=r["finished"], progress=r["progress"], message=r["message"], outputs=_LazyJSON(r["outputs"]),
     )
