@@ -77,6 +77,9 @@ def test_incremental_rules(repo: Path) -> None:
     assert again.returncode == 0 and sorted(trace(repo)) == ["a", "b", "c", "side"]  # nothing ran
     for path, (content, mtime) in written.items():  # unchanged content: not rewritten, git stays quiet
         assert path.read_bytes() == content and path.stat().st_mtime_ns == mtime, path
+    (repo / "flow.status.yaml").unlink()  # a deleted (or edited) file is written again, though nothing runs
+    assert ccspec(repo, "apply", "flow.yaml").returncode == 0
+    assert (repo / "flow.status.yaml").read_bytes() == written[repo / "flow.status.yaml"][0]
     assert ccspec(repo, "plan", "--detailed-exitcode", "flow.yaml").returncode == 0
 
     assert plan_json(repo, "--var", "greeting=bye") == {"a": "rerun", "b": "rerun", "c": "rerun", "side": "up_to_date"}
