@@ -6,6 +6,7 @@ used by the CLI and the Python API.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -25,7 +26,7 @@ from ccspec.report.graph import GraphNode, dot_source, render
 from ccspec.report.status import JobStatus, render_status, status_document, write_if_changed
 from ccspec.spec.resolve import resolve_at_launch, upstream_context
 from ccspec.spec.resolved import ResolvedWorkflow
-from ccspec.spec.validate import SpecReport, validate_paths
+from ccspec.spec.validate import SpecReport, collector_paused, validate_paths
 from ccspec.state.store import StateStore
 
 __all__ = ["Planned", "StatusWriter", "apply_workflow", "load_specs", "plan_workflow", "state_dir", "write_invalid_status"]
@@ -65,7 +66,11 @@ class Planned:
 def plan_workflow(workflow: ResolvedWorkflow, store: StateStore, *, replace: Iterable[str] = (), targets: Iterable[str] = ()) -> Planned:
     """Fingerprint and plan; fan-outs whose upstream is up to date are expanded from the
     outputs recorded last time, so their jobs are planned one by one."""
-    replace, targets = list(replace), list(targets)
+    with collector_paused():  # tens of thousands of small records, no cycles
+        return _plan_workflow(workflow, store, list(replace), list(targets))
+
+
+def _plan_workflow(workflow: ResolvedWorkflow, store: StateStore, replace: list[str], targets: list[str]) -> Planned:
     unknown = [n for n in [*replace, *targets] if n not in workflow.jobs and n not in workflow.groups]
     if unknown:
         raise CcspecError(f"no job {unknown[0]!r} in workflow {workflow.name!r}")
@@ -209,6 +214,7 @@ def apply_workflow(planned: Planned, store: StateStore, *, folder: Path, jobs: i
             writer(event, view)
 
         engine.report = report
+        gc.freeze()  # the spec, plan and records live as long as the run: keep them out of every collection
         try:
             with _signals(engine):
                 return engine.run()

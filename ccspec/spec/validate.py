@@ -27,7 +27,7 @@ from ccspec.spec.resolved import ResolvedWorkflow
 from ccspec.spec.shape import shape_diagnostics
 from ccspec.spec.source import Source, parse_text, read_source
 
-__all__ = ["SpecReport", "discover", "display_path", "validate_paths", "validate_source", "validate_text"]
+__all__ = ["SpecReport", "collector_paused", "discover", "display_path", "validate_paths", "validate_source", "validate_text"]
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
@@ -118,7 +118,7 @@ def validate_paths(paths: Iterable[str | os.PathLike[str]], overrides: Mapping[s
 
 def validate_file(path: Path, *, overrides: Mapping[str, Any] | None = None, repo_root: Path | None = None) -> SpecReport:
     display = display_path(path)
-    with _collector_paused():
+    with collector_paused():
         source, problems = read_source(path, display)
         if source is None:
             return SpecReport(path, display, problems)
@@ -126,7 +126,7 @@ def validate_file(path: Path, *, overrides: Mapping[str, Any] | None = None, rep
 
 
 @contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector while building a spec's many small objects.
 
     Loading makes hundreds of thousands of objects and no cycles; with the collector on it

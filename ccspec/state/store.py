@@ -70,7 +70,7 @@ MIGRATIONS = [
 ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RecordedJob:
     workflow: str
     id: str
