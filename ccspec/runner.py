@@ -219,6 +219,7 @@ def apply_workflow(planned: Planned, store: StateStore, *, folder: Path, jobs: i
             with _signals(engine):
                 return engine.run()
         finally:
+            gc.unfreeze()  # a long-lived caller (the reconciler, the Python API) collects them again
             writer.close()
             store.set_written(workflow.name, store.last_event(workflow.name), _digest(files))
     finally:
