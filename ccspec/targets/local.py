@@ -63,6 +63,17 @@ class LocalTarget:
         os.set_blocking(self._wake_w, False)
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._exited: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
+        self._dirs: set[Path] = set()
+
+    def _ensure_dir(self, folder: Path) -> None:
+        """mkdir -p, remembering which parents exist (a failed mkdir costs an exception)."""
+        if folder in self._dirs:
+            return
+        if folder.parent not in self._dirs:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(folder.parent)
+        folder.mkdir(exist_ok=True)
+        self._dirs.add(folder)
 
     def wake(self) -> None:
         """Make a blocked `wait` return (safe to call from a signal handler or a thread)."""
@@ -70,8 +81,8 @@ class LocalTarget:
             os.write(self._wake_w, b"x")
 
     def submit(self, launch: Launch, on_exit: ExitCallback) -> str:
-        launch.run_dir.mkdir(parents=True, exist_ok=True)
-        launch.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._ensure_dir(launch.run_dir)
+        self._ensure_dir(launch.log_path.parent)
         argv = list(launch.argv) if launch.wrapped else ["/bin/sh", self._wrapper, str(launch.run_dir), *launch.argv]
         try:
             with open(launch.log_path, "ab") as log:
