@@ -136,6 +136,7 @@ class StatusWriter:
         self._lock = threading.Lock()
         self._pending: str | None = None
         self._thread: threading.Thread | None = None
+        self._closing = threading.Event()
 
     def __call__(self, event: str, view: JobView | None) -> None:
         if event != "tick":
@@ -177,10 +178,15 @@ class StatusWriter:
                 source, self._pending = self._pending, None
             if source is None:
                 return
+            began = time.monotonic()
             write_if_changed(self.folder / f"{self.workflow.name}.svg", render(source))
+            # Laying out a large graph takes CPU from the jobs: rest 9x as long as it took
+            # (at most 10 s), unless the run has ended and the last picture is wanted now.
+            self._closing.wait(min(10.0, 9 * (time.monotonic() - began)))
 
     def close(self) -> None:
-        """Wait for the last picture."""
+        """Draw the last picture now and wait for it."""
+        self._closing.set()
         thread = self._thread
         if thread is not None:
             thread.join()
