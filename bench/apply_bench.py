@@ -38,6 +38,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from validate_bench import (  # the same tools, found the same way
+    default_ccspec,
+    default_snakemake,
+    version,
+)
+
 HERE = Path(__file__).resolve().parent
 SPEC = "layered.yaml"
 STATE = ".ccspec-state"  # --state folder, inside the generated folder
@@ -363,25 +369,6 @@ def unchanged(folder: Path, jobs: int) -> Callable[[], str]:
         return f"{touched} outputs rewritten by a no-change run" if touched else ""
 
     return check
-
-
-def default_ccspec() -> str | None:
-    beside = Path(sys.executable).parent / "ccspec"
-    return str(beside) if beside.exists() else shutil.which("ccspec")
-
-
-def default_snakemake() -> str | None:
-    local = HERE / ".venv-snakemake" / "bin" / "snakemake"
-    return shutil.which("snakemake") or (str(local) if local.exists() else None)
-
-
-def version(argv: list[str]) -> str:
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
-    except OSError as exc:
-        return f"unavailable ({exc})"
-    text = (done.stdout or done.stderr).strip()
-    return text.splitlines()[0] if done.returncode == 0 and text else "?"
 
 
 def git_revision() -> str:
