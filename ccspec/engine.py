@@ -115,7 +115,6 @@ class Engine:
         self.views: dict[str, JobView] = {}
         self.order: list[str] = list(self.jobs)
         self.stopping = False
-        self.forced = False
         self._by_handle: dict[str, tuple[str, int]] = {}  # handle -> (job id, attempt id)
         self._attached: set[str] = set()  # handles of attempts an earlier runner launched: polled
         self.running: dict[str, JobView] = {}
@@ -421,7 +420,6 @@ class Engine:
 
     def _cancel_all(self, force: bool) -> None:
         self.stopping = True
-        self.forced = self.forced or force
         for view in list(self.views.values()):
             if view.state in (JobState.RUNNING, JobState.LAUNCHING):
                 if force and view.handle and view.run_dir:
