@@ -272,7 +272,8 @@ class Engine:
             return False
         self._by_handle[handle] = (view.id, attempt.id)
         view.handle, view.started = handle, time.time()
-        self.store.set_handle(attempt.id, handle, started=view.started)  # the same instant in views and records
+        self.store.set_handle(attempt.id, handle, started=view.started,  # the same instant in views and records
+                              workflow=self.workflow.name, job=job.id)
         view.state = JobState.RUNNING
         view.deadline = time.monotonic() + job.timeout if job.timeout else None
         self.report("started", view)

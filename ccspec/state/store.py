@@ -294,15 +294,26 @@ class StateStore:
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
-        return self.attempt(attempt_id)
+        return Attempt(attempt_id, workflow, job, number, host, None, JobState.LAUNCHING, None, None, fingerprint,
+                       str(run_dir), str(log_path), now, None, None, None, None, {})
 
-    def set_handle(self, attempt_id: int, handle: str, state: JobState = JobState.RUNNING, started: float | None = None) -> None:
+    def set_handle(self, attempt_id: int, handle: str, state: JobState = JobState.RUNNING, started: float | None = None,
+                   *, workflow: str | None = None, job: str | None = None) -> None:
+        """Record the handle of a launched attempt (pass workflow and job when known: one
+        read less on the launch path)."""
         self.db.execute("BEGIN IMMEDIATE")
-        row = self.db.execute("SELECT workflow, job FROM attempts WHERE id=?", (attempt_id,)).fetchone()
-        self.db.execute("UPDATE attempts SET handle=?, state=?, started=? WHERE id=?", (handle, str(state), started or time.time(), attempt_id))
-        self.db.execute("UPDATE jobs SET state=?, updated=? WHERE workflow=? AND id=?", (str(state), time.time(), row["workflow"], row["job"]))
-        self._event(row["workflow"], row["job"], attempt_id, str(state), {"handle": handle})
-        self.db.execute("COMMIT")
+        try:
+            if workflow is None or job is None:
+                row = self.db.execute("SELECT workflow, job FROM attempts WHERE id=?", (attempt_id,)).fetchone()
+                workflow, job = row["workflow"], row["job"]
+            now = time.time()
+            self.db.execute("UPDATE attempts SET handle=?, state=?, started=? WHERE id=?", (handle, str(state), started or now, attempt_id))
+            self.db.execute("UPDATE jobs SET state=?, updated=? WHERE workflow=? AND id=?", (str(state), now, workflow, job))
+            self._event(workflow, job, attempt_id, str(state), {"handle": handle})
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
 
     def update_progress(self, attempt_id: int, progress: float | None, message: str | None, outputs: Mapping[str, Any]) -> None:
         self.db.execute("UPDATE attempts SET progress=?, message=?, outputs=? WHERE id=?",
