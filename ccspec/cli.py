@@ -69,12 +69,14 @@ def _common(f: Any) -> Any:
     return click.argument("paths", nargs=-1, required=True, type=click.Path())(f)
 
 
-def _load(paths: tuple[str, ...], var_pairs: tuple[str, ...]) -> list[Any]:
+def _load(paths: tuple[str, ...], var_pairs: tuple[str, ...], *, record_invalid: bool = False) -> list[Any]:
+    """Resolved workflows, or an error listing every problem. With `record_invalid` (apply),
+    an invalid spec's status file gets its errors, as the reconciler would write them."""
     from ccspec.errors import CcspecError
     from ccspec.runner import load_specs
     from ccspec.spec.validate import parse_overrides
 
-    reports, problems = load_specs(paths, parse_overrides(var_pairs))
+    reports, problems = load_specs(paths, parse_overrides(var_pairs), record_invalid=record_invalid)
     if problems:
         for d in problems:
             click.echo(f"{d} [{d.code}]", err=True)
@@ -132,7 +134,7 @@ def apply(paths: tuple[str, ...], var_pairs: tuple[str, ...], state_opt: str | N
     from ccspec.runner import apply_workflow, plan_workflow, state_dir
     from ccspec.state.store import StateStore
 
-    workflows = _load(paths, var_pairs)
+    workflows = _load(paths, var_pairs, record_invalid=True)
     folder = state_dir(state_opt)
     store = StateStore(folder)
     failed = interrupted = False

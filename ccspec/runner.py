@@ -38,11 +38,12 @@ def state_dir(option: str | None = None) -> Path:
     return Path(option or os.environ.get("CCSPEC_STATE") or ".ccspec")
 
 
-def load_specs(paths: Iterable[str], overrides: Mapping[str, Any] | None = None) -> tuple[list[SpecReport], list[Diagnostic]]:
+def load_specs(paths: Iterable[str], overrides: Mapping[str, Any] | None = None, *,
+               record_invalid: bool = False) -> tuple[list[SpecReport], list[Diagnostic]]:
     reports = validate_paths(paths, overrides)
     problems = [d for r in reports for d in r.diagnostics]
     for report in reports:
-        if not report.valid:
+        if record_invalid and not report.valid:
             write_invalid_status(report)
     return reports, problems
 

@@ -238,6 +238,8 @@ def test_outputs_feed_downstream_and_fan_out_on_the_fly(repo: Path) -> None:
 @pytest.mark.parametrize("bad", ["version: 1\njobs: {a: {run: x, needs: [zz]}}\n"])
 def test_invalid_spec_launches_nothing_and_records_the_errors(repo: Path, bad: str) -> None:
     (repo / "flow.yaml").write_text(bad)
+    planned = ccspec(repo, "plan", "flow.yaml")
+    assert planned.returncode == 2 and not (repo / "flow.status.yaml").exists()  # plan only reads
     result = ccspec(repo, "apply", "flow.yaml")
     assert result.returncode == 2 and "unknown job 'zz'" in result.stderr
     assert status(repo)["phase"] == "invalid" and status(repo)["errors"]
