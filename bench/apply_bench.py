@@ -63,7 +63,7 @@ SNAKEMAKE_TUNED = [
     "--nolock",
 ]
 # For the rows so labelled, ccspec's apply runs in-process with its status/SVG throttle
-# (ccspec.runner.STATUS_EVERY) set to infinity, so NAME.status.yaml and NAME.svg are written
+# (ccspec.report.writer.STATUS_EVERY) set to infinity, so NAME.status.yaml and NAME.svg are written
 # once, at the end: it shows what the periodic status writes cost, and prepares the large
 # DAG's state when a plain full apply is too slow. No ccspec file is changed.
 PATCHED = "status/SVG only at the end, patched"
@@ -72,11 +72,11 @@ PREPARE = "--prepare-apply"  # argv[1] of the patched child: python apply_bench.
 
 def prepare_apply(argv: list[str]) -> None:
     """The patched child: `ccspec ARGV` with the status throttle set to infinity."""
-    import ccspec.runner
+    import ccspec.report.writer
 
-    if not hasattr(ccspec.runner, "STATUS_EVERY"):
-        sys.exit("ccspec.runner.STATUS_EVERY is gone: update apply_bench.prepare_apply")
-    ccspec.runner.STATUS_EVERY = float("inf")
+    if not hasattr(ccspec.report.writer, "STATUS_EVERY"):
+        sys.exit("ccspec.report.writer.STATUS_EVERY is gone: update apply_bench.prepare_apply")
+    ccspec.report.writer.STATUS_EVERY = float("inf")
     from ccspec.cli import main
 
     main(argv)

@@ -10,7 +10,6 @@ import gc
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -22,17 +21,14 @@ from ccspec.engine import LEASE_TTL, Engine, JobView, Outcome
 from ccspec.errors import CcspecError, Diagnostic
 from ccspec.fingerprint import Facts, fingerprints, gather_facts
 from ccspec.planner import Action, Plan, make_plan
-from ccspec.report.graph import GraphNode, dot_source, render
 from ccspec.report.status import JobStatus, render_status, status_document, write_if_changed
+from ccspec.report.writer import StatusWriter
 from ccspec.spec.resolve import resolve_at_launch, upstream_context
 from ccspec.spec.resolved import ResolvedWorkflow
 from ccspec.spec.validate import SpecReport, collector_paused, validate_paths
 from ccspec.state.store import StateStore
 
-__all__ = ["Planned", "StatusWriter", "apply_workflow", "load_specs", "plan_workflow", "state_dir", "write_invalid_status"]
-
-STATUS_EVERY = 0.5  # seconds: at most two status/SVG writes a second
-
+__all__ = ["Planned", "apply_workflow", "load_specs", "plan_workflow", "state_dir", "write_invalid_status"]
 
 def state_dir(option: str | None = None) -> Path:
     return Path(option or os.environ.get("CCSPEC_STATE") or ".ccspec")
@@ -118,84 +114,6 @@ def _replace_job(workflow: ResolvedWorkflow, job_id: str, members: list[Any]) ->
         jobs[key] = job
     groups = {**workflow.groups, workflow.jobs[job_id].name: tuple(ids)}
     return dc_replace(workflow, jobs=jobs, groups=groups)
-
-
-class StatusWriter:
-    """Writes NAME.status.yaml and NAME.svg beside the spec while the engine runs: at most
-    every STATUS_EVERY seconds, and only files whose content changed."""
-
-    def __init__(self, workflow: ResolvedWorkflow, engine_views: Callable[[], Mapping[str, JobView]],
-                 needs: Callable[[str], tuple[str, ...]], svg: bool = True) -> None:
-        self.workflow = workflow
-        self.views = engine_views
-        self.needs = needs
-        self.svg = svg
-        self.folder = workflow.file.parent
-        self.dirty = True
-        self.last = 0.0
-        self.interval = STATUS_EVERY
-        self._lock = threading.Lock()
-        self._pending: str | None = None
-        self._thread: threading.Thread | None = None
-        self._closing = threading.Event()
-
-    def __call__(self, event: str, view: JobView | None) -> None:
-        if event != "tick":
-            self.dirty = True
-        if event == "finished" or (self.dirty and time.monotonic() - self.last >= self.interval):
-            self.write()
-
-    def write(self) -> None:
-        began = time.monotonic()
-        self.dirty = False
-        self._write()
-        self.last = time.monotonic()
-        # A large workflow's file costs more to write: never spend more than ~10% of the time on it.
-        self.interval = max(STATUS_EVERY, 10 * (self.last - began))
-
-    def _write(self) -> None:
-        views = list(self.views().values())
-        secrets = [str(self.workflow.vars.get(s, "")) for s in self.workflow.spec.secrets]
-        doc = status_document(self.workflow.name, [_status(v) for v in views], redact=secrets)
-        write_if_changed(self.folder / f"{self.workflow.name}.status.yaml", render_status(doc))
-        if self.svg:
-            now = time.time()
-            nodes = [GraphNode(v.id, v.state.value, self.needs(v.id), v.progress,
-                               None if v.started is None else (v.finished or now) - v.started, v.host) for v in views]
-            self._draw(dot_source(self.workflow.name, nodes))
-
-    def _draw(self, source: str) -> None:
-        """Render in a worker thread (the first render compiles Graphviz, ~0.5 s): the engine
-        never waits for a picture. Only the newest source is drawn."""
-        with self._lock:
-            self._pending = source
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._drain, name="svg", daemon=True)
-                self._thread.start()
-
-    def _drain(self) -> None:
-        while True:
-            with self._lock:
-                source, self._pending = self._pending, None
-            if source is None:
-                return
-            began = time.monotonic()
-            write_if_changed(self.folder / f"{self.workflow.name}.svg", render(source))
-            # Laying out a large graph takes CPU from the jobs: rest 9x as long as it took
-            # (at most 10 s), unless the run has ended and the last picture is wanted now.
-            self._closing.wait(min(10.0, 9 * (time.monotonic() - began)))
-
-    def close(self) -> None:
-        """Draw the last picture now and wait for it."""
-        self._closing.set()
-        thread = self._thread
-        if thread is not None:
-            thread.join()
-
-
-def _status(v: JobView) -> JobStatus:
-    return JobStatus(v.id, v.state, v.host, v.attempt, v.fingerprint, v.started, v.finished, v.exit_code, v.progress,
-                     v.message, v.reason, v.outputs)
 
 
 def apply_workflow(planned: Planned, store: StateStore, *, folder: Path, jobs: int, reporter: Callable[[str, JobView | None], None],
