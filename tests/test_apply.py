@@ -353,3 +353,17 @@ def test_live_table_on_a_terminal(repo: Path) -> None:
     assert os.waitstatus_to_exitcode(code) == 0
     assert "└" in screen and "succeeded" in screen and "half way" in screen  # a drawn table, not event lines
     assert "tty started" not in screen
+
+
+def test_logs_follow_streams_until_the_job_ends(repo: Path) -> None:
+    write(repo, """
+        version: 1
+        jobs:
+          talk: {run: "for i in 1 2 3; do echo line $i; sleep 0.4; done"}
+    """)
+    proc = start(repo, "apply", "flow.yaml")
+    wait_for(lambda: (repo / ".ccspec" / "logs" / "flow" / "talk" / "1.log").exists())
+    follow = ccspec(repo, "logs", "flow", "talk", "--follow", timeout=30)
+    assert follow.returncode == 0 and follow.stdout == "line 1\nline 2\nline 3\n"
+    proc.communicate(timeout=30)
+    assert proc.returncode == 0
