@@ -72,17 +72,13 @@ def _common(f: Any) -> Any:
 def _load(paths: tuple[str, ...], var_pairs: tuple[str, ...], *, record_invalid: bool = False) -> list[Any]:
     """Resolved workflows, or an error listing every problem. With `record_invalid` (apply),
     an invalid spec's status file gets its errors, as the reconciler would write them."""
-    from ccspec.errors import CcspecError
+    from ccspec.errors import SpecInvalid
     from ccspec.runner import load_specs
     from ccspec.spec.validate import parse_overrides
 
     reports, problems = load_specs(paths, parse_overrides(var_pairs), record_invalid=record_invalid)
     if problems:
-        for d in problems:
-            click.echo(f"{d} [{d.code}]", err=True)
-        err = CcspecError(f"{len(problems)} problem(s) in the specs; nothing was launched (run `ccspec validate` for details)")
-        err.exit_code = 2
-        raise err
+        raise SpecInvalid(problems)  # exit 2; nothing is launched
     return [r.workflow for r in reports]
 
 

@@ -71,8 +71,8 @@ class SpecInvalid(CcspecError):
 
     def __init__(self, diagnostics: list[Diagnostic]) -> None:
         self.diagnostics = diagnostics
-        lines = "\n".join(str(d) for d in diagnostics)
-        super().__init__(f"{len(diagnostics)} problem(s) in the spec:\n{lines}")
+        lines = "\n".join(f"{d} [{d.code}]" for d in diagnostics)
+        super().__init__(f"{len(diagnostics)} problem(s) in the specs:\n{lines}")
 
 
 class TargetError(CcspecError):
