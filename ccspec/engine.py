@@ -248,6 +248,11 @@ class Engine:
                 return False
             job = concrete[0]
             self.jobs[view.id] = job
+        host = self.workflow.hosts.get(job.host)
+        if host is None or host.type != "local":  # e.g. a fan-out member whose host came from a template
+            kind = host.type if host is not None else "unknown"
+            self._final(view, JobState.FAILED, f"host {job.host!r} ({kind}) cannot run jobs in this version of ccspec")
+            return False
         # The fingerprint is taken of the job as planned (templates that read upstream outputs
         # unrendered), with fresh file contents, so the next plan computes the same value.
         parents = {n: self.fingerprints.get(n, "") for n in planned_job.needs}

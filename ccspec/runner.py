@@ -20,7 +20,7 @@ from typing import Any
 from ccspec.engine import LEASE_TTL, Engine, JobView, Outcome
 from ccspec.errors import CcspecError, Diagnostic
 from ccspec.fingerprint import Facts, fingerprints, gather_facts
-from ccspec.planner import Action, Plan, make_plan
+from ccspec.planner import RUN_ACTIONS, Action, Plan, make_plan
 from ccspec.report.status import JobStatus, render_status, status_document, write_if_changed
 from ccspec.report.writer import StatusWriter
 from ccspec.spec.resolve import resolve_at_launch, upstream_context
@@ -124,6 +124,7 @@ def apply_workflow(planned: Planned, store: StateStore, *, folder: Path, jobs: i
     (nothing was recorded since, the files are unchanged) returns at once: a no-change apply
     of a large workflow costs its validation and planning only."""
     workflow = planned.workflow
+    _check_runnable(planned)
     token = _acquire(store, workflow.name, wait)
     store.touch_workflow(workflow.name, str(workflow.file))
     try:
@@ -149,6 +150,20 @@ def apply_workflow(planned: Planned, store: StateStore, *, folder: Path, jobs: i
             store.set_written(workflow.name, store.last_event(workflow.name), _digest(files))
     finally:
         store.release_lease(workflow.name, token)
+
+
+def _check_runnable(planned: Planned) -> None:
+    """Refuse, before anything starts, jobs on hosts this version cannot run yet (ssh,
+    slurm, wsl): running them here instead would be wrong."""
+    from ccspec.errors import UsageError
+
+    hosts = planned.workflow.hosts
+    remote = sorted({(j.host, hosts[j.host].type) for j in planned.plan.jobs
+                     if j.action in RUN_ACTIONS | {Action.ATTACH} and j.host in hosts and hosts[j.host].type != "local"})
+    if remote:
+        names = ", ".join(f"{h} (type {t})" for h, t in remote)
+        raise UsageError(f"workflow {planned.workflow.name!r} has jobs on {names}; this version of ccspec runs jobs on "
+                         "this machine only (ssh, slurm and wsl targets are not built yet). Nothing was launched.")
 
 
 def _beside(workflow: ResolvedWorkflow, svg: bool) -> list[Path]:

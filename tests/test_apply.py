@@ -367,3 +367,18 @@ def test_logs_follow_streams_until_the_job_ends(repo: Path) -> None:
     assert follow.returncode == 0 and follow.stdout == "line 1\nline 2\nline 3\n"
     proc.communicate(timeout=30)
     assert proc.returncode == 0
+
+
+def test_jobs_on_hosts_that_cannot_run_yet_are_refused_before_anything_starts(repo: Path) -> None:
+    write(repo, """
+        version: 1
+        hosts: {cluster: {type: slurm, partition: debug}}
+        jobs:
+          here: {run: "touch here.out"}
+          there: {run: "touch there.out", host: cluster, needs: [here]}
+    """)
+    result = ccspec(repo, "apply", "flow.yaml")
+    assert result.returncode == 2 and "cluster (type slurm)" in result.stderr
+    assert not (repo / "here.out").exists() and not (repo / "there.out").exists()
+    assert ccspec(repo, "apply", "flow.yaml", "--target", "here").returncode == 0  # local jobs alone still run
+    assert (repo / "here.out").exists() and not (repo / "there.out").exists()
