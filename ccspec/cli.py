@@ -36,6 +36,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ccspec apply specs/         run what is new, changed or failed
     ccspec status specs/        recorded state of every job
     ccspec schema               print the JSON Schema of the spec language
+    ccspec init                 start a repository with a spec and the schema
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
@@ -281,6 +282,50 @@ def cancel(workflow: str, jobs_: tuple[str, ...], state_opt: str | None) -> None
                              outputs=attempt.outputs, progress=attempt.progress, message=attempt.message)
         count += 1
     click.echo(f"cancelled {count} job(s) of {workflow!r}")
+
+
+_STARTER = """# yaml-language-server: $schema=../schemas/workflow.schema.json
+version: 1
+name: {name}
+description: A starting point; `ccspec validate specs/`, then `ccspec apply specs/`
+vars:
+  greeting: hello
+jobs:
+  hello:
+    run: |
+      echo {{{{ vars.greeting | q }}}} > "$CCSPEC_RUN_DIR/greeting.txt"
+      echo "# ccspec output file=$CCSPEC_RUN_DIR/greeting.txt"
+  shout:
+    run: tr a-z A-Z < {{{{ jobs.hello.outputs.file | q }}}}
+    needs: [hello]
+"""
+
+
+@cli.command()
+@click.argument("folder", default=".", type=click.Path(file_okay=False))
+@click.option("--name", default="hello", show_default=True, help="Name of the starter workflow.")
+def init(folder: str, name: str) -> None:
+    """Start a repository: specs/NAME.yaml and the JSON Schema editors validate it with."""
+    import re
+    from pathlib import Path
+
+    from ccspec.errors import UsageError
+    from ccspec.schema import schema_text
+    from ccspec.spec.models import NAME_PATTERN, NAME_RULE
+
+    if not re.match(NAME_PATTERN, name):
+        raise UsageError(f"--name {name!r}: {NAME_RULE}")
+    root = Path(folder)
+    spec = root / "specs" / f"{name}.yaml"
+    if spec.exists():
+        raise UsageError(f"{spec} exists already; nothing was written")
+    spec.parent.mkdir(parents=True, exist_ok=True)
+    spec.write_text(_STARTER.format(name=name))
+    schema_file = root / "schemas" / "workflow.schema.json"
+    if not schema_file.exists():
+        schema_file.parent.mkdir(parents=True, exist_ok=True)
+        schema_file.write_text(schema_text())
+    click.echo(f"wrote {spec} and {schema_file}; next: ccspec validate {spec.parent} && ccspec apply {spec.parent}")
 
 
 @cli.command()

@@ -121,3 +121,16 @@ def test_console_script_and_help() -> None:
     result = ccspec("--help")
     assert result.returncode == 0 and "validate" in result.stdout
     assert ccspec("--version").stdout.startswith("ccspec, version")
+
+
+def test_init_starts_a_repository_that_validates_and_runs(repo: Path) -> None:
+    result = ccspec("init", str(repo), "--name", "first")
+    assert result.returncode == 0, result.stderr
+    assert (repo / "schemas" / "workflow.schema.json").read_text() == (REPO / "schemas" / "workflow.schema.json").read_text()
+    assert ccspec("validate", str(repo / "specs")).returncode == 0
+    applied = subprocess.run([sys.executable, "-m", "ccspec", "apply", "specs"], cwd=repo, capture_output=True, text=True, timeout=60)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert (repo / ".ccspec" / "logs" / "first" / "shout" / "1.log").read_text() == "HELLO\n"
+    again = ccspec("init", str(repo), "--name", "first")
+    assert again.returncode == 2 and "exists already" in again.stderr
+    assert ccspec("init", str(repo), "--name", "Bad Name").returncode == 2
