@@ -153,8 +153,8 @@ class Engine:
         removed = [j.id for j in self.plan.jobs if j.action is Action.REMOVED]
         if removed:
             self.store.forget_jobs(self.workflow.name, removed)
+        self._index_graph()  # first: attaching may finish jobs, which updates these counts
         self._attach()
-        self._index_graph()
         while self.unfinished:
             if not self.stopping:
                 self._launch_ready()

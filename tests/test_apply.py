@@ -382,3 +382,24 @@ def test_jobs_on_hosts_that_cannot_run_yet_are_refused_before_anything_starts(re
     assert not (repo / "here.out").exists() and not (repo / "there.out").exists()
     assert ccspec(repo, "apply", "flow.yaml", "--target", "here").returncode == 0  # local jobs alone still run
     assert (repo / "here.out").exists() and not (repo / "there.out").exists()
+
+
+def test_apply_collects_a_job_that_finished_while_no_runner_watched_then_goes_on(repo: Path) -> None:
+    write(repo, """
+        version: 1
+        jobs:
+          one: {run: "echo one >> trace; sleep 1; echo one-done >> trace"}
+          two: {run: "echo two >> trace", needs: [one]}
+          other: {run: "echo other >> trace", needs: [one]}
+    """)
+    proc = start(repo, "apply", "flow.yaml", "-j", "1")
+    wait_for(lambda: "one" in trace(repo))
+    proc.kill()
+    proc.communicate()
+    wait_for(lambda: "one-done" in trace(repo))  # `one` ends with nobody watching
+    time.sleep(0.2)
+    result = ccspec(repo, "apply", "flow.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(trace(repo)) == ["one", "one-done", "other", "two"]  # one ran once; the rest ran after it
+    jobs = status(repo)["jobs"]
+    assert jobs["one"]["attempt"] == 1 and all(jobs[j]["state"] == "succeeded" for j in ("one", "two", "other"))
