@@ -260,8 +260,10 @@ class Engine:
         fp = fingerprint(planned_job, self.facts, parents)
         self.fingerprints[job.id] = fp.value
         view.fingerprint = fp.value
-        run_dir = self.state_dir / "runs" / self.workflow.name / job.id / str(view.attempt + 1)
-        log_path = self.state_dir / "logs" / self.workflow.name / job.id / f"{view.attempt + 1}.log"
+        # logs/WF/JOB/N.log and, beside it, the attempt's run folder logs/WF/JOB/N/: one folder
+        # per job and one per attempt (a mkdir costs ~0.3 ms here, a noticeable part of a launch)
+        job_dir = self.state_dir / "logs" / self.workflow.name / job.id
+        run_dir, log_path = job_dir / str(view.attempt + 1), job_dir / f"{view.attempt + 1}.log"
         attempt = self.store.begin_attempt(self.workflow.name, job.id, job.name, host=job.host, fingerprint=fp.value,
                                            parts=fp.parts, run_dir=run_dir, log_path=log_path)
         view.attempt, view.attempt_id, view.run_dir, view.log_path = attempt.number, attempt.id, run_dir, log_path

@@ -243,7 +243,7 @@ def test_invalid_spec_launches_nothing_and_records_the_errors(repo: Path, bad: s
     result = ccspec(repo, "apply", "flow.yaml")
     assert result.returncode == 2 and "unknown job 'zz'" in result.stderr
     assert status(repo)["phase"] == "invalid" and status(repo)["errors"]
-    assert not (repo / ".ccspec" / "runs").exists()
+    assert not (repo / ".ccspec" / "logs").exists()
 
 
 def test_status_collects_a_detached_job_that_finished_after_the_runner_died(repo: Path) -> None:
