@@ -228,10 +228,10 @@ def graph(workflow: str, output: str | None, state_opt: str | None) -> None:
     store = StateStore(state_dir(state_opt))
     spec = Path(workflow)
     if not spec.is_file():
-        row = store.db.execute("SELECT spec_path FROM workflows WHERE name=?", (workflow,)).fetchone()
-        if row is None:
+        recorded = store.spec_path(workflow)
+        if recorded is None:
             raise UsageError(f"{workflow!r} is neither a spec file nor an applied workflow")
-        spec = Path(row[0])
+        spec = Path(recorded)
     [resolved] = _load((str(spec),), ())
     recorded = store.recorded_jobs(resolved.name)
     nodes = [GraphNode(j.id, recorded[j.id].state.value if j.id in recorded else "planned", j.needs, None, None, j.host)

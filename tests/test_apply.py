@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ccspec.processes import pid_alive
+
 
 def ccspec(repo: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "ccspec", *args], cwd=repo, capture_output=True, text=True, timeout=timeout)
@@ -39,6 +41,12 @@ def plan_json(repo: Path, *args: str) -> dict[str, str]:
     result = ccspec(repo, "plan", "--json", "flow.yaml", *args)
     assert result.returncode == 0, result.stderr
     return {j["id"]: j["action"] for j in json.loads(result.stdout)["workflows"][0]["jobs"]}
+
+
+def kill_runner(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL the runner (no clean-up at all) and reap it; its jobs run on, detached."""
+    proc.kill()
+    proc.communicate()
 
 
 def wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
@@ -117,19 +125,7 @@ def test_timeout_kills_the_process_group(repo: Path) -> None:
     assert result.returncode == 1 and time.monotonic() - started < 20
     assert status(repo)["jobs"]["slow"]["state"] == "timed_out"
     child = int((repo / "child.pid").read_text())
-    wait_for(lambda: not _alive(child), 10)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    wait_for(lambda: not pid_alive(child), 10)
 
 
 def test_retries(repo: Path) -> None:
@@ -161,7 +157,7 @@ def test_sigint_cancels_running_jobs(repo: Path) -> None:
     assert proc.returncode == 130, out + err
     doc = status(repo)
     assert doc["jobs"]["long"]["state"] == "cancelled" and doc["jobs"]["later"]["state"] == "cancelled"
-    wait_for(lambda: not _alive(int((repo / "long.pid").read_text())), 10)
+    wait_for(lambda: not pid_alive(int((repo / "long.pid").read_text())), 10)
     assert not (repo / "later.out").exists()
 
 
@@ -175,8 +171,7 @@ def test_runner_killed_mid_run_then_apply_runs_everything_exactly_once(repo: Pat
     """)
     proc = start(repo, "apply", "flow.yaml")
     wait_for(lambda: "two-start" in trace(repo))
-    proc.kill()  # SIGKILL: no clean-up at all
-    proc.communicate()
+    kill_runner(proc)
     result = ccspec(repo, "apply", "flow.yaml")  # re-attaches to `two`, then runs `three`
     assert result.returncode == 0, result.stdout + result.stderr
     assert "two attached" in result.stdout
@@ -254,8 +249,7 @@ def test_status_collects_a_detached_job_that_finished_after_the_runner_died(repo
     """)
     proc = start(repo, "apply", "flow.yaml")
     wait_for(lambda: (repo / "started").exists())
-    proc.kill()
-    proc.communicate()
+    kill_runner(proc)
     time.sleep(2)  # the job finishes on its own, with nobody watching
     result = ccspec(repo, "status", "--json", "flow.yaml")
     assert result.returncode == 0, result.stderr
@@ -394,8 +388,7 @@ def test_apply_collects_a_job_that_finished_while_no_runner_watched_then_goes_on
     """)
     proc = start(repo, "apply", "flow.yaml", "-j", "1")
     wait_for(lambda: "one" in trace(repo))
-    proc.kill()
-    proc.communicate()
+    kill_runner(proc)
     wait_for(lambda: "one-done" in trace(repo))  # `one` ends with nobody watching
     time.sleep(0.2)
     result = ccspec(repo, "apply", "flow.yaml")

@@ -201,6 +201,11 @@ class StateStore:
 
     # -- reads -------------------------------------------------------------------------
 
+    def spec_path(self, workflow: str) -> str | None:
+        """The spec file a workflow was last applied from."""
+        row = self.db.execute("SELECT spec_path FROM workflows WHERE name=?", (workflow,)).fetchone()
+        return None if row is None else str(row[0])
+
     def workflows(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT name FROM workflows ORDER BY name")]
 
