@@ -160,7 +160,7 @@ def status(paths: tuple[str, ...], var_pairs: tuple[str, ...], state_opt: str | 
     workflows = _load(paths, var_pairs)
     store = StateStore(state_dir(state_opt))
     for w in workflows:
-        settle(store, w.name)  # jobs that finished while no runner watched them
+        settle(store, w.name, w.hosts)  # jobs that finished while no runner watched them
     docs = [status_document(w.name, job_statuses(store, w.name)) for w in workflows]
     if as_json:
         click.echo(json.dumps({"workflows": docs}, indent=2, default=str))

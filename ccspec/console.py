@@ -16,7 +16,7 @@ from ccspec.planner import Plan
 
 __all__ = ["make_reporter"]
 
-_SHOWN = {"started", "attached", "succeeded", "failed", "timed_out", "cancelled", "skipped", "lost", "retrying"}
+_SHOWN = {"started", "queued", "running", "unknown", "attached", "succeeded", "failed", "timed_out", "cancelled", "skipped", "lost", "retrying"}
 
 
 @contextlib.contextmanager
@@ -39,8 +39,13 @@ def _lines(workflow: str) -> Any:
             return
         stamp = time.strftime("%H:%M:%S")
         detail = ""
-        if event == "started":
+        if event in ("started", "queued"):
             detail = f" (attempt {view.attempt} on {view.host})"
+        elif event == "running" and view.started:  # left a scheduler's queue
+            detail = f" on {view.host}"
+        elif event == "unknown":
+            print(f"{stamp} {workflow}/{view.id} {view.message}", flush=True)
+            return
         elif event in ("succeeded", "failed", "timed_out", "cancelled", "lost") and view.started:
             detail = f" after {max(0.0, (view.finished or time.time()) - view.started):.1f}s"
         if view.reason and event != "succeeded":

@@ -9,10 +9,13 @@
         tick()            timeouts, log mining for progress, lease renewal, status writes
       finish()
 
-Event-driven: local exits arrive on a queue from the target's waiter threads; the loop sleeps
-until the next deadline (a timeout, a retry's backoff, the next progress read), never in a
-fixed polling cycle. One job's failure is a value recorded in the state store, not an
-exception that stops the loop.
+Event-driven: local exits arrive through pidfds; remote hosts (ssh, Slurm, WSL) each have a
+worker thread that submits in batches and polls all of the host's jobs at once, and posts
+what it learns as events. The loop sleeps until the next event or deadline (a timeout, a
+retry's backoff, the next progress read), never in a fixed polling cycle. One job's failure
+is a value recorded in the state store, not an exception that stops the loop.
+
+Slots: `-j` bounds the jobs on this machine; every other host runs up to its `max_jobs`.
 """
 
 from __future__ import annotations
@@ -34,18 +37,24 @@ from ccspec.interpreters import interpreter_argv
 from ccspec.planner import Action, Plan
 from ccspec.progress import LogMiner
 from ccspec.resources import template_path
+from ccspec.spec.models import Host
 from ccspec.spec.resolve import resolve_at_launch, upstream_context
 from ccspec.spec.resolved import ResolvedJob, ResolvedWorkflow
 from ccspec.state.store import Attempt, RecordedJob, StateStore
 from ccspec.states import FINAL, JobState
 from ccspec.targets.base import Launch, Status
 from ccspec.targets.local import LocalTarget
+from ccspec.targets.remote import RemoteLaunch, Submitted, Tracked, job_files
+from ccspec.targets.worker import HostWorker
 
 __all__ = ["Engine", "JobView", "Outcome"]
 
 PROGRESS_EVERY = 0.5  # seconds between log reads of running jobs
 LEASE_TTL = 15.0
 KILL_GRACE = 5.0  # seconds between TERM and KILL
+REMOTE_CONFIRM = 30.0  # seconds a remote host has to confirm a forced kill before ccspec records it anyway
+UNKNOWN = "state unknown: "  # the message of a job whose host could not be asked
+LOCAL_SLOTS = "@local"  # the slot pool -j bounds: every local-type host shares this machine
 
 
 @dataclass
@@ -73,6 +82,8 @@ class JobView:
     deadline: float | None = None
     kill_at: float | None = None
     killing: JobState | None = None  # the state to record once the killed process exits
+    forced: bool = False  # a forced kill was sent (remote: waiting for the host to confirm)
+    slots: tuple[str, ...] = ()  # the slot pools this job holds while it runs
     miner: LogMiner | None = None
     log_path: Path | None = None
     run_dir: Path | None = None
@@ -124,6 +135,10 @@ class Engine:
         self.position: dict[str, float] = {}  # topological rank: ready jobs start in this order
         self.ready: list[tuple[float, str]] = []
         self.unfinished = 0
+        self.workers: dict[str, HostWorker] = {}  # remote host name -> its worker thread
+        self.remote: dict[int, str] = {}  # attempt id -> job id, for remote attempts
+        self.busy: dict[str, int] = {}  # slot pool -> jobs holding a slot
+        self.parked: dict[str, list[tuple[float, str]]] = {}  # slot pool -> ready jobs waiting for it
         self._next_lease = time.monotonic() + LEASE_TTL / 3
         recorded = recorded if recorded is not None else store.recorded_jobs(workflow.name)
         last = store.last_attempts(workflow.name)
@@ -154,22 +169,76 @@ class Engine:
         if removed:
             self.store.forget_jobs(self.workflow.name, removed)
         self._index_graph()  # first: attaching may finish jobs, which updates these counts
-        self._attach()
-        while self.unfinished:
-            if not self.stopping:
-                self._launch_ready()
-            if not self.unfinished:
-                break
-            self.local.wait(self._next_deadline())  # child exits (via pidfds) or a wake-up
-            while True:
-                try:
-                    kind, payload = self.events.get_nowait()
-                except queue.Empty:
+        try:
+            self._attach()
+            while self.unfinished:
+                if not self.stopping:
+                    self._launch_ready()
+                if not self.unfinished:
                     break
-                self._handle(kind, payload)
-            self._tick()
+                self.local.wait(self._next_deadline())  # child exits (via pidfds), remote events or a wake-up
+                while True:
+                    try:
+                        kind, payload = self.events.get_nowait()
+                    except queue.Empty:
+                        break
+                    self._handle(kind, payload)
+                self._tick()
+        finally:
+            for worker in self.workers.values():
+                worker.close()
         self.report("finished", None)
         return Outcome(self.views, self.stopping)
+
+    def _post(self, kind: str, payload: Any) -> None:
+        """Events from remote hosts' worker threads."""
+        self.events.put((kind, payload))
+        self.local.wake()
+
+    def _worker(self, host_name: str) -> HostWorker:
+        worker = self.workers.get(host_name)
+        if worker is None:
+            from ccspec.targets.hosts import backend_for, poll_intervals
+
+            host = self.workflow.hosts[host_name]
+            shortest, longest = poll_intervals(host)
+            worker = HostWorker(backend_for(host), self._post, min_interval=shortest, max_interval=longest)
+            self.workers[host_name] = worker
+        return worker
+
+    # -- slots -------------------------------------------------------------------------
+
+    def _pools(self, host_name: str) -> list[tuple[str, int]]:
+        from ccspec.targets.hosts import job_slots
+
+        host = self.workflow.hosts.get(host_name)
+        if host is None or host.type == "local":
+            pools = [(LOCAL_SLOTS, self.limit)]
+            if host is not None and host.max_jobs is not None:
+                pools.append((host_name, host.max_jobs))
+            return pools
+        return [(host_name, job_slots(host, self.limit))]
+
+    def _take_slot(self, view: JobView) -> str | None:
+        """Hold a slot in every pool of the job's host; or name the pool that is full."""
+        pools = self._pools(self.jobs[view.id].host)
+        for pool, limit in pools:
+            if self.busy.get(pool, 0) >= limit:
+                return pool
+        for pool, _ in pools:
+            self.busy[pool] = self.busy.get(pool, 0) + 1
+        view.slots = tuple(pool for pool, _ in pools)
+        return None
+
+    def _stop_running(self, view: JobView) -> None:
+        if self.running.pop(view.id, None) is None:
+            return
+        for pool in view.slots:
+            self.busy[pool] -= 1
+            waiting = self.parked.get(pool)
+            if waiting:  # one freed slot lets one parked job try again
+                heapq.heappush(self.ready, heapq.heappop(waiting))
+        view.slots = ()
 
     def interrupt(self, force: bool = False) -> None:
         """Called from a signal handler: cancel running jobs (force: kill them now)."""
@@ -207,6 +276,72 @@ class Engine:
                     self._exited(view, code)
         elif kind == "interrupt":
             self._cancel_all(force=bool(payload) or self.stopping)
+        elif kind == "submitted":
+            self._submitted(payload)
+        elif kind == "status":
+            self._remote_status(*payload)
+        elif kind == "unknown":
+            attempt_ids, reason = payload
+            for attempt_id in attempt_ids:
+                view = self._remote_view(attempt_id)
+                if view is not None and view.message != f"{UNKNOWN}{reason}":
+                    view.message = f"{UNKNOWN}{reason}"
+                    self.report("unknown", view)
+
+    def _remote_view(self, attempt_id: int) -> JobView | None:
+        job_id = self.remote.get(attempt_id)
+        view = self.views.get(job_id) if job_id is not None else None
+        if view is None or view.attempt_id != attempt_id or view.state in FINAL:
+            return None
+        return view
+
+    def _submitted(self, result: Submitted) -> None:
+        view = self._remote_view(result.attempt_id)
+        if view is None:
+            return
+        if result.handle is None:
+            self.remote.pop(result.attempt_id, None)
+            self._record_exit(view, JobState.FAILED, None, result.error or "the host refused the job")
+            return
+        queues = self.workers[view.host].backend.queues
+        view.handle, view.started = result.handle, time.time()
+        view.state = JobState.QUEUED if queues else JobState.RUNNING
+        self.store.set_handle(result.attempt_id, result.handle, state=view.state, started=view.started,
+                              workflow=self.workflow.name, job=view.id)
+        if view.killing is not None:  # cancelled while the launch was under way
+            self._cancel_job(view, force=False)
+        self.report("queued" if queues else "started", view)
+
+    def _remote_status(self, attempt_id: int, status: Status) -> None:
+        view = self._remote_view(attempt_id)
+        if view is None:
+            return
+        handle = status.extra.get("handle") if status.extra else None
+        if handle and handle != view.handle:  # found in the run folder after a restart
+            view.handle = handle
+            self.store.set_handle(attempt_id, handle, state=view.state, started=view.started)
+        if status.state in FINAL:
+            self.remote.pop(attempt_id, None)
+            self._mine(view, final=True)
+            if view.killing is not None:  # ccspec stopped it: record why, as for local jobs
+                self._record_exit(view, view.killing, status.exit_code, view.reason)
+            else:
+                self._record_exit(view, status.state, status.exit_code, status.reason)
+            return
+        reachable_again = bool(view.message and view.message.startswith(UNKNOWN))
+        if reachable_again:
+            view.message = None
+        if status.state is not view.state or status.reason != view.reason:
+            if status.state is JobState.RUNNING and view.state is JobState.QUEUED:
+                view.started = time.time()
+                self.store.set_handle(attempt_id, view.handle or "", state=JobState.RUNNING, started=view.started,
+                                      workflow=self.workflow.name, job=view.id)
+            view.state = status.state
+            if view.killing is None:
+                view.reason = status.reason
+            self.report(status.state.value, view)
+        elif reachable_again:
+            self.report("progress", view)
 
     def _next_deadline(self) -> float:
         now = time.monotonic()
@@ -220,11 +355,16 @@ class Engine:
     # -- launching ---------------------------------------------------------------------
 
     def _launch_ready(self) -> None:
-        while self.ready and len(self.running) < self.limit:
-            _, job_id = heapq.heappop(self.ready)
-            view = self.views.get(job_id)
-            if view is not None and view.state is JobState.PENDING:
-                self._launch(view)
+        while self.ready:
+            entry = heapq.heappop(self.ready)
+            view = self.views.get(entry[1])
+            if view is None or view.state is not JobState.PENDING:
+                continue
+            full = self._take_slot(view)
+            if full is not None:  # waits for a job of that pool to end
+                heapq.heappush(self.parked.setdefault(full, []), entry)
+                continue
+            self._launch(view)
 
     def _skip_descendants(self, failed: JobView) -> None:
         stack = list(self.children.get(failed.id, ()))
@@ -236,6 +376,8 @@ class Engine:
             stack.extend(self.children.get(view.id, ()))
 
     def _launch(self, view: JobView) -> bool:
+        """Start a job that holds its slots (they are released when it ends)."""
+        self.running[view.id] = view
         job = planned_job = self.jobs[view.id]
         if job.deferred or job.fanout_pending:
             outputs = _Outputs(self.views)
@@ -244,15 +386,16 @@ class Engine:
                 self._final(view, JobState.FAILED, "; ".join(problems))
                 return False
             if job.fanout_pending:
+                self._stop_running(view)
                 self._fan_out(view, concrete)
                 return False
             job = concrete[0]
             self.jobs[view.id] = job
         host = self.workflow.hosts.get(job.host)
-        if host is None or host.type != "local":  # e.g. a fan-out member whose host came from a template
-            kind = host.type if host is not None else "unknown"
-            self._final(view, JobState.FAILED, f"host {job.host!r} ({kind}) cannot run jobs in this version of ccspec")
+        if host is None:  # e.g. a fan-out member whose host came from a template
+            self._final(view, JobState.FAILED, f"no host {job.host!r} in the spec's hosts")
             return False
+        view.host = job.host
         # The fingerprint is taken of the job as planned (templates that read upstream outputs
         # unrendered), with fresh file contents, so the next plan computes the same value.
         parents = {n: self.fingerprints.get(n, "") for n in planned_job.needs}
@@ -261,15 +404,22 @@ class Engine:
         self.fingerprints[job.id] = fp.value
         view.fingerprint = fp.value
         # logs/WF/JOB/N.log and, beside it, the attempt's run folder logs/WF/JOB/N/: one folder
-        # per job and one per attempt (a mkdir costs ~0.3 ms here, a noticeable part of a launch)
+        # per job and one per attempt (a mkdir costs ~0.3 ms here, a noticeable part of a launch).
+        # A remote attempt's run folder is on its host, under the host's workdir; its log is
+        # mirrored into the same local log file.
         job_dir = self.state_dir / "logs" / self.workflow.name / job.id
-        run_dir, log_path = job_dir / str(view.attempt + 1), job_dir / f"{view.attempt + 1}.log"
+        number = view.attempt + 1
+        run_dir = (job_dir / str(number) if host.type == "local"
+                   else Path(".ccspec", "runs", self.workflow.name, job.id, str(number)))
+        log_path = job_dir / f"{number}.log"
         attempt = self.store.begin_attempt(self.workflow.name, job.id, job.name, host=job.host, fingerprint=fp.value,
                                            parts=fp.parts, run_dir=run_dir, log_path=log_path)
         view.attempt, view.attempt_id, view.run_dir, view.log_path = attempt.number, attempt.id, run_dir, log_path
         view.state, view.reason, view.exit_code, view.started, view.finished = JobState.LAUNCHING, None, None, time.time(), None
         view.progress, view.message, view.outputs, view.miner = None, None, {}, LogMiner()
-        self.running[view.id] = view
+        if host.type != "local":
+            self._launch_remote(view, job, planned_job, host, attempt.id)
+            return True
         try:
             launch = self._launch_spec(job, view, run_dir, log_path)
             handle = self.local.submit(launch, lambda h, code: self.events.put(("exit", (h, code))))
@@ -285,6 +435,19 @@ class Engine:
         view.deadline = time.monotonic() + job.timeout if job.timeout else None
         self.report("started", view)
         return True
+
+    def _launch_remote(self, view: JobView, job: ResolvedJob, planned_job: ResolvedJob, host: Host, attempt_id: int) -> None:
+        assert view.run_dir is not None and view.log_path is not None
+        env = {k: str(v) for k, v in {**host.env, **job.env}.items()}
+        env.update({"CCSPEC_WORKFLOW": self.workflow.name, "CCSPEC_JOB": job.id, "CCSPEC_ATTEMPT": str(view.attempt)})
+        files = job_files(job, self.workflow.base_dir, self.facts.inputs.get(planned_job.id, ()))
+        launch = RemoteLaunch(attempt_id, self.workflow.name, job, view.attempt, self.workflow.base_dir,
+                              view.run_dir.as_posix(), view.log_path.resolve(), env, files)
+        self.remote[attempt_id] = view.id
+        view.deadline = time.monotonic() + job.timeout if job.timeout else None
+        view.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._worker(job.host).submit(launch)
+        self.report("launching", view)
 
     def _fan_out(self, view: JobView, members: list[ResolvedJob]) -> None:
         """Replace a pending fan-out by its jobs, now that the matrix is known."""
@@ -342,13 +505,13 @@ class Engine:
 
     def _record_exit(self, view: JobView, state: JobState, code: int | None, reason: str | None) -> None:
         assert view.attempt_id is not None
-        self.running.pop(view.id, None)
+        self._stop_running(view)
         if state is JobState.SUCCEEDED:
             view.progress = 100.0
         view.finished = time.time()
         self.store.finish_attempt(view.attempt_id, state, exit_code=code, reason=reason, outputs=view.outputs,
                                   progress=view.progress, message=view.message, finished=view.finished)
-        view.exit_code, view.deadline, view.kill_at, view.killing = code, None, None, None
+        view.exit_code, view.deadline, view.kill_at, view.killing, view.forced = code, None, None, None, False
         if state in (JobState.FAILED, JobState.TIMED_OUT, JobState.LOST) and view.retries_left > 0 and not self.stopping:
             view.retries_left -= 1
             used = self.jobs[view.id].retries - view.retries_left
@@ -365,7 +528,7 @@ class Engine:
         if record or view.finished is None:
             view.finished = time.time()
         view.retry_at = None
-        self.running.pop(view.id, None)
+        self._stop_running(view)
         self.retrying.pop(view.id, None)
         if not was_final:
             self.unfinished -= 1
@@ -390,9 +553,13 @@ class Engine:
             view.retry_at = None
             heapq.heappush(self.ready, (self.position[view.id], view.id))
         for view in list(self.running.values()):
-            if view.kill_at is not None and now >= view.kill_at and view.handle and view.run_dir:
-                self.local.cancel(view.handle, view.run_dir, force=True)
-                view.kill_at = None
+            if view.kill_at is not None and now >= view.kill_at and view.forced:  # the host never confirmed
+                self.remote.pop(view.attempt_id or 0, None)
+                assert view.killing is not None
+                self._record_exit(view, view.killing, None, f"{view.reason} ({view.host} did not confirm the kill)")
+                continue
+            if view.kill_at is not None and now >= view.kill_at:
+                self._cancel_job(view, force=True)
             elif view.deadline is not None and now >= view.deadline and view.killing is None:
                 self._kill(view, JobState.TIMED_OUT, f"timed out after {self.jobs[view.id].timeout:g}s")
             if self._mine(view):
@@ -420,19 +587,30 @@ class Engine:
         return changed
 
     def _kill(self, view: JobView, state: JobState, reason: str) -> None:
-        if view.handle and view.run_dir:
-            self.local.cancel(view.handle, view.run_dir)
         view.killing, view.reason = state, reason
+        self._cancel_job(view, force=False)
         view.kill_at = time.monotonic() + KILL_GRACE
         view.deadline = None
+
+    def _cancel_job(self, view: JobView, *, force: bool) -> None:
+        """TERM (or KILL) the attempt on its host; remote kills are confirmed by a later poll."""
+        if view.attempt_id in self.remote:
+            self.workers[view.host].cancel(view.attempt_id, force)
+            if force:
+                view.forced, view.kill_at = True, time.monotonic() + REMOTE_CONFIRM
+            return
+        if view.handle and view.run_dir:
+            self.local.cancel(view.handle, view.run_dir, force=force)
+        if force:
+            view.kill_at = None
 
     def _cancel_all(self, force: bool) -> None:
         self.stopping = True
         for view in list(self.views.values()):
-            if view.state in (JobState.RUNNING, JobState.LAUNCHING):
-                if force and view.handle and view.run_dir:
-                    self.local.cancel(view.handle, view.run_dir, force=True)
+            if view.state in (JobState.RUNNING, JobState.LAUNCHING, JobState.QUEUED) and view.id in self.running:
+                if force:
                     view.killing, view.reason = JobState.CANCELLED, "cancelled (forced)"
+                    self._cancel_job(view, force=True)
                 elif view.killing is None:
                     self._kill(view, JobState.CANCELLED, "cancelled")
             elif view.state in (JobState.PENDING, JobState.QUEUED):
@@ -444,6 +622,10 @@ class Engine:
         """Follow attempts that an earlier (killed) runner launched; never launch them twice."""
         for attempt in self.store.active_attempts(self.workflow.name):
             view = self.views.get(attempt.job)
+            host = self.workflow.hosts.get(attempt.host)
+            if host is not None and host.type != "local":
+                self._attach_remote(attempt, view)
+                continue
             handle = attempt.handle or self._recover_handle(attempt)
             run_dir = Path(attempt.run_dir) if attempt.run_dir else None
             if handle is None or run_dir is None:
@@ -468,11 +650,36 @@ class Engine:
                 self.fingerprints[view.id] = attempt.fingerprint
             self._attached.add(handle)
             view.state = JobState.RUNNING
-            self.running[view.id] = view
+            self._hold_slots(view)
             self.report("attached", view)
             if status is not None and status.state in FINAL:
                 self._mine(view, final=True)
                 self._record_exit(view, status.state, status.exit_code, status.reason)
+
+    def _attach_remote(self, attempt: Attempt, view: JobView | None) -> None:
+        """The host's worker polls the attempt like one it launched; its run folder tells
+        the handle when the submission's answer was lost with the earlier runner."""
+        if view is None or not attempt.run_dir or not attempt.log_path:
+            return  # the job left the spec: `ccspec status` settles its record
+        view.attempt, view.attempt_id, view.handle = attempt.number, attempt.id, attempt.handle
+        view.run_dir, view.log_path = Path(attempt.run_dir), Path(attempt.log_path)
+        view.started, view.miner, view.host = attempt.started or attempt.created, LogMiner(), attempt.host
+        view.fingerprint = attempt.fingerprint
+        if attempt.fingerprint:
+            self.fingerprints[view.id] = attempt.fingerprint
+        view.state = JobState.QUEUED if attempt.state is JobState.QUEUED else JobState.RUNNING
+        self.remote[attempt.id] = view.id
+        self._hold_slots(view)
+        self._worker(attempt.host).watch(Tracked(attempt.id, attempt.handle, attempt.run_dir, view.log_path.resolve(),
+                                                 attempt.created))
+        self.report("attached", view)
+
+    def _hold_slots(self, view: JobView) -> None:
+        """An attached job holds its slots whatever the limits (it runs already)."""
+        self.running[view.id] = view
+        view.slots = tuple(pool for pool, _ in self._pools(self.jobs[view.id].host if view.id in self.jobs else view.host))
+        for pool in view.slots:
+            self.busy[pool] = self.busy.get(pool, 0) + 1
 
     def _recover_handle(self, attempt: Attempt) -> str | None:
         if not attempt.run_dir:

@@ -20,7 +20,7 @@ from typing import Any
 from ccspec.engine import LEASE_TTL, Engine, JobView, Outcome
 from ccspec.errors import CcspecError, Diagnostic
 from ccspec.fingerprint import Facts, fingerprints, gather_facts
-from ccspec.planner import RUN_ACTIONS, Action, Plan, make_plan
+from ccspec.planner import Action, Plan, make_plan
 from ccspec.report.status import JobStatus, render_status, status_document, write_if_changed
 from ccspec.report.writer import StatusWriter
 from ccspec.spec.resolve import resolve_at_launch, upstream_context
@@ -124,7 +124,6 @@ def apply_workflow(planned: Planned, store: StateStore, *, folder: Path, jobs: i
     (nothing was recorded since, the files are unchanged) returns at once: a no-change apply
     of a large workflow costs its validation and planning only."""
     workflow = planned.workflow
-    _check_runnable(planned)
     token = _acquire(store, workflow.name, wait)
     store.touch_workflow(workflow.name, str(workflow.file))
     try:
@@ -150,20 +149,6 @@ def apply_workflow(planned: Planned, store: StateStore, *, folder: Path, jobs: i
             store.set_written(workflow.name, store.last_event(workflow.name), _digest(files))
     finally:
         store.release_lease(workflow.name, token)
-
-
-def _check_runnable(planned: Planned) -> None:
-    """Refuse, before anything starts, jobs on hosts this version cannot run yet (ssh,
-    slurm, wsl): running them here instead would be wrong."""
-    from ccspec.errors import UsageError
-
-    hosts = planned.workflow.hosts
-    remote = sorted({(j.host, hosts[j.host].type) for j in planned.plan.jobs
-                     if j.action in RUN_ACTIONS | {Action.ATTACH} and j.host in hosts and hosts[j.host].type != "local"})
-    if remote:
-        names = ", ".join(f"{h} (type {t})" for h, t in remote)
-        raise UsageError(f"workflow {planned.workflow.name!r} has jobs on {names}; this version of ccspec runs jobs on "
-                         "this machine only (ssh, slurm and wsl targets are not built yet). Nothing was launched.")
 
 
 def _beside(workflow: ResolvedWorkflow, svg: bool) -> list[Path]:
@@ -219,35 +204,75 @@ class _signals:
             signal.signal(sig, handler)
 
 
-def settle(store: StateStore, workflow: str) -> int:
-    """Collect the exit codes of detached attempts that finished while no runner watched
-    them (ccspec was killed). Leaves everything to the runner that holds the lease, if any."""
-    from ccspec.progress import LogMiner
+def settle(store: StateStore, workflow: str, hosts: Mapping[str, Any] | None = None) -> int:
+    """Collect the results of detached attempts that finished while no runner watched them
+    (ccspec was killed): local ones from their run folders, remote ones with one poll per
+    host (`hosts`: the spec's hosts). Leaves everything to the runner holding the lease."""
     from ccspec.states import FINAL, JobState
+    from ccspec.targets.base import Status
     from ccspec.targets.local import LocalTarget
 
     if store.lease_holder(workflow) is not None:
         return 0
-    target = LocalTarget()
-    settled = 0
+    local = LocalTarget()
+    found: list[tuple[Any, Status]] = []
+    remote: dict[str, list[Any]] = {}
     for attempt in store.active_attempts(workflow):
         if not attempt.run_dir:
             continue
+        host = (hosts or {}).get(attempt.host)
+        if host is not None and host.type != "local":
+            remote.setdefault(attempt.host, []).append(attempt)
+            continue
+        if host is None and attempt.host != "local":
+            continue  # a remote host the spec no longer names: nobody can ask it
         run_dir = Path(attempt.run_dir)
-        handle = attempt.handle or target.recover(run_dir)
+        handle = attempt.handle or local.recover(run_dir)
         if handle is None:
             continue
-        found = target.poll({handle: run_dir})[handle]
-        if found is None or found.state not in FINAL:
+        status = local.poll({handle: run_dir})[handle]
+        if status is not None:
+            found.append((attempt, status))
+    for name, attempts in remote.items():
+        found.extend(_poll_remote(hosts[name], attempts))  # type: ignore[index]
+    settled = 0
+    for attempt, status in found:
+        if status.state not in FINAL:
             continue
-        miner = LogMiner()
-        if attempt.log_path:
-            miner.feed(target.read_log(Path(attempt.log_path), 0), final=True)
-        progress = 100.0 if found.state is JobState.SUCCEEDED else miner.progress
-        store.finish_attempt(attempt.id, found.state, exit_code=found.exit_code, reason=found.reason,
+        miner = _mine_all(attempt.log_path)
+        progress = 100.0 if status.state is JobState.SUCCEEDED else miner.progress
+        store.finish_attempt(attempt.id, status.state, exit_code=status.exit_code, reason=status.reason,
                              outputs=miner.outputs, progress=progress, message=miner.message)
         settled += 1
     return settled
+
+
+def _poll_remote(host: Any, attempts: list[Any]) -> list[tuple[Any, Any]]:
+    """One poll of a remote host for the given attempts (their logs are mirrored on the way)."""
+    from ccspec.errors import TargetError
+    from ccspec.targets.hosts import backend_for
+    from ccspec.targets.remote import Tracked
+
+    backend = backend_for(host)
+    tracked = [Tracked(a.id, a.handle, a.run_dir, Path(a.log_path), a.created) for a in attempts if a.log_path]
+    try:
+        states = backend.poll(tracked)
+    except (TargetError, OSError):
+        return []  # unreachable now: unknown, settled another time
+    finally:
+        backend.close()
+    by_id = {a.id: a for a in attempts}
+    return [(by_id[i], s) for i, s in states.items() if s is not None]
+
+
+def _mine_all(log_path: str | None) -> Any:
+    from ccspec.progress import LogMiner
+    from ccspec.targets.local import LocalTarget
+
+    miner = LogMiner()
+    if log_path:
+        miner.feed(LocalTarget.read_log(Path(log_path), 0), final=True)
+    return miner
 
 
 def job_statuses(store: StateStore, workflow: str) -> list[JobStatus]:

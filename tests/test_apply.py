@@ -363,21 +363,6 @@ def test_logs_follow_streams_until_the_job_ends(repo: Path) -> None:
     assert proc.returncode == 0
 
 
-def test_jobs_on_hosts_that_cannot_run_yet_are_refused_before_anything_starts(repo: Path) -> None:
-    write(repo, """
-        version: 1
-        hosts: {cluster: {type: slurm, partition: debug}}
-        jobs:
-          here: {run: "touch here.out"}
-          there: {run: "touch there.out", host: cluster, needs: [here]}
-    """)
-    result = ccspec(repo, "apply", "flow.yaml")
-    assert result.returncode == 2 and "cluster (type slurm)" in result.stderr
-    assert not (repo / "here.out").exists() and not (repo / "there.out").exists()
-    assert ccspec(repo, "apply", "flow.yaml", "--target", "here").returncode == 0  # local jobs alone still run
-    assert (repo / "here.out").exists() and not (repo / "there.out").exists()
-
-
 def test_apply_collects_a_job_that_finished_while_no_runner_watched_then_goes_on(repo: Path) -> None:
     write(repo, """
         version: 1

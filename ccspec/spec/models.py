@@ -113,13 +113,14 @@ class Resources(_Model):
 class _HostBase(_Model):
     workdir: str | None = Field(None, description="Folder where jobs run and ccspec keeps run folders")
     env: dict[EnvName, EnvValue] = Field(default_factory=dict, description="Environment for every job on this host")
+    max_jobs: Annotated[Count, Field(ge=1)] | None = Field(
+        None, description="Jobs at once on this host (default: -j for local, 32 for ssh, 8 for wsl, 1000 for slurm)")
 
 
 class LocalHost(_HostBase):
     """This machine."""
 
     type: Literal["local"]
-    max_jobs: Annotated[Count, Field(ge=1)] | None = Field(None, description="Jobs at once on this host (default: -j)")
 
 
 class _RemoteLogin(_HostBase):
@@ -135,7 +136,6 @@ class SshHost(_RemoteLogin):
 
     type: Literal["ssh"]
     host: str = Field(..., min_length=1, description="Host name, address or ~/.ssh/config alias")
-    max_jobs: Annotated[Count, Field(ge=1)] | None = None
 
 
 class SlurmHost(_RemoteLogin):

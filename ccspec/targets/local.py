@@ -152,7 +152,8 @@ class LocalTarget:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL if force else signal.SIGTERM)
 
-    def read_log(self, log_path: Path, offset: int) -> bytes:
+    @staticmethod
+    def read_log(log_path: Path, offset: int) -> bytes:
         try:
             with open(log_path, "rb") as fh:
                 fh.seek(offset)

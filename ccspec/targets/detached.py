@@ -1,0 +1,137 @@
+"""ssh and WSL hosts: each attempt runs detached (its own session, `nohup`) under ccspec's
+wrapper on the host, so it outlives the connection and ccspec itself.
+
+A batch of launches is one remote command; a poll of every job on the host is one remote
+command that also returns the new bytes of their logs.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Sequence
+
+from ccspec.errors import TargetError
+from ccspec.states import JobState
+from ccspec.targets.base import Status
+from ccspec.targets.remote import (
+    START_GRACE,
+    RemoteLaunch,
+    RemoteLayout,
+    Submitted,
+    Tracked,
+    parse_poll,
+    poll_lines,
+)
+from ccspec.targets.shells import Shell
+
+__all__ = ["DetachedBackend"]
+
+q = shlex.quote
+
+# L KEY RUN_DIR CWD ARGV...: start ARGV detached in CWD with its output in RUN_DIR/log and
+# print "@@ KEY ok PID" (the pid is the wrapper's: it leads the job's own session).
+LAUNCH_FUNCTION = r"""
+command -v setsid >/dev/null 2>&1 && S=setsid || S=
+L() {
+  k=$1 r=$2 c=$3; shift 3
+  if [ ! -d "$c" ] || [ ! -d "$r" ]; then printf '@@ %s err missing folder %s\n' "$k" "$c"; return 0; fi
+  ( cd "$c" && exec $S nohup "$@" > "$r/log" 2>&1 < /dev/null ) &
+  printf '@@ %s ok %s\n' "$k" "$!"
+}
+"""
+
+
+class DetachedBackend:
+    queues = False
+
+    def __init__(self, shell: Shell, workdir: str, python: str = "python3") -> None:
+        self.shell = shell
+        self.layout = RemoteLayout(shell, workdir, python)
+
+    @property
+    def label(self) -> str:
+        return self.shell.label
+
+    def submit(self, launches: Sequence[RemoteLaunch]) -> list[Submitted]:
+        lines = [LAUNCH_FUNCTION]
+        failed: list[Submitted] = []
+        for launch in launches:
+            try:
+                stage = self.layout.stage_script(launch)
+                argv = [*self.layout.env_argv(launch), *self.layout.argv(launch)]
+            except (TargetError, OSError) as exc:
+                failed.append(Submitted(launch.attempt_id, None, f"cannot ship files to {self.label}: {exc}"))
+                continue
+            run, cwd = self.layout.path(launch.run_dir), self.layout.job_folder(launch)
+            lines.append(f"{{ {stage}; }} 2>/dev/null; L {launch.attempt_id} {q(run)} {q(cwd)} {shlex.join(argv)}")
+        if len(lines) == 1:
+            return failed
+        result = self.shell.run("\n".join(lines))
+        answers = _answers(result.text)
+        out = list(failed)
+        for launch in launches:
+            if any(f.attempt_id == launch.attempt_id for f in failed):
+                continue
+            status, _, value = answers.get(launch.attempt_id, ("", "", ""))
+            if status == "ok" and value.isdigit():
+                out.append(Submitted(launch.attempt_id, value))
+            else:
+                detail = value or result.err.strip() or f"exit code {result.code}"
+                out.append(Submitted(launch.attempt_id, None, f"could not start on {self.label}: {detail}"))
+        if any(s.error for s in out):
+            self.layout.forget_blobs()
+        return out
+
+    def poll(self, tracked: Sequence[Tracked]) -> dict[int, Status | None]:
+        result = self.shell.run(poll_lines(self.layout, tracked))
+        files = parse_poll(result.out, tracked)
+        now = time.time()
+        states: dict[int, Status | None] = {}
+        for t in tracked:
+            f = files.get(t.attempt_id)
+            if f is None:  # the poll did not get to this job: unknown, never failed
+                states[t.attempt_id] = None
+            elif f.exit_code is not None:
+                if not f.complete:  # log bytes left to mirror: report the exit next time
+                    states[t.attempt_id] = Status(JobState.RUNNING)
+                elif f.exit_code == 0:
+                    states[t.attempt_id] = Status(JobState.SUCCEEDED, 0)
+                else:
+                    states[t.attempt_id] = Status(JobState.FAILED, f.exit_code, f"exit code {f.exit_code}")
+            elif f.pid == "r" or (f.pid == "-" and now - t.since < START_GRACE):
+                states[t.attempt_id] = Status(JobState.RUNNING)
+            elif f.pid == "d":
+                states[t.attempt_id] = Status(JobState.LOST, None, f"the job's process on {self.label} is gone and "
+                                              "left no exit code (killed, or the host rebooted)")
+            else:
+                states[t.attempt_id] = Status(JobState.LOST, None, f"the job never started on {self.label} "
+                                              f"(no pid in {self.layout.path(t.run_dir)})")
+        return states
+
+    def cancel(self, tracked: Sequence[Tracked], force: bool) -> None:
+        sig = "KILL" if force else "TERM"
+        lines = []
+        for t in tracked:
+            run = q(self.layout.path(t.run_dir))
+            # the whole process group (the job leads its own session), or the pid alone;
+            # no `--`: dash's kill does not take it
+            lines.append(f'p=$(cat {run}/pid 2>/dev/null) && {{ kill -{sig} -"$p" 2>/dev/null || '
+                         f'kill -{sig} "$p" 2>/dev/null; }}')
+        if lines:
+            self.shell.run("\n".join(lines) + "\ntrue")
+
+    def close(self) -> None:
+        self.shell.close()
+
+
+def _answers(text: str) -> dict[int, tuple[str, str, str]]:
+    """`@@ KEY ok VALUE` / `@@ KEY err MESSAGE` lines by key."""
+    out: dict[int, tuple[str, str, str]] = {}
+    for line in text.splitlines():
+        if not line.startswith("@@ "):
+            continue
+        parts = line[3:].split(" ", 2)
+        if len(parts) >= 2 and parts[0].isdigit():
+            out[int(parts[0])] = (parts[1], "", parts[2] if len(parts) > 2 else "")
+    return out

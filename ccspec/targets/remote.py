@@ -1,0 +1,287 @@
+"""What every remote target shares: the remote layout, shipping files by content, the job's
+command line, and one shell script that reads the state and new log bytes of all of a host's
+jobs at once.
+
+Layout under the host's workdir W (default ~/ccspec):
+
+    W/.ccspec/blobs/SHA256        every shipped file, once per content
+    W/.ccspec/runs/WF/JOB/N/      an attempt's run folder: pid, exit_code, log (and slurm_id)
+    W/WF/                         the jobs' working folder: scripts, notebooks and inputs at
+                                  their paths relative to the spec, copied from the blobs
+
+The attempt's log is mirrored into the local log file (.ccspec/logs/WF/JOB/N.log) as it
+grows, so progress, outputs and `ccspec logs` work the same for every target.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Protocol
+
+from ccspec.fingerprint import hash_file
+from ccspec.interpreters import interpreter_argv
+from ccspec.resources import template_path
+from ccspec.spec.resolved import ResolvedJob
+from ccspec.targets.base import Status
+from ccspec.targets.shells import Shell
+
+__all__ = ["Backend", "JobFiles", "RemoteLaunch", "RemoteLayout", "Submitted", "Tracked", "parse_poll", "poll_lines"]
+
+q = shlex.quote
+LOG_CHUNK = 4 << 20  # bytes of one job's log read per poll; the rest comes with the next poll
+START_GRACE = 60.0  # seconds a launched job may take to write its pid before it counts as lost
+
+
+@dataclass(frozen=True)
+class RemoteLaunch:
+    """One attempt to start on a remote host."""
+
+    attempt_id: int
+    workflow: str
+    job: ResolvedJob
+    attempt: int
+    base_dir: Path  # the spec's folder on this machine
+    run_dir: str  # relative to the host's workdir
+    log_path: Path  # the local mirror of the log
+    env: Mapping[str, str]  # the job's and host's env plus CCSPEC_* (not this machine's env)
+    files: Mapping[str, Path] = field(default_factory=dict)  # path relative to the spec -> local file
+
+
+@dataclass
+class Tracked:
+    """An attempt a remote target watches."""
+
+    attempt_id: int
+    handle: str | None  # pid or Slurm job id; None while unknown (found in the run folder)
+    run_dir: str  # relative to the host's workdir
+    log_path: Path
+    since: float  # wall time of the launch, for the start grace
+    last: Status | None = None
+
+
+@dataclass(frozen=True)
+class Submitted:
+    attempt_id: int
+    handle: str | None
+    error: str | None = None
+
+
+class Backend(Protocol):
+    """The synchronous half of a remote target; a HostWorker drives it from one thread."""
+
+    label: str
+    queues: bool  # jobs wait in a scheduler queue before they run (Slurm)
+
+    def submit(self, launches: Sequence[RemoteLaunch]) -> list[Submitted]: ...
+
+    def poll(self, tracked: Sequence[Tracked]) -> dict[int, Status | None]: ...
+
+    def cancel(self, tracked: Sequence[Tracked], force: bool) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def job_files(job: ResolvedJob, base: Path, inputs: Iterable[tuple[str, str]] = ()) -> dict[str, Path]:
+    """The local files a job needs on the remote host, by path relative to the spec."""
+    files: dict[str, Path] = {}
+    for rel in (job.script, job.notebook):
+        if rel:
+            files[rel] = base / rel
+    for rel, _ in inputs:
+        files[rel] = base / rel
+    return files
+
+
+JobFiles = Mapping[str, Path]
+
+
+class RemoteLayout:
+    """Remote paths, file shipping and command lines for one host (POSIX on the far side)."""
+
+    def __init__(self, shell: Shell, workdir: str, python: str = "python3") -> None:
+        self.shell = shell
+        self.workdir_spec = workdir
+        self.python = python
+        self._root: str | None = None
+        self._blobs: set[str] | None = None  # contents already on the host
+
+    @property
+    def root(self) -> str:
+        """The workdir as an absolute path on the host (created on first use)."""
+        if self._root is None:
+            spec = self.workdir_spec
+            target = f'"$HOME"/{q(spec[2:])}' if spec.startswith("~/") else '"$HOME"' if spec == "~" else q(spec)
+            result = self.shell.run(f"mkdir -p {target}/.ccspec/blobs && cd {target} && pwd -P && ls .ccspec/blobs")
+            if result.code != 0:
+                from ccspec.errors import PermanentTargetError
+
+                raise PermanentTargetError(f"cannot use workdir {spec} on {self.shell.label}: {result.err.strip()}")
+            lines = result.text.splitlines()
+            self._root, self._blobs = lines[0], set(lines[1:])
+        return self._root
+
+    def path(self, rel: str) -> str:
+        return str(PurePosixPath(self.root) / rel)
+
+    def blob(self, sha: str) -> str:
+        return self.path(f".ccspec/blobs/{sha}")
+
+    def ship(self, local: Path) -> str:
+        """Send a file unless the host already has its content; return its blob path."""
+        sha = hash_file(local)
+        self.root  # noqa: B018 - lists the blobs already there
+        assert self._blobs is not None
+        if sha not in self._blobs:
+            self.shell.put(local.read_bytes(), self.blob(sha))
+            self._blobs.add(sha)
+        return self.blob(sha)
+
+    def forget_blobs(self) -> None:
+        """After a failed command the host may have lost files: list them again next time."""
+        self._root, self._blobs = None, None
+
+    def stage_script(self, launch: RemoteLaunch) -> str:
+        """Shell lines that put the job's files in place in its working folder."""
+        lines = []
+        folder = self.job_folder(launch)
+        for rel, local in sorted(launch.files.items()):
+            blob = self.ship(local)
+            dest = self.file_path(launch, rel)
+            lines.append(f"mkdir -p {q(str(PurePosixPath(dest).parent))} && "
+                         f"{{ cmp -s {q(blob)} {q(dest)} || cp -f {q(blob)} {q(dest)}; }}")
+        lines.insert(0, f"mkdir -p {q(folder)} {q(self.path(launch.run_dir))}")
+        return " && ".join(lines)
+
+    def workflow_folder(self, workflow: str) -> str:
+        return self.path(workflow)
+
+    def job_folder(self, launch: RemoteLaunch) -> str:
+        base = PurePosixPath(self.workflow_folder(launch.workflow))
+        return str(base / launch.job.workdir) if launch.job.workdir else str(base)
+
+    def file_path(self, launch: RemoteLaunch, rel: str) -> str:
+        posix = PurePosixPath(Path(rel).as_posix())
+        if posix.is_absolute() or ".." in posix.parts:  # outside the spec's folder: keep it apart
+            return str(PurePosixPath(self.workflow_folder(launch.workflow)) / "_outside" / posix.name)
+        return str(PurePosixPath(self.workflow_folder(launch.workflow)) / posix)
+
+    def argv(self, launch: RemoteLaunch) -> list[str]:
+        """The command that runs the attempt under ccspec's wrapper (pid and exit code are
+        written into the run folder)."""
+        job, run = launch.job, self.path(launch.run_dir)
+        if job.kind == "run":
+            shell = job.shell or "bash"
+            return [shell, "-c", _run_wrapper(), shell, job.run or ""]
+        wrapper = ["sh", self.ship(template_path("job-wrapper.sh")), run]
+        if job.kind == "script":
+            script = self.file_path(launch, job.script or "")
+            prefix = interpreter_argv(script, job.interpreter, python=self.python) or []
+            return [*wrapper, *prefix, script, *(str(a) for a in job.args)]
+        notebook = self.file_path(launch, job.notebook or "")
+        argv = [*wrapper, self.python, "-m", "papermill", "--log-output", notebook, f"{run}/executed.ipynb",
+                "-y", json.dumps(dict(job.parameters))]
+        return [*argv, "-k", job.kernel] if job.kernel else argv
+
+    def env_argv(self, launch: RemoteLaunch) -> list[str]:
+        run = self.path(launch.run_dir)
+        env = {**launch.env, "CCSPEC_RUN_DIR": run}
+        return ["env", *(f"{k}={v}" for k, v in env.items())]
+
+
+@functools.lru_cache(maxsize=1)
+def _run_wrapper() -> str:
+    """The run: wrapper without its comments: it travels inside every remote command line."""
+    lines = template_path("run-wrapper.sh").read_text().splitlines()
+    return "\n".join(line for line in lines if not line.startswith("#")) + "\n"
+
+
+# -- polling -------------------------------------------------------------------------------
+
+# One function, called once per job: `P KEY RUN_DIR OFFSET` prints
+#   @@ KEY EXIT PID_STATE SLURM_ID NBYTES      then NBYTES of the log from OFFSET
+# EXIT is the wrapper's exit code or '-'; PID_STATE is r (running), d (gone) or - (no pid yet).
+POLL_FUNCTION = r"""
+P() {
+  x=- s=- i=- n=0
+  if [ -f "$2/exit_code" ]; then x=$(cat "$2/exit_code" 2>/dev/null); fi
+  if [ "$x" = - ] || [ -z "$x" ]; then
+    x=-
+    if [ -f "$2/pid" ]; then
+      p=$(cat "$2/pid" 2>/dev/null)
+      # alive, and not a zombie waiting for a late reaper
+      if kill -0 "$p" 2>/dev/null && ! { [ -r "/proc/$p/stat" ] && [ "$(sed 's/.*) //;s/ .*//' "/proc/$p/stat")" = Z ]; }; then s=r
+      elif [ -f "$2/exit_code" ]; then x=$(cat "$2/exit_code" 2>/dev/null); s=d
+      else s=d; fi
+    fi
+  fi
+  [ -f "$2/slurm_id" ] && i=$(cat "$2/slurm_id" 2>/dev/null)
+  if [ -f "$2/log" ]; then
+    z=$(wc -c < "$2/log"); n=$((z - $3))
+    [ "$n" -gt CHUNK ] && n=CHUNK
+    [ "$n" -lt 0 ] && n=0
+  fi
+  printf '@@ %s %s %s %s %s\n' "$1" "${x:--}" "$s" "${i:--}" "$n"
+  [ "$n" -gt 0 ] && tail -c +$(($3 + 1)) "$2/log" | head -c "$n"
+  return 0
+}
+""".replace("CHUNK", str(LOG_CHUNK))
+
+
+@dataclass(frozen=True)
+class FileState:
+    exit_code: int | None
+    pid: str  # r, d or -
+    slurm_id: str | None
+    complete: bool  # the whole log has been mirrored
+
+
+def poll_lines(layout: RemoteLayout, tracked: Sequence[Tracked]) -> str:
+    lines = [POLL_FUNCTION]
+    for t in tracked:
+        lines.append(f"P {t.attempt_id} {q(layout.path(t.run_dir))} {_mirror_size(t.log_path)}")
+    return "\n".join(lines)
+
+
+def _mirror_size(path: Path) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def parse_poll(out: bytes, tracked: Sequence[Tracked]) -> dict[int, FileState]:
+    """Read the poll script's output; append each job's new log bytes to its local mirror."""
+    by_id = {t.attempt_id: t for t in tracked}
+    found: dict[int, FileState] = {}
+    pos = 0
+    while True:
+        start = out.find(b"@@ ", pos)
+        if start < 0:
+            break
+        end = out.find(b"\n", start)
+        if end < 0:
+            break
+        fields = out[start + 3:end].decode("utf-8", "replace").split(" ")
+        if len(fields) != 5 or not fields[0].isdigit() or not fields[4].isdigit():
+            pos = end + 1
+            continue
+        key, exit_text, pid_state, slurm_id, size = fields
+        nbytes = int(size)
+        data = out[end + 1:end + 1 + nbytes]
+        pos = end + 1 + nbytes
+        t = by_id.get(int(key))
+        if t is None:
+            continue
+        if data:
+            t.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(t.log_path, "ab") as fh:
+                fh.write(data)
+        code = int(exit_text) if exit_text.lstrip("-").isdigit() and exit_text != "-" else None
+        found[t.attempt_id] = FileState(code, pid_state, None if slurm_id == "-" else slurm_id, nbytes < LOG_CHUNK)
+    return found

@@ -1,0 +1,243 @@
+"""Where a remote target's commands run: a shell on this machine, over ssh, or in WSL.
+
+The ssh, Slurm and WSL targets speak to their host only through `Shell.run` (a POSIX shell
+script in, exit code and output out) and `Shell.put` (a file in). One `SshShell` keeps one
+connection per host, reused by every command, and reconnects with backoff when it drops;
+a failure to connect raises `HostUnreachable` with a reason such as
+"connection refused: HOST:PORT".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import shlex
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from ccspec.errors import TemporaryTargetError
+
+__all__ = ["HostUnreachable", "LocalShell", "Result", "Shell", "SshShell", "WslShell", "ssh_config_path"]
+
+COMMAND_TIMEOUT = 120.0  # seconds a remote command may take (submits of many jobs included)
+KEEPALIVE = 15  # seconds between ssh keepalives, so idle connections survive NAT and firewalls
+RECONNECT_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+class HostUnreachable(TemporaryTargetError):
+    """The host could not be reached this time; the caller retries later."""
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    out: bytes
+    err: str
+
+    @property
+    def text(self) -> str:
+        return self.out.decode("utf-8", "replace")
+
+
+class Shell(Protocol):
+    label: str  # for messages: "user@host:port", "wsl:Ubuntu", "this machine"
+
+    def run(self, script: str, *, stdin: bytes | None = None, timeout: float = COMMAND_TIMEOUT) -> Result:
+        """Run a POSIX shell script on the host."""
+
+    def put(self, data: bytes, remote: str) -> None:
+        """Write `data` into the file `remote` on the host (atomically: a temporary name, then
+        a rename)."""
+
+    def close(self) -> None: ...
+
+
+def _put_via_shell(shell: Shell, data: bytes, remote: str) -> None:
+    tmp = f"{remote}.part{os.getpid()}"
+    q = shlex.quote
+    result = shell.run(f"mkdir -p {q(os.path.dirname(remote) or '.')} && cat > {q(tmp)} && mv -f {q(tmp)} {q(remote)}",
+                       stdin=data)
+    if result.code != 0:
+        raise TemporaryTargetError(f"cannot write {remote} on {shell.label}: {result.err.strip() or result.code}")
+
+
+class LocalShell:
+    """Commands on this machine (a Slurm cluster whose sbatch is local)."""
+
+    label = "this machine"
+
+    def __init__(self, argv_prefix: tuple[str, ...] = ("bash", "-c")) -> None:
+        self.prefix = argv_prefix
+
+    def run(self, script: str, *, stdin: bytes | None = None, timeout: float = COMMAND_TIMEOUT) -> Result:
+        try:
+            proc = subprocess.run([*self.prefix, script], input=stdin if stdin is not None else b"",
+                                  capture_output=True, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise TemporaryTargetError(f"a command on {self.label} took more than {timeout:g}s") from exc
+        except OSError as exc:
+            raise HostUnreachable(f"cannot run {self.prefix[0]!r} on {self.label}: {exc.strerror or exc}") from exc
+        return Result(proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace"))
+
+    def put(self, data: bytes, remote: str) -> None:
+        _put_via_shell(self, data, remote)
+
+    def close(self) -> None:
+        pass
+
+
+class WslShell(LocalShell):
+    """Commands inside a WSL distribution, through `wsl.exe -d DISTRO -- bash -lc SCRIPT`."""
+
+    def __init__(self, distro: str, user: str | None = None, wsl_exe: str = "wsl.exe") -> None:
+        super().__init__((wsl_exe, "-d", distro, *(("-u", user) if user else ()), "--", "bash", "-lc"))
+        self.label = f"wsl:{distro}"
+
+
+def ssh_config_path() -> Path:
+    """The ssh config file ssh hosts are looked up in: `$CCSPEC_SSH_CONFIG` or ~/.ssh/config."""
+    return Path(os.environ.get("CCSPEC_SSH_CONFIG") or Path.home() / ".ssh" / "config").expanduser()
+
+
+class SshShell:
+    """One fabric connection to one host, reused for every command and file."""
+
+    def __init__(self, host: str, *, user: str | None = None, port: int | None = None, key: str | None = None,
+                 proxy_jump: str | None = None, connect_timeout: float = 10.0) -> None:
+        self.host, self.user, self.port, self.key, self.proxy_jump = host, user, port, key, proxy_jump
+        self.connect_timeout = connect_timeout
+        self._conn: Any = None
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._retry_at = 0.0
+        self._last_error = ""
+        self.label = host
+
+    # -- connection --------------------------------------------------------------------
+
+    def _connection(self) -> Any:
+        if self._conn is not None and self._conn.is_connected:
+            transport = self._conn.client.get_transport()
+            if transport is not None and transport.is_active():
+                return self._conn
+            self._drop()
+        now = time.monotonic()
+        if now < self._retry_at:
+            raise HostUnreachable(self._last_error)  # backing off: not tried again yet
+        try:
+            conn = self._connect()
+        except HostUnreachable as exc:
+            self._last_error = str(exc)
+            self._retry_at = time.monotonic() + RECONNECT_BACKOFF[min(self._failures, len(RECONNECT_BACKOFF) - 1)]
+            self._failures += 1
+            raise
+        self._failures, self._retry_at = 0, 0.0
+        self._conn = conn
+        return conn
+
+    def _connect(self) -> Any:
+        import fabric
+        import paramiko
+
+        config_file = ssh_config_path()
+        config = fabric.Config(runtime_ssh_path=str(config_file)) if config_file.is_file() else fabric.Config()
+        kwargs: dict[str, Any] = {}
+        if self.key:
+            kwargs["key_filename"] = [str(Path(self.key).expanduser())]
+        gateway = None
+        if self.proxy_jump:  # ssh -J user@jump:port
+            jump = SshShell(*_split_target(self.proxy_jump)[:1], user=_split_target(self.proxy_jump)[1],
+                            port=_split_target(self.proxy_jump)[2], key=self.key)
+            gateway = jump._connection()
+        conn = fabric.Connection(self.host, user=self.user, port=self.port, config=config, gateway=gateway,
+                                 connect_timeout=self.connect_timeout, connect_kwargs=kwargs)
+        self.label = f"{conn.user}@{conn.host}:{conn.port}"
+        try:
+            conn.open()
+        except paramiko.AuthenticationException as exc:
+            raise HostUnreachable(f"authentication failed: {self.label} ({exc})") from exc
+        except paramiko.ssh_exception.NoValidConnectionsError as exc:
+            raise HostUnreachable(f"connection refused: {conn.host}:{conn.port}") from exc
+        except TimeoutError as exc:
+            raise HostUnreachable(f"connection timed out: {conn.host}:{conn.port}") from exc
+        except socket.gaierror as exc:
+            raise HostUnreachable(f"unknown host: {conn.host} ({exc.strerror})") from exc
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            raise HostUnreachable(f"cannot connect to {conn.host}:{conn.port}: {exc}") from exc
+        transport = conn.client.get_transport()
+        if transport is not None:
+            transport.set_keepalive(KEEPALIVE)
+        return conn
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    # -- commands ----------------------------------------------------------------------
+
+    def run(self, script: str, *, stdin: bytes | None = None, timeout: float = COMMAND_TIMEOUT) -> Result:
+        import paramiko
+
+        with self._lock:
+            conn = self._connection()
+            try:
+                return self._exec(conn, script, stdin, timeout)
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                self._drop()  # a dropped connection: the next call reconnects (with backoff)
+                raise HostUnreachable(f"lost the connection to {self.label}: {exc or type(exc).__name__}") from exc
+
+    def _exec(self, conn: Any, script: str, stdin: bytes | None, timeout: float) -> Result:
+        # A raw channel rather than fabric's run(): no reader threads per command, which
+        # matters when a poll of hundreds of jobs runs every second.
+        channel = conn.client.get_transport().open_session(timeout=self.connect_timeout)
+        try:
+            channel.settimeout(timeout)
+            channel.exec_command(f"sh -c {shlex.quote(script)}")
+            if stdin:
+                channel.sendall(stdin)
+            channel.shutdown_write()
+            out, err = bytearray(), bytearray()
+            fd = channel.fileno()  # readable when data arrives: wait on it, no busy loop
+            while True:
+                got = False
+                while channel.recv_ready():
+                    out += channel.recv(1 << 16)
+                    got = True
+                while channel.recv_stderr_ready():
+                    err += channel.recv_stderr(1 << 16)
+                    got = True
+                if got:
+                    continue
+                if channel.exit_status_ready() or channel.eof_received:
+                    if not channel.recv_ready() and not channel.recv_stderr_ready():
+                        break
+                    continue
+                select.select([fd], [], [], 0.05)
+            code = channel.recv_exit_status()
+            return Result(code, bytes(out), err.decode("utf-8", "replace"))
+        except TimeoutError as exc:
+            raise TemporaryTargetError(f"a command on {self.label} took more than {timeout:g}s") from exc
+        finally:
+            channel.close()
+
+    def put(self, data: bytes, remote: str) -> None:
+        _put_via_shell(self, data, remote)
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+
+def _split_target(text: str) -> tuple[str, str | None, int | None]:
+    """`user@host:port` -> (host, user, port)."""
+    user, _, rest = text.rpartition("@")
+    host, _, port = rest.partition(":")
+    return host, user or None, int(port) if port.isdigit() else None

@@ -1,0 +1,302 @@
+"""Slurm clusters: sbatch scripts rendered from templates/sbatch.sh.j2, submitted on this
+machine or on a login node over ssh.
+
+Per poll, whatever the number of jobs: one `squeue` for every active id, and one `sacct`
+for those squeue no longer shows as active (plain `sacct`, or `sacct -c` from the job
+completion log when the cluster has no accounting storage). The wrapper's exit-code file in
+the run folder settles what both have forgotten. A query that fails leaves the job's state
+unknown for that poll, never failed.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+import secrets
+import shlex
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ccspec.errors import TargetError
+from ccspec.resources import template_path
+from ccspec.spec.models import SlurmHost
+from ccspec.states import JobState
+from ccspec.targets.base import Status
+from ccspec.targets.remote import (
+    START_GRACE,
+    RemoteLaunch,
+    RemoteLayout,
+    Submitted,
+    Tracked,
+    parse_poll,
+    poll_lines,
+)
+from ccspec.targets.shells import Shell
+
+__all__ = ["SlurmBackend", "map_state", "sbatch_options"]
+
+q = shlex.quote
+
+SUBMIT_FUNCTION = r"""
+S() {
+  if o=$(sbatch --parsable "$2/job.sbatch" 2>&1); then
+    i=${o%%;*}; echo "$i" > "$2/slurm_id"; printf '@@ %s ok %s\n' "$1" "$i"
+  else
+    printf '@@ %s err %s\n' "$1" "$(printf '%s' "$o" | tr '\n' ' ')"
+  fi
+}
+"""
+
+QUEUED_STATES = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SUSPENDED"}
+RUNNING_STATES = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING"}
+FINAL_REASONS = {
+    "TIMEOUT": (JobState.TIMED_OUT, "Slurm's time limit was reached (TIMEOUT)"),
+    "NODE_FAIL": (JobState.FAILED, "the node failed (NODE_FAIL)"),
+    "OUT_OF_MEMORY": (JobState.FAILED, "out of memory (OUT_OF_MEMORY)"),
+    "BOOT_FAIL": (JobState.FAILED, "the node failed to boot (BOOT_FAIL)"),
+    "DEADLINE": (JobState.FAILED, "the job missed its deadline (DEADLINE)"),
+    "PREEMPTED": (JobState.FAILED, "preempted by Slurm (PREEMPTED)"),
+    "REVOKED": (JobState.FAILED, "revoked by Slurm (REVOKED)"),
+    "SPECIAL_EXIT": (JobState.FAILED, "held in a special exit state (SPECIAL_EXIT)"),
+}
+
+
+@dataclass(frozen=True)
+class SlurmRecord:
+    state: str
+    exit_code: int | None = None
+    reason: str | None = None
+
+
+def map_state(record: SlurmRecord, file_code: int | None) -> Status:
+    """A Slurm state (from squeue or sacct) as a ccspec status, with the reason."""
+    state = record.state.split()[0].rstrip("+") if record.state else ""
+    if state in QUEUED_STATES:
+        reason = record.reason if record.reason and record.reason != "None" else None
+        return Status(JobState.QUEUED, None, f"{state.lower()}: {reason}" if reason else state.lower())
+    if state in RUNNING_STATES:
+        return Status(JobState.RUNNING)
+    code = file_code if file_code is not None else record.exit_code
+    if state == "COMPLETED":
+        if code in (None, 0):
+            return Status(JobState.SUCCEEDED, 0)
+        return Status(JobState.FAILED, code, f"exit code {code}")
+    if state == "FAILED":
+        return Status(JobState.FAILED, code, f"exit code {code}" if code else "failed in Slurm (FAILED)")
+    if state == "CANCELLED":
+        return Status(JobState.CANCELLED, code, "cancelled in Slurm (scancel)")
+    if state in FINAL_REASONS:
+        mapped, reason = FINAL_REASONS[state]
+        return Status(mapped, code, reason)
+    return Status(JobState.RUNNING, None, f"Slurm state {state}") if state else Status(JobState.RUNNING)
+
+
+def sbatch_options(launch: RemoteLaunch, host: SlurmHost) -> list[str]:
+    """resources -> --cpus-per-task, --mem, --time, --gres; host -> partition, account, qos
+    and the free `sbatch:` options (a job's own options win)."""
+    res = launch.job.resources
+    options: dict[str, str | None] = {}
+    if host.partition:
+        options["partition"] = host.partition
+    if host.account:
+        options["account"] = host.account
+    if host.qos:
+        options["qos"] = host.qos
+    if res.cpus:
+        options["cpus-per-task"] = str(res.cpus)
+    if res.mem:
+        options["mem"] = f"{res.mem}M"
+    limit = res.time or launch.job.timeout
+    if limit:
+        minutes = max(1, math.ceil(limit / 60))
+        options["time"] = f"{minutes // 1440}-{minutes % 1440 // 60:02d}:{minutes % 60:02d}:00"
+    if res.gpus:
+        options["gres"] = f"gpu:{res.gpus}"
+    for key, value in host.sbatch.items():
+        key = key.replace("_", "-")
+        options[key] = None if value is True else str(value).lower() if isinstance(value, bool) else str(value)
+    return [f"--{k}" if v is None else f"--{k}={v}" for k, v in options.items() if v != "false"]
+
+
+@functools.lru_cache(maxsize=1)
+def _template() -> object:
+    import jinja2
+
+    return jinja2.Template(template_path("sbatch.sh.j2").read_text(), keep_trailing_newline=True)
+
+
+class SlurmBackend:
+    queues = True
+
+    def __init__(self, shell: Shell, host: SlurmHost, workdir: str) -> None:
+        self.shell = shell
+        self.host = host
+        self.layout = RemoteLayout(shell, workdir, host.python)
+        self.completion_log: bool | None = None  # None: not known yet whether plain sacct works
+        self.queries = 0  # squeue and sacct calls so far (benchmarks count them)
+
+    @property
+    def label(self) -> str:
+        return self.shell.label
+
+    def render(self, launch: RemoteLaunch) -> str:
+        job = launch.job
+        return _template().render(  # type: ignore[attr-defined]
+            workflow=launch.workflow, job_id=job.id, attempt=launch.attempt,
+            job_name=f"ccspec.{launch.workflow}.{job.id}"[:200],
+            comment=f"ccspec:{launch.workflow}/{job.id}/{launch.attempt}",
+            run_dir=self.layout.path(launch.run_dir), cwd=self.layout.job_folder(launch),
+            options=sbatch_options(launch, self.host),
+            command=shlex.join([*self.layout.env_argv(launch), *self.layout.argv(launch)]),
+        )
+
+    def submit(self, launches: Sequence[RemoteLaunch]) -> list[Submitted]:
+        lines = [SUBMIT_FUNCTION]
+        failed: list[Submitted] = []
+        for launch in launches:
+            try:
+                stage = self.layout.stage_script(launch)
+                script = self.render(launch)
+            except (TargetError, OSError) as exc:
+                failed.append(Submitted(launch.attempt_id, None, f"cannot ship files to {self.label}: {exc}"))
+                continue
+            run = q(self.layout.path(launch.run_dir))
+            eof = f"CCSPEC_{secrets.token_hex(8)}"
+            lines.append(f"{stage} && cat > {run}/job.sbatch <<'{eof}'\n{script}{eof}\nS {launch.attempt_id} {run}")
+        if len(lines) == 1:
+            return failed
+        result = self.shell.run("\n".join(lines))
+        answers = {}
+        for line in result.text.splitlines():
+            parts = line[3:].split(" ", 2) if line.startswith("@@ ") else []
+            if len(parts) >= 2 and parts[0].isdigit():
+                answers[int(parts[0])] = (parts[1], parts[2] if len(parts) > 2 else "")
+        out = list(failed)
+        done = {f.attempt_id for f in failed}
+        for launch in launches:
+            if launch.attempt_id in done:
+                continue
+            status, value = answers.get(launch.attempt_id, ("", ""))
+            if status == "ok" and value.strip().isdigit():
+                out.append(Submitted(launch.attempt_id, value.strip()))
+            else:
+                detail = value.strip() or result.err.strip() or f"exit code {result.code}"
+                out.append(Submitted(launch.attempt_id, None, f"sbatch on {self.label} failed: {detail}"))
+        return out
+
+    def poll(self, tracked: Sequence[Tracked]) -> dict[int, Status | None]:
+        ids = sorted({t.handle for t in tracked if t.handle and t.handle.isdigit()}, key=int)
+        script = poll_lines(self.layout, tracked)
+        if ids:
+            self.queries += 1
+            script = (f"echo '@@squeue'; squeue -h -t all -j {','.join(ids)} -o '%i|%T|%r' 2>&1; "
+                      f"echo \"@@rc $?\"; echo '@@end'\n{script}")
+        result = self.shell.run(script)
+        head, _, rest = result.out.partition(b"@@end\n") if ids else (b"", b"", result.out)
+        files = parse_poll(rest, tracked)
+        queue, queue_ok = _parse_squeue(head.decode("utf-8", "replace")) if ids else ({}, True)
+        # squeue forgets finished jobs after MinJobAge: ask accounting for the ones it does not show as active
+        handles = {t.attempt_id: t.handle or (files[t.attempt_id].slurm_id if t.attempt_id in files else None)
+                   for t in tracked}
+        ask = sorted({h for h in handles.values() if h and h.isdigit() and
+                      (h not in queue or _final(queue[h].state))}, key=int) if queue_ok else []
+        accounting: dict[str, SlurmRecord] = {}
+        accounting_ok = True
+        if ask:
+            accounting, accounting_ok = self._sacct(ask)
+        now = time.time()
+        states: dict[int, Status | None] = {}
+        for t in tracked:
+            f = files.get(t.attempt_id)
+            handle = handles[t.attempt_id]
+            extra = {"handle": handle} if handle and handle != t.handle else {}
+            record = queue.get(handle or "") if handle else None
+            if record is None or _final(record.state):
+                record = accounting.get(handle or "", record)
+            if f is None:
+                states[t.attempt_id] = None
+                continue
+            if record is not None:
+                status = map_state(record, f.exit_code)
+            elif f.exit_code is not None:  # forgotten by Slurm: the wrapper's file settles it
+                status = map_state(SlurmRecord("COMPLETED" if f.exit_code == 0 else "FAILED"), f.exit_code)
+            elif not queue_ok or not accounting_ok:
+                states[t.attempt_id] = None  # the scheduler could not be asked: unknown this time
+                continue
+            elif handle is None and now - t.since < START_GRACE:
+                status = Status(JobState.QUEUED, None, "submitting")
+            elif handle is not None and now - t.since < 5:  # just submitted: squeue may lag a moment
+                status = Status(JobState.QUEUED)
+            else:
+                status = Status(JobState.LOST, None, f"Slurm job {handle or '(never submitted)'} is unknown to squeue and "
+                                "sacct and left no exit code")
+            if status.state not in (JobState.QUEUED, JobState.RUNNING) and not f.complete:
+                status = Status(JobState.RUNNING)  # mirror the rest of the log first
+            states[t.attempt_id] = Status(status.state, status.exit_code, status.reason, status.finished, extra)
+        return states
+
+    def _sacct(self, ids: list[str]) -> tuple[dict[str, SlurmRecord], bool]:
+        fmt = "-n -P -o JobID,State,ExitCode -j " + ",".join(ids)
+        if self.completion_log is not True:
+            self.queries += 1
+            result = self.shell.run(f"sacct -X {fmt}")
+            if result.code == 0:
+                self.completion_log = False
+                return _parse_sacct(result.text), True
+            if self.completion_log is False:
+                return {}, False
+        self.queries += 1
+        result = self.shell.run(f"sacct -c {fmt}")
+        if result.code != 0:
+            return {}, False
+        self.completion_log = True
+        return _parse_sacct(result.text), True
+
+    def cancel(self, tracked: Sequence[Tracked], force: bool) -> None:
+        lines = []
+        for t in tracked:
+            job = t.handle if t.handle and t.handle.isdigit() else f"$(cat {q(self.layout.path(t.run_dir))}/slurm_id 2>/dev/null)"
+            lines.append(f"scancel {'--signal=KILL --full ' if force else ''}{job} 2>/dev/null")
+            if force:
+                lines.append(f"scancel {job} 2>/dev/null")
+        if lines:
+            self.shell.run("\n".join(lines) + "\ntrue")
+
+    def close(self) -> None:
+        self.shell.close()
+
+
+def _final(state: str) -> bool:
+    name = state.split()[0].rstrip("+") if state else ""
+    return name not in QUEUED_STATES and name not in RUNNING_STATES
+
+
+def _parse_squeue(text: str) -> tuple[dict[str, SlurmRecord], bool]:
+    body, _, tail = text.partition("@@rc ")
+    body = body.replace("@@squeue\n", "", 1)
+    rc = tail.strip().split()[0] if tail.strip() else "1"
+    records: dict[str, SlurmRecord] = {}
+    for line in body.splitlines():
+        parts = line.split("|")
+        if len(parts) == 3 and parts[0].isdigit():
+            records[parts[0]] = SlurmRecord(parts[1], None, parts[2])
+    # "Invalid job id" only means squeue forgot every id asked for: ask sacct instead
+    ok = rc == "0" or (not records and "Invalid job id" in body)
+    return records, ok
+
+
+_EXIT = re.compile(r"^(\d+):(\d+)$")
+
+
+def _parse_sacct(text: str) -> dict[str, SlurmRecord]:
+    records: dict[str, SlurmRecord] = {}
+    for line in text.splitlines():
+        parts = line.split("|")
+        if len(parts) < 3 or not parts[0].isdigit():  # skip steps (123.batch) and blank lines
+            continue
+        match = _EXIT.match(parts[2].strip())
+        code = int(match.group(1)) if match else None
+        records[parts[0]] = SlurmRecord(parts[1], code)  # the last record wins (requeued jobs)
+    return records

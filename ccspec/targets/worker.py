@@ -1,0 +1,148 @@
+"""A thread per remote host that drives its backend, so a slow ssh round trip or scheduler
+never blocks the engine's loop (local exits, timeouts, other hosts).
+
+Launches queued while the thread was busy go out together as one batch; every poll asks
+about all of the host's jobs at once. The poll interval starts short after a change and
+backs off while nothing changes. Results reach the engine as events through `post`:
+
+    ("submitted", Submitted)          the handle (or why the launch failed)
+    ("status", (attempt_id, Status))  a change of state; final states end the tracking
+    ("unknown", (attempt_ids, reason)) the host could not be asked this time
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ccspec.errors import TargetError
+from ccspec.states import FINAL
+from ccspec.targets.remote import Backend, RemoteLaunch, Submitted, Tracked
+from ccspec.targets.shells import HostUnreachable
+
+__all__ = ["HostWorker"]
+
+Post = Callable[[str, Any], None]
+
+
+class HostWorker:
+    def __init__(self, backend: Backend, post: Post, *, min_interval: float = 0.2, max_interval: float = 5.0) -> None:
+        self.backend = backend
+        self.post = post
+        self.min_interval, self.max_interval = min_interval, max_interval
+        self.interval = min_interval
+        self._cond = threading.Condition()
+        self._launches: list[RemoteLaunch] = []
+        self._cancels: list[tuple[Tracked, bool]] = []
+        self._tracked: dict[int, Tracked] = {}
+        self._next_poll = 0.0
+        self._closing = False
+        self._thread = threading.Thread(target=self._loop, name=f"host-{backend.label}", daemon=True)
+        self._thread.start()
+
+    # -- called by the engine ----------------------------------------------------------
+
+    def submit(self, launch: RemoteLaunch) -> None:
+        with self._cond:
+            self._launches.append(launch)
+            self._cond.notify()
+
+    def watch(self, tracked: Tracked) -> None:
+        with self._cond:
+            self._tracked[tracked.attempt_id] = tracked
+            self._next_poll = 0.0
+            self._cond.notify()
+
+    def cancel(self, attempt_id: int, force: bool) -> None:
+        with self._cond:
+            tracked = self._tracked.get(attempt_id)
+            if tracked is not None:
+                self._cancels.append((tracked, force))
+                self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join(timeout=30)
+        self.backend.close()
+
+    # -- the thread --------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._closing or self._launches or self._cancels
+                           or (self._tracked and time.monotonic() >= self._next_poll)):
+                    wait = self._next_poll - time.monotonic() if self._tracked else None
+                    self._cond.wait(timeout=wait)
+                if self._closing and not self._launches and not self._cancels:
+                    return
+                launches, self._launches = self._launches, []
+                cancels, self._cancels = self._cancels, []
+                tracked = list(self._tracked.values())
+            if cancels:
+                self._cancel(cancels)
+            if launches:
+                self._submit(launches)
+            elif tracked and time.monotonic() >= self._next_poll:
+                self._poll(tracked)
+
+    def _submit(self, launches: list[RemoteLaunch]) -> None:
+        try:
+            results = self.backend.submit(launches)
+        except (TargetError, OSError) as exc:
+            results = [Submitted(launch.attempt_id, None, str(exc)) for launch in launches]
+        by_id = {launch.attempt_id: launch for launch in launches}
+        with self._cond:
+            for result in results:
+                if result.handle is not None:
+                    launch = by_id[result.attempt_id]
+                    self._tracked[result.attempt_id] = Tracked(result.attempt_id, result.handle, launch.run_dir,
+                                                               launch.log_path, time.time())
+            self.interval = self.min_interval
+            self._next_poll = time.monotonic() + self.interval
+        for result in results:
+            self.post("submitted", result)
+
+    def _poll(self, tracked: Sequence[Tracked]) -> None:
+        try:
+            states = self.backend.poll(tracked)
+        except (TargetError, OSError) as exc:
+            reason = str(exc) if isinstance(exc, HostUnreachable) else f"{self.backend.label}: {exc}"
+            self.post("unknown", ([t.attempt_id for t in tracked], reason))
+            for t in tracked:
+                t.last = None  # the next answer is news, even if the state did not change
+            states = {}
+        changed = False
+        with self._cond:
+            for t in tracked:
+                status = states.get(t.attempt_id)
+                if status is None:
+                    continue
+                handle = status.extra.get("handle") if status.extra else None
+                if handle:
+                    t.handle = handle
+                if t.last != status:
+                    changed = True
+                    t.last = status
+                    self.post("status", (t.attempt_id, status))
+                if status.state in FINAL:
+                    self._tracked.pop(t.attempt_id, None)
+            self.interval = self.min_interval if changed else min(self.max_interval, self.interval * 1.5)
+            self._next_poll = time.monotonic() + self.interval
+
+    def _cancel(self, cancels: list[tuple[Tracked, bool]]) -> None:
+        for force in (False, True):
+            chosen = [t for t, f in cancels if f is force]
+            if not chosen:
+                continue
+            try:
+                self.backend.cancel(chosen, force)
+            except (TargetError, OSError) as exc:
+                self.post("unknown", ([t.attempt_id for t in chosen], f"cancel failed: {exc}"))
+        with self._cond:
+            self._next_poll = time.monotonic() + self.min_interval
+
