@@ -272,16 +272,25 @@ def cancel(workflow: str, jobs_: tuple[str, ...], state_opt: str | None) -> None
             os.kill(pid, signal.SIGTERM)
             click.echo(f"asked the apply running as pid {pid} to cancel {workflow!r}")
             return
-    count = 0
-    for attempt in store.active_attempts(workflow):
-        if jobs_ and attempt.job not in jobs_:
-            continue
-        if attempt.handle and attempt.run_dir:
+    from ccspec.runner import cancel_remote, spec_hosts
+
+    hosts = spec_hosts(store, workflow)
+    chosen = [a for a in store.active_attempts(workflow) if not jobs_ or a.job in jobs_]
+    remote = [a for a in chosen if a.host in hosts and hosts[a.host].type != "local"]
+    problems = cancel_remote(hosts, remote)
+    for attempt in chosen:
+        if attempt in remote:
+            if attempt.id in problems:
+                click.echo(f"could not cancel {attempt.job} on {attempt.host}: {problems[attempt.id]}", err=True)
+                continue
+        elif attempt.handle and attempt.run_dir:
             target.cancel(attempt.handle, Path(attempt.run_dir))
         store.finish_attempt(attempt.id, JobState.CANCELLED, exit_code=None, reason="cancelled by `ccspec cancel`",
                              outputs=attempt.outputs, progress=attempt.progress, message=attempt.message)
-        count += 1
+    count = len(chosen) - len(problems)
     click.echo(f"cancelled {count} job(s) of {workflow!r}")
+    if problems:
+        sys.exit(1)
 
 
 _STARTER = """# yaml-language-server: $schema=../schemas/workflow.schema.json

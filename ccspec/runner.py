@@ -265,6 +265,39 @@ def _poll_remote(host: Any, attempts: list[Any]) -> list[tuple[Any, Any]]:
     return [(by_id[i], s) for i, s in states.items() if s is not None]
 
 
+def spec_hosts(store: StateStore, workflow: str) -> Mapping[str, Any]:
+    """The hosts of a workflow's spec as last applied (empty when the file is gone or invalid)."""
+    path = store.spec_path(workflow)
+    if not path or not Path(path).is_file():
+        return {}
+    from ccspec.spec.validate import validate_file
+
+    report = validate_file(Path(path))
+    return report.workflow.hosts if report.workflow is not None else {}
+
+
+def cancel_remote(hosts: Mapping[str, Any], attempts: list[Any]) -> dict[int, str]:
+    """Cancel remote attempts, one command per host; returns why some could not be."""
+    from ccspec.errors import TargetError
+    from ccspec.targets.hosts import backend_for
+    from ccspec.targets.remote import Tracked
+
+    problems: dict[int, str] = {}
+    by_host: dict[str, list[Any]] = {}
+    for attempt in attempts:
+        by_host.setdefault(attempt.host, []).append(attempt)
+    for name, group in by_host.items():
+        backend = backend_for(hosts[name])
+        tracked = [Tracked(a.id, a.handle, a.run_dir, Path(a.log_path or "."), a.created) for a in group if a.run_dir]
+        try:
+            backend.cancel(tracked, False)
+        except (TargetError, OSError) as exc:
+            problems.update({a.id: str(exc) for a in group})
+        finally:
+            backend.close()
+    return problems
+
+
 def _mine_all(log_path: str | None) -> Any:
     from ccspec.progress import LogMiner
     from ccspec.targets.local import LocalTarget

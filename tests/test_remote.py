@@ -337,6 +337,24 @@ def test_interrupt_cancels_remote_jobs(repo: Path, svc: TestServices, remote_dir
     wait_for(lambda: ssh(f"ps -o stat= -p {pid} | grep -qv Z").returncode != 0, timeout=10)  # gone (or a zombie)
 
 
+def test_cancel_command_stops_a_remote_job_nobody_watches(repo: Path, svc: TestServices, remote_dir: str) -> None:
+    write(repo, f"""
+        version: 1
+        hosts: {{box: {ssh_host(svc, remote_dir)}}}
+        jobs:
+          long: {{host: box, run: "sleep 200"}}
+    """)
+    proc = start(repo, "apply", "flow.yaml")
+    pidfile = f"{remote_dir}/.ccspec/runs/flow/long/1/pid"
+    wait_for(lambda: ssh(f"test -s {pidfile}").returncode == 0)
+    pid = remote_text(pidfile).strip()
+    kill_runner(proc)
+    result = ccspec(repo, "cancel", "flow", "long")
+    assert result.returncode == 0 and "cancelled 1 job" in result.stdout, result.stdout + result.stderr
+    wait_for(lambda: ssh(f"ps -o stat= -p {pid} | grep -qv Z").returncode != 0, timeout=10)
+    assert '"cancelled"' in ccspec(repo, "status", "flow.yaml", "--json").stdout
+
+
 # -- helpers -------------------------------------------------------------------------------
 
 
