@@ -355,6 +355,31 @@ def test_cancel_command_stops_a_remote_job_nobody_watches(repo: Path, svc: TestS
     assert '"cancelled"' in ccspec(repo, "status", "flow.yaml", "--json").stdout
 
 
+def test_the_hybrid_spec_runs_across_local_ssh_and_slurm(repo: Path, svc: TestServices) -> None:
+    """specs/hybrid.yaml as the README runs it against the test services."""
+    import shutil
+
+    from tests.conftest import REPO
+
+    specs = repo / "specs"
+    specs.mkdir()
+    shutil.copy(REPO / "specs" / "hybrid.yaml", specs)
+    shutil.copytree(REPO / "specs" / "hybrid", specs / "hybrid")
+    text = (specs / "hybrid.yaml").read_text().replace("workdir: ~/ccspec", f"workdir: ~/t/{uuid.uuid4().hex[:12]}")
+    (specs / "hybrid.yaml").write_text(text)
+    env = {**os.environ, "CCSPEC_SSH_CONFIG": str(svc.ssh_config)}
+    result = subprocess.run([*_ccspec_argv(), "apply", "specs/hybrid.yaml", "--var", "remote=true"], cwd=repo, env=env,
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc = status(repo / "specs", "hybrid")
+    hosts = {k: v["host"] for k, v in doc["jobs"].items()}
+    assert hosts == {"seeds": "local", "reference": "box", "verdict": "local",
+                     **{f"chunk-{s}": "hpc" for s in (11, 23, 37, 41)}}
+    assert doc["jobs"]["reference"]["outputs"]["user"] == "ccspec"  # ran as the ssh user
+    assert all(doc["jobs"][f"chunk-{s}"]["outputs"]["where"] == "slurm" for s in (11, 23, 37, 41))
+    assert doc["jobs"]["verdict"]["outputs"]["within_3_sigma"] is True
+
+
 # -- helpers -------------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import select
 import shlex
 import socket
@@ -59,7 +60,7 @@ class Shell(Protocol):
 
 
 def _put_via_shell(shell: Shell, data: bytes, remote: str) -> None:
-    tmp = f"{remote}.part{os.getpid()}"
+    tmp = f"{remote}.part{os.getpid()}-{secrets.token_hex(4)}"  # two hosts may share a workdir and a blob
     q = shlex.quote
     result = shell.run(f"mkdir -p {q(os.path.dirname(remote) or '.')} && cat > {q(tmp)} && mv -f {q(tmp)} {q(remote)}",
                        stdin=data)
