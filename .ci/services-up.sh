@@ -217,6 +217,7 @@ export CCSPEC_TEST_SSH_PORT='$SSH_PORT'
 export CCSPEC_TEST_SLURM_CLUSTER='$CLUSTER'
 export CCSPEC_TEST_SLURM_PARTITION='$PARTITION'
 export CCSPEC_TEST_WORKDIR='$WORKDIR'
+export CCSPEC_TEST_NOTEBOOK_PYTHON='$USER_HOME/nbvenv/bin/python'
 EOF
 
 # ---------------------------------------------------------------- sshd on 127.0.0.1:2222
@@ -392,6 +393,19 @@ while :; do
 done
 [[ $rec == "$jid|COMPLETED|0:0" ]] || die "check job $jid finished unexpectedly: '$rec'"
 log "check job $jid: $rec"
+
+# ---------------------------------------------------------------- notebook python
+# Notebook jobs on a remote host run `PYTHON -m papermill`: give the test user a Python that
+# has papermill and a kernel (~20 s once; kept across runs).
+NBVENV="$USER_HOME/nbvenv"
+if ! runuser -u "$TEST_USER" -- "$NBVENV/bin/python" -c 'import papermill, ipykernel' </dev/null 2>/dev/null; then
+    log "creating $NBVENV (papermill, ipykernel)"
+    rm -rf "$NBVENV"
+    runuser -u "$TEST_USER" -- python3 -m venv "$NBVENV" </dev/null >>"$LOG_DIR/nbvenv.log" 2>&1 \
+        || die "python3 -m venv failed for $TEST_USER (Debian: apt-get install python3-venv; see $LOG_DIR/nbvenv.log)"
+    runuser -u "$TEST_USER" -- "$NBVENV/bin/pip" install -q --disable-pip-version-check papermill ipykernel \
+        </dev/null >>"$LOG_DIR/nbvenv.log" 2>&1 || die "pip install papermill ipykernel failed (see $LOG_DIR/nbvenv.log)"
+fi
 
 # ---------------------------------------------------------------- summary
 ssh -F "$KEYDIR/ssh_config" "$SSH_ALIAS" true </dev/null || die "ssh -F $KEYDIR/ssh_config $SSH_ALIAS failed (see $LOG_DIR/sshd.log)"

@@ -442,7 +442,7 @@ class Engine:
         env.update({"CCSPEC_WORKFLOW": self.workflow.name, "CCSPEC_JOB": job.id, "CCSPEC_ATTEMPT": str(view.attempt)})
         files = job_files(job, self.workflow.base_dir, self.facts.inputs.get(planned_job.id, ()))
         launch = RemoteLaunch(attempt_id, self.workflow.name, job, view.attempt, self.workflow.base_dir,
-                              view.run_dir.as_posix(), view.log_path.resolve(), env, files)
+                              view.run_dir.as_posix(), view.log_path.resolve(), env, files, _fetched(job, view.log_path))
         self.remote[attempt_id] = view.id
         view.deadline = time.monotonic() + job.timeout if job.timeout else None
         view.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -670,8 +670,10 @@ class Engine:
         view.state = JobState.QUEUED if attempt.state is JobState.QUEUED else JobState.RUNNING
         self.remote[attempt.id] = view.id
         self._hold_slots(view)
+        job = self.jobs.get(view.id)
+        fetch = _fetched(job, view.log_path) if job is not None else {}
         self._worker(attempt.host).watch(Tracked(attempt.id, attempt.handle, attempt.run_dir, view.log_path.resolve(),
-                                                 attempt.created))
+                                                 attempt.created, fetch=fetch))
         self.report("attached", view)
 
     def _hold_slots(self, view: JobView) -> None:
@@ -691,6 +693,11 @@ class Engine:
             if handle is not None or time.monotonic() > deadline:
                 return handle
             time.sleep(0.05)
+
+
+def _fetched(job: ResolvedJob, log_path: Path) -> dict[str, Path]:
+    """Files a remote attempt's run folder holds that ccspec keeps next to the local log."""
+    return {"executed.ipynb": log_path.resolve().with_suffix(".ipynb")} if job.kind == "notebook" else {}
 
 
 POSIX_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash"})

@@ -380,6 +380,35 @@ def test_the_hybrid_spec_runs_across_local_ssh_and_slurm(repo: Path, svc: TestSe
     assert doc["jobs"]["verdict"]["outputs"]["within_3_sigma"] is True
 
 
+def test_notebook_on_an_ssh_host_with_parameters(repo: Path, svc: TestServices, remote_dir: str) -> None:
+    import json
+
+    from tests.services import read_env
+
+    python = read_env(svc.keydir / "env.sh")["CCSPEC_TEST_NOTEBOOK_PYTHON"]
+    cells = [
+        {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "factor = 1\n", "outputs": [],
+         "execution_count": None},
+        {"cell_type": "code", "metadata": {}, "source": "print(f'# ccspec output doubled={factor * 2}')\n",
+         "outputs": [], "execution_count": None},
+    ]
+    notebook = {"cells": cells, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                            "language": "python"}},
+                "nbformat": 4, "nbformat_minor": 5}
+    (repo / "double.ipynb").write_text(json.dumps(notebook))
+    write(repo, f"""
+        version: 1
+        hosts: {{box: {ssh_host(svc, remote_dir, python=python)}}}
+        jobs:
+          nb: {{host: box, notebook: double.ipynb, parameters: {{factor: 21}}}}
+    """)
+    result = ccspec(repo, "apply", "flow.yaml", timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert status(repo)["jobs"]["nb"]["outputs"] == {"doubled": 42}
+    executed = json.loads((repo / ".ccspec" / "logs" / "flow" / "nb" / "1.ipynb").read_text())
+    assert any("injected-parameters" in c["metadata"].get("tags", []) for c in executed["cells"])  # brought back
+
+
 # -- helpers -------------------------------------------------------------------------------
 
 

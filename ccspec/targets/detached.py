@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 
 from ccspec.errors import TargetError
-from ccspec.states import JobState
+from ccspec.states import FINAL, JobState
 from ccspec.targets.base import Status
 from ccspec.targets.remote import (
     START_GRACE,
@@ -20,6 +20,7 @@ from ccspec.targets.remote import (
     RemoteLayout,
     Submitted,
     Tracked,
+    fetch_results,
     parse_poll,
     poll_lines,
 )
@@ -107,6 +108,8 @@ class DetachedBackend:
             else:
                 states[t.attempt_id] = Status(JobState.LOST, None, f"the job never started on {self.label} "
                                               f"(no pid in {self.layout.path(t.run_dir)})")
+        fetch_results(self.layout, [t for t in tracked if t.fetch and (s := states.get(t.attempt_id)) is not None
+                                    and s.state in FINAL])
         return states
 
     def cancel(self, tracked: Sequence[Tracked], force: bool) -> None:

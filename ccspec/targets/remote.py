@@ -51,6 +51,7 @@ class RemoteLaunch:
     log_path: Path  # the local mirror of the log
     env: Mapping[str, str]  # the job's and host's env plus CCSPEC_* (not this machine's env)
     files: Mapping[str, Path] = field(default_factory=dict)  # path relative to the spec -> local file
+    fetch: Mapping[str, Path] = field(default_factory=dict)  # run-folder files to bring back when it ends
 
 
 @dataclass
@@ -63,6 +64,7 @@ class Tracked:
     log_path: Path
     since: float  # wall time of the launch, for the start grace
     last: Status | None = None
+    fetch: Mapping[str, Path] = field(default_factory=dict)  # files of the run folder to bring back when it ends
 
 
 @dataclass(frozen=True)
@@ -246,6 +248,28 @@ def poll_lines(layout: RemoteLayout, tracked: Sequence[Tracked]) -> str:
     for t in tracked:
         lines.append(f"P {t.attempt_id} {q(layout.path(t.run_dir))} {_mirror_size(t.log_path)}")
     return "\n".join(lines)
+
+
+def fetch_results(layout: RemoteLayout, finished: Sequence[Tracked]) -> None:
+    """Bring back the files finished attempts left in their run folders (an executed
+    notebook is kept next to its log, as for local jobs). One command for all of them;
+    a missing file is skipped."""
+    wanted = [(t, name, local) for t in finished for name, local in t.fetch.items()]
+    if not wanted:
+        return
+    lines = []
+    for i, (t, name, _) in enumerate(wanted):
+        path = q(f"{layout.path(t.run_dir)}/{name}")
+        lines.append(f"if [ -f {path} ]; then printf '@@ {i} %s\\n' \"$(wc -c < {path})\"; cat {path}; fi")
+    out = layout.shell.run("\n".join(lines)).out
+    pos = 0
+    while (start := out.find(b"@@ ", pos)) >= 0 and (end := out.find(b"\n", start)) >= 0:
+        key, _, size = out[start + 3:end].decode().partition(" ")
+        data = out[end + 1:end + 1 + int(size)]
+        pos = end + 1 + int(size)
+        local = wanted[int(key)][2]
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_bytes(data)
 
 
 def _mirror_size(path: Path) -> int:

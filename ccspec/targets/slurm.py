@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from ccspec.errors import TargetError
 from ccspec.resources import template_path
 from ccspec.spec.models import SlurmHost
-from ccspec.states import JobState
+from ccspec.states import FINAL, JobState
 from ccspec.targets.base import Status
 from ccspec.targets.remote import (
     START_GRACE,
@@ -30,6 +30,7 @@ from ccspec.targets.remote import (
     RemoteLayout,
     Submitted,
     Tracked,
+    fetch_results,
     parse_poll,
     poll_lines,
 )
@@ -235,6 +236,8 @@ class SlurmBackend:
             if status.state not in (JobState.QUEUED, JobState.RUNNING) and not f.complete:
                 status = Status(JobState.RUNNING)  # mirror the rest of the log first
             states[t.attempt_id] = Status(status.state, status.exit_code, status.reason, status.finished, extra)
+        fetch_results(self.layout, [t for t in tracked if t.fetch and (s := states.get(t.attempt_id)) is not None
+                                    and s.state in FINAL])
         return states
 
     def _sacct(self, ids: list[str]) -> tuple[dict[str, SlurmRecord], bool]:

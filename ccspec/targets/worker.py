@@ -101,7 +101,7 @@ class HostWorker:
                 if result.handle is not None:
                     launch = by_id[result.attempt_id]
                     self._tracked[result.attempt_id] = Tracked(result.attempt_id, result.handle, launch.run_dir,
-                                                               launch.log_path, time.time())
+                                                               launch.log_path, time.time(), fetch=launch.fetch)
             self.interval = self.min_interval
             self._next_poll = time.monotonic() + self.interval
         for result in results:
