@@ -174,6 +174,45 @@ def status(paths: tuple[str, ...], var_pairs: tuple[str, ...], state_opt: str | 
 
 
 @cli.command()
+@_common
+@click.option("-j", "--jobs", "jobs_n", type=click.IntRange(min=1), default=None, help="Jobs at once on this machine (default: CPUs).")
+@click.option("--interval", default="30s", show_default=True, help="Resync period: re-plan every spec, follow running jobs.")
+@click.option("--prune", is_flag=True, help="Cancel the running jobs of a spec that is deleted.")
+def watch(paths: tuple[str, ...], var_pairs: tuple[str, ...], state_opt: str | None, jobs_n: int | None,
+          interval: str, prune: bool) -> None:
+    """Keep the workflows in PATHS converged: run what a saved spec adds or changes, as it is saved.
+
+    Ctrl-C stops watching; running jobs go on, and the next watch or apply re-attaches."""
+    import signal
+    from pathlib import Path
+
+    from ccspec.errors import UsageError
+    from ccspec.reconcile import Reconciler
+    from ccspec.runner import state_dir
+    from ccspec.spec.units import parse_duration
+    from ccspec.spec.validate import parse_overrides
+
+    try:
+        period = parse_duration(interval)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"--interval {interval!r}: {exc}") from exc
+    for raw in paths:
+        if not Path(raw).exists():
+            raise UsageError(f"no such file or folder: {raw}")
+
+    def say(line: str) -> None:
+        click.echo(line)
+
+    reconciler = Reconciler([Path(p) for p in paths], state=state_dir(state_opt), jobs=jobs_n or os.cpu_count() or 1,
+                            interval=period, prune=prune, overrides=parse_overrides(var_pairs), say=say)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: reconciler.stop())
+    click.echo(f"watching {', '.join(paths)} (resync every {period:g}s; Ctrl-C stops)")
+    reconciler.run()
+    click.echo("stopped watching; running jobs go on (the next watch or apply re-attaches)")
+
+
+@cli.command()
 @click.argument("workflow")
 @click.argument("job")
 @click.option("--attempt", type=int, default=None, help="Attempt number (default: the last).")

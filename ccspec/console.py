@@ -8,13 +8,13 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ccspec.engine import JobView
 from ccspec.planner import Plan
 
-__all__ = ["make_reporter"]
+__all__ = ["make_reporter", "plain_reporter"]
 
 _SHOWN = {"started", "queued", "running", "unknown", "attached", "succeeded", "failed", "timed_out", "cancelled", "skipped", "lost", "retrying"}
 
@@ -33,7 +33,14 @@ def make_reporter(workflow: str, plan: Plan) -> Iterator[Any]:
         yield _lines(workflow)
 
 
-def _lines(workflow: str) -> Any:
+def plain_reporter(workflow: str, say: Callable[[str], None]) -> Any:
+    """Event lines through `say` (the reconciler prints every workflow's lines in one stream)."""
+    return _lines(workflow, say)
+
+
+def _lines(workflow: str, say: Callable[[str], None] | None = None) -> Any:
+    out = say or (lambda line: print(line, flush=True))
+
     def report(event: str, view: JobView | None) -> None:
         if view is None or event not in _SHOWN:
             return
@@ -44,7 +51,7 @@ def _lines(workflow: str) -> Any:
         elif event == "running" and view.started:  # left a scheduler's queue
             detail = f" on {view.host}"
         elif event == "unknown":
-            print(f"{stamp} {workflow}/{view.id} {view.message}", flush=True)
+            out(f"{stamp} {workflow}/{view.id} {view.message}")
             return
         elif event in ("succeeded", "failed", "timed_out", "cancelled", "lost") and view.started:
             detail = f" after {max(0.0, (view.finished or time.time()) - view.started):.1f}s"
@@ -52,7 +59,7 @@ def _lines(workflow: str) -> Any:
             detail += f": {view.reason}"
         if event in ("failed", "timed_out", "lost") and view.log_path:
             detail += f" (log: {view.log_path})"
-        print(f"{stamp} {workflow}/{view.id} {event}{detail}", flush=True)
+        out(f"{stamp} {workflow}/{view.id} {event}{detail}")
 
     return report
 

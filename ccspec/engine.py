@@ -126,6 +126,7 @@ class Engine:
         self.views: dict[str, JobView] = {}
         self.order: list[str] = list(self.jobs)
         self.stopping = False
+        self.handing_over = False  # leave running jobs to the next engine (the reconciler re-plans)
         self._by_handle: dict[str, tuple[str, int]] = {}  # handle -> (job id, attempt id)
         self._attached: set[str] = set()  # handles of attempts an earlier runner launched: polled
         self.running: dict[str, JobView] = {}
@@ -171,7 +172,7 @@ class Engine:
         self._index_graph()  # first: attaching may finish jobs, which updates these counts
         try:
             self._attach()
-            while self.unfinished:
+            while self.unfinished and not self.handing_over:
                 if not self.stopping:
                     self._launch_ready()
                 if not self.unfinished:
@@ -187,6 +188,7 @@ class Engine:
         finally:
             for worker in self.workers.values():
                 worker.close()
+            self.local.close()
         self.report("finished", None)
         return Outcome(self.views, self.stopping)
 
@@ -240,6 +242,12 @@ class Engine:
                 heapq.heappush(self.ready, heapq.heappop(waiting))
         view.slots = ()
 
+    def handover(self) -> None:
+        """Stop launching and return soon, leaving running jobs out there: the next engine
+        (planned from a newer spec) re-attaches to them. Safe from any thread."""
+        self.events.put(("handover", None))
+        self.local.wake()
+
     def interrupt(self, force: bool = False) -> None:
         """Called from a signal handler: cancel running jobs (force: kill them now)."""
         self.events.put(("interrupt", force))
@@ -276,6 +284,8 @@ class Engine:
                     self._exited(view, code)
         elif kind == "interrupt":
             self._cancel_all(force=bool(payload) or self.stopping)
+        elif kind == "handover":
+            self.handing_over = True
         elif kind == "submitted":
             self._submitted(payload)
         elif kind == "status":

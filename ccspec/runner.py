@@ -6,6 +6,7 @@ used by the CLI and the Python API.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import signal
@@ -117,12 +118,17 @@ def _replace_job(workflow: ResolvedWorkflow, job_id: str, members: list[Any]) ->
 
 
 def apply_workflow(planned: Planned, store: StateStore, *, folder: Path, jobs: int, reporter: Callable[[str, JobView | None], None],
-                   wait: bool = False, svg: bool = True) -> Outcome:
+                   wait: bool = False, svg: bool = True, signals: bool = True,
+                   started: Callable[[Engine], None] | None = None) -> Outcome:
     """Run a plan under the workflow's lease; SIGINT/SIGTERM cancel, a second one forces.
 
     A plan with nothing to do whose status file and picture are what the last run wrote
     (nothing was recorded since, the files are unchanged) returns at once: a no-change apply
-    of a large workflow costs its validation and planning only."""
+    of a large workflow costs its validation and planning only.
+
+    The reconciler runs workflows in threads: `signals=False` leaves signal handling (and the
+    garbage collector) to its main thread, and `started` hands it the engine, so that a newer
+    spec can take over the run (`Engine.handover`)."""
     workflow = planned.workflow
     token = _acquire(store, workflow.name, wait)
     store.touch_workflow(workflow.name, str(workflow.file))
@@ -139,12 +145,16 @@ def apply_workflow(planned: Planned, store: StateStore, *, folder: Path, jobs: i
             writer(event, view)
 
         engine.report = report
-        gc.freeze()  # the spec, plan and records live as long as the run: keep them out of every collection
+        if started is not None:
+            started(engine)
+        if signals:
+            gc.freeze()  # the spec, plan and records live as long as the run: keep them out of every collection
         try:
-            with _signals(engine):
+            with _signals(engine) if signals else contextlib.nullcontext():
                 return engine.run()
         finally:
-            gc.unfreeze()  # a long-lived caller (the reconciler, the Python API) collects them again
+            if signals:
+                gc.unfreeze()  # a long-lived caller (the Python API) collects them again
             writer.close()
             store.set_written(workflow.name, store.last_event(workflow.name), _digest(files))
     finally:

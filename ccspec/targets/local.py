@@ -75,8 +75,24 @@ class LocalTarget:
         folder.mkdir(exist_ok=True)
         self._dirs.add(folder)
 
+    def close(self) -> None:
+        """Release the selector, pidfds and wake-up pipe. Children still running are left
+        alone (they are detached); Python reaps them once their Popen objects are gone."""
+        for key in list(self._selector.get_map().values()):
+            if key.data is not None:
+                os.close(key.fd)
+        self._selector.close()
+        wake_r, wake_w, self._wake_r, self._wake_w = self._wake_r, self._wake_w, -1, -1  # a late wake() writes nowhere
+        for fd in (wake_r, wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._children.clear()
+        self._callbacks.clear()
+
     def wake(self) -> None:
         """Make a blocked `wait` return (safe to call from a signal handler or a thread)."""
+        if self._wake_w < 0:
+            return
         with contextlib.suppress(BlockingIOError, OSError):
             os.write(self._wake_w, b"x")
 

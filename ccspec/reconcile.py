@@ -1,0 +1,362 @@
+"""`ccspec watch`: converge on the specs in folders, without being asked.
+
+Level-triggered, like a Kubernetes controller: every pass compares the spec on disk with the
+recorded state and runs what differs, so a missed event costs latency, never correctness.
+
+    file events (watchdog) --debounce--> changed specs ---------+
+    periodic resync (--interval) ------> every spec --------+   |
+                                                            v   v
+                                   one controller thread per workflow:
+                                   validate -> plan -> apply (the engine)
+
+- Only a changed spec (or a file under its folder) is validated and planned again; the
+  resync re-plans everything to catch missed events and to poll jobs nobody watches.
+- A spec edited while its workflow runs takes over the run: the engine hands over (running
+  jobs stay out there) and the next engine, planned from the new spec, re-attaches.
+- An invalid spec gets its errors in its status file and launches nothing new; jobs it
+  started earlier are still followed until they end.
+- A deleted spec's running jobs keep running and are followed to the end, unless `prune`.
+- ccspec's own writes (status files, pictures) are not events.
+- After a crash, a new `watch` (or `apply`) re-attaches to what is still running.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ccspec.spec.validate import SPEC_SUFFIXES
+
+__all__ = ["DEBOUNCE", "Reconciler", "is_spec_file", "specs_touched"]
+
+DEBOUNCE = 0.1  # seconds of quiet after the last file event before re-planning
+DEBOUNCE_MAX = 0.5  # ...but never wait longer than this while events keep coming
+TRACK_EVERY = 2.0  # seconds between polls of jobs whose spec is invalid or gone
+
+Say = Callable[[str], None]
+
+
+def is_spec_file(path: Path) -> bool:
+    return path.suffix in SPEC_SUFFIXES and not path.name.endswith((".status.yaml", ".status.yml"))
+
+
+def _ours(path: Path) -> bool:
+    """Files ccspec writes beside the specs (and their temporary names): not events."""
+    name = path.name
+    return (name.endswith((".status.yaml", ".status.yml", ".svg")) or ".status.yaml." in name
+            or ".svg." in name or name.startswith(".ccspec") or "/.ccspec/" in path.as_posix())
+
+
+def specs_touched(changed: Iterable[Path], specs: Iterable[Path]) -> set[Path]:
+    """Pure: the specs to plan again after file events. A spec file counts itself; any other
+    file (a script, a notebook, an input) counts for the specs in its folder or above it."""
+    specs = list(specs)
+    out: set[Path] = set()
+    for path in changed:
+        if _ours(path):
+            continue
+        if is_spec_file(path):
+            out.add(path)
+            continue
+        out.update(s for s in specs if path.is_relative_to(s.parent))
+    return out
+
+
+@dataclass
+class _Desired:
+    """What a controller should converge on next."""
+
+    workflow: Any | None = None  # the resolved workflow; None: invalid or deleted
+    hosts: Mapping[str, Any] = field(default_factory=dict)  # last valid hosts, to follow jobs
+    deleted: bool = False
+    invalid: Any | None = None  # the validation report of a spec that is invalid now
+    version: int = 0
+    resync: bool = False  # a periodic pass: do not relaunch unchanged failures
+
+
+class _Controller:
+    """One workflow: a thread that plans and applies whenever its desired state changes."""
+
+    def __init__(self, name: str, reconciler: Reconciler) -> None:
+        self.name = name
+        self.r = reconciler
+        self.desired = _Desired()
+        self.applied_version = -1
+        self.engine: Any = None
+        self.cond = threading.Condition()
+        self.closing = False
+        self.thread = threading.Thread(target=self._loop, name=f"reconcile-{name}", daemon=True)
+        self.thread.start()
+
+    def want(self, workflow: Any | None, *, deleted: bool = False, invalid: Any | None = None,
+             resync: bool = False) -> None:
+        with self.cond:
+            d = self.desired
+            hosts = workflow.hosts if workflow is not None else d.hosts
+            self.desired = _Desired(workflow, hosts, deleted, invalid, d.version + 1, resync)
+            engine = self.engine
+            self.cond.notify()
+        if engine is not None and not resync:  # a newer spec takes over the running engine
+            engine.handover()
+
+    def close(self) -> None:
+        with self.cond:
+            self.closing = True
+            engine = self.engine
+            self.cond.notify()
+        if engine is not None:
+            engine.handover()  # jobs stay out there; a later watch or apply re-attaches
+        self.thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        from ccspec.runner import state_dir
+        from ccspec.state.store import StateStore
+
+        store = StateStore(state_dir(str(self.r.state)))
+        try:
+            while True:
+                with self.cond:
+                    while not self.closing and self.desired.version == self.applied_version:
+                        timeout = TRACK_EVERY if self.desired.workflow is None else None
+                        if not self.cond.wait(timeout=timeout):
+                            break  # time to follow jobs of an invalid or deleted spec
+                    if self.closing:
+                        return
+                    desired = self.desired
+                    self.applied_version = desired.version
+                try:
+                    self._converge(store, desired)
+                except Exception as exc:  # one workflow's trouble must not stop the others
+                    self.r.say(f"{self.name}: {type(exc).__name__}: {exc}")
+        finally:
+            store.close()
+
+    def _converge(self, store: Any, desired: _Desired) -> None:
+        from ccspec.runner import cancel_remote, settle
+
+        if desired.workflow is None:
+            if desired.deleted and self.r.prune:
+                self._prune(store, desired, cancel_remote)
+            settle(store, self.name, desired.hosts)  # follow what it started earlier
+            if desired.invalid is not None:  # its errors, and the jobs it ran, in its status file
+                self._write_invalid(store, desired.invalid)
+            return
+        self._apply(store, desired)
+
+    def _apply(self, store: Any, desired: _Desired) -> None:
+        from ccspec.console import plain_reporter
+        from ccspec.planner import Action
+        from ccspec.runner import apply_workflow, plan_workflow
+        from ccspec.state.store import LeaseHeld
+
+        workflow = desired.workflow
+        planned = plan_workflow(workflow, store)
+        if desired.resync:  # a periodic pass launches new and changed jobs, not unchanged failures again
+            news = [j for j in planned.plan.jobs if j.action in (Action.CREATE, Action.ATTACH)
+                    or (j.action is Action.RERUN and j.reason.code != "upstream_runs")]
+            if not news and not planned.plan.is_empty:
+                return
+        started_at = time.monotonic()
+        runs = planned.plan.to_run
+        if runs:
+            self.r.say(f"{workflow.name}: {len(runs)} to run")
+            for job in runs:
+                self.r.say(f"  {job.line()}")
+
+        def started(engine: Any) -> None:
+            with self.cond:
+                self.engine = engine
+
+        try:
+            outcome = apply_workflow(planned, store, folder=self.r.state, jobs=self.r.jobs,
+                                     reporter=plain_reporter(workflow.name, self.r.say), signals=False, started=started)
+        except LeaseHeld as exc:
+            self.r.say(f"{self.name}: {exc}; trying again at the next resync")
+            return
+        finally:
+            with self.cond:
+                self.engine = None
+        if outcome.views:
+            failed = len(outcome.failed)
+            self.r.say(f"{self.name}: {'handed over' if not outcome.interrupted and self._newer() else 'done'} "
+                       f"in {time.monotonic() - started_at:.1f}s" + (f", {failed} failed" if failed else ""))
+
+    def _write_invalid(self, store: Any, report: Any) -> None:
+        from ccspec.report.status import render_status, status_document, write_if_changed
+        from ccspec.runner import job_statuses
+
+        doc = status_document(self.name, job_statuses(store, self.name), [str(d) for d in report.diagnostics])
+        write_if_changed(report.file.parent / f"{self.name}.status.yaml", render_status(doc))
+
+    def _newer(self) -> bool:
+        with self.cond:
+            return self.desired.version != self.applied_version
+
+    def _prune(self, store: Any, desired: _Desired, cancel_remote: Callable[..., dict[int, str]]) -> None:
+        from pathlib import Path as _Path
+
+        from ccspec.states import JobState
+        from ccspec.targets.local import LocalTarget
+
+        active = store.active_attempts(self.name)
+        if not active:
+            return
+        hosts = desired.hosts
+        remote = [a for a in active if a.host in hosts and hosts[a.host].type != "local"]
+        problems = cancel_remote(hosts, remote)
+        local = LocalTarget()
+        for attempt in active:
+            if attempt in remote and attempt.id in problems:
+                continue
+            if attempt not in remote and attempt.handle and attempt.run_dir:
+                local.cancel(attempt.handle, _Path(attempt.run_dir))
+            store.finish_attempt(attempt.id, JobState.CANCELLED, exit_code=None, reason="its spec was deleted (--prune)",
+                                 outputs=attempt.outputs, progress=attempt.progress, message=attempt.message)
+        self.r.say(f"{self.name}: spec deleted, cancelled {len(active) - len(problems)} running job(s)")
+
+
+class Reconciler:
+    def __init__(self, folders: Iterable[Path], *, state: Path, jobs: int, interval: float = 30.0,
+                 prune: bool = False, overrides: Mapping[str, Any] | None = None, say: Say = print) -> None:
+        self.folders = [Path(f).resolve() for f in folders]
+        self.state = state
+        self.jobs = jobs
+        self.interval = interval
+        self.prune = prune
+        self.overrides = dict(overrides or {})
+        self.say = say
+        self.events: queue.SimpleQueue[Path | None] = queue.SimpleQueue()
+        self.controllers: dict[str, _Controller] = {}
+        self.names: dict[Path, str] = {}  # spec file -> workflow name, as last read
+        self.digests: dict[Path, str] = {}  # spec file -> content hash, as last read
+        self._stop = threading.Event()
+        self._observer: Any = None
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Watch until `stop()`: a first pass over every spec, then events and resyncs."""
+        self._start_observer()
+        self._pass(self._spec_files(), resync=False)
+        next_resync = time.monotonic() + self.interval
+        try:
+            while not self._stop.is_set():
+                changed = self._collect(max(0.0, next_resync - time.monotonic()))
+                if self._stop.is_set():
+                    break
+                if changed:
+                    self._pass(specs_touched(changed, self.names.keys() | set(self._spec_files())), resync=False)
+                if time.monotonic() >= next_resync:
+                    self._pass(self._spec_files() | set(self.names), resync=True)
+                    next_resync = time.monotonic() + self.interval
+        finally:
+            self._close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.events.put(None)
+
+    def _collect(self, timeout: float) -> set[Path]:
+        """File events, debounced: wait for one, then until DEBOUNCE passes without another."""
+        changed: set[Path] = set()
+        try:
+            first = self.events.get(timeout=timeout)
+        except queue.Empty:
+            return changed
+        if first is None:
+            return changed
+        changed.add(first)
+        began = time.monotonic()
+        while time.monotonic() - began < DEBOUNCE_MAX:
+            try:
+                path = self.events.get(timeout=DEBOUNCE)
+            except queue.Empty:
+                break
+            if path is None:
+                break
+            changed.add(path)
+        return changed
+
+    def _spec_files(self) -> set[Path]:
+        found: set[Path] = set()
+        for folder in self.folders:
+            if folder.is_file():
+                found.add(folder)
+            elif folder.is_dir():
+                found.update(p.resolve() for p in folder.iterdir() if p.is_file() and is_spec_file(p))
+        return found
+
+    def _pass(self, specs: Iterable[Path], *, resync: bool) -> None:
+        from ccspec.spec.validate import validate_file
+
+        for path in sorted(specs):
+            if not path.exists():
+                name = self.names.pop(path, None)
+                self.digests.pop(path, None)
+                if name is not None:
+                    self.say(f"{name}: spec {path.name} deleted" + ("; cancelling its jobs" if self.prune else
+                                                                  "; its running jobs keep running"))
+                    self._controller(name).want(None, deleted=True)
+                continue
+            try:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            except OSError:
+                continue
+            if resync and digest == self.digests.get(path) and path in self.names:
+                self._controller(self.names[path]).want(self._controller(self.names[path]).desired.workflow,
+                                                        resync=True)
+                continue
+            report = validate_file(path, overrides=self.overrides or None)
+            self.digests[path] = digest
+            name = report.name or path.stem
+            self.names[path] = name
+            if report.workflow is None:
+                self.say(f"{name}: {path.name} is invalid ({len(report.diagnostics)} error(s)); nothing new is launched")
+                self._controller(name).want(None, invalid=report)
+                continue
+            self._controller(name).want(report.workflow, resync=resync)
+
+    def _controller(self, name: str) -> _Controller:
+        controller = self.controllers.get(name)
+        if controller is None:
+            controller = self.controllers[name] = _Controller(name, self)
+        return controller
+
+    def _close(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+        for controller in self.controllers.values():
+            controller.close()
+        if self._observer is not None:
+            self._observer.join(timeout=5)
+
+    # -- file events -------------------------------------------------------------------
+
+    def _start_observer(self) -> None:
+        from watchdog.events import FileSystemEvent, FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        events = self.events
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event: FileSystemEvent) -> None:
+                if event.is_directory or event.event_type in ("opened", "closed_no_write"):
+                    return
+                for raw in (event.src_path, getattr(event, "dest_path", "")):
+                    if raw:
+                        path = Path(raw if isinstance(raw, str) else raw.decode()).resolve()
+                        if not _ours(path):
+                            events.put(path)
+
+        observer = Observer()
+        for folder in self.folders:
+            watched = folder if folder.is_dir() else folder.parent
+            observer.schedule(Handler(), str(watched), recursive=True)
+        observer.start()
+        self._observer = observer

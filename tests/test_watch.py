@@ -1,0 +1,226 @@
+"""`ccspec watch`: the reconciler, as a user runs it, on real processes and files."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ccspec.reconcile import specs_touched
+from tests.test_apply import wait_for
+
+
+class Watch:
+    """`ccspec watch` in the background, its output collected line by line."""
+
+    def __init__(self, repo: Path, *args: str) -> None:
+        self.repo = repo
+        self.lines: list[str] = []
+        self.proc = subprocess.Popen([sys.executable, "-m", "ccspec", "watch", "specs/", *args], cwd=repo,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def saw(self, text: str, count: int = 1) -> bool:
+        return sum(text in line for line in self.lines) >= count
+
+    def wait(self, text: str, count: int = 1, timeout: float = 30) -> None:
+        try:
+            wait_for(lambda: self.saw(text, count), timeout=timeout)
+        except AssertionError:
+            raise AssertionError(f"never saw {text!r} x{count} in:\n" + "\n".join(self.lines)) from None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            self.proc.wait(timeout=30)
+        self._close()
+
+    def _close(self) -> None:
+        self._reader.join(timeout=5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        self._close()
+
+
+@pytest.fixture
+def specs(repo: Path) -> Path:
+    folder = repo / "specs"
+    folder.mkdir()
+    return folder
+
+
+def put(path: Path, text: str) -> None:
+    path.write_text(textwrap.dedent(text))
+
+
+def doc(specs: Path, name: str) -> dict:
+    return yaml.safe_load((specs / f"{name}.status.yaml").read_text())
+
+
+def test_specs_touched_is_what_changed_and_the_specs_above_other_files(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.yaml", tmp_path / "sub" / "b.yaml"
+    assert specs_touched([a], [a, b]) == {a}
+    assert specs_touched([tmp_path / "sub" / "run.py"], [a, b]) == {a, b}  # both folders hold it
+    assert specs_touched([tmp_path / "run.py"], [a, b]) == {a}
+    assert specs_touched([tmp_path / "a.status.yaml", tmp_path / "a.svg", tmp_path / ".ccspec" / "x"], [a, b]) == set()
+
+
+def test_watch_runs_saved_changes_and_ignores_its_own_writes(repo: Path, specs: Path) -> None:
+    put(specs / "flow.yaml", """
+        version: 1
+        jobs:
+          one: {run: "echo one >> ../trace"}
+          two: {run: "echo two >> ../trace", needs: [one]}
+    """)
+    watch = Watch(repo, "--interval", "1h")
+    try:
+        watch.wait("flow: done")
+        time.sleep(1.5)  # its own status and picture writes must not start another pass
+        assert sum("flow: done" in line for line in watch.lines) == 1, watch.lines
+        text = (specs / "flow.yaml").read_text().replace("echo two", "echo TWO")
+        began = time.monotonic()
+        (specs / "flow.yaml").write_text(text)
+        watch.wait("flow/two succeeded", count=2)
+        assert time.monotonic() - began < 10
+        assert (repo / "trace").read_text().split() == ["one", "two", "TWO"]  # only the changed job ran
+        # a new spec is picked up, a deleted one leaves its records alone
+        put(specs / "other.yaml", """
+            version: 1
+            jobs: {x: {run: "echo x >> ../trace"}}
+        """)
+        watch.wait("other/x succeeded")
+        (specs / "other.yaml").unlink()
+        watch.wait("other: spec other.yaml deleted")
+    finally:
+        watch.stop()
+    assert watch.proc.returncode == 0
+    assert doc(specs, "flow")["jobs"]["two"]["attempt"] == 2
+
+
+def test_an_invalid_spec_gets_its_errors_and_launches_nothing_while_earlier_jobs_are_followed(repo: Path,
+                                                                                                specs: Path) -> None:
+    put(specs / "flow.yaml", """
+        version: 1
+        jobs:
+          slow: {run: "sleep 2; echo slow >> ../trace"}
+          after: {run: "echo after >> ../trace", needs: [slow]}
+    """)
+    watch = Watch(repo, "--interval", "1h")
+    try:
+        watch.wait("flow/slow started")
+        (specs / "flow.yaml").write_text("version: 1\njobs:\n  slow: {run: 1, needs: [nope]}\n")
+        watch.wait("flow: flow.yaml is invalid")
+        wait_for(lambda: bool(doc(specs, "flow").get("errors")), timeout=10)
+        wait_for(lambda: (repo / "trace").exists(), timeout=15)  # the running job went on...
+        wait_for(lambda: _recorded_state(repo, "slow") == "succeeded", timeout=15)  # ...and was followed to its end
+        time.sleep(0.5)
+        assert (repo / "trace").read_text().split() == ["slow"]  # nothing new launched
+        errors = doc(specs, "flow")["errors"]
+        assert any("flow.yaml:3" in e for e in errors), errors
+    finally:
+        watch.stop()
+
+
+def test_editing_a_spec_while_it_runs_hands_over_without_launching_twice(repo: Path, specs: Path) -> None:
+    put(specs / "flow.yaml", """
+        version: 1
+        jobs:
+          slow: {run: "echo start >> ../trace; sleep 2; echo end >> ../trace"}
+    """)
+    watch = Watch(repo, "--interval", "1h")
+    try:
+        watch.wait("flow/slow started")
+        put(specs / "flow.yaml", """
+            version: 1
+            jobs:
+              slow: {run: "echo start >> ../trace; sleep 2; echo end >> ../trace"}
+              quick: {run: "echo quick >> ../trace"}
+        """)
+        watch.wait("flow/quick succeeded")
+        watch.wait("flow/slow succeeded")
+    finally:
+        watch.stop()
+    assert sorted((repo / "trace").read_text().split()) == ["end", "quick", "start"]  # slow ran once
+    assert watch.saw("flow/slow attached")
+
+
+def test_a_killed_watch_restarts_and_reattaches(repo: Path, specs: Path) -> None:
+    put(specs / "flow.yaml", """
+        version: 1
+        jobs:
+          slow: {run: "echo start >> ../trace; sleep 2; echo end >> ../trace"}
+          after: {run: "echo after >> ../trace", needs: [slow]}
+    """)
+    first = Watch(repo, "--interval", "1h")
+    first.wait("flow/slow started")
+    first.kill()
+    second = Watch(repo, "--interval", "1h")
+    try:
+        second.wait("flow/after succeeded")
+    finally:
+        second.stop()
+    assert (repo / "trace").read_text().split() == ["start", "end", "after"]
+    assert second.saw("flow/slow attached")
+
+
+def test_the_resync_catches_changes_no_event_reported(repo: Path, specs: Path) -> None:
+    """A script outside the watched folder changes: only the periodic resync sees it."""
+    (repo / "tools").mkdir()
+    (repo / "tools" / "job.sh").write_text("echo v1 >> trace\n")
+    put(specs / "flow.yaml", """
+        version: 1
+        jobs:
+          job: {script: ../tools/job.sh, workdir: ..}
+    """)
+    watch = Watch(repo, "--interval", "1s")
+    try:
+        watch.wait("flow/job succeeded")
+        (repo / "tools" / "job.sh").write_text("echo v2 >> trace\n")
+        watch.wait("flow/job succeeded", count=2, timeout=15)
+    finally:
+        watch.stop()
+    assert (repo / "trace").read_text().split() == ["v1", "v2"]
+
+
+def test_prune_cancels_the_jobs_of_a_deleted_spec(repo: Path, specs: Path) -> None:
+    put(specs / "flow.yaml", """
+        version: 1
+        jobs:
+          long: {run: "sleep 60"}
+    """)
+    watch = Watch(repo, "--interval", "1h", "--prune")
+    try:
+        watch.wait("flow/long started")
+        (specs / "flow.yaml").unlink()
+        watch.wait("cancelled 1 running job", timeout=20)
+    finally:
+        watch.stop()
+    assert _recorded_state(repo, "long") == "cancelled"
+
+
+def _recorded_state(repo: Path, job: str) -> str | None:
+    from ccspec.state.store import StateStore
+
+    store = StateStore(repo / ".ccspec")
+    try:
+        rec = store.recorded_jobs("flow").get(job)
+        return rec.state.value if rec else None
+    finally:
+        store.close()
