@@ -22,6 +22,7 @@ recorded state and runs what differs, so a missed event costs latency, never cor
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import queue
 import threading
@@ -51,6 +52,15 @@ def _ours(path: Path) -> bool:
     name = path.name
     return (name.endswith((".status.yaml", ".status.yml", ".svg")) or ".status.yaml." in name
             or ".svg." in name or name.startswith(".ccspec") or "/.ccspec/" in path.as_posix())
+
+
+def _warm_up_pictures() -> None:
+    """The first in-process Graphviz render compiles it (~0.5-1 s): do it while idle, not
+    while a saved spec waits for its run to finish."""
+    from ccspec.report.graph import render
+
+    with contextlib.suppress(Exception):  # a picture is never worth failing the reconciler
+        render("digraph { a }")
 
 
 def specs_touched(changed: Iterable[Path], specs: Iterable[Path]) -> set[Path]:
@@ -243,6 +253,7 @@ class Reconciler:
     def run(self) -> None:
         """Watch until `stop()`: a first pass over every spec, then events and resyncs."""
         self._start_observer()
+        threading.Thread(target=_warm_up_pictures, name="warm-up", daemon=True).start()
         self._pass(self._spec_files(), resync=False)
         next_resync = time.monotonic() + self.interval
         try:
