@@ -1,0 +1,148 @@
+"""`/metrics` in Prometheus' text format: jobs by state per workflow, and the API's own
+request counts and latencies (a histogram per route template, so paths with random names do
+not make new series). Counted by `MetricsMiddleware`, a plain ASGI wrapper around the app.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["BUCKETS", "Metrics", "MetricsMiddleware", "escape"]
+
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+Scope = dict[str, Any]
+
+
+def escape(value: str) -> str:
+    """A label value as Prometheus' text format writes it."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+class _Histogram:
+    __slots__ = ("buckets", "count", "total")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * len(BUCKETS)
+        self.count = 0
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.count += 1
+        self.total += seconds
+        for i, bound in enumerate(BUCKETS):
+            if seconds <= bound:
+                self.buckets[i] += 1
+                break
+
+
+class Metrics:
+    """Request counters, filled by `wrap`'s middleware, and the text exposition."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests: dict[tuple[str, str, str], int] = {}
+        self.latency: dict[tuple[str, str], _Histogram] = {}
+        self.started = time.time()
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        with self._lock:
+            key = (method, route, str(status))
+            self.requests[key] = self.requests.get(key, 0) + 1
+            histogram = self.latency.get((method, route))
+            if histogram is None:
+                histogram = self.latency[(method, route)] = _Histogram()
+            histogram.observe(seconds)
+
+    def text(self, jobs: Iterable[tuple[str, str, int]], *, sse_clients: int, last_event: int) -> str:
+        lines = [
+            "# HELP ccspec_jobs Recorded jobs by state, per workflow.",
+            "# TYPE ccspec_jobs gauge",
+        ]
+        for workflow, state, count in jobs:
+            lines.append(f'ccspec_jobs{{workflow="{escape(workflow)}",state="{escape(state)}"}} {count}')
+        lines += [
+            "# HELP ccspec_events_last_id Id of the newest event in the state store.",
+            "# TYPE ccspec_events_last_id gauge",
+            f"ccspec_events_last_id {last_event}",
+            "# HELP ccspec_sse_clients Open server-sent event streams.",
+            "# TYPE ccspec_sse_clients gauge",
+            f"ccspec_sse_clients {sse_clients}",
+            "# HELP ccspec_http_requests_total HTTP requests answered, by method, route and status.",
+            "# TYPE ccspec_http_requests_total counter",
+        ]
+        with self._lock:
+            requests = sorted(self.requests.items())
+            latency = sorted((k, (list(h.buckets), h.count, h.total)) for k, h in self.latency.items())
+        for (method, route, status), count in requests:
+            lines.append(f'ccspec_http_requests_total{{method="{method}",route="{escape(route)}",status="{status}"}} {count}')
+        lines += [
+            "# HELP ccspec_http_request_duration_seconds Time to answer (to the headers, for streams).",
+            "# TYPE ccspec_http_request_duration_seconds histogram",
+        ]
+        for (method, route), (buckets, count, total) in latency:
+            labels = f'method="{method}",route="{escape(route)}"'
+            running = 0
+            for bound, n in zip(BUCKETS, buckets, strict=True):
+                running += n
+                lines.append(f'ccspec_http_request_duration_seconds_bucket{{{labels},le="{bound}"}} {running}')
+            lines.append(f'ccspec_http_request_duration_seconds_bucket{{{labels},le="+Inf"}} {count}')
+            lines.append(f"ccspec_http_request_duration_seconds_sum{{{labels}}} {total:.6f}")
+            lines.append(f"ccspec_http_request_duration_seconds_count{{{labels}}} {count}")
+        lines += [
+            "# HELP ccspec_server_start_time_seconds When this server started (Unix time).",
+            "# TYPE ccspec_server_start_time_seconds gauge",
+            f"ccspec_server_start_time_seconds {self.started:.3f}",
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def _method(scope: Scope) -> str:
+    method = str(scope.get("method", ""))
+    return method if method in _METHODS else "other"
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _route(scope: Scope) -> str:
+    label = scope.get("ccspec.route")  # set by the hot path, which answers before FastAPI routes
+    if isinstance(label, str):
+        return label
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if isinstance(path, str):
+        return path
+    return "unmatched"
+
+
+class MetricsMiddleware:
+    """Counts every HTTP request into `metrics` (plain ASGI: no per-request objects)."""
+
+    def __init__(self, app: Any, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        began = time.perf_counter()
+        answered = False
+
+        async def sending(message: dict[str, Any]) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.start" and not answered:
+                answered = True
+                # a streamed response (SSE, a followed log) counts its time to the headers
+                self.metrics.observe(_method(scope), _route(scope), int(message["status"]), time.perf_counter() - began)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except BaseException:
+            if not answered:
+                self.metrics.observe(_method(scope), _route(scope), 500, time.perf_counter() - began)
+            raise

@@ -1,0 +1,485 @@
+"""What the status API shows, read from the state store and the spec files, cached as bytes.
+
+Every request goes through one `Reader`. It keeps one `StateStore` (an SQLite connection) per
+thread, and caches built responses keyed by a stamp: SQLite's `PRAGMA data_version` (it
+changes whenever the runner commits, progress updates included), the specs folder's mtime,
+and the stat of each spec file consulted. Checking a stamp costs microseconds, so a workflow
+of 1,000 jobs is serialised once per change of its state, not once per request.
+
+Secrets are masked (`ccspec.redact`) before anything is cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import sqlite3
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from ccspec import __version__
+from ccspec.redact import Redactor, environment_secrets
+from ccspec.report.graph import GraphNode, dot_source, render
+from ccspec.report.status import phase_of
+from ccspec.server.errors import NotFound
+from ccspec.server.models import (
+    AttemptInfo,
+    EventInfo,
+    JobDetail,
+    JobInfo,
+    WorkflowHead,
+    WorkflowList,
+    WorkflowSummary,
+)
+from ccspec.server.specs import SpecFile, SpecFiles, StatKey, stat_key
+from ccspec.state.store import Attempt, RecordedJob, StateStore
+from ccspec.states import JobState
+
+__all__ = ["Built", "Reader", "event_info", "stamp_time"]
+
+CACHED_BODIES = 256
+GZIP_FROM = 1400  # bytes: smaller bodies fit in a packet as they are
+GRAPH_REST = 1.0  # seconds a graph may lag behind the state while it changes
+_STATES = {s.value: s for s in JobState}
+
+
+def stamp_time(stamp: float | None) -> datetime | None:
+    """A time as the status file shows it: UTC, to the second (durations are in `seconds`)."""
+    return None if stamp is None else datetime.fromtimestamp(int(stamp), tz=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Built:
+    """A response body built at one stamp: valid while the store and the files are unchanged.
+    Large bodies are gzipped once, here, for the clients that accept it (browsers do)."""
+
+    body: bytes
+    media_type: str
+    etag: str
+    base: tuple[int, int | None]
+    files: tuple[tuple[Path, StatKey], ...]
+    gzipped: bytes | None = None
+    at: float = 0.0  # time.monotonic() when built
+    cost: float = 0.0  # seconds it took
+
+    def fresh(self, base: tuple[int, int | None]) -> bool:
+        return base == self.base and all(stat_key(path) == stat for path, stat in self.files)
+
+
+def _etag(body: bytes) -> str:
+    return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+
+
+def _gzip(body: bytes) -> bytes | None:
+    if len(body) < GZIP_FROM:
+        return None
+    import gzip
+
+    return gzip.compress(body, compresslevel=1, mtime=0)  # fast; zlib lets other threads run meanwhile
+
+
+class Reader:
+    """The API's view of the state folder and the specs folder; safe to share between threads."""
+
+    def __init__(self, state: Path, specs: Path, *, environ: Mapping[str, str] | None = None,
+                 extra_secrets: Iterable[str] = ()) -> None:
+        self.state = state
+        StateStore(state).close()  # create or migrate once, before any reader thread opens it
+        self.specs = SpecFiles(specs)
+        self.environ_secrets = (*environment_secrets(environ or {}), *(s for s in extra_secrets if s))
+        self._local = threading.local()
+        self._version_db = sqlite3.connect(state / "state.db", check_same_thread=False, isolation_level=None)
+        self._version_lock = threading.Lock()
+        self._cache: OrderedDict[tuple[str, ...], Built] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._build_locks: dict[tuple[str, ...], threading.Lock] = {}
+        self._fragments: dict[str, dict[str, tuple[Any, bytes]]] = {}  # workflow -> job id -> (row key, JSON)
+
+    def close(self) -> None:
+        """Close the shared connection; the per-thread ones close with their threads (sqlite3
+        refuses to close a connection from another thread)."""
+        with self._version_lock:
+            self._version_db.close()
+
+    # -- the store, per thread ---------------------------------------------------------
+
+    def store(self) -> StateStore:
+        store: StateStore | None = getattr(self._local, "store", None)
+        if store is None:
+            store = StateStore(self.state)
+            store.db.execute("PRAGMA query_only=ON")  # the API never writes the state
+            self._local.store = store
+        return store
+
+    def data_version(self) -> int:
+        with self._version_lock:
+            return int(self._version_db.execute("PRAGMA data_version").fetchone()[0])
+
+    def base(self) -> tuple[int, int | None]:
+        return (self.data_version(), self.specs.folder_stamp())
+
+    # -- the cache ---------------------------------------------------------------------
+
+    def cached(self, key: tuple[str, ...]) -> Built | None:
+        """The body for `key` if it is still fresh (cheap: call it on the event loop).
+
+        A graph may be a little stale: laying out a large one takes a while (0.2 s for 1,000
+        nodes), so during a run it is drawn again only after resting 9 times as long as it
+        took, at least GRAPH_REST seconds, as the status writer does with NAME.svg."""
+        with self._cache_lock:
+            built = self._cache.get(key)
+        if built is None:
+            return None
+        if built.fresh(self.base()):
+            return built
+        if key[0] == "graph" and time.monotonic() - built.at < max(GRAPH_REST, 9 * built.cost):
+            return built
+        return None
+
+    def get(self, key: tuple[str, ...], build: Callable[[], tuple[bytes, str, list[Path]]]) -> Built:
+        """The fresh body for `key`, built at most once at a time (run it in a worker thread).
+        `build` returns (body, media type, spec files it read)."""
+        built = self.cached(key)
+        if built is not None:
+            return built
+        with self._cache_lock:
+            lock = self._build_locks.setdefault(key, threading.Lock())
+        with lock:
+            built = self.cached(key)
+            if built is not None:
+                return built
+            base = self.base()  # taken before reading: a change during the build makes it stale, not wrong
+            began = time.monotonic()
+            body, media_type, files = build()
+            gzipped = _gzip(body)
+            built = Built(body, media_type, _etag(body), base, tuple((p, stat_key(p)) for p in files), gzipped,
+                          began, time.monotonic() - began)
+            with self._cache_lock:
+                self._cache[key] = built
+                self._cache.move_to_end(key)
+                while len(self._cache) > CACHED_BODIES:
+                    old, _ = self._cache.popitem(last=False)
+                    self._build_locks.pop(old, None)
+            return built
+
+    # -- specs and secrets -------------------------------------------------------------
+
+    def spec_of(self, name: str, index: Mapping[str, SpecFile] | None = None) -> SpecFile | None:
+        """The spec a workflow was last applied from, else the one under the specs folder."""
+        recorded = self.store().spec_path(name)
+        if recorded:
+            spec = self.specs.load(Path(recorded))
+            if spec is not None:
+                return spec
+        return (self.specs.index() if index is None else index).get(name)
+
+    def redactor(self, spec: SpecFile | None) -> Redactor:
+        if spec is None:
+            return Redactor(self.environ_secrets)
+        return spec.redactor(self.environ_secrets)
+
+    def redactor_of(self, name: str) -> Redactor:
+        return self.redactor(self.spec_of(name))
+
+    def known(self, name: str) -> bool:
+        return self.store().spec_path(name) is not None or name in self.specs.index()
+
+    # -- workflows ---------------------------------------------------------------------
+
+    def workflow_list(self) -> tuple[bytes, str, list[Path]]:
+        store = self.store()
+        index = self.specs.index()
+        names = sorted({*store.workflows(), *index})
+        summaries = []
+        files: list[Path] = []
+        for name in names:
+            spec = self.spec_of(name, index)
+            if spec is not None:
+                files.append(spec.path)
+            summaries.append(self._summary(name, spec, self._counts(name)))
+        files.extend(s.path for s in index.values())
+        return WorkflowList(workflows=summaries).model_dump_json(exclude_none=True).encode(), "application/json", files
+
+    def _counts(self, name: str) -> tuple[dict[str, int], float | None]:
+        # One grouped query instead of loading every job: (state -> count, last update).
+        rows = self.store().db.execute(
+            "SELECT state, COUNT(*), MAX(updated) FROM jobs WHERE workflow=? GROUP BY state", (name,)).fetchall()
+        counts = {str(r[0]): int(r[1]) for r in rows}
+        updated = max((r[2] for r in rows if r[2] is not None), default=None)
+        return dict(sorted(counts.items())), updated
+
+    def _summary(self, name: str, spec: SpecFile | None, counts: tuple[dict[str, int], float | None]) -> WorkflowSummary:
+        by_state, updated = counts
+        store = self.store()
+        applied = store.spec_path(name) is not None
+        errors = spec.errors if spec is not None else []
+        redactor = self.redactor(spec)
+        states = [_STATES[s] for s in by_state if s in _STATES]  # the phase depends on which states occur
+        return WorkflowSummary(
+            name=name, phase=phase_of(states, bool(errors)), counts=by_state, total=sum(by_state.values()),
+            description=redactor.text(spec.description) if spec is not None and spec.description else None,
+            spec=str(spec.path) if spec is not None else store.spec_path(name), applied=applied,
+            updated=stamp_time(updated), last_event=store.last_event(name) if applied else 0,
+            errors=[redactor.text(e) for e in errors])
+
+    def workflow(self, name: str) -> tuple[bytes, str, list[Path]]:
+        """One workflow with every job. Each job's JSON is kept between builds and made again
+        only when its row changed: during a run, a rebuild costs one query, not 1,000 models."""
+        if not self.known(name):
+            raise NotFound(f"no workflow {name!r}: it was never applied and no spec under the specs folder defines it")
+        spec = self.spec_of(name)
+        redactor = self.redactor(spec)
+        rows = {row[0]: row for row in self.store().db.execute(_JOB_ROWS, (name,))}
+        order, needs, planned = _layout(spec, {job_id: row[1] for job_id, row in rows.items()})
+        token = (spec.path, spec.stat) if spec is not None else None  # what the redactor and needs came from
+        with self._cache_lock:
+            before = self._fragments.get(name, {})
+        fragments: dict[str, tuple[Any, bytes]] = {}
+        counts: dict[str, int] = {}
+        for job_id in order:
+            row = rows[job_id]
+            key = (row, tuple(needs.get(job_id, ())), token)
+            kept = before.get(job_id)
+            if kept is not None and kept[0] == key:
+                fragments[job_id] = kept
+            else:
+                info = _row_info(row, needs.get(job_id, []), redactor)
+                fragments[job_id] = (key, info.model_dump_json(exclude_none=True).encode())
+            counts[row[2]] = counts.get(row[2], 0) + 1
+        with self._cache_lock:
+            self._fragments[name] = fragments
+        updated = max((row[8] for row in rows.values() if row[8] is not None), default=None)
+        summary = self._summary(name, spec, (dict(sorted(counts.items())), updated))
+        head = WorkflowHead(**summary.model_dump(), vars=redactor.value(dict(spec.vars)) if spec else {})
+        body = b"".join([head.model_dump_json(exclude_none=True).encode()[:-1], b',"jobs":[',
+                         b",".join(f for _, f in fragments.values()), b'],"planned":',
+                         json.dumps(planned, separators=(",", ":")).encode(), b"}"])
+        return body, "application/json", [spec.path] if spec else []
+
+    def job(self, name: str, job_id: str) -> tuple[bytes, str, list[Path]]:
+        store = self.store()
+        rec = store.recorded_jobs(name).get(job_id)
+        if rec is None:
+            if not self.known(name):
+                raise NotFound(f"no workflow {name!r}")
+            raise NotFound(f"no job {job_id!r} recorded in workflow {name!r}")
+        spec = self.spec_of(name)
+        redactor = self.redactor(spec)
+        attempts = store.attempts(name, job_id)
+        _, needs, _ = _layout(spec, {job_id: rec.name})
+        info = _job_info(name, rec, attempts[-1] if attempts else None, needs, redactor)
+        detail = JobDetail(**info.model_dump(), workflow=name, fingerprint_parts=dict(rec.parts),
+                           attempts=[_attempt_info(name, a, redactor) for a in attempts],
+                           log=_log_url(name, job_id, attempts[-1].number) if attempts else None)
+        return detail.model_dump_json(exclude_none=True).encode(), "application/json", [spec.path] if spec else []
+
+    def graph(self, name: str) -> tuple[bytes, str, list[Path]]:
+        if not self.known(name):
+            raise NotFound(f"no workflow {name!r}")
+        store = self.store()
+        spec = self.spec_of(name)
+        recorded = store.recorded_jobs(name)
+        last = store.last_attempts(name)
+        order, needs, planned = _layout(spec, {job_id: rec.name for job_id, rec in recorded.items()})
+        now = time.time()
+        nodes = []
+        for job_id in [*order, *planned]:
+            rec, a = recorded.get(job_id), last.get(job_id)
+            seconds = None if a is None or a.started is None else (a.finished or now) - a.started
+            nodes.append(GraphNode(job_id, rec.state.value if rec else "planned", tuple(needs.get(job_id, ())),
+                                   a.progress if a else None, seconds, a.host if a else None))
+        return render(dot_source(name, nodes)), "image/svg+xml", [spec.path] if spec else []
+
+    def spec_text(self, name: str) -> tuple[bytes, str, list[Path]]:
+        spec = self.spec_of(name)
+        if spec is None:
+            raise NotFound(f"no spec file known for workflow {name!r}")
+        try:
+            text = spec.path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise NotFound(f"the spec of {name!r} cannot be read: {exc.strerror}") from exc
+        return redacted_spec(text, spec.secrets, self.redactor(spec)).encode(), "application/yaml", [spec.path]
+
+    def health(self) -> dict[str, Any]:
+        return {"status": "ok", "version": __version__}
+
+    # -- events ------------------------------------------------------------------------
+
+    def max_event(self) -> int:
+        row = self.store().db.execute("SELECT MAX(id) FROM events").fetchone()
+        return int(row[0] or 0)
+
+    def events_after(self, after: int, workflow: str | None = None, limit: int = 1000) -> list[EventInfo]:
+        """Events after id `after` (one workflow or all), secrets masked."""
+        store = self.store()
+        if workflow is not None:
+            rows = store.events(workflow, after, limit)
+        else:  # every workflow: the store's API reads one at a time
+            cursor = store.db.execute("SELECT * FROM events WHERE id>? ORDER BY id LIMIT ?", (after, limit))
+            rows = [{**dict(r), "data": _json_object(r["data"])} for r in cursor]
+        redactors: dict[str, Redactor] = {}
+        out = []
+        for row in rows:
+            wf = str(row["workflow"])
+            if wf not in redactors:
+                redactors[wf] = self.redactor_of(wf)
+            out.append(event_info(row, redactors[wf]))
+        return out
+
+    def progress(self) -> dict[tuple[str, str], tuple[int, float | None, str | None]]:
+        """(workflow, job) -> (attempt id, progress, message) of every active attempt."""
+        store = self.store()
+        found = {}
+        for workflow in store.workflows():
+            for a in store.active_attempts(workflow):
+                found[(workflow, a.job)] = (a.id, a.progress, a.message)
+        return found
+
+    def attempt_of(self, name: str, job_id: str, number: int | None) -> Attempt:
+        attempts = self.store().attempts(name, job_id)
+        if not attempts:
+            raise NotFound(f"no attempts recorded for job {job_id!r} of workflow {name!r}")
+        if number is None:
+            return attempts[-1]
+        for a in attempts:
+            if a.number == number:
+                return a
+        raise NotFound(f"job {job_id!r} has no attempt {number}; it has {len(attempts)}")
+
+    def attempt_state(self, attempt_id: int) -> JobState:
+        return self.store().attempt(attempt_id).state
+
+    def metrics_rows(self) -> list[tuple[str, str, int]]:
+        """(workflow, state, jobs) for every workflow."""
+        rows = self.store().db.execute("SELECT workflow, state, COUNT(*) FROM jobs GROUP BY workflow, state ORDER BY 1, 2")
+        return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+
+def _json_object(text: str | None) -> dict[str, Any]:
+    value = json.loads(text) if text else {}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def _layout(spec: SpecFile | None, recorded: Mapping[str, str]) -> tuple[list[str], dict[str, list[str]], list[str]]:
+    """Recorded job ids (`recorded`: id -> job name) in the spec's order, each job's needs, and
+    the spec's jobs never recorded.
+
+    Members of a fan-out made on the fly are not in the spec: they go where their job is,
+    with its needs."""
+    workflow = spec.report.workflow if spec is not None else None
+    if workflow is None:
+        return sorted(recorded), {}, []
+    position: dict[str, int] = {}
+    needs: dict[str, list[str]] = {}
+    by_name: dict[str, list[str]] = {}
+    for i, job in enumerate(workflow.jobs.values()):
+        position.setdefault(job.id, i)
+        position.setdefault(job.name, i)
+        needs[job.id] = list(job.needs)
+        by_name.setdefault(job.name, list(job.needs))
+    big = len(position) + 1
+    order = sorted(recorded, key=lambda j: (position.get(j, position.get(recorded[j], big)), j))
+    for job_id in order:
+        if job_id not in needs:
+            needs[job_id] = by_name.get(recorded[job_id], [])
+    names = set(recorded.values())
+    planned = [j.id for j in workflow.jobs.values() if j.id not in recorded and j.name not in names]
+    return order, needs, planned
+
+
+# Every recorded job of a workflow with its last attempt, as plain tuples (one query; the
+# store's recorded_jobs + last_attempts build two objects per job). Read-only use of its schema.
+_JOB_ROWS = """
+    SELECT j.id, j.name, j.state, j.reason, j.fingerprint, j.success_fingerprint, j.outputs, j.attempts, j.updated,
+           a.host, a.started, a.finished, a.exit_code, a.progress, a.message, a.outputs
+    FROM jobs j LEFT JOIN attempts a ON a.id = j.last_attempt WHERE j.workflow = ?"""
+
+
+def _row_info(row: tuple[Any, ...], needs: list[str], redactor: Redactor) -> JobInfo:
+    (job_id, name, state, reason, fingerprint, succeeded, job_outputs, attempts, updated,
+     host, started, finished, exit_code, progress, message, attempt_outputs) = row
+    outputs = _json_object(attempt_outputs) or _json_object(job_outputs)  # as `ccspec status` shows them
+    return JobInfo(
+        id=job_id, name=name, state=_STATES[state], reason=_masked(redactor, reason), host=host, attempt=attempts,
+        fingerprint=fingerprint, succeeded_fingerprint=succeeded, started=stamp_time(started),
+        finished=stamp_time(finished),
+        seconds=None if started is None or finished is None else round(max(0.0, finished - started), 3),
+        exit_code=exit_code, progress=_percent(progress), message=_masked(redactor, message),
+        outputs=redactor.value(outputs), needs=needs, updated=stamp_time(updated))
+
+
+def _job_info(workflow: str, rec: RecordedJob, a: Attempt | None, needs: Mapping[str, list[str]],
+              redactor: Redactor) -> JobInfo:
+    outputs = dict(a.outputs) if a is not None and a.outputs else dict(rec.outputs)
+    started = a.started if a is not None else None
+    finished = a.finished if a is not None else None
+    return JobInfo(
+        id=rec.id, name=rec.name, state=rec.state, reason=_masked(redactor, rec.reason), host=a.host if a else None,
+        attempt=rec.attempts, fingerprint=rec.fingerprint, succeeded_fingerprint=rec.success_fingerprint,
+        started=stamp_time(started), finished=stamp_time(finished),
+        seconds=None if started is None or finished is None else round(max(0.0, finished - started), 3),
+        exit_code=a.exit_code if a else None, progress=_percent(a.progress if a else None),
+        message=_masked(redactor, a.message if a else None), outputs=redactor.value(outputs),
+        needs=needs.get(rec.id, []), updated=stamp_time(rec.updated))
+
+
+def _attempt_info(workflow: str, a: Attempt, redactor: Redactor) -> AttemptInfo:
+    return AttemptInfo(
+        number=a.number, host=a.host, state=a.state, handle=a.handle, reason=_masked(redactor, a.reason),
+        exit_code=a.exit_code, fingerprint=a.fingerprint, created=stamp_time(a.created), started=stamp_time(a.started),
+        finished=stamp_time(a.finished), progress=_percent(a.progress), message=_masked(redactor, a.message),
+        outputs=redactor.value(dict(a.outputs)), log=_log_url(workflow, a.job, a.number))
+
+
+def _percent(value: float | None) -> float | None:
+    return None if value is None else round(min(100.0, max(0.0, float(value))), 1)
+
+
+def _masked(redactor: Redactor, text: str | None) -> str | None:
+    return None if text is None else redactor.text(text)
+
+
+def _log_url(workflow: str, job: str, number: int) -> str:
+    return f"/api/workflows/{quote(workflow)}/jobs/{quote(job)}/log?attempt={number}"
+
+
+def event_info(row: Mapping[str, Any], redactor: Redactor) -> EventInfo:
+    """An event row of the store as the API shows it: the job's new state made explicit."""
+    kind = str(row["kind"])
+    data = row.get("data") or {}
+    state = data.get("state") if kind == "state" else kind
+    return EventInfo(id=int(row["id"]), time=stamp_time(float(row["time"])) or datetime.now(timezone.utc),
+                     workflow=str(row["workflow"]), kind=kind, job=row.get("job"), attempt=row.get("attempt"),
+                     state=_STATES.get(str(state)) if state is not None else None,
+                     data=redactor.value(dict(data)) if isinstance(data, dict) else {})
+
+
+def redacted_spec(text: str, secrets: list[str], redactor: Redactor) -> str:
+    """The spec's text with its secret vars' values replaced by *** (comments and order kept),
+    then every other appearance of a secret masked."""
+    if secrets:
+        try:
+            from ruamel.yaml import YAML
+
+            yaml = YAML(typ="rt")
+            yaml.preserve_quotes = True
+            data = yaml.load(text)
+            vars_ = data.get("vars") if hasattr(data, "get") else None
+            if hasattr(vars_, "keys"):
+                for name in secrets:
+                    if name in vars_:
+                        vars_[name] = "***"
+                out = io.StringIO()
+                yaml.dump(data, out)
+                text = out.getvalue()
+        except Exception:  # not YAML ruamel can round-trip: masking the text below still applies
+            pass
+    return redactor.text(text) if redactor else text
