@@ -299,14 +299,15 @@ def test_slurm_pending_reason_is_shown(repo: Path, svc: TestServices) -> None:
 
 def test_wsl_host_through_a_fake_wsl_exe(repo: Path) -> None:
     """FAKE: there is no Windows here. `fake-wsl.exe` checks the arguments ccspec passes
-    (`-d DISTRO -- bash -lc SCRIPT`), records them, and runs the script with bash."""
+    (`-d DISTRO -- bash -lc SCRIPT`, or `-ls` with the script on stdin), records them, and
+    runs the script with bash."""
     fake = repo / "fake-wsl.exe"
     fake.write_text(
         "#!/bin/bash\n"
         "# FAKE wsl.exe for tests: wsl.exe -d DISTRO [-u USER] -- bash -lc SCRIPT\n"
         f"echo \"$1 $2 $3 $4 $5\" >> {repo}/wsl-calls\n"
-        "[ \"$1\" = -d ] && [ \"$2\" = Ubuntu ] && [ \"$3\" = -- ] && [ \"$4\" = bash ] && [ \"$5\" = -lc ] || exit 99\n"
-        "exec bash -lc \"$6\"\n")
+        "[ \"$1\" = -d ] && [ \"$2\" = Ubuntu ] && [ \"$3\" = -- ] && [ \"$4\" = bash ] || exit 99\n"
+        "case \"$5\" in -lc) exec bash -lc \"$6\";; -ls) exec bash -ls;; *) exit 99;; esac\n")
     fake.chmod(0o755)
     write(repo, f"""
         version: 1
@@ -407,6 +408,21 @@ def test_notebook_on_an_ssh_host_with_parameters(repo: Path, svc: TestServices, 
     assert status(repo)["jobs"]["nb"]["outputs"] == {"doubled": 42}
     executed = json.loads((repo / ".ccspec" / "logs" / "flow" / "nb" / "1.ipynb").read_text())
     assert any("injected-parameters" in c["metadata"].get("tags", []) for c in executed["cells"])  # brought back
+
+
+def test_long_scripts_reach_the_host_whole(svc: TestServices) -> None:
+    """A batch of hundreds of launches is longer than one exec argument may be (128 KiB)."""
+    from ccspec.targets.shells import LocalShell, SshShell
+
+    script = "\n".join(f"echo {i} > /dev/null" for i in range(30_000)) + "\necho last line\n"
+    assert len(script) > 300_000
+    shell = SshShell("127.0.0.1", user=svc.ssh_user, port=svc.ssh_port, key=str(svc.ssh_key))
+    try:
+        assert shell.run(script).text == "last line\n"
+        assert shell.run("cat", stdin=b"data").out == b"data"
+    finally:
+        shell.close()
+    assert LocalShell().run(script).text == "last line\n"
 
 
 # -- helpers -------------------------------------------------------------------------------

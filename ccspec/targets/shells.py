@@ -26,7 +26,10 @@ from ccspec.errors import TemporaryTargetError
 
 __all__ = ["HostUnreachable", "LocalShell", "Result", "Shell", "SshShell", "WslShell", "ssh_config_path"]
 
-COMMAND_TIMEOUT = 120.0  # seconds a remote command may take (submits of many jobs included)
+COMMAND_TIMEOUT = 120.0
+# Longer scripts (a batch of hundreds of launches) go through stdin: an argument of
+# `sh -c` is limited (128 KiB on Linux), stdin is not.
+INLINE_LIMIT = 32 * 1024  # seconds a remote command may take (submits of many jobs included)
 KEEPALIVE = 15  # seconds between ssh keepalives, so idle connections survive NAT and firewalls
 RECONNECT_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
@@ -73,13 +76,18 @@ class LocalShell:
 
     label = "this machine"
 
-    def __init__(self, argv_prefix: tuple[str, ...] = ("bash", "-c")) -> None:
+    def __init__(self, argv_prefix: tuple[str, ...] = ("bash",), login: bool = False) -> None:
         self.prefix = argv_prefix
+        self.login = login
 
     def run(self, script: str, *, stdin: bytes | None = None, timeout: float = COMMAND_TIMEOUT) -> Result:
+        flags = "-l" if self.login else "-"
+        if stdin is None and len(script) > INLINE_LIMIT:
+            argv, data = [*self.prefix, f"{flags}s"], script.encode()
+        else:
+            argv, data = [*self.prefix, f"{flags}c", script], stdin if stdin is not None else b""
         try:
-            proc = subprocess.run([*self.prefix, script], input=stdin if stdin is not None else b"",
-                                  capture_output=True, timeout=timeout)
+            proc = subprocess.run(argv, input=data, capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
             raise TemporaryTargetError(f"a command on {self.label} took more than {timeout:g}s") from exc
         except OSError as exc:
@@ -97,7 +105,7 @@ class WslShell(LocalShell):
     """Commands inside a WSL distribution, through `wsl.exe -d DISTRO -- bash -lc SCRIPT`."""
 
     def __init__(self, distro: str, user: str | None = None, wsl_exe: str = "wsl.exe") -> None:
-        super().__init__((wsl_exe, "-d", distro, *(("-u", user) if user else ()), "--", "bash", "-lc"))
+        super().__init__((wsl_exe, "-d", distro, *(("-u", user) if user else ()), "--", "bash"), login=True)
         self.label = f"wsl:{distro}"
 
 
@@ -201,9 +209,13 @@ class SshShell:
         channel = conn.client.get_transport().open_session(timeout=self.connect_timeout)
         try:
             channel.settimeout(timeout)
-            channel.exec_command(f"sh -c {shlex.quote(script)}")
-            if stdin:
-                channel.sendall(stdin)
+            if stdin is None and len(script) > INLINE_LIMIT:
+                channel.exec_command("sh -s")
+                channel.sendall(script.encode())
+            else:
+                channel.exec_command(f"sh -c {shlex.quote(script)}")
+                if stdin:
+                    channel.sendall(stdin)
             channel.shutdown_write()
             out, err = bytearray(), bytearray()
             fd = channel.fileno()  # readable when data arrives: wait on it, no busy loop

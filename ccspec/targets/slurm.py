@@ -201,8 +201,8 @@ class SlurmBackend:
         # squeue forgets finished jobs after MinJobAge: ask accounting for the ones it does not show as active
         handles = {t.attempt_id: t.handle or (files[t.attempt_id].slurm_id if t.attempt_id in files else None)
                    for t in tracked}
-        ask = sorted({h for h in handles.values() if h and h.isdigit() and
-                      (h not in queue or _final(queue[h].state))}, key=int) if queue_ok else []
+        # what squeue still shows (final states included) needs no accounting query
+        ask = sorted({h for h in handles.values() if h and h.isdigit() and h not in queue}, key=int) if queue_ok else []
         accounting: dict[str, SlurmRecord] = {}
         accounting_ok = True
         if ask:

@@ -25,6 +25,7 @@ from ccspec.targets.shells import HostUnreachable
 __all__ = ["HostWorker"]
 
 Post = Callable[[str, Any], None]
+BATCH_GATHER = 0.01  # seconds to wait for more launches before sending a batch
 
 
 class HostWorker:
@@ -80,6 +81,10 @@ class HostWorker:
                     self._cond.wait(timeout=wait)
                 if self._closing and not self._launches and not self._cancels:
                     return
+                seen = 0
+                while self._launches and len(self._launches) != seen and not self._closing:
+                    seen = len(self._launches)  # the engine launches in bursts: take the whole burst
+                    self._cond.wait(timeout=BATCH_GATHER)
                 launches, self._launches = self._launches, []
                 cancels, self._cancels = self._cancels, []
                 tracked = list(self._tracked.values())
