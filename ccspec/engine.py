@@ -743,7 +743,8 @@ def command(job: ResolvedJob, base: Path, run_dir: Path, log_path: Path) -> list
         if shell.lower().startswith(("powershell", "pwsh")):
             return [shell, "-NoProfile", "-Command", job.run or ""]
         if os.path.basename(shell) in POSIX_SHELLS:  # one process: the shell runs the wrapper and the command
-            return [shell, "-c", _run_wrapper(), shell, job.run or ""]  # $0 stays the shell's name
+            cwd = (base / job.workdir).resolve() if job.workdir else base
+            return [shell, "-c", _run_wrapper(), shell, job.run or "", str(log_path.resolve()), str(cwd)]
         return [shell, "-c", job.run or ""]
     if job.kind == "script":
         script = str((base / (job.script or "")).resolve())

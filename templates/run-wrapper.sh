@@ -1,14 +1,23 @@
-# ccspec's wrapper for `run:` jobs, given to the job's shell as its -c script, with the job's
-# command as $1. It runs the command in this same shell process (no extra fork/exec per
-# job) and records in $CCSPEC_RUN_DIR the pid and, on exit, the exit code, so a restarted
-# ccspec re-attaches to the job instead of launching it again. A shell stopped by a signal
-# does not give its EXIT trap the right status, so HUP, INT and TERM record 128+N themselves;
-# a job killed by KILL leaves no exit code (ccspec records why it killed it, or marks it lost).
+# ccspec's wrapper for `run:` jobs, given to the job's shell as its -c script:
+#   $1 the job's command, $2 the log (optional), $3 the working folder (optional)
+# It runs the command in this same shell process (no extra fork/exec per job) and records
+# in $CCSPEC_RUN_DIR the pid and, on exit, the exit code, so a restarted ccspec re-attaches
+# to the job instead of launching it again. Creating the run folder, opening the log and
+# changing folder happen here, in the job's process, not in the runner's. A shell stopped
+# by a signal does not give its EXIT trap the right status, so HUP, INT and TERM record
+# 128+N themselves; a job killed by KILL leaves no exit code (ccspec records why it killed
+# it, or marks it lost).
+if [ -n "${2-}" ]; then
+  mkdir -p "$CCSPEC_RUN_DIR" && exec >>"$2" 2>&1
+fi
 trap 'echo $? > "$CCSPEC_RUN_DIR/exit_code"' EXIT
 trap 'trap - EXIT; echo 129 > "$CCSPEC_RUN_DIR/exit_code"; exit 129' HUP
 trap 'trap - EXIT; echo 130 > "$CCSPEC_RUN_DIR/exit_code"; exit 130' INT
 trap 'trap - EXIT; echo 143 > "$CCSPEC_RUN_DIR/exit_code"; exit 143' TERM
 echo $$ > "$CCSPEC_RUN_DIR/pid"
+if [ -n "${3-}" ]; then
+  cd "$3" || exit 127
+fi
 __ccspec_command=$1
-shift
+shift $#
 eval "$__ccspec_command"

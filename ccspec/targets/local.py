@@ -9,9 +9,11 @@ the wrapper's files (`pid`, `exit_code`) in their run folder.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import queue
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +28,15 @@ from ccspec.states import JobState
 from ccspec.targets.base import ExitCallback, Launch, Status
 
 __all__ = ["LocalTarget", "read_exit_code"]
+
+_SPAWN = hasattr(os, "posix_spawn") and not sys.platform.startswith("win")
+_NULL_STDIO = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)] if _SPAWN else []
+
+
+@functools.lru_cache(maxsize=32)
+def _which(program: str) -> str:
+    """posix_spawn wants a path; look programs up once."""
+    return shutil.which(program) or program
 
 IS_WINDOWS = sys.platform == "win32"
 
@@ -64,6 +75,7 @@ class LocalTarget:
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._exited: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
         self._dirs: set[Path] = set()
+        self._spawned: set[str] = set()  # children started with posix_spawn (no Popen object)
 
     def _ensure_dir(self, folder: Path) -> None:
         """mkdir -p, remembering which parents exist (a failed mkdir costs an exception)."""
@@ -97,6 +109,8 @@ class LocalTarget:
             os.write(self._wake_w, b"x")
 
     def submit(self, launch: Launch, on_exit: ExitCallback) -> str:
+        if launch.wrapped and _SPAWN:
+            return self._spawn(launch, on_exit)
         self._ensure_dir(launch.run_dir)
         self._ensure_dir(launch.log_path.parent)
         argv = list(launch.argv) if launch.wrapped else ["/bin/sh", self._wrapper, str(launch.run_dir), *launch.argv]
@@ -119,6 +133,29 @@ class LocalTarget:
             self._selector.register(fd, selectors.EVENT_READ, handle)
         return handle
 
+    def _spawn(self, launch: Launch, on_exit: ExitCallback) -> str:
+        """A run: job: one posix_spawn (vfork+exec, no Python in between); its wrapper makes
+        the run folder, opens the log and changes folder in the job's own process."""
+        program = _which(launch.argv[0])
+        try:
+            pid = os.posix_spawn(program, list(launch.argv), launch.env, file_actions=_NULL_STDIO, setsid=True)
+        except OSError as exc:
+            raise PermanentTargetError(f"cannot start {launch.argv[0]!r}: {exc.strerror or exc}") from exc
+        handle = str(pid)
+        self._spawned.add(handle)
+        self._callbacks[handle] = on_exit
+        try:
+            fd = os.pidfd_open(pid)  # type: ignore[attr-defined]
+        except (AttributeError, OSError):
+            threading.Thread(target=self._waitpid_thread, args=(handle, pid), name=f"wait-{handle}", daemon=True).start()
+        else:
+            self._selector.register(fd, selectors.EVENT_READ, handle)
+        return handle
+
+    def _waitpid_thread(self, handle: str, pid: int) -> None:
+        self._exited.put((handle, os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])))
+        self.wake()
+
     def _wait_thread(self, handle: str, proc: subprocess.Popen[bytes]) -> None:
         self._exited.put((handle, proc.wait()))
         self.wake()
@@ -138,6 +175,9 @@ class LocalTarget:
             proc = self._children.get(handle)
             if proc is not None:
                 self._exited.put((handle, proc.wait()))
+            elif handle in self._spawned:
+                self._spawned.discard(handle)
+                self._exited.put((handle, os.waitstatus_to_exitcode(os.waitpid(int(handle), 0)[1])))
         while True:
             try:
                 handle, code = self._exited.get_nowait()
