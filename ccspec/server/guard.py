@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 from ccspec.server.auth import COOKIE, WRITE_METHODS, Access, denial
 from ccspec.server.errors import ApiError, TooLarge, Unauthorized
@@ -71,7 +71,7 @@ class Guard:
             return
         cookie = f"{COOKIE}={self.access.session}; HttpOnly; SameSite=Strict; Path=/"
         await send({"type": "http.response.start", "status": 303,
-                    "headers": [(b"location", path.encode("latin-1")), (b"set-cookie", cookie.encode()),
+                    "headers": [(b"location", quote(path).encode()), (b"set-cookie", cookie.encode()),
                                 (b"content-length", b"0")]})
         await send({"type": "http.response.body", "body": b""})
 

@@ -87,7 +87,6 @@ class JobInfo(_Model):
     host: str | None = None
     attempt: int = Field(0, description="Attempts ever launched")
     fingerprint: str | None = Field(None, description="Fingerprint of the last launch")
-    succeeded_fingerprint: str | None = Field(None, description="Fingerprint of the last success")
     started: datetime | None = None
     finished: datetime | None = None
     seconds: float | None = Field(None, description="Run time so far, or of the finished attempt")
@@ -127,6 +126,8 @@ class AttemptInfo(_Model):
 
 class JobDetail(JobInfo):
     workflow: str
+    succeeded_fingerprint: str | None = Field(None, description="Fingerprint of the last success: the job is up "
+                                              "to date while it equals the fingerprint the spec gives it now")
     fingerprint_parts: dict[str, str] = Field(default_factory=dict, description="What the fingerprint hashes, part by part")
     attempts: list[AttemptInfo] = Field(default_factory=list, description="Every attempt, oldest first")
     log: str | None = Field(None, description="URL of the last attempt's log")
@@ -140,7 +141,7 @@ class EventInfo(_Model):
     workflow: str
     kind: str = Field(..., description="state, launching, running, succeeded, failed, removed, progress...")
     job: str | None = None
-    attempt: int | None = Field(None, description="Attempt id")
+    attempt_id: int | None = Field(None, description="The attempt's id in the state store (not its number)")
     state: JobState | None = Field(None, description="The job's state after this event")
     progress: float | None = None
     message: str | None = None

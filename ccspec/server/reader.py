@@ -27,7 +27,7 @@ from urllib.parse import quote
 
 from ccspec import __version__
 from ccspec.redact import Redactor, environment_secrets
-from ccspec.report.graph import GraphNode, dot_source, render
+from ccspec.report.graph import GraphNode, Painter
 from ccspec.report.status import phase_of
 from ccspec.server.errors import NotFound
 from ccspec.server.models import (
@@ -47,7 +47,6 @@ __all__ = ["Built", "Reader", "event_info", "stamp_time"]
 
 CACHED_BODIES = 256
 GZIP_FROM = 1400  # bytes: smaller bodies fit in a packet as they are
-GRAPH_REST = 1.0  # seconds a graph may lag behind the state while it changes
 _STATES = {s.value: s for s in JobState}
 
 
@@ -67,8 +66,6 @@ class Built:
     base: tuple[int, int | None]
     files: tuple[tuple[Path, StatKey], ...]
     gzipped: bytes | None = None
-    at: float = 0.0  # time.monotonic() when built
-    cost: float = 0.0  # seconds it took
 
     def fresh(self, base: tuple[int, int | None]) -> bool:
         return base == self.base and all(stat_key(path) == stat for path, stat in self.files)
@@ -102,6 +99,7 @@ class Reader:
         self._cache_lock = threading.Lock()
         self._build_locks: dict[tuple[str, ...], threading.Lock] = {}
         self._fragments: dict[str, dict[str, tuple[Any, bytes]]] = {}  # workflow -> job id -> (row key, JSON)
+        self._painters: dict[str, Painter] = {}  # workflow -> its graph, laid out once per shape
 
     def close(self) -> None:
         """Close the shared connection; the per-thread ones close with their threads (sqlite3
@@ -129,20 +127,10 @@ class Reader:
     # -- the cache ---------------------------------------------------------------------
 
     def cached(self, key: tuple[str, ...]) -> Built | None:
-        """The body for `key` if it is still fresh (cheap: call it on the event loop).
-
-        A graph may be a little stale: laying out a large one takes a while (0.2 s for 1,000
-        nodes), so during a run it is drawn again only after resting 9 times as long as it
-        took, at least GRAPH_REST seconds, as the status writer does with NAME.svg."""
+        """The body for `key` if it is still fresh (cheap: call it on the event loop)."""
         with self._cache_lock:
             built = self._cache.get(key)
-        if built is None:
-            return None
-        if built.fresh(self.base()):
-            return built
-        if key[0] == "graph" and time.monotonic() - built.at < max(GRAPH_REST, 9 * built.cost):
-            return built
-        return None
+        return built if built is not None and built.fresh(self.base()) else None
 
     def get(self, key: tuple[str, ...], build: Callable[[], tuple[bytes, str, list[Path]]]) -> Built:
         """The fresh body for `key`, built at most once at a time (run it in a worker thread).
@@ -157,11 +145,8 @@ class Reader:
             if built is not None:
                 return built
             base = self.base()  # taken before reading: a change during the build makes it stale, not wrong
-            began = time.monotonic()
             body, media_type, files = build()
-            gzipped = _gzip(body)
-            built = Built(body, media_type, _etag(body), base, tuple((p, stat_key(p)) for p in files), gzipped,
-                          began, time.monotonic() - began)
+            built = Built(body, media_type, _etag(body), base, tuple((p, stat_key(p)) for p in files), _gzip(body))
             with self._cache_lock:
                 self._cache[key] = built
                 self._cache.move_to_end(key)
@@ -256,7 +241,7 @@ class Reader:
             counts[row[2]] = counts.get(row[2], 0) + 1
         with self._cache_lock:
             self._fragments[name] = fragments
-        updated = max((row[8] for row in rows.values() if row[8] is not None), default=None)
+        updated = max((row[7] for row in rows.values() if row[7] is not None), default=None)
         summary = self._summary(name, spec, (dict(sorted(counts.items())), updated))
         head = WorkflowHead(**summary.model_dump(), vars=redactor.value(dict(spec.vars)) if spec else {})
         body = b"".join([head.model_dump_json(exclude_none=True).encode()[:-1], b',"jobs":[',
@@ -276,7 +261,8 @@ class Reader:
         attempts = store.attempts(name, job_id)
         _, needs, _ = _layout(spec, {job_id: rec.name})
         info = _job_info(name, rec, attempts[-1] if attempts else None, needs, redactor)
-        detail = JobDetail(**info.model_dump(), workflow=name, fingerprint_parts=dict(rec.parts),
+        detail = JobDetail(**info.model_dump(), workflow=name, succeeded_fingerprint=rec.success_fingerprint,
+                           fingerprint_parts=dict(rec.parts),
                            attempts=[_attempt_info(name, a, redactor) for a in attempts],
                            log=_log_url(name, job_id, attempts[-1].number) if attempts else None)
         return detail.model_dump_json(exclude_none=True).encode(), "application/json", [spec.path] if spec else []
@@ -284,19 +270,24 @@ class Reader:
     def graph(self, name: str) -> tuple[bytes, str, list[Path]]:
         if not self.known(name):
             raise NotFound(f"no workflow {name!r}")
-        store = self.store()
         spec = self.spec_of(name)
-        recorded = store.recorded_jobs(name)
-        last = store.last_attempts(name)
-        order, needs, planned = _layout(spec, {job_id: rec.name for job_id, rec in recorded.items()})
+        rows = {row[0]: row for row in self.store().db.execute(_JOB_ROWS, (name,))}
+        order, needs, planned = _layout(spec, {job_id: row[1] for job_id, row in rows.items()})
         now = time.time()
         nodes = []
         for job_id in [*order, *planned]:
-            rec, a = recorded.get(job_id), last.get(job_id)
-            seconds = None if a is None or a.started is None else (a.finished or now) - a.started
-            nodes.append(GraphNode(job_id, rec.state.value if rec else "planned", tuple(needs.get(job_id, ())),
-                                   a.progress if a else None, seconds, a.host if a else None))
-        return render(dot_source(name, nodes)), "image/svg+xml", [spec.path] if spec else []
+            row = rows.get(job_id)
+            if row is None:
+                nodes.append(GraphNode(job_id, "planned", tuple(needs.get(job_id, ()))))
+                continue
+            state, host, started, finished, progress = row[2], row[8], row[9], row[10], row[12]
+            seconds = None if started is None else (finished or now) - started
+            nodes.append(GraphNode(job_id, state, tuple(needs.get(job_id, ())), progress, seconds, host))
+        with self._cache_lock:
+            painter = self._painters.setdefault(name, Painter(name))
+        if not painter.fits(nodes):
+            painter.lay_out(nodes)  # once per shape of the graph; each change after only repaints it
+        return painter.paint(nodes), "image/svg+xml", [spec.path] if spec else []
 
     def spec_text(self, name: str) -> tuple[bytes, str, list[Path]]:
         spec = self.spec_of(name)
@@ -398,18 +389,18 @@ def _layout(spec: SpecFile | None, recorded: Mapping[str, str]) -> tuple[list[st
 # Every recorded job of a workflow with its last attempt, as plain tuples (one query; the
 # store's recorded_jobs + last_attempts build two objects per job). Read-only use of its schema.
 _JOB_ROWS = """
-    SELECT j.id, j.name, j.state, j.reason, j.fingerprint, j.success_fingerprint, j.outputs, j.attempts, j.updated,
+    SELECT j.id, j.name, j.state, j.reason, j.fingerprint, j.outputs, j.attempts, j.updated,
            a.host, a.started, a.finished, a.exit_code, a.progress, a.message, a.outputs
     FROM jobs j LEFT JOIN attempts a ON a.id = j.last_attempt WHERE j.workflow = ?"""
 
 
 def _row_info(row: tuple[Any, ...], needs: list[str], redactor: Redactor) -> JobInfo:
-    (job_id, name, state, reason, fingerprint, succeeded, job_outputs, attempts, updated,
+    (job_id, name, state, reason, fingerprint, job_outputs, attempts, updated,
      host, started, finished, exit_code, progress, message, attempt_outputs) = row
     outputs = _json_object(attempt_outputs) or _json_object(job_outputs)  # as `ccspec status` shows them
     return JobInfo(
         id=job_id, name=name, state=_STATES[state], reason=_masked(redactor, reason), host=host, attempt=attempts,
-        fingerprint=fingerprint, succeeded_fingerprint=succeeded, started=stamp_time(started),
+        fingerprint=fingerprint, started=stamp_time(started),
         finished=stamp_time(finished),
         seconds=None if started is None or finished is None else round(max(0.0, finished - started), 3),
         exit_code=exit_code, progress=_percent(progress), message=_masked(redactor, message),
@@ -423,7 +414,7 @@ def _job_info(workflow: str, rec: RecordedJob, a: Attempt | None, needs: Mapping
     finished = a.finished if a is not None else None
     return JobInfo(
         id=rec.id, name=rec.name, state=rec.state, reason=_masked(redactor, rec.reason), host=a.host if a else None,
-        attempt=rec.attempts, fingerprint=rec.fingerprint, succeeded_fingerprint=rec.success_fingerprint,
+        attempt=rec.attempts, fingerprint=rec.fingerprint,
         started=stamp_time(started), finished=stamp_time(finished),
         seconds=None if started is None or finished is None else round(max(0.0, finished - started), 3),
         exit_code=a.exit_code if a else None, progress=_percent(a.progress if a else None),
@@ -457,7 +448,7 @@ def event_info(row: Mapping[str, Any], redactor: Redactor) -> EventInfo:
     data = row.get("data") or {}
     state = data.get("state") if kind == "state" else kind
     return EventInfo(id=int(row["id"]), time=stamp_time(float(row["time"])) or datetime.now(timezone.utc),
-                     workflow=str(row["workflow"]), kind=kind, job=row.get("job"), attempt=row.get("attempt"),
+                     workflow=str(row["workflow"]), kind=kind, job=row.get("job"), attempt_id=row.get("attempt"),
                      state=_STATES.get(str(state)) if state is not None else None,
                      data=redactor.value(dict(data)) if isinstance(data, dict) else {})
 

@@ -110,7 +110,7 @@ class EventHub:
             redactor = await run_in_threadpool(self.reader.redactor_of, workflow)
             message = redactor.text(message)
         return EventInfo(id=None, time=datetime.now(timezone.utc), workflow=workflow, kind="progress", job=job,
-                         attempt=attempt, progress=round(min(100.0, max(0.0, progress or 0.0)), 1), message=message)
+                         attempt_id=attempt, progress=round(min(100.0, max(0.0, progress or 0.0)), 1), message=message)
 
     def publish(self, event: EventInfo) -> None:
         for subscriber in list(self.subscribers):

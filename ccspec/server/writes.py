@@ -32,7 +32,7 @@ class SpecWriter:
 
     def _spec(self, workflow: str) -> SpecFile:
         spec = self.specs.index().get(workflow)
-        if spec is None:
+        if spec is None or not self.specs.inside(spec.path):  # a symlink out of the folder is not written through
             raise NotFound(f"no spec under {display_path(self.specs.folder)}/ defines workflow {workflow!r}; "
                            "writes only change files there")
         return spec

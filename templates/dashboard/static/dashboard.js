@@ -168,11 +168,6 @@
     const base = "/api/workflows/" + encodeURIComponent(name);
     let version = 0;
     let refreshes = 0;
-    let settle = null;
-    function reloadGraph() {
-      version += 1;
-      graph.src = base + "/graph.svg?v=" + version;
-    }
     function row(id) {
       return tbody.querySelector('tr[data-job="' + CSS.escape(id) + '"]');
     }
@@ -195,11 +190,8 @@
         cell(tr, "message").textContent = j.message || j.reason || "";
         cell(tr, "outputs").textContent = j.outputs && Object.keys(j.outputs).length ? JSON.stringify(j.outputs) : "";
       });
-      reloadGraph();
-      // A large graph is drawn again at most every second or so (the server rests between
-      // layouts): look once more when things have been quiet for a while.
-      clearTimeout(settle);
-      settle = setTimeout(reloadGraph, 2500);
+      version += 1;
+      graph.src = base + "/graph.svg?v=" + version;
       refreshes += 1;
       body.dataset.refreshed = String(refreshes);
     }, 300);
