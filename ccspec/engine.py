@@ -177,7 +177,10 @@ class Engine:
                     self._launch_ready()
                 if not self.unfinished:
                     break
-                self.local.wait(self._next_deadline())  # child exits (via pidfds), remote events or a wake-up
+                self.local.wait(0)  # exits that already happened: handled with no commit of the handles between
+                if self.events.empty():
+                    self.store.flush()  # handles of this pass's launches, before the loop sleeps
+                    self.local.wait(self._next_deadline())  # child exits (via pidfds), remote events or a wake-up
                 while True:
                     try:
                         kind, payload = self.events.get_nowait()
@@ -189,6 +192,7 @@ class Engine:
             for worker in self.workers.values():
                 worker.close()
             self.local.close()
+            self.store.flush()
         self.report("finished", None)
         return Outcome(self.views, self.stopping)
 
@@ -440,7 +444,7 @@ class Engine:
         self._by_handle[handle] = (view.id, attempt.id)
         view.handle, view.started = handle, time.time()
         self.store.set_handle(attempt.id, handle, started=view.started,  # the same instant in views and records
-                              workflow=self.workflow.name, job=job.id)
+                              workflow=self.workflow.name, job=job.id, soon=True)
         view.state = JobState.RUNNING
         view.deadline = time.monotonic() + job.timeout if job.timeout else None
         self.report("started", view)

@@ -141,9 +141,11 @@ class StateStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
+        self._handles: list[tuple[int, str, JobState, float, str, str]] = []  # set `soon`, not written yet
         self._migrate()
 
     def close(self) -> None:
+        self.flush()
         self.db.close()
 
     def _migrate(self) -> None:
@@ -280,6 +282,7 @@ class StateStore:
         now = time.time()
         self.db.execute("BEGIN IMMEDIATE")
         try:
+            self._write_handles()
             row = self.db.execute("SELECT attempts FROM jobs WHERE workflow=? AND id=?", (workflow, job)).fetchone()
             number = (row["attempts"] if row else 0) + 1
             cur = self.db.execute(
@@ -303,22 +306,40 @@ class StateStore:
                        str(run_dir), str(log_path), now, None, None, None, None, {})
 
     def set_handle(self, attempt_id: int, handle: str, state: JobState = JobState.RUNNING, started: float | None = None,
-                   *, workflow: str | None = None, job: str | None = None) -> None:
+                   *, workflow: str | None = None, job: str | None = None, soon: bool = False) -> None:
         """Record the handle of a launched attempt (pass workflow and job when known: one
-        read less on the launch path)."""
+        read less on the launch path).
+
+        `soon`: write it with the next transaction (or `flush`) instead of a commit of its
+        own. The engine uses it on the launch path and flushes before it waits; a runner
+        killed in between loses nothing, since the wrapper wrote the pid into the run folder."""
+        if workflow is None or job is None:
+            row = self.db.execute("SELECT workflow, job FROM attempts WHERE id=?", (attempt_id,)).fetchone()
+            workflow, job = row["workflow"], row["job"]
+        self._handles.append((attempt_id, handle, state, started or time.time(), workflow, job))
+        if not soon:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the handles set with `soon` (one transaction)."""
+        if not self._handles:
+            return
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            if workflow is None or job is None:
-                row = self.db.execute("SELECT workflow, job FROM attempts WHERE id=?", (attempt_id,)).fetchone()
-                workflow, job = row["workflow"], row["job"]
-            now = time.time()
-            self.db.execute("UPDATE attempts SET handle=?, state=?, started=? WHERE id=?", (handle, str(state), started or now, attempt_id))
-            self.db.execute("UPDATE jobs SET state=?, updated=? WHERE workflow=? AND id=?", (str(state), now, workflow, job))
-            self._event(workflow, job, attempt_id, str(state), {"handle": handle})
+            self._write_handles()
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
+
+    def _write_handles(self) -> None:
+        """Inside a transaction."""
+        pending, self._handles = self._handles, []
+        now = time.time()
+        for attempt_id, handle, state, started, workflow, job in pending:
+            self.db.execute("UPDATE attempts SET handle=?, state=?, started=? WHERE id=?", (handle, str(state), started, attempt_id))
+            self.db.execute("UPDATE jobs SET state=?, updated=? WHERE workflow=? AND id=?", (str(state), now, workflow, job))
+            self._event(workflow, job, attempt_id, str(state), {"handle": handle})
 
     def update_progress(self, attempt_id: int, progress: float | None, message: str | None, outputs: Mapping[str, Any]) -> None:
         self.db.execute("UPDATE attempts SET progress=?, message=?, outputs=? WHERE id=?",
@@ -330,6 +351,7 @@ class StateStore:
         now = finished or time.time()
         self.db.execute("BEGIN IMMEDIATE")
         try:
+            self._write_handles()  # a handle set `soon` lands before the attempt's end
             row = self.db.execute("SELECT * FROM attempts WHERE id=?", (attempt_id,)).fetchone()
             self.db.execute(
                 "UPDATE attempts SET state=?, exit_code=?, reason=?, outputs=?, progress=?, message=?, finished=? WHERE id=?",
