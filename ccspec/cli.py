@@ -420,9 +420,7 @@ def serve(host: str, port: int, state_opt: str | None, specs_dir: str, allow_wri
                      "!" * 78, ""):
             click.secho(line, fg="red", bold=True, err=True)
 
-    import uvicorn
-
-    from ccspec.server import ServeConfig, create_app
+    from ccspec.server import ServeConfig, create_app, run
 
     config = ServeConfig(state=state_dir(state_opt), specs=Path(specs_dir), token=token, allow_write=allow_write,
                          max_upload=limit, environ=dict(os.environ))
@@ -434,8 +432,7 @@ def serve(host: str, port: int, state_opt: str | None, specs_dir: str, allow_wri
     if made_up:
         click.echo(f"token (send `Authorization: Bearer TOKEN`; set CCSPEC_TOKEN to choose it): {token}\n"
                    f"dashboard: http://{shown}:{port}/?token={token}", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning" if not access_log else "info", access_log=access_log,
-                timeout_graceful_shutdown=2, server_header=False)
+    run(app, host, port, access_log=access_log)
 
 
 @cli.command()

@@ -386,3 +386,26 @@ def test_bound_elsewhere_without_a_token_warns_loudly(tmp_path: Path) -> None:
     assert "WITHOUT A TOKEN" in warned and "0.0.0.0" in warned
     quiet = start_server(repo, host="0.0.0.0", token=TOKEN)
     assert "WITHOUT A TOKEN" not in quiet.stop()
+
+
+def test_stops_at_once_with_streams_open(tmp_path: Path) -> None:
+    """Event streams and followed logs never end alone: stopping the server ends them."""
+    repo = make_repo(tmp_path, slow=SLOW)
+    server = start_server(repo)
+    opened = threading.Event()
+
+    def listen() -> None:
+        with server.client() as http, http.stream("GET", "/api/events") as stream:
+            opened.set()
+            for _ in stream.iter_lines():
+                pass
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    assert opened.wait(10)
+    began = time.monotonic()
+    server.proc.terminate()
+    server.proc.communicate(timeout=30)
+    assert time.monotonic() - began < 3
+    listener.join(5)
+    assert not listener.is_alive()

@@ -61,7 +61,7 @@ from ccspec.server.sse import POLL_EVERY, EventHub
 from ccspec.server.writes import SpecWriter
 from ccspec.spec.models import NAME_PATTERN
 
-__all__ = ["MAX_UPLOAD", "ServeConfig", "create_app"]
+__all__ = ["MAX_UPLOAD", "ServeConfig", "create_app", "run"]
 
 MAX_UPLOAD = 1024 * 1024  # bytes of a request body (a spec of ~10,000 jobs)
 MAX_TAIL = 1_000_000  # lines
@@ -119,14 +119,26 @@ def create_app(config: ServeConfig) -> FastAPI:
     dashboard = Dashboard()
     stopping = asyncio.Event()
 
+    running_loop: list[asyncio.AbstractEventLoop] = []
+
+    def end_streams() -> None:
+        stopping.set()
+        hub.stop()
+
+    def begin_shutdown() -> None:
+        """End the event streams and followed logs (from any thread, a signal handler too):
+        the server waits for open responses before it stops, and these never end alone."""
+        for loop in running_loop:
+            loop.call_soon_threadsafe(end_streams)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        running_loop.append(asyncio.get_running_loop())
         task = asyncio.create_task(hub.run())
         try:
             yield
         finally:
-            stopping.set()
-            hub.stop()
+            end_streams()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -144,6 +156,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     app.state.reader = reader
     app.state.hub = hub
     app.state.metrics = metrics
+    app.state.begin_shutdown = begin_shutdown
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> Response:
@@ -367,6 +380,20 @@ def create_app(config: ServeConfig) -> FastAPI:
     app.add_middleware(Guard, access=access, max_body=config.max_upload, login_page=dashboard.login)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
+
+
+def run(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, *, access_log: bool = False) -> None:
+    """Serve `app` with uvicorn until SIGINT/SIGTERM; open event streams end at once then."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            app.state.begin_shutdown()
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(app, host=host, port=port, log_level="info" if access_log else "warning",
+                            access_log=access_log, timeout_graceful_shutdown=5, server_header=False)
+    Server(config).run()
 
 
 def _allowed(app: FastAPI, request: Request) -> list[str]:
