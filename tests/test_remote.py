@@ -12,6 +12,7 @@ import re
 import signal
 import socket
 import subprocess
+import textwrap
 import threading
 import time
 import uuid
@@ -192,6 +193,41 @@ def test_ssh_config_alias_and_proxy_jump(repo: Path, svc: TestServices, remote_d
     assert result.returncode == 0, result.stdout + result.stderr
     jobs = status(repo)["jobs"]
     assert jobs["one"]["outputs"] == {"me": "ccspec"} and jobs["two"]["outputs"] == {"me": "ccspec"}
+
+
+def test_proxy_jump_from_the_ssh_config(repo: Path, svc: TestServices, remote_dir: str) -> None:
+    """`ProxyJump` in ~/.ssh/config (here: the file in $CCSPEC_SSH_CONFIG) is honoured: the
+    jump host sits behind a forwarder that counts the connections through it."""
+    proxy = _Proxy(("127.0.0.1", svc.ssh_port))
+    try:
+        config = repo / "ssh_config"
+        config.write_text(textwrap.dedent(f"""
+            Host jump
+                HostName 127.0.0.1
+                Port {proxy.port}
+                User {svc.ssh_user}
+                IdentityFile {svc.ssh_key}
+            Host behind-jump
+                HostName 127.0.0.1
+                Port {svc.ssh_port}
+                User {svc.ssh_user}
+                IdentityFile {svc.ssh_key}
+                ProxyJump jump
+        """))
+        write(repo, f"""
+            version: 1
+            hosts: {{far: {{type: ssh, host: behind-jump, workdir: "{remote_dir}"}}}}
+            jobs:
+              one: {{host: far, run: 'echo "# ccspec output me=$(whoami)"'}}
+        """)
+        env = {**os.environ, "CCSPEC_SSH_CONFIG": str(config)}
+        result = subprocess.run([*_ccspec_argv(), "apply", "flow.yaml"], cwd=repo, env=env, capture_output=True,
+                                text=True, timeout=120)
+    finally:
+        proxy.stop()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert status(repo)["jobs"]["one"]["outputs"] == {"me": "ccspec"}
+    assert proxy.accepted >= 1  # the connection went through the jump host
 
 
 def test_a_dropped_connection_makes_the_state_unknown_then_reconnects(repo: Path, svc: TestServices,
@@ -449,6 +485,7 @@ class _Proxy:
         self.port = _free_port()
         self._sockets: list[socket.socket] = []
         self._server: socket.socket | None = None
+        self.accepted = 0
         self.start()
 
     def start(self) -> None:
@@ -478,6 +515,7 @@ class _Proxy:
             except OSError:
                 return
             upstream = socket.create_connection(self.upstream)
+            self.accepted += 1
             self._sockets += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
