@@ -178,8 +178,13 @@ def status(paths: tuple[str, ...], var_pairs: tuple[str, ...], state_opt: str | 
 @click.option("-j", "--jobs", "jobs_n", type=click.IntRange(min=1), default=None, help="Jobs at once on this machine (default: CPUs).")
 @click.option("--interval", default="30s", show_default=True, help="Resync period: re-plan every spec, follow running jobs.")
 @click.option("--prune", is_flag=True, help="Cancel the running jobs of a spec that is deleted.")
+@click.option("--serve", "serve_too", is_flag=True, help="Also serve the status API and dashboard (as `ccspec serve`).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="With --serve: address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="With --serve: port.")
+@click.option("--allow-write", is_flag=True, help="With --serve: allow uploads and spec edits (with a token); "
+              "the reconciler runs what they change.")
 def watch(paths: tuple[str, ...], var_pairs: tuple[str, ...], state_opt: str | None, jobs_n: int | None,
-          interval: str, prune: bool) -> None:
+          interval: str, prune: bool, serve_too: bool, host: str, port: int, allow_write: bool) -> None:
     """Keep the workflows in PATHS converged: run what a saved spec adds or changes, as it is saved.
 
     Ctrl-C stops watching; running jobs go on, and the next watch or apply re-attaches."""
@@ -205,10 +210,32 @@ def watch(paths: tuple[str, ...], var_pairs: tuple[str, ...], state_opt: str | N
 
     reconciler = Reconciler([Path(p) for p in paths], state=state_dir(state_opt), jobs=jobs_n or os.cpu_count() or 1,
                             interval=period, prune=prune, overrides=parse_overrides(var_pairs), say=say)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: reconciler.stop())
     click.echo(f"watching {', '.join(paths)} (resync every {period:g}s; Ctrl-C stops)")
-    reconciler.run()
+    if serve_too:  # the server owns the main thread (and its signals); the reconciler runs beside it
+        import threading
+
+        from ccspec.server import run
+
+        folder = next((p for p in paths if Path(p).is_dir()), str(Path(paths[0]).parent))
+        app = _server_app(host, port, state_opt, folder, allow_write, None, "1M")
+        thread = threading.Thread(target=reconciler.run, name="reconciler", daemon=True)
+        thread.start()
+
+        def stop(*_: object) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, stop)  # the server re-raises the signal that stopped it
+        try:
+            run(app, host, port)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            reconciler.stop()
+            thread.join(timeout=60)
+    else:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: reconciler.stop())
+        reconciler.run()
     click.echo("stopped watching; running jobs go on (the next watch or apply re-attaches)")
 
 
@@ -392,6 +419,15 @@ def init(folder: str, name: str) -> None:
 def serve(host: str, port: int, state_opt: str | None, specs_dir: str, allow_write: bool, token_file: str | None,
           max_upload: str, access_log: bool) -> None:
     """Serve the status API (OpenAPI GUI at /docs), the live dashboard (/) and server-sent events."""
+    from ccspec.server import run
+
+    app = _server_app(host, port, state_opt, specs_dir, allow_write, token_file, max_upload)
+    run(app, host, port, access_log=access_log)
+
+
+def _server_app(host: str, port: int, state_opt: str | None, specs_dir: str, allow_write: bool, token_file: str | None,
+                max_upload: str) -> Any:
+    """The API app for `serve` and `watch --serve`, with its warnings and token printed."""
     import ipaddress
     import re
     from pathlib import Path
@@ -420,7 +456,7 @@ def serve(host: str, port: int, state_opt: str | None, specs_dir: str, allow_wri
                      "!" * 78, ""):
             click.secho(line, fg="red", bold=True, err=True)
 
-    from ccspec.server import ServeConfig, create_app, run
+    from ccspec.server import ServeConfig, create_app
 
     config = ServeConfig(state=state_dir(state_opt), specs=Path(specs_dir), token=token, allow_write=allow_write,
                          max_upload=limit, environ=dict(os.environ))
@@ -432,7 +468,7 @@ def serve(host: str, port: int, state_opt: str | None, specs_dir: str, allow_wri
     if made_up:
         click.echo(f"token (send `Authorization: Bearer TOKEN`; set CCSPEC_TOKEN to choose it): {token}\n"
                    f"dashboard: http://{shown}:{port}/?token={token}", err=True)
-    run(app, host, port, access_log=access_log)
+    return app
 
 
 @cli.command()

@@ -224,3 +224,59 @@ def _recorded_state(repo: Path, job: str) -> str | None:
         return rec.state.value if rec else None
     finally:
         store.close()
+
+
+def test_watch_with_serve_runs_what_the_api_uploads_and_shows_it(repo: Path, specs: Path) -> None:
+    """`watch --serve --allow-write`: a workflow uploaded through the API is written into the
+    folder, the reconciler runs it, and the API shows the result."""
+    import json
+    import os
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "CCSPEC_TOKEN": "t0ken-for-tests"}
+    proc = subprocess.Popen([sys.executable, "-m", "ccspec", "watch", "specs/", "--interval", "1h", "--serve",
+                             "--port", str(port), "--allow-write"], cwd=repo, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": "Bearer t0ken-for-tests"}
+
+    def get(path: str) -> dict:
+        with urllib.request.urlopen(urllib.request.Request(base + path, headers=auth), timeout=5) as response:
+            return json.loads(response.read())
+
+    try:
+        wait_for(lambda: _answers(base + "/healthz"), timeout=30)
+        body = b"version: 1\nname: uploaded\njobs:\n  hello: {run: \"echo '# ccspec output said=hi'\"}\n"
+        request = urllib.request.Request(base + "/api/workflows", data=body, method="POST",
+                                         headers={**auth, "Content-Type": "application/yaml"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 201
+        assert (specs / "uploaded.yaml").exists()
+
+        def done() -> bool:
+            try:
+                jobs = get("/api/workflows/uploaded")["jobs"]
+            except OSError:
+                return False
+            return any(j.get("id") == "hello" and j.get("state") == "succeeded" for j in jobs)
+
+        wait_for(done, timeout=30)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "uploaded/hello succeeded" in out
+
+
+def _answers(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
