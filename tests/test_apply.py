@@ -381,3 +381,25 @@ def test_apply_collects_a_job_that_finished_while_no_runner_watched_then_goes_on
     assert sorted(trace(repo)) == ["one", "one-done", "other", "two"]  # one ran once; the rest ran after it
     jobs = status(repo)["jobs"]
     assert jobs["one"]["attempt"] == 1 and all(jobs[j]["state"] == "succeeded" for j in ("one", "two", "other"))
+
+
+def test_secrets_never_reach_the_status_file(repo: Path) -> None:
+    write(repo, """
+        version: 1
+        vars: {password: hunter2-very-secret}
+        secrets: [password]
+        jobs:
+          leak:
+            run: |
+              echo "# ccspec progress=50 message=\\"using {{ vars.password }}\\""
+              echo "# ccspec output token=$API_TOKEN"
+              echo "# ccspec output pw={{ vars.password }}"
+    """)
+    env = {**os.environ, "API_TOKEN": "env-secret-0123456789"}
+    result = subprocess.run([sys.executable, "-m", "ccspec", "apply", "flow.yaml"], cwd=repo, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = (repo / "flow.status.yaml").read_text()
+    assert "hunter2-very-secret" not in text and "env-secret-0123456789" not in text
+    job = status(repo)["jobs"]["leak"]
+    assert job["outputs"] == {"token": "***", "pw": "***"} and job["message"] == "using ***"

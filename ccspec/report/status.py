@@ -71,8 +71,9 @@ def status_document(workflow: str, jobs: Iterable[JobStatus], errors: Iterable[s
     for j in jobs:
         entry: dict[str, Any] = {"state": j.state.value, "host": j.host, "attempt": j.attempt, "fingerprint": j.fingerprint,
                                  "started": iso(j.started), "finished": iso(j.finished), "exit_code": j.exit_code,
-                                 "progress": None if j.progress is None else round(j.progress, 1), "message": j.message,
-                                 "reason": j.reason, "outputs": _redacted(dict(j.outputs or {}), secrets) or None}
+                                 "progress": None if j.progress is None else round(j.progress, 1),
+                                 "message": _redacted(j.message, secrets), "reason": _redacted(j.reason, secrets),
+                                 "outputs": _redacted(dict(j.outputs or {}), secrets) or None}
         entries[j.id] = {k: v for k, v in entry.items() if v is not None}
     return {
         "workflow": workflow,

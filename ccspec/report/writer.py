@@ -8,11 +8,13 @@ engine never waits for it; later writes repaint the kept layout (milliseconds).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
 
 from ccspec.engine import JobView
+from ccspec.redact import environment_secrets, secret_values
 from ccspec.report.graph import GraphNode, Painter
 from ccspec.report.status import JobStatus, render_status, status_document, write_if_changed
 from ccspec.spec.resolved import ResolvedWorkflow
@@ -39,6 +41,8 @@ class StatusWriter:
         self._lock = threading.Lock()
         self._pending: list[GraphNode] | None = None
         self.painter = Painter(workflow.name)
+        # the spec's `secrets:` vars and secret-looking environment values: never in the files
+        self.secrets = [*secret_values(workflow.vars, workflow.spec.secrets), *environment_secrets(os.environ)]
         self._thread: threading.Thread | None = None
         self._closing = threading.Event()
 
@@ -58,7 +62,7 @@ class StatusWriter:
 
     def _write(self) -> None:
         views = list(self.views().values())
-        secrets = [str(self.workflow.vars.get(s, "")) for s in self.workflow.spec.secrets]
+        secrets = self.secrets
         doc = status_document(self.workflow.name, [_status(v) for v in views], redact=secrets)
         write_if_changed(self.folder / f"{self.workflow.name}.status.yaml", render_status(doc))
         if self.svg:
@@ -106,11 +110,6 @@ class StatusWriter:
         thread = self._thread
         if thread is not None:
             thread.join()
-
-
-def _status(v: JobView) -> JobStatus:
-    return JobStatus(v.id, v.state, v.host, v.attempt, v.fingerprint, v.started, v.finished, v.exit_code, v.progress,
-                     v.message, v.reason, v.outputs)
 
 
 def _status(v: JobView) -> JobStatus:

@@ -67,6 +67,10 @@ MIGRATIONS = [
         workflow TEXT PRIMARY KEY, event INTEGER NOT NULL, digest TEXT NOT NULL
     );
     """,
+    # the last event of a workflow, and its events after an id (status API, no-change apply)
+    """
+    CREATE INDEX events_by_workflow ON events (workflow, id);
+    """,
 ]
 
 
@@ -206,7 +210,7 @@ class StateStore:
     def spec_path(self, workflow: str) -> str | None:
         """The spec file a workflow was last applied from."""
         row = self.db.execute("SELECT spec_path FROM workflows WHERE name=?", (workflow,)).fetchone()
-        return None if row is None else str(row[0])
+        return None if row is None or row[0] is None else str(row[0])
 
     def workflows(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT name FROM workflows ORDER BY name")]

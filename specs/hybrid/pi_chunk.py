@@ -16,4 +16,4 @@ for i in range(samples):
 print(f"chunk seed={seed} on {socket.gethostname()} (slurm job {os.environ.get('SLURM_JOB_ID', '-')})")
 print(f"# ccspec output inside={inside}")
 print(f"# ccspec output samples={samples}")
-print(f"# ccspec output where={os.environ.get('SLURM_JOB_ID') and 'slurm' or 'here'}")
+print(f"# ccspec output where={(os.environ.get('SLURM_JOB_ID') and 'slurm') or 'here'}")
