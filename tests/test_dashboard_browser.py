@@ -199,6 +199,11 @@ def test_dashboard_follows_a_job_live(tmp_path: Path) -> None:
         browser.open(server.url + "/workflows/slow/jobs/wait")
         browser.wait(lambda: "passed the gate" in browser.js("document.getElementById('log').textContent"), "the log")
         check_png(browser.screenshot(tmp_path / "job.png"))
+
+        browser.open(server.url + "/docs")  # the OpenAPI GUI renders from ccspec's own files, no CDN
+        browser.wait(lambda: browser.js("document.querySelectorAll('.opblock').length") >= 10, "Swagger UI's operations")
+        assert "/api/workflows/{name}" in browser.js("document.body.innerText")
+        check_png(browser.screenshot(tmp_path / "docs.png"))
     finally:
         gate.write_text("open")
         if run is not None:

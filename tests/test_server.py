@@ -409,3 +409,18 @@ def test_stops_at_once_with_streams_open(tmp_path: Path) -> None:
     assert time.monotonic() - began < 3
     listener.join(5)
     assert not listener.is_alive()
+
+
+def test_the_api_gui_is_served_without_internet(writable: Server) -> None:
+    """/docs and /redoc load their scripts from ccspec itself, not from a CDN (open even when
+    the server wants a token)."""
+    with writable.client(auth=False) as http:
+        page = http.get("/docs")
+        assert page.status_code == 200 and "/docs-assets/swagger-ui-bundle.js" in page.text
+        assert "cdn" not in page.text.lower()
+        script = http.get("/docs-assets/swagger-ui-bundle.js")
+        assert script.status_code == 200 and len(script.content) > 500_000
+        assert http.get("/docs-assets/swagger-ui.css").status_code == 200
+        redoc = http.get("/redoc")
+        assert redoc.status_code == 200 and "/docs-assets/redoc.standalone.js" in redoc.text
+        assert http.get("/docs-assets/redoc.standalone.js").status_code == 200

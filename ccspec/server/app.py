@@ -145,7 +145,7 @@ def create_app(config: ServeConfig) -> FastAPI:
             reader.close()
 
     app = FastAPI(
-        title="ccspec", version=__version__, lifespan=lifespan,
+        title="ccspec", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
         description=("Status of ccspec workflows: every workflow, its jobs, their logs, the live graph and the "
                      "spec; server-sent events for changes. Read-only unless `ccspec serve --allow-write`; "
                      "writes change spec files (git stays the source of truth) and need a bearer token."),
@@ -374,6 +374,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         return page(dashboard.job(built.body))
 
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")
+    _offline_docs(app)
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(CachedReads, reader=reader)
@@ -431,3 +432,36 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                     operation["security"] = [{"bearer": []}, {}]
         app.openapi_schema = schema
     return app.openapi_schema
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc from files installed with ccspec (the fastapi-offline
+    package ships them), not from a CDN: the GUI works on machines without internet."""
+    from pathlib import Path
+
+    import fastapi_offline
+    from fastapi.openapi.docs import (
+        get_redoc_html,
+        get_swagger_ui_html,
+        get_swagger_ui_oauth2_redirect_html,
+    )
+
+    assets = Path(fastapi_offline.__file__).resolve().parent / "static"
+    app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> Response:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="ccspec API",
+                                   oauth2_redirect_url="/docs/oauth2-redirect",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon.png")
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    async def swagger_redirect() -> Response:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> Response:
+        return get_redoc_html(openapi_url="/openapi.json", title="ccspec API",
+                              redoc_js_url="/docs-assets/redoc.standalone.js", redoc_favicon_url="/docs-assets/favicon.png")

@@ -25,7 +25,7 @@ __all__ = ["COOKIE", "OPEN_PATHS", "Access", "new_token"]
 
 COOKIE = "ccspec_session"
 OPEN_PATHS = ("/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/favicon.ico")
-OPEN_PREFIXES = ("/static/",)
+OPEN_PREFIXES = ("/static/", "/docs-assets/")  # the dashboard's and the API GUI's own files
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
