@@ -46,6 +46,14 @@ def slurm_host(svc: TestServices, workdir: Path | str, **extra: object) -> str:
     return "{" + ", ".join(f"{k}: {v}" for k, v in fields.items()) + "}"
 
 
+def start_and_wait(repo: Path, remote_dir: str, job: str) -> tuple[subprocess.Popen[str], str]:
+    """`ccspec apply` in the background, once `job`'s first attempt wrote its pid on the host."""
+    proc = start(repo, "apply", "flow.yaml")
+    run_dir = f"{remote_dir}/.ccspec/runs/flow/{job}/1"
+    wait_for(lambda: ssh(f"test -s {run_dir}/pid").returncode == 0)
+    return proc, run_dir
+
+
 def remote_text(path: str) -> str:
     result = ssh(f"cat {path}")
     assert result.returncode == 0, result.stderr
@@ -290,10 +298,9 @@ def test_status_collects_remote_jobs_after_the_runner_died(repo: Path, svc: Test
         jobs:
           remote: {{host: box, run: "sleep 1; echo '# ccspec output r=5'"}}
     """)
-    proc = start(repo, "apply", "flow.yaml")
-    wait_for(lambda: ssh(f"test -s {remote_dir}/.ccspec/runs/flow/remote/1/pid").returncode == 0)
+    proc, run_dir = start_and_wait(repo, remote_dir, "remote")
     kill_runner(proc)
-    wait_for(lambda: ssh(f"test -s {remote_dir}/.ccspec/runs/flow/remote/1/exit_code").returncode == 0)
+    wait_for(lambda: ssh(f"test -s {run_dir}/exit_code").returncode == 0)
     result = ccspec(repo, "status", "flow.yaml", "--json")
     assert result.returncode == 0, result.stderr
     assert '"succeeded"' in result.stdout and '"r": 5' in result.stdout
@@ -364,9 +371,8 @@ def test_interrupt_cancels_remote_jobs(repo: Path, svc: TestServices, remote_dir
         jobs:
           long: {{host: box, run: "sleep 200"}}
     """)
-    proc = start(repo, "apply", "flow.yaml")
-    wait_for(lambda: ssh(f"test -s {remote_dir}/.ccspec/runs/flow/long/1/pid").returncode == 0)
-    pid = remote_text(f"{remote_dir}/.ccspec/runs/flow/long/1/pid").strip()
+    proc, run_dir = start_and_wait(repo, remote_dir, "long")
+    pid = remote_text(f"{run_dir}/pid").strip()
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, out + err
@@ -381,10 +387,8 @@ def test_cancel_command_stops_a_remote_job_nobody_watches(repo: Path, svc: TestS
         jobs:
           long: {{host: box, run: "sleep 200"}}
     """)
-    proc = start(repo, "apply", "flow.yaml")
-    pidfile = f"{remote_dir}/.ccspec/runs/flow/long/1/pid"
-    wait_for(lambda: ssh(f"test -s {pidfile}").returncode == 0)
-    pid = remote_text(pidfile).strip()
+    proc, run_dir = start_and_wait(repo, remote_dir, "long")
+    pid = remote_text(f"{run_dir}/pid").strip()
     kill_runner(proc)
     result = ccspec(repo, "cancel", "flow", "long")
     assert result.returncode == 0 and "cancelled 1 job" in result.stdout, result.stdout + result.stderr

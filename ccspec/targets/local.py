@@ -1,9 +1,12 @@
-"""This machine: each attempt runs under the job wrapper in its own session, so it survives
-the death of ccspec, and a timeout or cancel kills its whole process group.
+"""This machine: each attempt runs under a wrapper in its own session, so it survives the
+death of ccspec, and a timeout or cancel kills its whole process group.
 
-Exits of processes this runner started are reported by a waiter thread per process (no
-polling loop); attempts found after a restart are not our children and are polled through
-the wrapper's files (`pid`, `exit_code`) in their run folder.
+`run:` jobs start with one posix_spawn of their shell running templates/run-wrapper.sh;
+scripts and notebooks with subprocess under templates/job-wrapper.sh. The wrappers record
+pid and exit code in the attempt's run folder. Exits of this runner's children arrive
+through pidfds in one selector (a waiter thread per child where pidfds do not exist), with
+no polling loop; attempts found after a restart are not our children and are polled
+through the wrappers' files.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ccspec.errors import PermanentTargetError
@@ -66,7 +69,7 @@ class LocalTarget:
 
     def __init__(self) -> None:
         self._wrapper = str(template_path("job-wrapper.sh"))
-        self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._reapers: dict[str, Callable[[], int]] = {}  # handle -> wait for that child's exit code
         self._callbacks: dict[str, ExitCallback] = {}
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe()
@@ -75,7 +78,6 @@ class LocalTarget:
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._exited: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
         self._dirs: set[Path] = set()
-        self._spawned: set[str] = set()  # children started with posix_spawn (no Popen object)
 
     def _ensure_dir(self, folder: Path) -> None:
         """mkdir -p, remembering which parents exist (a failed mkdir costs an exception)."""
@@ -98,7 +100,7 @@ class LocalTarget:
         for fd in (wake_r, wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
-        self._children.clear()
+        self._reapers.clear()
         self._callbacks.clear()
 
     def wake(self) -> None:
@@ -122,16 +124,7 @@ class LocalTarget:
                 )
         except OSError as exc:
             raise PermanentTargetError(f"cannot start {launch.argv[0]!r}: {exc.strerror or exc}") from exc
-        handle = str(proc.pid)
-        self._children[handle] = proc
-        self._callbacks[handle] = on_exit
-        try:
-            fd = os.pidfd_open(proc.pid)  # type: ignore[attr-defined]
-        except (AttributeError, OSError):
-            threading.Thread(target=self._wait_thread, args=(handle, proc), name=f"wait-{handle}", daemon=True).start()
-        else:
-            self._selector.register(fd, selectors.EVENT_READ, handle)
-        return handle
+        return self._watch(proc.pid, proc.wait, on_exit)
 
     def _spawn(self, launch: Launch, on_exit: ExitCallback) -> str:
         """A run: job: one posix_spawn (vfork+exec, no Python in between); its wrapper makes
@@ -141,23 +134,24 @@ class LocalTarget:
             pid = os.posix_spawn(program, list(launch.argv), launch.env, file_actions=_NULL_STDIO, setsid=True)
         except OSError as exc:
             raise PermanentTargetError(f"cannot start {launch.argv[0]!r}: {exc.strerror or exc}") from exc
+        return self._watch(pid, lambda: os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), on_exit)
+
+    def _watch(self, pid: int, reap: Callable[[], int], on_exit: ExitCallback) -> str:
+        """Watch a child's exit through a pidfd in the selector, or a waiter thread where
+        pidfds do not exist; `reap` collects its exit code once it has exited."""
         handle = str(pid)
-        self._spawned.add(handle)
+        self._reapers[handle] = reap
         self._callbacks[handle] = on_exit
         try:
             fd = os.pidfd_open(pid)  # type: ignore[attr-defined]
         except (AttributeError, OSError):
-            threading.Thread(target=self._waitpid_thread, args=(handle, pid), name=f"wait-{handle}", daemon=True).start()
+            threading.Thread(target=self._wait_thread, args=(handle, reap), name=f"wait-{handle}", daemon=True).start()
         else:
             self._selector.register(fd, selectors.EVENT_READ, handle)
         return handle
 
-    def _waitpid_thread(self, handle: str, pid: int) -> None:
-        self._exited.put((handle, os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])))
-        self.wake()
-
-    def _wait_thread(self, handle: str, proc: subprocess.Popen[bytes]) -> None:
-        self._exited.put((handle, proc.wait()))
+    def _wait_thread(self, handle: str, reap: Callable[[], int]) -> None:
+        self._exited.put((handle, reap()))
         self.wake()
 
     def wait(self, timeout: float | None) -> None:
@@ -172,18 +166,15 @@ class LocalTarget:
             handle = key.data
             self._selector.unregister(key.fileobj)
             os.close(key.fd)
-            proc = self._children.get(handle)
-            if proc is not None:
-                self._exited.put((handle, proc.wait()))
-            elif handle in self._spawned:
-                self._spawned.discard(handle)
-                self._exited.put((handle, os.waitstatus_to_exitcode(os.waitpid(int(handle), 0)[1])))
+            reap = self._reapers.get(handle)
+            if reap is not None:
+                self._exited.put((handle, reap()))
         while True:
             try:
                 handle, code = self._exited.get_nowait()
             except queue.Empty:
                 return
-            self._children.pop(handle, None)
+            self._reapers.pop(handle, None)
             callback = self._callbacks.pop(handle, None)
             if callback is not None:
                 callback(handle, code)
