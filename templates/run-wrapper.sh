@@ -2,13 +2,14 @@
 #   $1 the job's command, $2 the log (optional), $3 the working folder (optional)
 # It runs the command in this same shell process (no extra fork/exec per job) and records
 # in $CCSPEC_RUN_DIR the pid and, on exit, the exit code, so a restarted ccspec re-attaches
-# to the job instead of launching it again. Creating the run folder, opening the log and
-# changing folder happen here, in the job's process, not in the runner's. A shell stopped
+# to the job instead of launching it again. Opening the log and changing folder happen
+# here, in the job's process, not in the runner's. A shell stopped
 # by a signal does not give its EXIT trap the right status, so HUP, INT and TERM record
 # 128+N themselves; a job killed by KILL leaves no exit code (ccspec records why it killed
 # it, or marks it lost).
 if [ -n "${2-}" ]; then
-  mkdir -p "$CCSPEC_RUN_DIR" && exec >>"$2" 2>&1
+  [ -d "$CCSPEC_RUN_DIR" ] || mkdir -p "$CCSPEC_RUN_DIR"  # the runner usually made it: no process then
+  exec >>"$2" 2>&1
 fi
 trap 'echo $? > "$CCSPEC_RUN_DIR/exit_code"' EXIT
 trap 'trap - EXIT; echo 129 > "$CCSPEC_RUN_DIR/exit_code"; exit 129' HUP

@@ -127,14 +127,27 @@ class LocalTarget:
         return self._watch(proc.pid, proc.wait, on_exit)
 
     def _spawn(self, launch: Launch, on_exit: ExitCallback) -> str:
-        """A run: job: one posix_spawn (vfork+exec, no Python in between); its wrapper makes
-        the run folder, opens the log and changes folder in the job's own process."""
+        """A run: job: one posix_spawn (vfork+exec, no Python in between); its wrapper opens
+        the log and changes folder in the job's own process."""
         program = _which(launch.argv[0])
+        self._make_run_dir(launch.run_dir)
         try:
             pid = os.posix_spawn(program, list(launch.argv), launch.env, file_actions=_NULL_STDIO, setsid=True)
         except OSError as exc:
             raise PermanentTargetError(f"cannot start {launch.argv[0]!r}: {exc.strerror or exc}") from exc
         return self._watch(pid, lambda: os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), on_exit)
+
+    def _make_run_dir(self, run_dir: Path) -> None:
+        """Two mkdir calls for a job's first attempt, one after (a mkdir here costs less than
+        the `mkdir` process the wrapper would otherwise start)."""
+        self._ensure_dir(run_dir.parent.parent)  # logs/WF, once
+        try:
+            os.mkdir(run_dir)
+        except FileNotFoundError:
+            os.mkdir(run_dir.parent)
+            os.mkdir(run_dir)
+        except FileExistsError:
+            pass
 
     def _watch(self, pid: int, reap: Callable[[], int], on_exit: ExitCallback) -> str:
         """Watch a child's exit through a pidfd in the selector, or a waiter thread where
