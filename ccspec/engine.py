@@ -524,7 +524,8 @@ class Engine:
             view.progress = 100.0
         view.finished = time.time()
         self.store.finish_attempt(view.attempt_id, state, exit_code=code, reason=reason, outputs=view.outputs,
-                                  progress=view.progress, message=view.message, finished=view.finished)
+                                  progress=view.progress, message=view.message, finished=view.finished,
+                                  soon=True)  # with the next launch's record, or before the loop sleeps
         view.exit_code, view.deadline, view.kill_at, view.killing, view.forced = code, None, None, None, False
         if state in (JobState.FAILED, JobState.TIMED_OUT, JobState.LOST) and view.retries_left > 0 and not self.stopping:
             view.retries_left -= 1

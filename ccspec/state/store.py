@@ -17,7 +17,7 @@ import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,7 +145,7 @@ class StateStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
-        self._handles: list[tuple[int, str, JobState, float, str, str]] = []  # set `soon`, not written yet
+        self._soon: list[Callable[[], None]] = []  # writes asked for `soon`: done in the next transaction
         self._migrate()
 
     def close(self) -> None:
@@ -216,6 +216,7 @@ class StateStore:
         return [r[0] for r in self.db.execute("SELECT name FROM workflows ORDER BY name")]
 
     def recorded_jobs(self, workflow: str) -> dict[str, RecordedJob]:
+        self.flush()
         cur = self.db.cursor()
         cur.row_factory = None  # plain tuples: this reads every job of a workflow
         rows = cur.execute(
@@ -229,6 +230,7 @@ class StateStore:
         }
 
     def attempts(self, workflow: str, job: str | None = None) -> list[Attempt]:
+        self.flush()
         if job is None:
             rows = self.db.execute("SELECT * FROM attempts WHERE workflow=? ORDER BY id", (workflow,))
         else:
@@ -236,20 +238,24 @@ class StateStore:
         return [_attempt(r) for r in rows]
 
     def attempt(self, attempt_id: int) -> Attempt:
+        self.flush()
         return _attempt(self.db.execute("SELECT * FROM attempts WHERE id=?", (attempt_id,)).fetchone())
 
     def last_attempts(self, workflow: str) -> dict[str, Attempt]:
         """Each job's latest attempt, by job id."""
+        self.flush()
         rows = self.db.execute(
             "SELECT a.* FROM attempts a JOIN jobs j ON a.id = j.last_attempt WHERE j.workflow=?", (workflow,))
         return {r["job"]: _attempt(r) for r in rows}
 
     def active_attempts(self, workflow: str) -> list[Attempt]:
+        self.flush()
         rows = self.db.execute(
             "SELECT * FROM attempts WHERE workflow=? AND state IN ('launching','queued','running') ORDER BY id", (workflow,))
         return [_attempt(r) for r in rows]
 
     def last_event(self, workflow: str) -> int:
+        self.flush()
         row = self.db.execute("SELECT MAX(id) FROM events WHERE workflow=?", (workflow,)).fetchone()
         return int(row[0] or 0)
 
@@ -286,7 +292,7 @@ class StateStore:
         now = time.time()
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            self._write_handles()
+            self._write_soon()
             row = self.db.execute("SELECT attempts FROM jobs WHERE workflow=? AND id=?", (workflow, job)).fetchone()
             number = (row["attempts"] if row else 0) + 1
             cur = self.db.execute(
@@ -320,30 +326,38 @@ class StateStore:
         if workflow is None or job is None:
             row = self.db.execute("SELECT workflow, job FROM attempts WHERE id=?", (attempt_id,)).fetchone()
             workflow, job = row["workflow"], row["job"]
-        self._handles.append((attempt_id, handle, state, started or time.time(), workflow, job))
+        started = started or time.time()
+
+        def write() -> None:
+            now = time.time()
+            self.db.execute("UPDATE attempts SET handle=?, state=?, started=? WHERE id=?", (handle, str(state), started, attempt_id))
+            self.db.execute("UPDATE jobs SET state=?, updated=? WHERE workflow=? AND id=?", (str(state), now, workflow, job))
+            self._event(workflow, job, attempt_id, str(state), {"handle": handle})
+
+        self._write(write, soon)
+
+    def _write(self, write: Callable[[], None], soon: bool) -> None:
+        self._soon.append(write)
         if not soon:
             self.flush()
 
     def flush(self) -> None:
-        """Write the handles set with `soon` (one transaction)."""
-        if not self._handles:
+        """Do the writes asked for `soon`, in one transaction (in the order they were asked)."""
+        if not self._soon:
             return
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            self._write_handles()
+            self._write_soon()
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
 
-    def _write_handles(self) -> None:
+    def _write_soon(self) -> None:
         """Inside a transaction."""
-        pending, self._handles = self._handles, []
-        now = time.time()
-        for attempt_id, handle, state, started, workflow, job in pending:
-            self.db.execute("UPDATE attempts SET handle=?, state=?, started=? WHERE id=?", (handle, str(state), started, attempt_id))
-            self.db.execute("UPDATE jobs SET state=?, updated=? WHERE workflow=? AND id=?", (str(state), now, workflow, job))
-            self._event(workflow, job, attempt_id, str(state), {"handle": handle})
+        pending, self._soon = self._soon, []
+        for write in pending:
+            write()
 
     def update_progress(self, attempt_id: int, progress: float | None, message: str | None, outputs: Mapping[str, Any]) -> None:
         self.db.execute("UPDATE attempts SET progress=?, message=?, outputs=? WHERE id=?",
@@ -351,28 +365,29 @@ class StateStore:
 
     def finish_attempt(self, attempt_id: int, state: JobState, *, exit_code: int | None, reason: str | None,
                        outputs: Mapping[str, Any], progress: float | None, message: str | None,
-                       finished: float | None = None) -> None:
+                       finished: float | None = None, soon: bool = False) -> None:
+        """Record how an attempt ended. `soon`: with the next transaction (the engine's hot
+        path; a runner killed before that finds the attempt active and collects it again
+        from the wrapper's exit-code file)."""
         now = finished or time.time()
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            self._write_handles()  # a handle set `soon` lands before the attempt's end
-            row = self.db.execute("SELECT * FROM attempts WHERE id=?", (attempt_id,)).fetchone()
+        outputs = dict(outputs)
+
+        def write() -> None:
+            row = self.db.execute("SELECT workflow, job FROM attempts WHERE id=?", (attempt_id,)).fetchone()
             self.db.execute(
                 "UPDATE attempts SET state=?, exit_code=?, reason=?, outputs=?, progress=?, message=?, finished=? WHERE id=?",
-                (str(state), exit_code, reason, _json(dict(outputs)), progress, message, now, attempt_id))
+                (str(state), exit_code, reason, _json(outputs), progress, message, now, attempt_id))
             if state is JobState.SUCCEEDED:
                 self.db.execute(
                     """UPDATE jobs SET state=?, reason=NULL, success_fingerprint=fingerprint, success_parts=parts,
                        success_seq=?, outputs=?, updated=? WHERE workflow=? AND id=?""",
-                    (str(state), attempt_id, _json(dict(outputs)), now, row["workflow"], row["job"]))
+                    (str(state), attempt_id, _json(outputs), now, row["workflow"], row["job"]))
             else:
                 self.db.execute("UPDATE jobs SET state=?, reason=?, updated=? WHERE workflow=? AND id=?",
                                 (str(state), reason, now, row["workflow"], row["job"]))
             self._event(row["workflow"], row["job"], attempt_id, str(state), {"exit_code": exit_code, "reason": reason})
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
+
+        self._write(write, soon)
 
     def forget_jobs(self, workflow: str, ids: Iterable[str]) -> None:
         for job in ids:
