@@ -320,8 +320,9 @@ class Reconciler:
             except OSError:
                 continue
             if resync and digest == self.digests.get(path) and path in self.names:
-                self._controller(self.names[path]).want(self._controller(self.names[path]).desired.workflow,
-                                                        resync=True)
+                controller = self._controller(self.names[path])
+                last = controller.desired  # unchanged spec: the same wish again, re-planned (files may have changed)
+                controller.want(last.workflow, deleted=last.deleted, invalid=last.invalid, resync=True)
                 continue
             report = validate_file(path, overrides=self.overrides or None)
             self.digests[path] = digest
