@@ -84,6 +84,7 @@ class JobView:
     killing: JobState | None = None  # the state to record once the killed process exits
     forced: bool = False  # a forced kill was sent (remote: waiting for the host to confirm)
     slots: tuple[str, ...] = ()  # the slot pools this job holds while it runs
+    mine_at: float = 0.0  # monotonic time of the next read of its log for progress
     miner: LogMiner | None = None
     log_path: Path | None = None
     run_dir: Path | None = None
@@ -431,6 +432,7 @@ class Engine:
         view.attempt, view.attempt_id, view.run_dir, view.log_path = attempt.number, attempt.id, run_dir, log_path
         view.state, view.reason, view.exit_code, view.started, view.finished = JobState.LAUNCHING, None, None, time.time(), None
         view.progress, view.message, view.outputs, view.miner = None, None, {}, LogMiner()
+        view.mine_at = time.monotonic() + PROGRESS_EVERY / 5  # a quick first look, then twice a second
         if host.type != "local":
             self._launch_remote(view, job, planned_job, host, attempt.id)
             return True
@@ -495,12 +497,14 @@ class Engine:
         base = self.workflow.base_dir
         cwd = (base / job.workdir).resolve() if job.workdir else base
         env = {**os.environ, **{k: str(v) for k, v in job.env.items()}}
+        # absolute without Path.resolve(), which stats every component of every path (~0.2 ms)
+        run_dir, log_path = Path(os.path.abspath(run_dir)), Path(os.path.abspath(log_path))
         env.update({
             "CCSPEC_WORKFLOW": self.workflow.name, "CCSPEC_JOB": job.id, "CCSPEC_ATTEMPT": str(view.attempt),
-            "CCSPEC_RUN_DIR": str(run_dir.resolve()),
+            "CCSPEC_RUN_DIR": str(run_dir),
         })
         argv = command(job, base, run_dir, log_path)
-        return Launch(self.workflow.name, job.id, view.attempt, argv, env, cwd, run_dir.resolve(), log_path.resolve(),
+        return Launch(self.workflow.name, job.id, view.attempt, argv, env, cwd, run_dir, log_path,
                       job.timeout, wrapped=len(argv) > 2 and argv[2] is _run_wrapper())
 
     # -- outcomes ----------------------------------------------------------------------
@@ -577,7 +581,7 @@ class Engine:
                 self._cancel_job(view, force=True)
             elif view.deadline is not None and now >= view.deadline and view.killing is None:
                 self._kill(view, JobState.TIMED_OUT, f"timed out after {self.jobs[view.id].timeout:g}s")
-            if self._mine(view):
+            if now >= view.mine_at and self._mine(view):  # a log is read twice a second, not on every event
                 assert view.attempt_id is not None
                 self.store.update_progress(view.attempt_id, view.progress, view.message, view.outputs)
                 self.report("progress", view)
@@ -593,6 +597,7 @@ class Engine:
         self.report("tick", None)
 
     def _mine(self, view: JobView, *, final: bool = False) -> bool:
+        view.mine_at = time.monotonic() + PROGRESS_EVERY
         if view.miner is None or view.log_path is None:
             return False
         changed = view.miner.feed(self.local.read_log(view.log_path, view.miner.offset), final=final)
@@ -749,7 +754,7 @@ def command(job: ResolvedJob, base: Path, run_dir: Path, log_path: Path) -> list
             return [shell, "-NoProfile", "-Command", job.run or ""]
         if os.path.basename(shell) in POSIX_SHELLS:  # one process: the shell runs the wrapper and the command
             cwd = (base / job.workdir).resolve() if job.workdir else base
-            return [shell, "-c", _run_wrapper(), shell, job.run or "", str(log_path.resolve()), str(cwd)]
+            return [shell, "-c", _run_wrapper(), shell, job.run or "", os.path.abspath(log_path), str(cwd)]
         return [shell, "-c", job.run or ""]
     if job.kind == "script":
         script = str((base / (job.script or "")).resolve())

@@ -52,3 +52,13 @@ def test_analyze_finds_references() -> None:
 def test_has_template() -> None:
     assert has_template("a {{ b }}") and has_template("{% if x %}{% endif %}") and has_template("{# c #}")
     assert not has_template("echo ${HOME} {x}")
+
+
+def test_an_unknown_filter_is_a_diagnostic_not_a_crash(check) -> None:  # type: ignore[no-untyped-def]
+    report = check("""
+        version: 1
+        jobs:
+          a: {run: "echo {{ 'x' | odel }}"}
+    """)
+    assert not report.valid
+    assert any("No filter named 'odel'" in d.message and d.line == 4 for d in report.diagnostics), report.diagnostics

@@ -212,8 +212,12 @@ def analyze(source: str) -> TemplateInfo:
             found[target.name].add(node.attr)
         elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
             found[target.name].add(node.arg.value)
+    try:  # the names are found by compiling, which is where an unknown filter or test shows
+        names = frozenset(meta.find_undeclared_variables(tree))
+    except TemplateSyntaxError as exc:
+        raise TemplateProblem(f"template error: {exc.message}", "template-syntax", exc.lineno or 1) from None
     return TemplateInfo(
-        names=frozenset(meta.find_undeclared_variables(tree)),
+        names=names,
         vars=frozenset(found["vars"]),
         matrix=frozenset(found["matrix"]),
         jobs=frozenset(found["jobs"]),

@@ -140,14 +140,14 @@ class LocalTarget:
     def _make_run_dir(self, run_dir: Path) -> None:
         """Two mkdir calls for a job's first attempt, one after (a mkdir here costs less than
         the `mkdir` process the wrapper would otherwise start)."""
-        self._ensure_dir(run_dir.parent.parent)  # logs/WF, once
-        try:
+        job_dir = run_dir.parent
+        if job_dir not in self._dirs:
+            self._ensure_dir(job_dir.parent)  # logs/WF, once
+            with contextlib.suppress(FileExistsError):  # a job that ran before
+                os.mkdir(job_dir)
+            self._dirs.add(job_dir)
+        with contextlib.suppress(FileExistsError):
             os.mkdir(run_dir)
-        except FileNotFoundError:
-            os.mkdir(run_dir.parent)
-            os.mkdir(run_dir)
-        except FileExistsError:
-            pass
 
     def _watch(self, pid: int, reap: Callable[[], int], on_exit: ExitCallback) -> str:
         """Watch a child's exit through a pidfd in the selector, or a waiter thread where
