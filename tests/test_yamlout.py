@@ -34,3 +34,17 @@ def test_status_shape_reads_naturally() -> None:
 def test_special_floats() -> None:
     loaded = yaml.safe_load(dump({"a": float("inf"), "b": float("-inf"), "c": float("nan")}))
     assert loaded["a"] == math.inf and loaded["b"] == -math.inf and math.isnan(loaded["c"])
+
+
+def test_the_kept_status_renderer_writes_what_render_status_writes() -> None:
+    from ccspec.report.status import StatusRenderer, render_status
+
+    doc = {"workflow": "w", "phase": "running", "counts": {"running": 1, "pending": 1}, "errors": [],
+           "jobs": {"a": {"state": "running", "progress": 40.0, "outputs": {"x": [1, "two"], "n": {"m": None}}},
+                    "b-1": {"state": "pending", "host": "box", "reason": "needs: a"}}}
+    renderer = StatusRenderer()
+    assert renderer.render(doc) == render_status(doc)
+    doc["jobs"]["a"] = {"state": "succeeded", "progress": 100.0, "exit_code": 0}  # one job changes
+    doc["jobs"]["c"] = {"state": "pending"}  # and one is new (a fan-out)
+    assert renderer.render(doc) == render_status(doc)
+    assert renderer.render({**doc, "jobs": {}}) == render_status({**doc, "jobs": {}})

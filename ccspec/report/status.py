@@ -102,6 +102,32 @@ def render_status(document: Mapping[str, Any]) -> str:
     return HEADER + yamlout.dump(document)
 
 
+class StatusRenderer:
+    """`render_status` for a file rewritten many times while a run goes on: each job's block
+    is kept and rendered again only when its entry changed (most of a large workflow's jobs
+    do not change between two writes). The text is the same as `render_status`'s."""
+
+    def __init__(self) -> None:
+        self._blocks: dict[str, tuple[str, str]] = {}  # job id -> (entry as repr, its lines)
+
+    def render(self, document: Mapping[str, Any]) -> str:
+        jobs = document.get("jobs")
+        if not isinstance(jobs, Mapping) or not jobs or list(document)[-1] != "jobs":
+            return render_status(document)
+        head = {k: v for k, v in document.items() if k != "jobs"}
+        parts = [HEADER, yamlout.dump(head), "jobs:\n"]
+        blocks: dict[str, tuple[str, str]] = {}
+        for job_id, entry in jobs.items():
+            key = repr(entry)
+            cached = self._blocks.get(job_id)
+            if cached is None or cached[0] != key:
+                cached = (key, yamlout.dump_nested({job_id: entry}, "  ", 1))
+            blocks[job_id] = cached
+            parts.append(cached[1])
+        self._blocks = blocks
+        return "".join(parts)
+
+
 def write_if_changed(path: Path, content: str | bytes) -> bool:
     """Atomically replace `path` with `content` unless it already holds exactly that."""
     data = content.encode() if isinstance(content, str) else content

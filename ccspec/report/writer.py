@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from ccspec.engine import JobView
 from ccspec.redact import environment_secrets, secret_values
 from ccspec.report.graph import GraphNode, Painter
-from ccspec.report.status import JobStatus, render_status, status_document, write_if_changed
+from ccspec.report.status import JobStatus, StatusRenderer, status_document, write_if_changed
 from ccspec.spec.resolved import ResolvedWorkflow
 
 __all__ = ["STATUS_EVERY", "StatusWriter"]
@@ -41,6 +41,7 @@ class StatusWriter:
         self._lock = threading.Lock()
         self._pending: list[GraphNode] | None = None
         self.painter = Painter(workflow.name)
+        self.renderer = StatusRenderer()
         # the spec's `secrets:` vars and secret-looking environment values: never in the files
         self.secrets = [*secret_values(workflow.vars, workflow.spec.secrets), *environment_secrets(os.environ)]
         self._thread: threading.Thread | None = None
@@ -64,7 +65,7 @@ class StatusWriter:
         views = list(self.views().values())
         secrets = self.secrets
         doc = status_document(self.workflow.name, [_status(v) for v in views], redact=secrets)
-        write_if_changed(self.folder / f"{self.workflow.name}.status.yaml", render_status(doc))
+        write_if_changed(self.folder / f"{self.workflow.name}.status.yaml", self.renderer.render(doc))
         if self.svg:
             now = time.time()
             nodes = [GraphNode(v.id, v.state.value, self.needs(v.id), v.progress,

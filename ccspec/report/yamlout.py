@@ -15,7 +15,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["dump"]
+__all__ = ["dump", "dump_nested"]
 
 _PLAIN = re.compile(r"^[A-Za-z_/.][A-Za-z0-9_./@+-]*(?: [A-Za-z0-9_./@+()-]+)*$")
 _SPECIAL = re.compile(r"^(?:y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF|null|Null|NULL|~|\.inf|\.nan|[-+]?\.?\d.*)$")
@@ -92,4 +92,11 @@ def _block(mapping: Mapping[str, Any], indent: str, out: list[str], depth: int) 
 def dump(document: Mapping[str, Any]) -> str:
     out: list[str] = []
     _block(document, "", out, 0)
+    return "\n".join(out) + "\n"
+
+
+def dump_nested(mapping: Mapping[str, Any], indent: str, depth: int) -> str:
+    """`mapping` as it appears inside a document at `depth` (for text kept piece by piece)."""
+    out: list[str] = []
+    _block(mapping, indent, out, depth)
     return "\n".join(out) + "\n"
