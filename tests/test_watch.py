@@ -155,6 +155,9 @@ def test_editing_a_spec_while_it_runs_hands_over_without_launching_twice(repo: P
         """)
         watch.wait("flow/quick succeeded")
         watch.wait("flow/slow succeeded")
+        # the handed-over job was the first engine's child: it is reaped, not left a zombie
+        wait_for(lambda: "Z" not in subprocess.run(["ps", "--ppid", str(watch.proc.pid), "-o", "stat="],
+                                                   capture_output=True, text=True).stdout, timeout=5)
     finally:
         watch.stop()
     assert sorted((repo / "trace").read_text().split()) == ["end", "quick", "start"]  # slow ran once

@@ -279,12 +279,16 @@ class StateStore:
     def set_job_state(self, workflow: str, job: str, name: str, state: JobState, reason: str | None = None,
                       *, fingerprint: str | None = None, parts: Mapping[str, str] | None = None) -> None:
         now = time.time()
-        self.db.execute(
-            """INSERT INTO jobs (workflow, id, name, state, reason, fingerprint, parts, updated) VALUES (?,?,?,?,?,?,?,?)
-               ON CONFLICT (workflow, id) DO UPDATE SET state=excluded.state, reason=excluded.reason, updated=excluded.updated,
-               fingerprint=COALESCE(excluded.fingerprint, jobs.fingerprint), parts=COALESCE(excluded.parts, jobs.parts)""",
-            (workflow, job, name, str(state), reason, fingerprint, _json(parts), now))
-        self._event(workflow, job, None, "state", {"state": str(state), "reason": reason})
+
+        def write() -> None:  # after the writes asked for `soon`, so events keep their order
+            self.db.execute(
+                """INSERT INTO jobs (workflow, id, name, state, reason, fingerprint, parts, updated) VALUES (?,?,?,?,?,?,?,?)
+                   ON CONFLICT (workflow, id) DO UPDATE SET state=excluded.state, reason=excluded.reason, updated=excluded.updated,
+                   fingerprint=COALESCE(excluded.fingerprint, jobs.fingerprint), parts=COALESCE(excluded.parts, jobs.parts)""",
+                (workflow, job, name, str(state), reason, fingerprint, _json(parts), now))
+            self._event(workflow, job, None, "state", {"state": str(state), "reason": reason})
+
+        self._write(write, soon=False)
 
     def begin_attempt(self, workflow: str, job: str, name: str, *, host: str, fingerprint: str,
                       parts: Mapping[str, str], run_dir: Path, log_path: Path) -> Attempt:

@@ -91,10 +91,14 @@ class LocalTarget:
 
     def close(self) -> None:
         """Release the selector, pidfds and wake-up pipe. Children still running are left
-        alone (they are detached); Python reaps them once their Popen objects are gone."""
+        alone (they are detached; a newer engine follows them through their files); a thread
+        reaps each one when it ends, so a long-lived reconciler gathers no zombies."""
         for key in list(self._selector.get_map().values()):
             if key.data is not None:
                 os.close(key.fd)
+                reap = self._reapers.get(key.data)
+                if reap is not None:
+                    threading.Thread(target=reap, name=f"reap-{key.data}", daemon=True).start()
         self._selector.close()
         wake_r, wake_w, self._wake_r, self._wake_w = self._wake_r, self._wake_w, -1, -1  # a late wake() writes nowhere
         for fd in (wake_r, wake_w):
