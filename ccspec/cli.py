@@ -319,15 +319,10 @@ def graph(workflow: str, output: str | None, state_opt: str | None) -> None:
 @click.option("--state", "state_opt", metavar="DIR", help="State folder.")
 def cancel(workflow: str, jobs_: tuple[str, ...], state_opt: str | None) -> None:
     """Cancel a workflow's running jobs (all, or the JOBs named)."""
-    from pathlib import Path
-
-    from ccspec.runner import state_dir
+    from ccspec.runner import cancel_attempts, spec_hosts, state_dir
     from ccspec.state.store import StateStore
-    from ccspec.states import JobState
-    from ccspec.targets.local import LocalTarget
 
     store = StateStore(state_dir(state_opt))
-    target = LocalTarget()
     holder = store.lease_holder(workflow)
     if holder is not None and not jobs_:
         import signal
@@ -338,21 +333,11 @@ def cancel(workflow: str, jobs_: tuple[str, ...], state_opt: str | None) -> None
             os.kill(pid, signal.SIGTERM)
             click.echo(f"asked the apply running as pid {pid} to cancel {workflow!r}")
             return
-    from ccspec.runner import cancel_remote, spec_hosts
-
-    hosts = spec_hosts(store, workflow)
     chosen = [a for a in store.active_attempts(workflow) if not jobs_ or a.job in jobs_]
-    remote = [a for a in chosen if a.host in hosts and hosts[a.host].type != "local"]
-    problems = cancel_remote(hosts, remote)
+    problems = cancel_attempts(store, spec_hosts(store, workflow), chosen, "cancelled by `ccspec cancel`")
     for attempt in chosen:
-        if attempt in remote:
-            if attempt.id in problems:
-                click.echo(f"could not cancel {attempt.job} on {attempt.host}: {problems[attempt.id]}", err=True)
-                continue
-        elif attempt.handle and attempt.run_dir:
-            target.cancel(attempt.handle, Path(attempt.run_dir))
-        store.finish_attempt(attempt.id, JobState.CANCELLED, exit_code=None, reason="cancelled by `ccspec cancel`",
-                             outputs=attempt.outputs, progress=attempt.progress, message=attempt.message)
+        if attempt.id in problems:
+            click.echo(f"could not cancel {attempt.job} on {attempt.host}: {problems[attempt.id]}", err=True)
     count = len(chosen) - len(problems)
     click.echo(f"cancelled {count} job(s) of {workflow!r}")
     if problems:

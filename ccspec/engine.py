@@ -495,7 +495,7 @@ class Engine:
 
     def _launch_spec(self, job: ResolvedJob, view: JobView, run_dir: Path, log_path: Path) -> Launch:
         base = self.workflow.base_dir
-        cwd = (base / job.workdir).resolve() if job.workdir else base
+        cwd = job_cwd(job, base)
         env = {**os.environ, **{k: str(v) for k, v in job.env.items()}}
         # absolute without Path.resolve(), which stats every component of every path (~0.2 ms)
         run_dir, log_path = Path(os.path.abspath(run_dir)), Path(os.path.abspath(log_path))
@@ -744,6 +744,11 @@ class _Outputs(Mapping[str, Any]):
         return len(self._views)
 
 
+def job_cwd(job: ResolvedJob, base: Path) -> Path:
+    """A local job's working folder: the spec's folder, or its `workdir:` below it."""
+    return (base / job.workdir).resolve() if job.workdir else base
+
+
 def command(job: ResolvedJob, base: Path, run_dir: Path, log_path: Path) -> list[str]:
     """The argv of a job on this machine."""
     if job.kind == "run":
@@ -753,8 +758,7 @@ def command(job: ResolvedJob, base: Path, run_dir: Path, log_path: Path) -> list
         if shell.lower().startswith(("powershell", "pwsh")):
             return [shell, "-NoProfile", "-Command", job.run or ""]
         if os.path.basename(shell) in POSIX_SHELLS:  # one process: the shell runs the wrapper and the command
-            cwd = (base / job.workdir).resolve() if job.workdir else base
-            return [shell, "-c", _run_wrapper(), shell, job.run or "", os.path.abspath(log_path), str(cwd)]
+            return [shell, "-c", _run_wrapper(), shell, job.run or "", os.path.abspath(log_path), str(job_cwd(job, base))]
         return [shell, "-c", job.run or ""]
     if job.kind == "script":
         script = str((base / (job.script or "")).resolve())

@@ -148,11 +148,11 @@ class _Controller:
             store.close()
 
     def _converge(self, store: Any, desired: _Desired) -> None:
-        from ccspec.runner import cancel_remote, settle
+        from ccspec.runner import settle
 
         if desired.workflow is None:
             if desired.deleted and self.r.prune:
-                self._prune(store, desired, cancel_remote)
+                self._prune(store, desired)
             settle(store, self.name, desired.hosts)  # follow what it started earlier
             if desired.invalid is not None:  # its errors, and the jobs it ran, in its status file
                 self._write_invalid(store, desired.invalid)
@@ -208,27 +208,13 @@ class _Controller:
         with self.cond:
             return self.desired.version != self.applied_version
 
-    def _prune(self, store: Any, desired: _Desired, cancel_remote: Callable[..., dict[int, str]]) -> None:
-        from pathlib import Path as _Path
-
-        from ccspec.states import JobState
-        from ccspec.targets.local import LocalTarget
+    def _prune(self, store: Any, desired: _Desired) -> None:
+        from ccspec.runner import cancel_attempts
 
         active = store.active_attempts(self.name)
-        if not active:
-            return
-        hosts = desired.hosts
-        remote = [a for a in active if a.host in hosts and hosts[a.host].type != "local"]
-        problems = cancel_remote(hosts, remote)
-        local = LocalTarget()
-        for attempt in active:
-            if attempt in remote and attempt.id in problems:
-                continue
-            if attempt not in remote and attempt.handle and attempt.run_dir:
-                local.cancel(attempt.handle, _Path(attempt.run_dir))
-            store.finish_attempt(attempt.id, JobState.CANCELLED, exit_code=None, reason="its spec was deleted (--prune)",
-                                 outputs=attempt.outputs, progress=attempt.progress, message=attempt.message)
-        self.r.say(f"{self.name}: spec deleted, cancelled {len(active) - len(problems)} running job(s)")
+        if active:
+            problems = cancel_attempts(store, desired.hosts, active, "its spec was deleted (--prune)")
+            self.r.say(f"{self.name}: spec deleted, cancelled {len(active) - len(problems)} running job(s)")
 
 
 class Reconciler:

@@ -286,7 +286,30 @@ def spec_hosts(store: StateStore, workflow: str) -> Mapping[str, Any]:
     return report.workflow.hosts if report.workflow is not None else {}
 
 
-def cancel_remote(hosts: Mapping[str, Any], attempts: list[Any]) -> dict[int, str]:
+def cancel_attempts(store: StateStore, hosts: Mapping[str, Any], attempts: list[Any], reason: str) -> dict[int, str]:
+    """Stop active attempts wherever they run (local process groups; one cancel command per
+    remote host) and record them cancelled with `reason`. Returns, by attempt id, why some
+    could not be stopped; those stay recorded as running."""
+    from ccspec.states import JobState
+    from ccspec.targets.local import LocalTarget
+
+    remote = [a for a in attempts if a.host in hosts and hosts[a.host].type != "local"]
+    problems = _cancel_remote(hosts, remote)
+    local = LocalTarget()
+    try:
+        for attempt in attempts:
+            if attempt.id in problems:
+                continue
+            if attempt not in remote and attempt.handle and attempt.run_dir:
+                local.cancel(attempt.handle, Path(attempt.run_dir))
+            store.finish_attempt(attempt.id, JobState.CANCELLED, exit_code=None, reason=reason,
+                                 outputs=attempt.outputs, progress=attempt.progress, message=attempt.message)
+    finally:
+        local.close()
+    return problems
+
+
+def _cancel_remote(hosts: Mapping[str, Any], attempts: list[Any]) -> dict[int, str]:
     """Cancel remote attempts, one command per host; returns why some could not be."""
     from ccspec.errors import TargetError
     from ccspec.targets.hosts import backend_for

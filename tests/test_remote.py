@@ -54,6 +54,24 @@ def start_and_wait(repo: Path, remote_dir: str, job: str) -> tuple[subprocess.Po
     return proc, run_dir
 
 
+def start_long_remote_job(repo: Path, svc: TestServices, remote_dir: str) -> tuple[subprocess.Popen[str], str]:
+    """`apply` of one 200 s job on the ssh host, once it runs there; returns the runner and
+    the job's pid on the host."""
+    write(repo, f"""
+        version: 1
+        hosts: {{box: {ssh_host(svc, remote_dir)}}}
+        jobs:
+          long: {{host: box, run: "sleep 200"}}
+    """)
+    proc, run_dir = start_and_wait(repo, remote_dir, "long")
+    return proc, remote_text(f"{run_dir}/pid").strip()
+
+
+def wait_gone(pid: str) -> None:
+    """Until the process is gone from the host (a zombie awaiting a late reaper counts as gone)."""
+    wait_for(lambda: ssh(f"ps -o stat= -p {pid} | grep -qv Z").returncode != 0, timeout=10)
+
+
 def remote_text(path: str) -> str:
     result = ssh(f"cat {path}")
     assert result.returncode == 0, result.stderr
@@ -365,34 +383,20 @@ def test_wsl_host_through_a_fake_wsl_exe(repo: Path) -> None:
 
 
 def test_interrupt_cancels_remote_jobs(repo: Path, svc: TestServices, remote_dir: str) -> None:
-    write(repo, f"""
-        version: 1
-        hosts: {{box: {ssh_host(svc, remote_dir)}}}
-        jobs:
-          long: {{host: box, run: "sleep 200"}}
-    """)
-    proc, run_dir = start_and_wait(repo, remote_dir, "long")
-    pid = remote_text(f"{run_dir}/pid").strip()
+    proc, pid = start_long_remote_job(repo, svc, remote_dir)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, out + err
     assert status(repo)["jobs"]["long"]["state"] == "cancelled"
-    wait_for(lambda: ssh(f"ps -o stat= -p {pid} | grep -qv Z").returncode != 0, timeout=10)  # gone (or a zombie)
+    wait_gone(pid)
 
 
 def test_cancel_command_stops_a_remote_job_nobody_watches(repo: Path, svc: TestServices, remote_dir: str) -> None:
-    write(repo, f"""
-        version: 1
-        hosts: {{box: {ssh_host(svc, remote_dir)}}}
-        jobs:
-          long: {{host: box, run: "sleep 200"}}
-    """)
-    proc, run_dir = start_and_wait(repo, remote_dir, "long")
-    pid = remote_text(f"{run_dir}/pid").strip()
+    proc, pid = start_long_remote_job(repo, svc, remote_dir)
     kill_runner(proc)
     result = ccspec(repo, "cancel", "flow", "long")
     assert result.returncode == 0 and "cancelled 1 job" in result.stdout, result.stdout + result.stderr
-    wait_for(lambda: ssh(f"ps -o stat= -p {pid} | grep -qv Z").returncode != 0, timeout=10)
+    wait_gone(pid)
     assert '"cancelled"' in ccspec(repo, "status", "flow.yaml", "--json").stdout
 
 

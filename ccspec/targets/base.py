@@ -1,4 +1,6 @@
-"""The protocol every place a job can run implements (local, ssh, slurm, wsl).
+"""What a launch is, and the interface of this machine's target (`LocalTarget`). Remote
+hosts (ssh, Slurm, WSL) implement the batch form of the same protocol, `Backend` in
+`ccspec.targets.remote`, driven by a thread per host (`ccspec.targets.worker`).
 
 Batch-first: `poll` takes every handle on the target at once, so 1,000 running jobs cost one
 status query per host per poll. A query that fails answers `None` for a job ("unknown"),

@@ -31,7 +31,7 @@ from ccspec.spec.resolved import ResolvedJob
 from ccspec.targets.base import Status
 from ccspec.targets.shells import Shell
 
-__all__ = ["Backend", "JobFiles", "RemoteLaunch", "RemoteLayout", "Submitted", "Tracked", "parse_poll", "poll_lines"]
+__all__ = ["Backend", "RemoteLaunch", "RemoteLayout", "Submitted", "Tracked", "parse_poll", "poll_lines"]
 
 q = shlex.quote
 LOG_CHUNK = 4 << 20  # bytes of one job's log read per poll; the rest comes with the next poll
@@ -99,8 +99,6 @@ def job_files(job: ResolvedJob, base: Path, inputs: Iterable[tuple[str, str]] = 
         files[rel] = base / rel
     return files
 
-
-JobFiles = Mapping[str, Path]
 
 
 class RemoteLayout:
