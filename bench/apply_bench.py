@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from validate_bench import (  # the same tools, found the same way
     default_ccspec,
@@ -230,29 +231,29 @@ def run_once(
     The child gets its own session; on timeout its process group is killed (exit code -9).
     """
     with tempfile.TemporaryFile() as out:
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
-        )
-        timer = threading.Timer(timeout, _kill_group, (proc.pid,))
-        timer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            timer.cancel()
-        wall = time.perf_counter() - start
-        proc.returncode = code = os.waitstatus_to_exitcode(status)
+        wall, code, usage = timed_child(argv, cwd, env, timeout, out)
         out.seek(max(0, out.seek(0, os.SEEK_END) - 2000))
         tail = out.read().decode(errors="replace")
     if code == -signal.SIGKILL:
         tail += f"\n(killed after the {timeout:.0f} s timeout)"
     return wall, code, usage.ru_maxrss / 1024, tail  # ru_maxrss is in KiB on Linux
+
+
+def timed_child(argv: list[str], cwd: Path, env: dict[str, str], timeout: float,
+                out: Any) -> tuple[float, int, Any]:
+    """Run argv in its own session with stdout and stderr into `out`; return (wall seconds,
+    exit code, resource usage from wait4). On timeout its process group is killed (-9)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    timer = threading.Timer(timeout, _kill_group, (proc.pid,))
+    timer.start()
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        timer.cancel()
+    proc.returncode = code = os.waitstatus_to_exitcode(status)
+    return time.perf_counter() - start, code, usage
 
 
 def _kill_group(pid: int) -> None:

@@ -42,13 +42,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from apply_bench import fmt, git_revision, interpreter_of  # the same helpers
+from apply_bench import fmt, git_revision, interpreter_of, timed_child  # the same helpers
 from validate_bench import default_ccspec, version
 
 HERE = Path(__file__).resolve().parent
@@ -260,24 +259,7 @@ def run_once(argv: list[str], cwd: Path, env: dict[str, str], timeout: float, lo
     """Run argv once in its own session, output into log; killed (-9) after timeout."""
     with open(log, "wb") as out:
         started_at = time.time()
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        timer = threading.Timer(timeout, _kill_group, (proc.pid,))
-        timer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            timer.cancel()
-        wall = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
+        wall, code, usage = timed_child(argv, cwd, env, timeout, out)
     text = log.read_text(errors="replace")
     run = Run(
         wall,
@@ -294,11 +276,6 @@ def run_once(argv: list[str], cwd: Path, env: dict[str, str], timeout: float, lo
     if code == -signal.SIGKILL:
         run.output_tail += f"\n(killed after the {timeout:.0f} s timeout)"
     return run
-
-
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
 
 
 def say_run(row: Row, i: int, total: int, run: Run, extra: str = "") -> None:
