@@ -43,7 +43,7 @@ from ccspec.spec.resolved import ResolvedJob, ResolvedWorkflow
 from ccspec.state.store import Attempt, RecordedJob, StateStore
 from ccspec.states import FINAL, JobState
 from ccspec.targets.base import Launch, Status
-from ccspec.targets.local import LocalTarget
+from ccspec.targets.local import LOST_REASON, LocalTarget
 from ccspec.targets.remote import RemoteLaunch, Submitted, Tracked, job_files
 from ccspec.targets.worker import HostWorker
 
@@ -509,12 +509,14 @@ class Engine:
 
     # -- outcomes ----------------------------------------------------------------------
 
-    def _exited(self, view: JobView, code: int) -> None:
+    def _exited(self, view: JobView, code: int | None) -> None:
         if view.state in FINAL:
             return
         self._mine(view, final=True)
         if view.killing is not None:
             state, reason = view.killing, view.reason
+        elif code is None:  # not our child, and its wrapper wrote no exit code: killed by KILL
+            state, reason = JobState.LOST, LOST_REASON
         elif code == 0:
             state, reason = JobState.SUCCEEDED, None
         else:

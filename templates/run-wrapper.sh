@@ -3,10 +3,11 @@
 # It runs the command in this same shell process (no extra fork/exec per job) and records
 # in $CCSPEC_RUN_DIR the pid and, on exit, the exit code, so a restarted ccspec re-attaches
 # to the job instead of launching it again. Opening the log and changing folder happen
-# here, in the job's process, not in the runner's. A shell stopped
-# by a signal does not give its EXIT trap the right status, so HUP, INT and TERM record
-# 128+N themselves; a job killed by KILL leaves no exit code (ccspec records why it killed
-# it, or marks it lost).
+# here, in the job's process, not in the runner's. templates/run-launcher.sh runs this
+# same text in a forked bash subshell, whose pid is $BASHPID, not $$. A shell stopped by
+# a signal does not give its EXIT trap the right status, so the terminating signals with
+# the same number everywhere record 128+N themselves; a job killed by KILL leaves no exit
+# code (ccspec records why it killed it, or marks it lost).
 if [ -n "${2-}" ]; then
   [ -d "$CCSPEC_RUN_DIR" ] || mkdir -p "$CCSPEC_RUN_DIR"  # the runner usually made it: no process then
   exec >>"$2" 2>&1
@@ -14,8 +15,11 @@ fi
 trap 'echo $? > "$CCSPEC_RUN_DIR/exit_code"' EXIT
 trap 'trap - EXIT; echo 129 > "$CCSPEC_RUN_DIR/exit_code"; exit 129' HUP
 trap 'trap - EXIT; echo 130 > "$CCSPEC_RUN_DIR/exit_code"; exit 130' INT
+trap 'trap - EXIT; echo 131 > "$CCSPEC_RUN_DIR/exit_code"; exit 131' QUIT
+trap 'trap - EXIT; echo 141 > "$CCSPEC_RUN_DIR/exit_code"; exit 141' PIPE
+trap 'trap - EXIT; echo 142 > "$CCSPEC_RUN_DIR/exit_code"; exit 142' ALRM
 trap 'trap - EXIT; echo 143 > "$CCSPEC_RUN_DIR/exit_code"; exit 143' TERM
-echo $$ > "$CCSPEC_RUN_DIR/pid"
+echo "${BASHPID:-$$}" > "$CCSPEC_RUN_DIR/pid"
 if [ -n "${3-}" ]; then
   cd "$3" || exit 127
 fi

@@ -44,7 +44,7 @@ class Status:
     extra: Mapping[str, str] = field(default_factory=dict)
 
 
-ExitCallback = Callable[[str, int], None]  # (handle, exit code) -> None, from any thread
+ExitCallback = Callable[[str, int | None], None]  # (handle, exit code or None if it left none) -> None, from any thread
 
 
 class Target(Protocol):

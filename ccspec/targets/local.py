@@ -1,12 +1,13 @@
 """This machine: each attempt runs under a wrapper in its own session, so it survives the
 death of ccspec, and a timeout or cancel kills its whole process group.
 
-`run:` jobs start with one posix_spawn of their shell running templates/run-wrapper.sh;
-scripts and notebooks with subprocess under templates/job-wrapper.sh. The wrappers record
-pid and exit code in the attempt's run folder. Exits of this runner's children arrive
-through pidfds in one selector (a waiter thread per child where pidfds do not exist), with
-no polling loop; attempts found after a restart are not our children and are polled
-through the wrappers' files.
+`run:` jobs in bash are forked by one long-lived bash (`BashLauncher`, Linux) running
+templates/run-wrapper.sh's text; other `run:` jobs start with one posix_spawn of their shell
+running that wrapper; scripts and notebooks with subprocess under templates/job-wrapper.sh.
+The wrappers record pid and exit code in the attempt's run folder. Exits arrive through
+pidfds in one selector (a waiter thread per child where pidfds do not exist), with no
+polling loop; attempts found after a restart are not our children and are polled through
+the wrappers' files.
 """
 
 from __future__ import annotations
@@ -29,8 +30,11 @@ from ccspec.processes import pid_alive
 from ccspec.resources import template_path
 from ccspec.states import JobState
 from ccspec.targets.base import ExitCallback, Launch, Status
+from ccspec.targets.launcher import SIGDEF, BashLauncher, eligible
 
-__all__ = ["LocalTarget", "read_exit_code"]
+__all__ = ["LOST_REASON", "LocalTarget", "read_exit_code"]
+
+LOST_REASON = "the job's process is gone and left no exit code (killed by SIGKILL?)"
 
 _SPAWN = hasattr(os, "posix_spawn") and not sys.platform.startswith("win")
 _NULL_STDIO = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)] if _SPAWN else []
@@ -69,15 +73,16 @@ class LocalTarget:
 
     def __init__(self) -> None:
         self._wrapper = str(template_path("job-wrapper.sh"))
-        self._reapers: dict[str, Callable[[], int]] = {}  # handle -> wait for that child's exit code
+        self._reapers: dict[str, Callable[[], int | None]] = {}  # handle -> wait for that child's exit code
         self._callbacks: dict[str, ExitCallback] = {}
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
-        self._exited: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
+        self._exited: queue.SimpleQueue[tuple[str, int | None]] = queue.SimpleQueue()
         self._dirs: set[Path] = set()
+        self._launcher: BashLauncher | None = None
 
     def _ensure_dir(self, folder: Path) -> None:
         """mkdir -p, remembering which parents exist (a failed mkdir costs an exception)."""
@@ -100,6 +105,8 @@ class LocalTarget:
                 if reap is not None:
                     threading.Thread(target=reap, name=f"reap-{key.data}", daemon=True).start()
         self._selector.close()
+        if self._launcher is not None:
+            self._launcher.close()
         wake_r, wake_w, self._wake_r, self._wake_w = self._wake_r, self._wake_w, -1, -1  # a late wake() writes nowhere
         for fd in (wake_r, wake_w):
             with contextlib.suppress(OSError):
@@ -131,12 +138,20 @@ class LocalTarget:
         return self._watch(proc.pid, proc.wait, on_exit)
 
     def _spawn(self, launch: Launch, on_exit: ExitCallback) -> str:
-        """A run: job: one posix_spawn (vfork+exec, no Python in between); its wrapper opens
-        the log and changes folder in the job's own process."""
-        program = _which(launch.argv[0])
+        """A run: job: forked by the bash launcher, or one posix_spawn (vfork+exec, no Python
+        in between); its wrapper opens the log and changes folder in the job's own process."""
         self._make_run_dir(launch.run_dir)
+        argv = launch.argv
+        if BashLauncher.available and eligible(argv):
+            if self._launcher is None:
+                self._launcher = BashLauncher(_which(argv[0]), argv[2])
+            pid = self._launcher.launch(argv[4], argv[5], argv[6], argv[2], launch.env)
+            if pid is not None:
+                run_dir = launch.run_dir
+                return self._watch(pid, lambda: read_exit_code(run_dir), on_exit)
         try:
-            pid = os.posix_spawn(program, list(launch.argv), launch.env, file_actions=_NULL_STDIO, setsid=True)
+            pid = os.posix_spawn(_which(argv[0]), list(argv), launch.env, file_actions=_NULL_STDIO, setsid=True,
+                                 setsigdef=SIGDEF)
         except OSError as exc:
             raise PermanentTargetError(f"cannot start {launch.argv[0]!r}: {exc.strerror or exc}") from exc
         return self._watch(pid, lambda: os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), on_exit)
@@ -153,21 +168,25 @@ class LocalTarget:
         with contextlib.suppress(FileExistsError):
             os.mkdir(run_dir)
 
-    def _watch(self, pid: int, reap: Callable[[], int], on_exit: ExitCallback) -> str:
-        """Watch a child's exit through a pidfd in the selector, or a waiter thread where
-        pidfds do not exist; `reap` collects its exit code once it has exited."""
+    def _watch(self, pid: int, reap: Callable[[], int | None], on_exit: ExitCallback) -> str:
+        """Watch a process's exit through a pidfd in the selector, or a waiter thread where
+        pidfds do not exist; `reap` collects its exit code once it has exited (None: it left
+        none)."""
         handle = str(pid)
         self._reapers[handle] = reap
         self._callbacks[handle] = on_exit
         try:
             fd = os.pidfd_open(pid)  # type: ignore[attr-defined]
+        except ProcessLookupError:  # a launcher's job that ended already (and was reaped)
+            self._exited.put((handle, reap()))
+            self.wake()
         except (AttributeError, OSError):
             threading.Thread(target=self._wait_thread, args=(handle, reap), name=f"wait-{handle}", daemon=True).start()
         else:
             self._selector.register(fd, selectors.EVENT_READ, handle)
         return handle
 
-    def _wait_thread(self, handle: str, reap: Callable[[], int]) -> None:
+    def _wait_thread(self, handle: str, reap: Callable[[], int | None]) -> None:
         self._exited.put((handle, reap()))
         self.wake()
 
@@ -206,7 +225,7 @@ class LocalTarget:
             elif handle.isdigit() and pid_alive(int(handle)):
                 out[handle] = Status(JobState.RUNNING)
             else:
-                out[handle] = Status(JobState.LOST, None, "the job's process is gone and left no exit code")
+                out[handle] = Status(JobState.LOST, None, LOST_REASON)
         return out
 
     def cancel(self, handle: str, run_dir: Path, *, force: bool = False) -> None:

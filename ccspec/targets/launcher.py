@@ -1,0 +1,152 @@
+"""One long-lived bash that forks `run:` jobs on this machine (templates/run-launcher.sh).
+
+Starting a bash costs about 1 ms of exec and dynamic linking here, and the runner's thread
+waits for most of it inside posix_spawn; a fork of a small, already running bash costs a
+tenth of that and the runner only writes a record and reads a pid back. The jobs are the
+launcher's children, not the runner's: their exits are watched through pidfds (Linux), and
+their exit codes come from the wrapper's `exit_code` file, as for a re-attached job.
+
+Only where the result is the same as a fresh `bash -c` does a job go through here (see
+`eligible`); everything else, and everything when the launcher is gone, is spawned as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import select
+import signal
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+
+from ccspec.resources import template_path
+
+__all__ = ["SIGDEF", "BashLauncher", "eligible"]
+
+# A forked subshell keeps the launcher's $$ and ends without its EXIT trap when the
+# command execs: those commands start their own bash.
+_OWN_SHELL = re.compile(r"\$\$|\$\{\$\}|\bexec\b|BASH_SUBSHELL")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Variables bash reads only when it starts, or that steer the wrapper itself.
+_STARTUP_ONLY = frozenset({"ENV", "SHELLOPTS", "BASHOPTS", "IFS", "POSIXLY_CORRECT", "UID", "EUID", "PPID",
+                           "GROUPS", "SHLVL"})
+REPLY_TIMEOUT = 10.0  # seconds a fork may take before the launcher counts as stuck
+# Python ignores these; a job must start with them at their defaults (`yes | head` ends).
+SIGDEF = tuple(s for s in (getattr(signal, "SIGPIPE", None), getattr(signal, "SIGXFSZ", None)) if s is not None)
+
+
+def eligible(argv: Sequence[str]) -> bool:
+    """Whether `argv` (bash -c WRAPPER bash COMMAND LOG CWD, the run: wrapper's form) runs a
+    command that a forked subshell runs exactly as a new bash would."""
+    return len(argv) == 7 and os.path.basename(argv[0]) == "bash" and _OWN_SHELL.search(argv[4]) is None
+
+
+class BashLauncher:
+    """The launcher process and its two pipes. Not thread-safe: one runner thread uses it."""
+
+    available = sys.platform.startswith("linux") and hasattr(os, "pidfd_open")
+
+    def __init__(self, bash: str, wrapper: str) -> None:
+        self._bash, self._wrapper = bash, wrapper
+        self._pid = 0
+        self._records = -1  # write end of the launcher's stdin
+        self._replies = -1  # read end of its fd 3
+        self._pending = b""
+        self._base: dict[str, str] = {}
+        self.broken = False
+
+    def launch(self, command: str, log: str, cwd: str, wrapper: str, env: Mapping[str, str]) -> int | None:
+        """Fork one job running `wrapper` (the launcher's own copy must be the same text);
+        its pid, or None when this launch cannot go through the launcher (the caller spawns
+        it the usual way)."""
+        if self.broken or wrapper != self._wrapper:
+            return None
+        if not self._pid and not self._start():
+            return None
+        changes = self._changes(env)
+        if changes is None:
+            return None
+        record = b"\0".join(s.encode("utf-8", "surrogateescape") for s in (command, log, cwd, *changes, "", ""))
+        try:
+            self._write_all(record)
+            return self._read_pid()
+        except OSError:
+            self._fail()
+            return None
+
+    def _changes(self, env: Mapping[str, str]) -> list[str] | None:
+        """NAME=VALUE for what differs from the launcher's environment, -NAME for what is
+        gone; None when a name is one a subshell cannot take over."""
+        base = self._base
+        out = [f"{k}={v}" for k, v in env.items() if base.get(k) != v]
+        out.extend(f"-{k}" for k in base if k not in env)
+        for item in out:
+            name = item[1:] if item[0] == "-" else item.partition("=")[0]
+            if not _NAME.fullmatch(name) or name in _STARTUP_ONLY or name.startswith("BASH") or "\0" in item:
+                return None
+        return out
+
+    def _start(self) -> bool:
+        records_r, records_w = os.pipe()
+        replies_r, replies_w = os.pipe()
+        try:
+            self._base = dict(os.environ)
+            self._pid = os.posix_spawn(
+                self._bash, [self._bash, "-c", template_path("run-launcher.sh").read_text(), "bash", self._wrapper],
+                self._base,
+                file_actions=[(os.POSIX_SPAWN_DUP2, records_r, 0), (os.POSIX_SPAWN_DUP2, replies_w, 3),
+                              (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                              (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)],
+                setsid=True, setsigdef=SIGDEF,
+            )
+        except OSError:
+            for fd in (records_w, replies_r):
+                os.close(fd)
+            self.broken = True
+            return False
+        finally:
+            for fd in (records_r, replies_w):
+                os.close(fd)
+        os.set_inheritable(records_w, False)
+        os.set_inheritable(replies_r, False)
+        self._records, self._replies = records_w, replies_r
+        return True
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._records, view):]
+
+    def _read_pid(self) -> int:
+        while b"\n" not in self._pending:
+            if not select.select([self._replies], [], [], REPLY_TIMEOUT)[0]:
+                raise OSError("the launcher did not answer")
+            chunk = os.read(self._replies, 4096)
+            if not chunk:
+                raise OSError("the launcher ended")
+            self._pending += chunk
+        line, _, self._pending = self._pending.partition(b"\n")
+        return int(line)
+
+    def _fail(self) -> None:
+        """The launcher died or misbehaved: spawn every job from now on."""
+        self.broken = True
+        self.close()
+
+    def close(self) -> None:
+        """End of input ends the launcher (its jobs go on); reap it in the background."""
+        for fd in (self._records, self._replies):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._records = self._replies = -1
+        pid, self._pid = self._pid, 0
+        if pid:
+            threading.Thread(target=_reap, args=(pid,), name="reap-launcher", daemon=True).start()
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)

@@ -1,0 +1,186 @@
+"""The bash launcher that forks `run:` jobs (ccspec.targets.launcher): a job it forks must
+see what a fresh `bash -c` job sees, and the runner must fall back to spawning whenever it
+cannot (a command using `$$` or `exec`, an environment a subshell cannot take over, a dead
+launcher). Real bash processes throughout."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ccspec.engine import _run_wrapper
+from ccspec.processes import pid_alive
+from ccspec.targets.base import Launch
+from ccspec.targets.launcher import BashLauncher, eligible
+from ccspec.targets.local import LocalTarget, read_exit_code
+
+pytestmark = pytest.mark.skipif(not BashLauncher.available, reason="the launcher needs Linux pidfds")
+
+# What a job can observe of its shell and process. Differences a subshell cannot avoid are
+# left out: $BASH_SUBSHELL, $BASHPID-dependent values, the session id, $_ and counters.
+PROBE = r"""
+grep -E 'Sig(Ign|Blk)' /proc/self/status & wait $!  # what a background command inherits
+grep -E 'Sig(Ign|Blk)' /proc/self/status  # and a foreground one
+echo "pgid-is-own=$(( $(ps -o pgid= -p $BASHPID) == BASHPID ))"
+echo "flags=$-"
+echo "umask=$(umask) pwd=$PWD shlvl=$SHLVL zero=$0 args=$#"
+shopt -p
+set -o
+trap -p
+ulimit -a
+declare -F
+declare -p | grep -v -E '^declare -[-a-zA-Z]* (BASH[A-Z_]*|_|PPID|RANDOM|SRANDOM|SECONDS|EPOCHSECONDS|EPOCHREALTIME|LINENO|PIPESTATUS|COLUMNS|LINES|HISTCMD|CCSPEC_JOB|CCSPEC_RUN_DIR|__ccspec_[a-z]*)='
+env | grep -v -E '^(_|CCSPEC_RUN_DIR|CCSPEC_JOB)=' | sort
+yes | head -n 1
+"""
+
+
+def _launch(tmp: Path, name: str, command: str, env: dict[str, str]) -> Launch:
+    run_dir = tmp / "runs" / name
+    log = tmp / f"{name}.log"
+    argv = ["bash", "-c", _run_wrapper(), "bash", command, str(log), str(tmp)]
+    full = {**env, "CCSPEC_RUN_DIR": str(run_dir), "CCSPEC_JOB": name}
+    return Launch("wf", name, 1, argv, full, tmp, run_dir, log, None, wrapped=True)
+
+
+def _run(target: LocalTarget, launch: Launch, timeout: float = 20) -> tuple[str, int | None]:
+    done: dict[str, int | None] = {}
+    handle = target.submit(launch, lambda h, code: done.__setitem__(h, code))
+    end = time.monotonic() + timeout
+    while handle not in done:
+        assert time.monotonic() < end, f"{launch.job_id} did not end"
+        target.wait(0.5)
+    return handle, done[handle]
+
+
+def test_a_forked_job_sees_what_a_spawned_job_sees(tmp_path: Path) -> None:
+    target = LocalTarget()
+    try:
+        env = {**os.environ, "CCSPEC_WORKFLOW": "wf", "SPEC_VAR": "from the spec"}
+        forked = _launch(tmp_path, "forked", PROBE, env)
+        # `: $$` makes the same probe start its own bash: the spawned reference
+        spawned = _launch(tmp_path, "spawned", PROBE + ": $$\n", env)
+        assert eligible(forked.argv) and not eligible(spawned.argv)
+        handle_f, code_f = _run(target, forked)
+        _, code_s = _run(target, spawned)
+        assert target._launcher is not None and target._launcher._pid, "the launcher was not used"
+    finally:
+        target.close()
+    assert code_f == code_s == 0
+    seen_f, seen_s = forked.log_path.read_text(), spawned.log_path.read_text()
+    assert seen_f == seen_s
+    assert "pgid-is-own=1" in seen_f  # its own process group: a timeout kills all of it
+    assert "SPEC_VAR=from the spec" in seen_f
+    assert "Broken pipe" not in seen_f and seen_f.rstrip().endswith("y")  # SIGPIPE at its default
+    assert (forked.run_dir / "pid").read_text().strip() == handle_f
+    assert read_exit_code(forked.run_dir) == 0
+
+
+def test_the_launcher_takes_over_environment_changes_and_removals(tmp_path: Path) -> None:
+    launcher = BashLauncher("/bin/bash", _run_wrapper())
+    try:
+        env = dict(os.environ)
+        env.pop("HOME", None)
+        env.update({"CCSPEC_RUN_DIR": str(tmp_path / "r"), "WITH_SPACES": "a b\nc", "EMPTY": ""})
+        (tmp_path / "r").mkdir()
+        log = tmp_path / "log"
+        pid = launcher.launch('printf "%s|" "${HOME-unset}" "$WITH_SPACES" "${EMPTY-unset}"', str(log), str(tmp_path),
+                              _run_wrapper(), env)
+        assert pid is not None
+        _wait_file(tmp_path / "r" / "exit_code")
+        assert log.read_text() == "unset|a b\nc||"
+        # names a subshell cannot take over go back to the caller, which spawns
+        assert launcher.launch("true", str(log), str(tmp_path), _run_wrapper(), {**env, "BASH_ENV": "/x"}) is None
+        assert launcher.launch("true", str(log), str(tmp_path), _run_wrapper(), {**env, "A-B": "1"}) is None
+        assert not launcher.broken
+    finally:
+        launcher.close()
+
+
+def _wait_file(path: Path, timeout: float = 10) -> None:
+    end = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < end, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("command", ["echo $$ > own", "echo ${$} > own", "exec sh -c 'echo $$ > own'"])
+def test_commands_that_need_their_own_shell_are_spawned(tmp_path: Path, command: str) -> None:
+    target = LocalTarget()
+    try:
+        handle, code = _run(target, _launch(tmp_path, "own", command, dict(os.environ)))
+    finally:
+        target.close()
+    assert code == 0
+    assert (tmp_path / "own").read_text().strip() == handle  # $$ is the job's own pid
+    assert target._launcher is None  # nothing went through the launcher
+
+
+def test_jobs_go_on_when_the_launcher_dies(tmp_path: Path) -> None:
+    target = LocalTarget()
+    try:
+        _, code = _run(target, _launch(tmp_path, "first", "exit 3", dict(os.environ)))
+        assert code == 3
+        launcher = target._launcher
+        assert launcher is not None
+        os.kill(launcher._pid, signal.SIGKILL)
+        _, code = _run(target, _launch(tmp_path, "second", "echo ok", dict(os.environ)))
+        assert code == 0 and launcher.broken  # spawned instead
+        assert (tmp_path / "second.log").read_text() == "ok\n"
+    finally:
+        target.close()
+
+
+def test_a_job_killed_behind_ccspecs_back_is_lost(tmp_path: Path) -> None:
+    target = LocalTarget()
+    try:
+        launch = _launch(tmp_path, "victim", "sleep 30", dict(os.environ))
+        done: dict[str, int | None] = {}
+        handle = target.submit(launch, lambda h, code: done.__setitem__(h, code))
+        _wait_file(launch.run_dir / "pid")
+        os.killpg(int(handle), signal.SIGKILL)
+        end = time.monotonic() + 10
+        while handle not in done:
+            assert time.monotonic() < end
+            target.wait(0.5)
+    finally:
+        target.close()
+    assert done[handle] is None  # no exit code: the engine records it as lost
+
+
+def test_a_forked_job_outlives_the_runner_and_the_next_apply_collects_it(tmp_path: Path) -> None:
+    """SIGKILL the runner while a forked job runs: the launcher ends at end of input, the
+    job goes on, and the next apply collects its exit code without running it again."""
+    (tmp_path / "flow.yaml").write_text(textwrap.dedent("""
+        version: 1
+        jobs:
+          slow: {run: "echo run >> trace; sleep 2; echo done > slow.out"}
+    """))
+    proc = subprocess.Popen([sys.executable, "-m", "ccspec", "apply", "flow.yaml"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pid_file: Path | None = None
+    end = time.monotonic() + 20
+    while pid_file is None:
+        assert time.monotonic() < end, "the job never started"
+        found = list((tmp_path / ".ccspec" / "logs").rglob("pid"))
+        pid_file = found[0] if found else None
+        time.sleep(0.05)
+    proc.kill()
+    proc.communicate()
+    job_pid = int(pid_file.read_text())
+    assert pid_alive(job_pid)
+    result = subprocess.run([sys.executable, "-m", "ccspec", "apply", "flow.yaml"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "slow.out").read_text() == "done\n"
+    assert (tmp_path / "trace").read_text() == "run\n"  # exactly once
+    status = yaml.safe_load((tmp_path / "flow.status.yaml").read_text())
+    assert status["jobs"]["slow"]["state"] == "succeeded" and status["jobs"]["slow"]["attempt"] == 1
