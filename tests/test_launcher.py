@@ -71,7 +71,11 @@ def test_a_forked_job_sees_what_a_spawned_job_sees(tmp_path: Path) -> None:
         assert eligible(forked.argv) and not eligible(spawned.argv)
         handle_f, code_f = _run(target, forked)
         _, code_s = _run(target, spawned)
+        for i in range(5):  # one spare after another
+            _, code = _run(target, _launch(tmp_path, f"more{i}", f"exit {i}", env))
+            assert code == i
         assert target._launcher is not None and target._launcher._pid, "the launcher was not used"
+        assert not target._launcher.broken
     finally:
         target.close()
     assert code_f == code_s == 0
@@ -132,9 +136,12 @@ def test_jobs_go_on_when_the_launcher_dies(tmp_path: Path) -> None:
         launcher = target._launcher
         assert launcher is not None
         os.kill(launcher._pid, signal.SIGKILL)
-        _, code = _run(target, _launch(tmp_path, "second", "echo ok", dict(os.environ)))
-        assert code == 0 and launcher.broken  # spawned instead
-        assert (tmp_path / "second.log").read_text() == "ok\n"
+        # the two spares forked before the launcher died may take a job each; then jobs are spawned
+        for name in ("second", "third", "fourth"):
+            _, code = _run(target, _launch(tmp_path, name, f"echo {name}", dict(os.environ)))
+            assert code == 0
+            assert (tmp_path / f"{name}.log").read_text() == f"{name}\n"
+        assert launcher.broken
     finally:
         target.close()
 
@@ -184,3 +191,18 @@ def test_a_forked_job_outlives_the_runner_and_the_next_apply_collects_it(tmp_pat
     assert (tmp_path / "trace").read_text() == "run\n"  # exactly once
     status = yaml.safe_load((tmp_path / "flow.status.yaml").read_text())
     assert status["jobs"]["slow"]["state"] == "succeeded" and status["jobs"]["slow"]["attempt"] == 1
+
+
+def test_a_record_cut_short_runs_nothing(tmp_path: Path) -> None:
+    """The runner dies while writing a launch record: the spare that read it runs nothing."""
+    launcher = BashLauncher("/bin/bash", _run_wrapper())
+    assert launcher._start()
+    spare = launcher._read_pid()
+    (tmp_path / "r").mkdir()
+    os.write(launcher._records, f"touch {tmp_path}/ran\0{tmp_path}/log\0{tmp_path}\0CCSPEC_RUN_DIR={tmp_path}/r\0".encode())
+    launcher.close()
+    end = time.monotonic() + 10
+    while pid_alive(spare):
+        assert time.monotonic() < end, "the spare did not end"
+        time.sleep(0.02)
+    assert not (tmp_path / "ran").exists() and not (tmp_path / "r" / "exit_code").exists()

@@ -2,9 +2,11 @@
 
 Starting a bash costs about 1 ms of exec and dynamic linking here, and the runner's thread
 waits for most of it inside posix_spawn; a fork of a small, already running bash costs a
-tenth of that and the runner only writes a record and reads a pid back. The jobs are the
-launcher's children, not the runner's: their exits are watched through pidfds (Linux), and
-their exit codes come from the wrapper's `exit_code` file, as for a re-attached job.
+fifth of that. The launcher keeps two of them forked ahead of time (spares, which read the
+next launch records themselves), so a launch is: take a spare's pid, write one record. The
+jobs are the launcher's children, not the runner's: their exits are watched through pidfds
+(Linux), and their exit codes come from the wrapper's `exit_code` file, as for a
+re-attached job.
 
 Only where the result is the same as a fresh `bash -c` does a job go through here (see
 `eligible`); everything else, and everything when the launcher is gone, is spawned as before.
@@ -32,7 +34,7 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Variables bash reads only when it starts, or that steer the wrapper itself.
 _STARTUP_ONLY = frozenset({"ENV", "SHELLOPTS", "BASHOPTS", "IFS", "POSIXLY_CORRECT", "UID", "EUID", "PPID",
                            "GROUPS", "SHLVL"})
-REPLY_TIMEOUT = 10.0  # seconds a fork may take before the launcher counts as stuck
+REPLY_TIMEOUT = 10.0  # seconds a spare may take to appear before the launcher counts as stuck
 # Python ignores these; a job must start with them at their defaults (`yes | head` ends).
 SIGDEF = tuple(s for s in (getattr(signal, "SIGPIPE", None), getattr(signal, "SIGXFSZ", None)) if s is not None)
 
@@ -70,11 +72,12 @@ class BashLauncher:
             return None
         record = b"\0".join(s.encode("utf-8", "surrogateescape") for s in (command, log, cwd, *changes, "", ""))
         try:
+            pid = self._read_pid()  # the spare that takes this record, forked while the last job ran
             self._write_all(record)
-            return self._read_pid()
         except OSError:
             self._fail()
             return None
+        return pid
 
     def _changes(self, env: Mapping[str, str]) -> list[str] | None:
         """NAME=VALUE for what differs from the launcher's environment, -NAME for what is
@@ -91,12 +94,16 @@ class BashLauncher:
     def _start(self) -> bool:
         records_r, records_w = os.pipe()
         replies_r, replies_w = os.pipe()
+        said_r, said_w = os.pipe()  # spare -> launcher: "I have my record"
+        turn_r, turn_w = os.pipe()  # spare -> next spare: "stdin is yours"
         try:
             self._base = dict(os.environ)
             self._pid = os.posix_spawn(
                 self._bash, [self._bash, "-c", template_path("run-launcher.sh").read_text(), "bash", self._wrapper],
                 self._base,
                 file_actions=[(os.POSIX_SPAWN_DUP2, records_r, 0), (os.POSIX_SPAWN_DUP2, replies_w, 3),
+                              (os.POSIX_SPAWN_DUP2, said_w, 4), (os.POSIX_SPAWN_DUP2, said_r, 5),
+                              (os.POSIX_SPAWN_DUP2, turn_w, 6), (os.POSIX_SPAWN_DUP2, turn_r, 7),
                               (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
                               (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)],
                 setsid=True, setsigdef=SIGDEF,
@@ -107,7 +114,7 @@ class BashLauncher:
             self.broken = True
             return False
         finally:
-            for fd in (records_r, replies_w):
+            for fd in (records_r, replies_w, said_r, said_w, turn_r, turn_w):
                 os.close(fd)
         os.set_inheritable(records_w, False)
         os.set_inheritable(replies_r, False)
