@@ -123,7 +123,10 @@ class Engine:
         self.local = LocalTarget()
         self.jobs: dict[str, ResolvedJob] = dict(workflow.jobs)
         self.fingerprints: dict[str, str] = {k: v.value for k, v in (fingerprints or {}).items()}
+        self._planned = dict(fingerprints or {})  # as planned: reused at launch when nothing it hashed moved
         self.facts = facts or Facts()
+        # the environment every local job starts from, read once (os.environ decodes on every access)
+        self._base_env = dict(os.environ)
         self.views: dict[str, JobView] = {}
         self.order: list[str] = list(self.jobs)
         self.stopping = False
@@ -413,9 +416,12 @@ class Engine:
         view.host = job.host
         # The fingerprint is taken of the job as planned (templates that read upstream outputs
         # unrendered), with fresh file contents, so the next plan computes the same value.
-        parents = {n: self.fingerprints.get(n, "") for n in planned_job.needs}
-        gather_facts(self.workflow, [planned_job], self.facts)
-        fp = fingerprint(planned_job, self.facts, parents)
+        fp = self._planned.get(planned_job.id)
+        if fp is None or planned_job.inputs or any(
+                self.fingerprints.get(n) != self._planned_value(n) for n in planned_job.needs):
+            parents = {n: self.fingerprints.get(n, "") for n in planned_job.needs}
+            gather_facts(self.workflow, [planned_job], self.facts)
+            fp = fingerprint(planned_job, self.facts, parents)
         self.fingerprints[job.id] = fp.value
         view.fingerprint = fp.value
         # logs/WF/JOB/N.log and, beside it, the attempt's run folder logs/WF/JOB/N/: one folder
@@ -428,7 +434,7 @@ class Engine:
                    else Path(".ccspec", "runs", self.workflow.name, job.id, str(number)))
         log_path = job_dir / f"{number}.log"
         attempt = self.store.begin_attempt(self.workflow.name, job.id, job.name, host=job.host, fingerprint=fp.value,
-                                           parts=fp.parts, run_dir=run_dir, log_path=log_path)
+                                           parts=fp.parts, run_dir=run_dir, log_path=log_path, number=number)
         view.attempt, view.attempt_id, view.run_dir, view.log_path = attempt.number, attempt.id, run_dir, log_path
         view.state, view.reason, view.exit_code, view.started, view.finished = JobState.LAUNCHING, None, None, time.time(), None
         view.progress, view.message, view.outputs, view.miner = None, None, {}, LogMiner()
@@ -451,6 +457,10 @@ class Engine:
         view.deadline = time.monotonic() + job.timeout if job.timeout else None
         self.report("started", view)
         return True
+
+    def _planned_value(self, job_id: str) -> str | None:
+        planned = self._planned.get(job_id)
+        return planned.value if planned is not None else None
 
     def _launch_remote(self, view: JobView, job: ResolvedJob, planned_job: ResolvedJob, host: Host, attempt_id: int) -> None:
         assert view.run_dir is not None and view.log_path is not None
@@ -496,13 +506,10 @@ class Engine:
     def _launch_spec(self, job: ResolvedJob, view: JobView, run_dir: Path, log_path: Path) -> Launch:
         base = self.workflow.base_dir
         cwd = job_cwd(job, base)
-        env = {**os.environ, **{k: str(v) for k, v in job.env.items()}}
         # absolute without Path.resolve(), which stats every component of every path (~0.2 ms)
         run_dir, log_path = Path(os.path.abspath(run_dir)), Path(os.path.abspath(log_path))
-        env.update({
-            "CCSPEC_WORKFLOW": self.workflow.name, "CCSPEC_JOB": job.id, "CCSPEC_ATTEMPT": str(view.attempt),
-            "CCSPEC_RUN_DIR": str(run_dir),
-        })
+        env = {**self._base_env, **{k: str(v) for k, v in job.env.items()}, "CCSPEC_WORKFLOW": self.workflow.name,
+               "CCSPEC_JOB": job.id, "CCSPEC_ATTEMPT": str(view.attempt), "CCSPEC_RUN_DIR": str(run_dir)}
         argv = command(job, base, run_dir, log_path)
         return Launch(self.workflow.name, job.id, view.attempt, argv, env, cwd, run_dir, log_path,
                       job.timeout, wrapped=len(argv) > 2 and argv[2] is _run_wrapper())
@@ -531,7 +538,8 @@ class Engine:
         view.finished = time.time()
         self.store.finish_attempt(view.attempt_id, state, exit_code=code, reason=reason, outputs=view.outputs,
                                   progress=view.progress, message=view.message, finished=view.finished,
-                                  soon=True)  # with the next launch's record, or before the loop sleeps
+                                  soon=True,  # with the next launch's record, or before the loop sleeps
+                                  workflow=self.workflow.name, job=view.id)
         view.exit_code, view.deadline, view.kill_at, view.killing, view.forced = code, None, None, None, False
         if state in (JobState.FAILED, JobState.TIMED_OUT, JobState.LOST) and view.retries_left > 0 and not self.stopping:
             view.retries_left -= 1

@@ -31,6 +31,7 @@ grep -E 'Sig(Ign|Blk)' /proc/self/status & wait $!  # what a background command 
 grep -E 'Sig(Ign|Blk)' /proc/self/status  # and a foreground one
 echo "pgid-is-own=$(( $(ps -o pgid= -p $BASHPID) == BASHPID ))"
 echo "flags=$-"
+x="héllo"; echo "chars=${#x}"
 echo "umask=$(umask) pwd=$PWD shlvl=$SHLVL zero=$0 args=$#"
 shopt -p
 set -o
@@ -64,7 +65,7 @@ def _run(target: LocalTarget, launch: Launch, timeout: float = 20) -> tuple[str,
 def test_a_forked_job_sees_what_a_spawned_job_sees(tmp_path: Path) -> None:
     target = LocalTarget()
     try:
-        env = {**os.environ, "CCSPEC_WORKFLOW": "wf", "SPEC_VAR": "from the spec"}
+        env = {**os.environ, "CCSPEC_WORKFLOW": "wf", "SPEC_VAR": "from the spec: ünïcode", "LANG": "C.UTF-8"}
         forked = _launch(tmp_path, "forked", PROBE, env)
         # `: $$` makes the same probe start its own bash: the spawned reference
         spawned = _launch(tmp_path, "spawned", PROBE + ": $$\n", env)
@@ -82,7 +83,7 @@ def test_a_forked_job_sees_what_a_spawned_job_sees(tmp_path: Path) -> None:
     seen_f, seen_s = forked.log_path.read_text(), spawned.log_path.read_text()
     assert seen_f == seen_s
     assert "pgid-is-own=1" in seen_f  # its own process group: a timeout kills all of it
-    assert "SPEC_VAR=from the spec" in seen_f
+    assert "SPEC_VAR=from the spec: ünïcode" in seen_f and "chars=5" in seen_f
     assert "Broken pipe" not in seen_f and seen_f.rstrip().endswith("y")  # SIGPIPE at its default
     assert (forked.run_dir / "pid").read_text().strip() == handle_f
     assert read_exit_code(forked.run_dir) == 0
@@ -199,6 +200,7 @@ def test_a_record_cut_short_runs_nothing(tmp_path: Path) -> None:
     assert launcher._start()
     spare = launcher._read_pid()
     (tmp_path / "r").mkdir()
+    # no empty field after the environment: the record never ends
     os.write(launcher._records, f"touch {tmp_path}/ran\0{tmp_path}/log\0{tmp_path}\0CCSPEC_RUN_DIR={tmp_path}/r\0".encode())
     launcher.close()
     end = time.monotonic() + 10

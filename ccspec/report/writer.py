@@ -2,8 +2,9 @@
 
 A reporter sink of the engine (called on every event): it writes at most every
 STATUS_EVERY seconds, less often when the files are costly, and only files whose content
-changed. The picture is laid out in a worker thread, once per shape of the graph, so the
-engine never waits for it; later writes repaint the kept layout (milliseconds).
+changed. Files are rendered and written by a worker thread from snapshots of the jobs, and
+the picture is laid out there once per shape of the graph, so the engine never waits for
+either; later writes repaint the kept layout (milliseconds).
 """
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ STATUS_EVERY = 0.5  # seconds: at most two status/SVG writes a second
 
 class StatusWriter:
     """Writes NAME.status.yaml and NAME.svg beside the spec while the engine runs: at most
-    every STATUS_EVERY seconds, and only files whose content changed."""
+    every STATUS_EVERY seconds, and only files whose content changed.
+
+    The engine's thread only takes a snapshot of the jobs (a millisecond for 1,000 jobs);
+    a worker thread renders and writes the files, newest snapshot first, and lays out the
+    picture when the graph's shape is new. It uses the GIL while the engine waits in
+    SQLite, the file system or the kernel."""
 
     def __init__(self, workflow: ResolvedWorkflow, engine_views: Callable[[], Mapping[str, JobView]],
                  needs: Callable[[str], tuple[str, ...]], svg: bool = True) -> None:
@@ -38,14 +44,15 @@ class StatusWriter:
         self.dirty = True
         self.last = 0.0
         self.interval = STATUS_EVERY
-        self._lock = threading.Lock()
-        self._pending: list[GraphNode] | None = None
+        self._wake = threading.Condition()
+        self._pending: tuple[list[JobStatus], list[GraphNode]] | None = None
+        self._layout_at = 0.0  # no new layout before this (monotonic): it takes CPU from the jobs
         self.painter = Painter(workflow.name)
         self.renderer = StatusRenderer()
         # the spec's `secrets:` vars and secret-looking environment values: never in the files
         self.secrets = [*secret_values(workflow.vars, workflow.spec.secrets), *environment_secrets(os.environ)]
         self._thread: threading.Thread | None = None
-        self._closing = threading.Event()
+        self._closing = False
 
     def __call__(self, event: str, view: JobView | None) -> None:
         if event != "tick":
@@ -54,61 +61,63 @@ class StatusWriter:
             self.write()
 
     def write(self) -> None:
-        began = time.monotonic()
+        """Hand the worker a snapshot of the jobs."""
         self.dirty = False
-        self._write()
         self.last = time.monotonic()
-        # A large workflow's file costs more to write: never spend more than ~10% of the time on it.
-        self.interval = max(STATUS_EVERY, 10 * (self.last - began))
-
-    def _write(self) -> None:
         views = list(self.views().values())
-        secrets = self.secrets
-        doc = status_document(self.workflow.name, [_status(v) for v in views], redact=secrets)
-        write_if_changed(self.folder / f"{self.workflow.name}.status.yaml", self.renderer.render(doc))
+        statuses = [_status(v) for v in views]
+        nodes: list[GraphNode] = []
         if self.svg:
             now = time.time()
             nodes = [GraphNode(v.id, v.state.value, self.needs(v.id), v.progress,
                                None if v.started is None else (v.finished or now) - v.started, v.host) for v in views]
-            if self.painter.fits(nodes):
-                write_if_changed(self.folder / f"{self.workflow.name}.svg", self.painter.paint(nodes))
-            else:
-                self._draw(nodes)
+        with self._wake:
+            self._pending = (statuses, nodes)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="status", daemon=True)
+                self._thread.start()
+            self._wake.notify()
+
+    def _work(self) -> None:
+        svg_nodes: list[GraphNode] | None = None  # the newest picture not drawn yet
+        while True:
+            with self._wake:
+                while self._pending is None and not self._closing and not (
+                        svg_nodes is not None and time.monotonic() >= self._layout_at):
+                    self._wake.wait(None if svg_nodes is None else max(0.0, self._layout_at - time.monotonic()))
+                pending, self._pending = self._pending, None
+                closing = self._closing
+            if pending is not None:
+                statuses, nodes = pending
+                began = time.monotonic()
+                doc = status_document(self.workflow.name, statuses, redact=self.secrets)
+                write_if_changed(self.folder / f"{self.workflow.name}.status.yaml", self.renderer.render(doc))
+                # a large workflow's file costs more: never spend more than ~10% of the time on it
+                self.interval = max(STATUS_EVERY, 10 * (time.monotonic() - began))
+                if self.svg:
+                    svg_nodes = nodes
+            if svg_nodes is not None and (self.painter.fits(svg_nodes) or closing or time.monotonic() >= self._layout_at):
+                self._draw(svg_nodes)
+                svg_nodes = None
+            if closing and pending is None and svg_nodes is None:
+                return
 
     def _draw(self, nodes: list[GraphNode]) -> None:
-        """Lay out in a worker thread (the first render compiles Graphviz, ~0.5 s; a large
-        graph takes seconds): the engine never waits for a picture. Only the newest state is
-        drawn."""
-        with self._lock:
-            self._pending = nodes
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._drain, name="svg", daemon=True)
-                self._thread.start()
-
-    def _drain(self) -> None:
-        while True:
-            with self._lock:
-                nodes, self._pending = self._pending, None
-            if nodes is None:
-                return
+        """Repaint the kept layout, or lay the graph out first (the first render compiles
+        Graphviz, ~0.1 s; a large graph takes a second or more) and then rest 9x as long as
+        that took (at most 10 s) before the next layout, unless the run has ended."""
+        if not self.painter.fits(nodes):
             began = time.monotonic()
-            laid_out = not self.painter.fits(nodes)
-            if laid_out:
-                self.painter.lay_out(nodes)
-            with self._lock:  # states may have moved on while it was laid out
-                newest = self._pending if self._pending is not None and self.painter.fits(self._pending) else nodes
-                if newest is self._pending:
-                    self._pending = None
-            write_if_changed(self.folder / f"{self.workflow.name}.svg", self.painter.paint(newest))
-            # Laying out a large graph takes CPU from the jobs: rest 9x as long as it took
-            # (at most 10 s), unless the run has ended and the last picture is wanted now.
-            if laid_out:
-                self._closing.wait(min(10.0, 9 * (time.monotonic() - began)))
+            self.painter.lay_out(nodes)
+            self._layout_at = time.monotonic() + min(10.0, 9 * (time.monotonic() - began))
+        write_if_changed(self.folder / f"{self.workflow.name}.svg", self.painter.paint(nodes))
 
     def close(self) -> None:
-        """Draw the last picture now and wait for it."""
-        self._closing.set()
-        thread = self._thread
+        """Write the last snapshot now and wait for it."""
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+            thread = self._thread
         if thread is not None:
             thread.join()
 

@@ -291,14 +291,16 @@ class StateStore:
         self._write(write, soon=False)
 
     def begin_attempt(self, workflow: str, job: str, name: str, *, host: str, fingerprint: str,
-                      parts: Mapping[str, str], run_dir: Path, log_path: Path) -> Attempt:
-        """Record the intent to launch (state `launching`) before anything starts."""
+                      parts: Mapping[str, str], run_dir: Path, log_path: Path, number: int | None = None) -> Attempt:
+        """Record the intent to launch (state `launching`) before anything starts. `number`:
+        the attempt's number when the caller, the lease holder, knows it (one read less)."""
         now = time.time()
         self.db.execute("BEGIN IMMEDIATE")
         try:
             self._write_soon()
-            row = self.db.execute("SELECT attempts FROM jobs WHERE workflow=? AND id=?", (workflow, job)).fetchone()
-            number = (row["attempts"] if row else 0) + 1
+            if number is None:
+                row = self.db.execute("SELECT attempts FROM jobs WHERE workflow=? AND id=?", (workflow, job)).fetchone()
+                number = (row["attempts"] if row else 0) + 1
             cur = self.db.execute(
                 """INSERT INTO attempts (workflow, job, number, host, state, fingerprint, run_dir, log_path, created)
                    VALUES (?,?,?,?,?,?,?,?,?)""",
@@ -369,15 +371,17 @@ class StateStore:
 
     def finish_attempt(self, attempt_id: int, state: JobState, *, exit_code: int | None, reason: str | None,
                        outputs: Mapping[str, Any], progress: float | None, message: str | None,
-                       finished: float | None = None, soon: bool = False) -> None:
-        """Record how an attempt ended. `soon`: with the next transaction (the engine's hot
-        path; a runner killed before that finds the attempt active and collects it again
-        from the wrapper's exit-code file)."""
+                       finished: float | None = None, soon: bool = False,
+                       workflow: str | None = None, job: str | None = None) -> None:
+        """Record how an attempt ended (pass workflow and job when known: one read less).
+        `soon`: with the next transaction (the engine's hot path; a runner killed before
+        that finds the attempt active and collects it again from the wrapper's exit-code file)."""
         now = finished or time.time()
         outputs = dict(outputs)
 
         def write() -> None:
-            row = self.db.execute("SELECT workflow, job FROM attempts WHERE id=?", (attempt_id,)).fetchone()
+            row = ({"workflow": workflow, "job": job} if workflow is not None and job is not None else
+                   self.db.execute("SELECT workflow, job FROM attempts WHERE id=?", (attempt_id,)).fetchone())
             self.db.execute(
                 "UPDATE attempts SET state=?, exit_code=?, reason=?, outputs=?, progress=?, message=?, finished=? WHERE id=?",
                 (str(state), exit_code, reason, _json(outputs), progress, message, now, attempt_id))
