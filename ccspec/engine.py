@@ -50,6 +50,7 @@ from ccspec.targets.worker import HostWorker
 __all__ = ["Engine", "JobView", "Outcome"]
 
 PROGRESS_EVERY = 0.5  # seconds between log reads of running jobs
+FLUSH_AFTER = 0.2  # seconds a deferred state write may wait for the next commit
 LEASE_TTL = 15.0
 KILL_GRACE = 5.0  # seconds between TERM and KILL
 REMOTE_CONFIRM = 30.0  # seconds a remote host has to confirm a forced kill before ccspec records it anyway
@@ -183,8 +184,16 @@ class Engine:
                     break
                 self.local.wait(0)  # exits that already happened: handled with no commit of the handles between
                 if self.events.empty():
-                    self.store.flush()  # handles of this pass's launches, before the loop sleeps
-                    self.local.wait(self._next_deadline())  # child exits (via pidfds), remote events or a wake-up
+                    # Handles and ends of attempts ride along with the next launch's commit, or
+                    # are committed once they have waited FLUSH_AFTER (a runner killed before
+                    # that re-collects them from the run folders).
+                    timeout = self._next_deadline()
+                    age = self.store.pending_age()
+                    if age is not None and age >= FLUSH_AFTER:
+                        self.store.flush()
+                    elif age is not None:
+                        timeout = min(timeout, FLUSH_AFTER - age)
+                    self.local.wait(timeout)  # child exits (via pidfds), remote events or a wake-up
                 while True:
                     try:
                         kind, payload = self.events.get_nowait()

@@ -100,3 +100,35 @@ def test_a_kept_layout_is_repainted_with_states_progress_and_durations() -> None
     assert texts == ["b", "running", "40% 3.2s @box"]
     assert re.findall(r"<text[^>]*>(.*?)</text>", a[:a.index("</g>")]) == ["a", "succeeded", "1m15s"]
     assert not painter.fits([*later, GraphNode("c", "pending", ("b",))])  # a new node: a new layout
+
+
+def test_a_layout_is_kept_on_disk_by_shape(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second run of the same graph (a new Painter, as in a new process) reads the layout
+    back instead of rendering it; another shape or workflow name renders again."""
+    import ccspec.report.graph as graph
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    rendered: list[str] = []
+    real = graph.render
+
+    def counting(source: str, fmt: str = "svg") -> bytes:
+        rendered.append(source)
+        return real(source, fmt)
+
+    monkeypatch.setattr(graph, "render", counting)
+    nodes = [graph.GraphNode("a", "pending"), graph.GraphNode("b", "pending", ("a",))]
+    first = graph.Painter("flow")
+    first.lay_out(nodes)
+    assert len(rendered) == 1 and len(list((tmp_path / "ccspec" / "layouts").glob("*.svg"))) == 1
+    second = graph.Painter("flow")
+    second.lay_out(nodes)
+    assert len(rendered) == 1  # read back
+    done = [graph.GraphNode("a", "succeeded", (), 100.0, 1.0), graph.GraphNode("b", "failed", ("a",), None, 2.0)]
+    assert second.paint(done) == first.paint(done)
+    graph.Painter("other").lay_out(nodes)
+    graph.Painter("flow").lay_out([*nodes, graph.GraphNode("c", "pending", ("b",))])
+    assert len(rendered) == 3
+    for kept in (tmp_path / "ccspec" / "layouts").glob("*.svg"):  # a damaged file is laid out again
+        kept.write_text("<svg")
+    graph.Painter("flow").lay_out(nodes)
+    assert len(rendered) == 4

@@ -146,6 +146,7 @@ class StateStore:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
         self._soon: list[Callable[[], None]] = []  # writes asked for `soon`: done in the next transaction
+        self._soon_since = 0.0  # monotonic time the oldest of them was asked for
         self._migrate()
 
     def close(self) -> None:
@@ -343,9 +344,15 @@ class StateStore:
         self._write(write, soon)
 
     def _write(self, write: Callable[[], None], soon: bool) -> None:
+        if not self._soon:
+            self._soon_since = time.monotonic()
         self._soon.append(write)
         if not soon:
             self.flush()
+
+    def pending_age(self) -> float | None:
+        """Seconds the oldest write asked for `soon` has waited; None when none waits."""
+        return time.monotonic() - self._soon_since if self._soon else None
 
     def flush(self) -> None:
         """Do the writes asked for `soon`, in one transaction (in the order they were asked)."""
