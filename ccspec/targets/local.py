@@ -48,11 +48,17 @@ def _which(program: str) -> str:
 IS_WINDOWS = sys.platform == "win32"
 
 
-def read_exit_code(run_dir: Path) -> int | None:
-    try:
-        text = (run_dir / "exit_code").read_text().strip()
+def read_exit_code(run_dir: Path | str) -> int | None:
+    try:  # os-level: this runs once for every job that ends
+        fd = os.open(os.path.join(run_dir, "exit_code"), os.O_RDONLY)
     except OSError:
         return None
+    try:
+        text = os.read(fd, 64).decode(errors="replace").strip()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     return int(text) if text.lstrip("-").isdigit() else None
 
 
