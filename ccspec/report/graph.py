@@ -195,10 +195,20 @@ class _LayoutCache:
 
         renderer = "dot" if shutil.which("dot") else "wasm"
         text = repr((self.FORMAT, renderer, name, _STATE_SLOT, _EXTRA_SLOT, shape))
-        self.folder = cache_dir() / "layouts"
-        self.path = self.folder / f"{hashlib.sha256(text.encode()).hexdigest()}.svg"
+        try:
+            self.folder: Path | None = cache_dir() / "layouts"
+        except (RuntimeError, KeyError):  # no home folder to keep a cache in
+            self.folder = None
+        self.name = f"{hashlib.sha256(text.encode()).hexdigest()}.svg"
+
+    @property
+    def path(self) -> Path:
+        assert self.folder is not None
+        return self.folder / self.name
 
     def get(self) -> str | None:
+        if self.folder is None:
+            return None
         try:
             svg = self.path.read_text(encoding="utf-8")
             os.utime(self.path)  # recently used
@@ -209,6 +219,8 @@ class _LayoutCache:
     def put(self, svg: str) -> None:
         import tempfile
 
+        if self.folder is None:
+            return
         with contextlib.suppress(OSError):
             self.folder.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".layout-")

@@ -46,7 +46,9 @@ def eligible(argv: Sequence[str]) -> bool:
 
 
 class BashLauncher:
-    """The launcher process and its two pipes. Not thread-safe: one runner thread uses it."""
+    """The launcher process and the runner's two pipes to it (records in, pids out; Python's
+    pipes are close-on-exec, so no job inherits them). Not thread-safe: one runner thread
+    uses it."""
 
     available = sys.platform.startswith("linux") and hasattr(os, "pidfd_open")
 
@@ -94,7 +96,7 @@ class BashLauncher:
     def _start(self) -> bool:
         records_r, records_w = os.pipe()
         replies_r, replies_w = os.pipe()
-        said_r, said_w = os.pipe()  # spare -> launcher: "I have my record"
+        said_r, said_w = os.pipe()  # spare -> launcher: "I have the turn, fork the next" (or "end")
         turn_r, turn_w = os.pipe()  # spare -> next spare: "stdin is yours"
         try:
             self._base = dict(os.environ)
@@ -116,8 +118,6 @@ class BashLauncher:
         finally:
             for fd in (records_r, replies_w, said_r, said_w, turn_r, turn_w):
                 os.close(fd)
-        os.set_inheritable(records_w, False)
-        os.set_inheritable(replies_r, False)
         self._records, self._replies = records_w, replies_r
         return True
 
