@@ -128,6 +128,7 @@ class Engine:
         self.facts = facts or Facts()
         # the environment every local job starts from, read once (os.environ decodes on every access)
         self._base_env = dict(os.environ)
+        self._logs = state_dir / "logs" / workflow.name  # logs/WF/JOB/N.log
         self.views: dict[str, JobView] = {}
         self.order: list[str] = list(self.jobs)
         self.stopping = False
@@ -437,7 +438,7 @@ class Engine:
         # per job and one per attempt (a mkdir costs ~0.3 ms here, a noticeable part of a launch).
         # A remote attempt's run folder is on its host, under the host's workdir; its log is
         # mirrored into the same local log file.
-        job_dir = self.state_dir / "logs" / self.workflow.name / job.id
+        job_dir = self._logs / job.id
         number = view.attempt + 1
         run_dir = (job_dir / str(number) if host.type == "local"
                    else Path(".ccspec", "runs", self.workflow.name, job.id, str(number)))
