@@ -23,40 +23,7 @@ fi
 exec 9>"$STATE_DIR/lock"
 flock -w 120 9 || { log "ERROR: could not acquire $STATE_DIR/lock"; exit 1; }
 
-# running PID -> true if PID exists and is not a zombie (pid 1 here may reap orphans late)
-running() {
-    local st
-    st=$(sed -n 's/^State:[[:space:]]*//p' "/proc/$1/status" 2>/dev/null) || return 1
-    [[ -n $st && $st != Z* ]]
-}
-
-pid_of() {
-    local f="$STATE_DIR/$1.pid" pid
-    [[ -s $f ]] || return 1
-    pid=$(tr -dc '0-9' <"$f")
-    [[ -n $pid && $(cat "/proc/$pid/comm" 2>/dev/null) == "$2" ]] || return 1
-    running "$pid" || return 1
-    echo "$pid"
-}
-
-stop_pid() {
-    local pid i
-    if pid=$(pid_of "$1" "$2"); then
-        kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < 150; i++)); do
-            running "$pid" || break
-            sleep 0.1
-        done
-        if running "$pid"; then
-            log "$1 (pid $pid) ignored SIGTERM for 15s -> SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-        log "stopped $1 (pid $pid)"
-    else
-        log "$1 not running (no live pid file)"
-    fi
-    rm -f "$STATE_DIR/$1.pid"
-}
+source "$(dirname "$0")/services-lib.sh"
 
 # cancel leftover jobs of the test cluster while our slurmctld is still up
 if pid_of slurmctld slurmctld >/dev/null && command -v scancel >/dev/null; then

@@ -50,37 +50,7 @@ exec 9>"$STATE_DIR/lock"
 flock -w 120 9 || die "could not acquire $STATE_DIR/lock"
 
 # ---------------------------------------------------------------- helpers
-# running PID -> true if PID exists and is not a zombie (pid 1 here may reap orphans late)
-running() {
-    local st
-    st=$(sed -n 's/^State:[[:space:]]*//p' "/proc/$1/status" 2>/dev/null) || return 1
-    [[ -n $st && $st != Z* ]]
-}
-
-# pid_of NAME COMM -> prints pid if $STATE_DIR/NAME.pid names a live process whose comm is COMM
-pid_of() {
-    local f="$STATE_DIR/$1.pid" pid
-    [[ -s $f ]] || return 1
-    pid=$(tr -dc '0-9' <"$f")
-    [[ -n $pid && -r /proc/$pid/comm && $(cat "/proc/$pid/comm" 2>/dev/null) == "$2" ]] || return 1
-    running "$pid" || return 1
-    echo "$pid"
-}
-
-# stop_pid NAME COMM -> TERM (then KILL) the process recorded in NAME.pid
-stop_pid() {
-    local pid i
-    if pid=$(pid_of "$1" "$2"); then
-        log "stopping $1 (pid $pid)"
-        kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < 100; i++)); do
-            running "$pid" || break
-            sleep 0.1
-        done
-        running "$pid" && kill -KILL "$pid" 2>/dev/null || true
-    fi
-    rm -f "$STATE_DIR/$1.pid"
-}
+source "$(dirname "$0")/services-lib.sh"  # running, pid_of, stop_pid
 
 # wait_pidfile FILE COMM LOGFILE -> wait until FILE holds a live pid with comm COMM
 wait_pidfile() {
@@ -251,7 +221,7 @@ Subsystem sftp /usr/lib/openssh/sftp-server
 EOF
 /usr/sbin/sshd -t -f "$SSHD_CONF" || die "sshd config test failed: $SSHD_CONF"
 if pid=$(pid_of sshd sshd) && ((sshd_changed)); then
-    stop_pid sshd sshd
+    stop_pid sshd sshd 100
 fi
 if pid=$(pid_of sshd sshd); then
     log "sshd already running (pid $pid)"
@@ -336,8 +306,8 @@ PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 EOF
 
 if ((slurm_changed)); then
-    stop_pid slurmd slurmd
-    stop_pid slurmctld slurmctld
+    stop_pid slurmd slurmd 100
+    stop_pid slurmctld slurmctld 100
 fi
 if pid=$(pid_of slurmctld slurmctld); then
     log "slurmctld already running (pid $pid)"

@@ -40,8 +40,11 @@ from pathlib import Path
 from typing import Any
 
 from validate_bench import (  # the same tools, found the same way
+    add_inherit_env,
+    child_environment,
     default_ccspec,
     default_snakemake,
+    require_ccspec,
     version,
 )
 
@@ -507,15 +510,9 @@ def main() -> int:
         "--timeout", type=float, default=1800, help="seconds before a command is killed"
     )
     parser.add_argument("--json", type=Path, default=HERE / "results" / "apply.json")
-    parser.add_argument(
-        "--inherit-env",
-        action="store_true",
-        help="run children in this environment as is (default: cache byte code in the temp "
-        "folder via PYTHONPYCACHEPREFIX, even if PYTHONDONTWRITEBYTECODE is set)",
-    )
+    add_inherit_env(parser)
     args = parser.parse_args()
-    if not (args.ccspec and shutil.which(args.ccspec)):
-        parser.error(f"ccspec executable not found ({args.ccspec}); pass --ccspec PATH")
+    require_ccspec(parser, args)
     if not (args.make and shutil.which(args.make)):
         parser.error(f"make executable not found ({args.make}); pass --make PATH")
     snakemake: str | None = None if args.no_snakemake else args.snakemake
@@ -551,13 +548,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="ccspec-apply-bench-") as tmp, contextlib.ExitStack() as done_with:
         done_with.callback(lambda: [shutil.rmtree(t, ignore_errors=True) for t in SET_ASIDE])
-        child_env = dict(os.environ)
-        if not args.inherit_env:  # byte code cached as after a normal install, outside the repo
-            child_env.pop("PYTHONDONTWRITEBYTECODE", None)
-            child_env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
-        meta["child_env"] = {
-            k: child_env.get(k) for k in ("PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE")
-        }
+        child_env, meta["child_env"] = child_environment(args.inherit_env, Path(tmp))
         bench = Bench(child_env, args.runs, args.warmup, args.timeout)
 
         if not args.no_small:  # part 1: from scratch, each tool in turn

@@ -48,7 +48,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from apply_bench import fmt, git_revision, interpreter_of, timed_child  # the same helpers
-from validate_bench import default_ccspec, version
+from validate_bench import (
+    add_inherit_env,
+    child_environment,
+    default_ccspec,
+    require_ccspec,
+    version,
+)
 
 HERE = Path(__file__).resolve().parent
 TARGET_SSH_X = 5.0  # the ssh loop's median / ccspec's median >= 5
@@ -542,6 +548,16 @@ def slurm_part(
             ]
         return Row(name, jobs, argv, note, cap)
 
+    def shimmed_run(r: Row, folder: Path) -> Run:
+        """Run r once in folder, once Slurm is idle, with the scheduler commands it called
+        counted by the shims."""
+        wait_idle(real["squeue"])
+        log = folder / "shim.log"
+        run = run_once(r.argv, folder, {**env, "CCSPEC_BENCH_SHIM_LOG": str(log)}, args.timeout,
+                       folder / "output.txt")
+        run.shim = read_shim_log(log, run.started_at)
+        return run
+
     def ccspec_run(r: Row, label: str) -> Run:
         folder = tmp / f"slurm-{label}"
         shutil.rmtree(folder, ignore_errors=True)
@@ -549,16 +565,7 @@ def slurm_part(
         (folder / "remote.yaml").write_text(
             slurm_spec(r.jobs, args.partition, folder / "workdir", r.max_jobs)
         )
-        wait_idle(real["squeue"])
-        log = folder / "shim.log"
-        run = run_once(
-            r.argv,
-            folder,
-            {**env, "CCSPEC_BENCH_SHIM_LOG": str(log)},
-            args.timeout,
-            folder / "output.txt",
-        )
-        run.shim = read_shim_log(log, run.started_at)
+        run = shimmed_run(r, folder)
         if run.code == 0 and run.succeeded != r.jobs:
             run.code, run.output_tail = 1, f"{run.succeeded} of {r.jobs} jobs reported succeeded"
         if (folder / "commands.json").exists():
@@ -591,17 +598,7 @@ def slurm_part(
     def loop_run(r: Row, i: int) -> Run:
         folder = tmp / f"slurm-loop-{i}"
         folder.mkdir(exist_ok=True)
-        wait_idle(real["squeue"])
-        log = folder / "shim.log"
-        run = run_once(
-            r.argv,
-            folder,
-            {**env, "CCSPEC_BENCH_SHIM_LOG": str(log)},
-            args.timeout,
-            folder / "output.txt",
-        )
-        run.shim = read_shim_log(log, run.started_at)
-        return run
+        return shimmed_run(r, folder)
 
     print(f"slurm: {n} and {small} jobs, partition {args.partition}", file=sys.stderr)
     # first (also warms ccspec's byte code for the Slurm modules): the small run, counted
@@ -827,15 +824,9 @@ def main() -> int:
     parser.add_argument(
         "--keep", type=Path, help="work in this folder and keep it (outputs, shim logs)"
     )
-    parser.add_argument(
-        "--inherit-env",
-        action="store_true",
-        help="run children in this environment as is (default: cache byte code in the temp "
-        "folder via PYTHONPYCACHEPREFIX, even if PYTHONDONTWRITEBYTECODE is set)",
-    )
+    add_inherit_env(parser)
     args = parser.parse_args()
-    if not (args.ccspec and shutil.which(args.ccspec)):
-        parser.error(f"ccspec executable not found ({args.ccspec}); pass --ccspec PATH")
+    require_ccspec(parser, args)
     args.ccspec = shutil.which(args.ccspec)
 
     meta: dict[str, object] = {
@@ -861,13 +852,7 @@ def main() -> int:
             tmp = Path(
                 stack.enter_context(tempfile.TemporaryDirectory(prefix="ccspec-remote-bench-"))
             )
-        env = dict(os.environ)
-        if not args.inherit_env:  # byte code cached as after a normal install, outside the repo
-            env.pop("PYTHONDONTWRITEBYTECODE", None)
-            env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
-        meta["child_env"] = {
-            k: env.get(k) for k in ("PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE")
-        }
+        env, meta["child_env"] = child_environment(args.inherit_env, tmp)
         if not args.no_ssh:
             payload["ssh"] = ssh_part(args, tmp, env, meta)
         if not args.no_slurm:

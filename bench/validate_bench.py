@@ -120,6 +120,31 @@ def table(results: list[Result], baseline: Result) -> str:
     return "\n".join(lines)
 
 
+
+def add_inherit_env(parser: argparse.ArgumentParser) -> None:
+    """The benchmarks' shared --inherit-env option (see `child_environment`)."""
+    parser.add_argument(
+        "--inherit-env",
+        action="store_true",
+        help="run children in this environment as is (default: cache byte code in the temp "
+        "folder via PYTHONPYCACHEPREFIX, even if PYTHONDONTWRITEBYTECODE is set)",
+    )
+
+
+def require_ccspec(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if not (args.ccspec and shutil.which(args.ccspec)):
+        parser.error(f"ccspec executable not found ({args.ccspec}); pass --ccspec PATH")
+
+
+def child_environment(inherit: bool, folder: Path) -> tuple[dict[str, str], dict[str, str | None]]:
+    """The environment benchmarked commands run in, and what of it goes into the JSON: byte
+    code cached in `folder` as after a normal install (outside the repo), unless `inherit`."""
+    env = dict(os.environ)
+    if not inherit:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(folder / "pycache")
+    return env, {k: env.get(k) for k in ("PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE")}
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="timed runs per command")
@@ -135,15 +160,9 @@ def main() -> int:
     parser.add_argument("--no-snakemake", action="store_true", help="skip Snakemake")
     parser.add_argument("--make", default=shutil.which("make"), help="make executable")
     parser.add_argument("--json", type=Path, default=HERE / "results" / "validate.json")
-    parser.add_argument(
-        "--inherit-env",
-        action="store_true",
-        help="run children in this environment as is (default: cache byte code in the temp "
-        "folder via PYTHONPYCACHEPREFIX, even if PYTHONDONTWRITEBYTECODE is set)",
-    )
+    add_inherit_env(parser)
     args = parser.parse_args()
-    if not (args.ccspec and shutil.which(args.ccspec)):
-        parser.error(f"ccspec executable not found ({args.ccspec}); pass --ccspec PATH")
+    require_ccspec(parser, args)
     if args.snakemake and not args.no_snakemake and not shutil.which(args.snakemake):
         parser.error(f"snakemake executable not found: {args.snakemake}")
 
@@ -166,13 +185,7 @@ def main() -> int:
             "bytes": spec.stat().st_size,
         }
         print(f"layered DAG: {env['spec']} in {folder}", file=sys.stderr)
-        child_env = dict(os.environ)
-        if not args.inherit_env:  # byte code cached as after a normal install, outside the repo
-            child_env.pop("PYTHONDONTWRITEBYTECODE", None)
-            child_env["PYTHONPYCACHEPREFIX"] = str(folder / "pycache")
-        env["child_env"] = {
-            k: child_env.get(k) for k in ("PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE")
-        }
+        child_env, env["child_env"] = child_environment(args.inherit_env, folder)
 
         def bench(name: str, argv: list[str]) -> Result:
             results.append(measure(name, argv, folder, child_env, args.runs, args.warmup))
