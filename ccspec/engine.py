@@ -727,6 +727,8 @@ class Engine:
         if not attempt.run_dir:
             return None
         run_dir = Path(attempt.run_dir)
+        if not run_dir.is_dir():  # the runner makes it right before a launch: none happened
+            return None
         deadline = time.monotonic() + 1.0  # the wrapper writes its pid first thing: give it a moment
         while True:
             handle = self.local.recover(run_dir)

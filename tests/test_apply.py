@@ -180,6 +180,35 @@ def test_runner_killed_mid_run_then_apply_runs_everything_exactly_once(repo: Pat
     assert ccspec(repo, "apply", "flow.yaml").returncode == 0 and trace(repo) == ["one", "two-start", "two", "three"]
 
 
+def test_a_launch_recorded_but_never_started_is_run_once_by_the_next_apply(repo: Path) -> None:
+    """The runner was killed between recording a launch and starting it: the intent is in
+    the state, and the attempt's run folder (made right before a launch) is not there."""
+    from ccspec.state.store import StateStore
+
+    write(repo, """
+        version: 1
+        jobs:
+          one: {run: "echo one >> trace"}
+          two: {run: "echo two >> trace", needs: [one]}
+    """)
+    store = StateStore(repo / ".ccspec")
+    logs = repo / ".ccspec" / "logs" / "flow" / "one"
+    store.begin_attempt("flow", "one", "one", host="local", fingerprint="sha256:" + "0" * 64, parts={},
+                        run_dir=logs / "1", log_path=logs / "1.log")
+    store.close()
+    result = ccspec(repo, "apply", "flow.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert trace(repo) == ["one", "two"]
+    store = StateStore(repo / ".ccspec")
+    try:
+        attempts = store.attempts("flow", "one")
+    finally:
+        store.close()
+    assert [(a.number, a.state.value) for a in attempts] == [(1, "lost"), (2, "succeeded")]
+    assert attempts[0].reason == "the launch was recorded but the job never started"
+    assert status(repo)["jobs"]["one"]["state"] == "succeeded"
+
+
 def test_lease_contention(repo: Path) -> None:
     write(repo, """
         version: 1

@@ -208,3 +208,26 @@ def test_a_record_cut_short_runs_nothing(tmp_path: Path) -> None:
         assert time.monotonic() < end, "the spare did not end"
         time.sleep(0.02)
     assert not (tmp_path / "ran").exists() and not (tmp_path / "r" / "exit_code").exists()
+
+
+def test_a_launcher_started_again_after_close_hands_out_its_own_spares(tmp_path: Path) -> None:
+    """close() ends the launcher; the next launch starts a new one, whose pids are the ones
+    handed out (not the old launcher's spares, which ended with it)."""
+    launcher = BashLauncher("/bin/bash", _run_wrapper())
+    try:
+        for name in ("one", "two", "three"):
+            run_dir = tmp_path / name
+            run_dir.mkdir()
+            pid = launcher.launch(f"echo {name}", str(tmp_path / f"{name}.log"), str(tmp_path), _run_wrapper(),
+                                  {**os.environ, "CCSPEC_RUN_DIR": str(run_dir)})
+            assert pid is not None
+            _wait_file(run_dir / "exit_code")
+            assert (run_dir / "pid").read_text().strip() == str(pid)  # the pid handed out is the job's
+            assert (tmp_path / f"{name}.log").read_text() == f"{name}\n"
+            if name == "one":
+                time.sleep(0.5)  # the next spares' pids arrive: the next read takes more than one
+            elif name == "two":
+                launcher.close()  # with a spare's pid read but not handed out
+        assert not launcher.broken
+    finally:
+        launcher.close()

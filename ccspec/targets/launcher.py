@@ -119,6 +119,7 @@ class BashLauncher:
             for fd in (records_r, replies_w, said_r, said_w, turn_r, turn_w):
                 os.close(fd)
         self._records, self._replies = records_w, replies_r
+        self._pending = b""  # pids of an earlier launcher's spares (after close) are not this one's
         return True
 
     def _write_all(self, data: bytes) -> None:
