@@ -10,12 +10,15 @@
 # the turn. A spare that gets the turn tells the launcher (`r` on fd 4), which forks the
 # next spare: one spare reads stdin, one waits for its turn, and the order of the pids is
 # the order of the records.
-# Record: COMMAND \0 LOG \0 CWD \0 then environment changes, each NAME=VALUE \0 (export)
-# or -NAME \0 (unset), ended by an empty field \0.
-# Each job runs templates/run-wrapper.sh's text in its own process group (set -m), with
-# the environment, signal dispositions and shell options a fresh `bash -c` would have.
+# Record: COMMAND \0 LOG \0 CWD \0 ENV \0 \0, ENV being `export NAME='VALUE'...` and
+# `unset -v NAME...` for what differs from the launcher's environment; the empty last
+# field tells a whole record from one cut short.
+# Each job runs templates/run-wrapper.sh in its own process group (set -m), with the
+# environment, signal dispositions and shell options a fresh `bash -c` would have: the
+# wrapper's set-up function, defined here once (parsed once), then the wrapper's last
+# lines, which are repeated below.
 # At end of input the spares say so (`e`), and the launcher ends; jobs go on (detached).
-__ccspec_wrapper=$1
+eval "${1%%__ccspec_setup \"\$@\"*}"  # the wrapper up to the call of its set-up: defines it
 shift $#
 set -m
 printf t >&6  # the first spare's turn
@@ -26,26 +29,21 @@ while [ "$__ccspec_said" = r ]; do
     exec 3>&-  # fds 5 and 7 stay open while we write: a dead peer must not SIGPIPE us
     IFS= read -r -n 1 __ccspec_e <&7  # our turn on stdin
     printf r >&4
-    __ccspec_env=()
-    if ! { IFS= read -r -d '' __ccspec_cmd && IFS= read -r -d '' __ccspec_log && IFS= read -r -d '' __ccspec_cwd; }; then
+    # a record cut short (the runner died writing it) runs nothing
+    if ! { IFS= read -r -d '' __ccspec_cmd && IFS= read -r -d '' __ccspec_log && IFS= read -r -d '' __ccspec_cwd &&
+           IFS= read -r -d '' __ccspec_env && IFS= read -r -d '' __ccspec_e && [ -z "$__ccspec_e" ]; }; then
       printf t >&6
       printf e >&4
       exit 0
     fi
-    while :; do  # a record cut short (the runner died writing it) runs nothing
-      IFS= read -r -d '' __ccspec_e || { printf t >&6; printf e >&4; exit 0; }
-      [ -n "$__ccspec_e" ] || break
-      __ccspec_env+=("$__ccspec_e")
-    done
     printf t >&6
     exec 4>&- 5<&- 6>&- 7<&- </dev/null
-    for __ccspec_e in "${__ccspec_env[@]}"; do
-      case $__ccspec_e in -*) unset "${__ccspec_e#-}" ;; *) export "$__ccspec_e" ;; esac
-    done
-    set -- "$__ccspec_cmd" "$__ccspec_log" "$__ccspec_cwd"
-    __ccspec_e=$__ccspec_wrapper
-    unset __ccspec_env __ccspec_cmd __ccspec_log __ccspec_cwd __ccspec_wrapper __ccspec_said
-    eval "$__ccspec_e"
+    eval "$__ccspec_env"
+    __ccspec_setup "$__ccspec_cmd" "$__ccspec_log" "$__ccspec_cwd"
+    unset -f __ccspec_setup
+    __ccspec_command=$__ccspec_cmd
+    unset __ccspec_env __ccspec_cmd __ccspec_log __ccspec_cwd __ccspec_said __ccspec_e
+    eval "$__ccspec_command"
   ) &
   echo "$!" >&3
   disown "$!"  # bash still reaps it; no job table growing with every job

@@ -94,14 +94,17 @@ def test_the_launcher_takes_over_environment_changes_and_removals(tmp_path: Path
     try:
         env = dict(os.environ)
         env.pop("HOME", None)
-        env.update({"CCSPEC_RUN_DIR": str(tmp_path / "r"), "WITH_SPACES": "a b\nc", "EMPTY": ""})
+        # values travel as shell words: quotes, expansions and backslashes must stay as they are
+        quoted = "it's $(touch expanded) `touch expanded` ${HOME} \\ end"
+        env.update({"CCSPEC_RUN_DIR": str(tmp_path / "r"), "WITH_SPACES": "a b\nc", "EMPTY": "", "QUOTED": quoted})
         (tmp_path / "r").mkdir()
         log = tmp_path / "log"
-        pid = launcher.launch('printf "%s|" "${HOME-unset}" "$WITH_SPACES" "${EMPTY-unset}"', str(log), str(tmp_path),
-                              _run_wrapper(), env)
+        pid = launcher.launch('printf "%s|" "${HOME-unset}" "$WITH_SPACES" "${EMPTY-unset}" "$QUOTED"', str(log),
+                              str(tmp_path), _run_wrapper(), env)
         assert pid is not None
         _wait_file(tmp_path / "r" / "exit_code")
-        assert log.read_text() == "unset|a b\nc||"
+        assert log.read_text() == f"unset|a b\nc||{quoted}|"
+        assert not (tmp_path / "expanded").exists()
         # names a subshell cannot take over go back to the caller, which spawns
         assert launcher.launch("true", str(log), str(tmp_path), _run_wrapper(), {**env, "BASH_ENV": "/x"}) is None
         assert launcher.launch("true", str(log), str(tmp_path), _run_wrapper(), {**env, "A-B": "1"}) is None

@@ -72,7 +72,7 @@ class BashLauncher:
         changes = self._changes(env)
         if changes is None:
             return None
-        record = b"\0".join(s.encode("utf-8", "surrogateescape") for s in (command, log, cwd, *changes, "", ""))
+        record = b"\0".join(s.encode("utf-8", "surrogateescape") for s in (command, log, cwd, changes, "", ""))
         try:
             pid = self._read_pid()  # the spare that takes this record, forked while the last job ran
             self._write_all(record)
@@ -81,17 +81,22 @@ class BashLauncher:
             return None
         return pid
 
-    def _changes(self, env: Mapping[str, str]) -> list[str] | None:
-        """NAME=VALUE for what differs from the launcher's environment, -NAME for what is
-        gone; None when a name is one a subshell cannot take over."""
+    def _changes(self, env: Mapping[str, str]) -> str | None:
+        """The shell commands (`export NAME='VALUE'...; unset -v NAME...`) that turn the
+        launcher's environment into `env`: one command for the spare to run, not one per
+        variable; None when a name is one a subshell cannot take over."""
         base = self._base
-        out = [f"{k}={v}" for k, v in env.items() if base.get(k) != v]
-        out.extend(f"-{k}" for k in base if k not in env)
-        for item in out:
-            name = item[1:] if item[0] == "-" else item.partition("=")[0]
-            if not _NAME.fullmatch(name) or name in _STARTUP_ONLY or name.startswith("BASH") or "\0" in item:
+        changed = {k: v for k, v in env.items() if base.get(k) != v}
+        gone = [k for k in base if k not in env]
+        for name in (*changed, *gone):
+            if not _NAME.fullmatch(name) or name in _STARTUP_ONLY or name.startswith("BASH"):
                 return None
-        return out
+        if any("\0" in v for v in changed.values()):
+            return None
+        script = "export " + " ".join(f"{k}={_quoted(v)}" for k, v in changed.items()) if changed else ""
+        if gone:
+            script += f"{'; ' if script else ''}unset -v {' '.join(gone)}"
+        return script
 
     def _start(self) -> bool:
         records_r, records_w = os.pipe()
@@ -153,6 +158,11 @@ class BashLauncher:
         pid, self._pid = self._pid, 0
         if pid:
             threading.Thread(target=_reap, args=(pid,), name="reap-launcher", daemon=True).start()
+
+
+def _quoted(value: str) -> str:
+    """`value` in single quotes, for bash (any character but NUL)."""
+    return "'" + value.replace("'", "'\\''") + "'"
 
 
 def _reap(pid: int) -> None:
