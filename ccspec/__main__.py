@@ -1,4 +1,4 @@
-from ccspec.cli import main
+from ccspec.cli import run
 
 if __name__ == "__main__":
-    main()
+    run()
