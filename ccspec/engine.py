@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ccspec.errors import TargetError
 from ccspec.fingerprint import Facts, Fingerprint, fingerprint, gather_facts
@@ -44,8 +44,10 @@ from ccspec.state.store import Attempt, RecordedJob, StateStore
 from ccspec.states import FINAL, JobState
 from ccspec.targets.base import Launch, Status
 from ccspec.targets.local import LOST_REASON, LocalTarget
-from ccspec.targets.remote import RemoteLaunch, Submitted, Tracked, job_files
-from ccspec.targets.worker import HostWorker
+
+if TYPE_CHECKING:  # imported where remote hosts are used: a local run does without them
+    from ccspec.targets.remote import Submitted
+    from ccspec.targets.worker import HostWorker
 
 __all__ = ["Engine", "JobView", "Outcome"]
 
@@ -219,6 +221,7 @@ class Engine:
         worker = self.workers.get(host_name)
         if worker is None:
             from ccspec.targets.hosts import backend_for, poll_intervals
+            from ccspec.targets.worker import HostWorker
 
             host = self.workflow.hosts[host_name]
             shortest, longest = poll_intervals(host)
@@ -229,14 +232,14 @@ class Engine:
     # -- slots -------------------------------------------------------------------------
 
     def _pools(self, host_name: str) -> list[tuple[str, int]]:
-        from ccspec.targets.hosts import job_slots
-
         host = self.workflow.hosts.get(host_name)
         if host is None or host.type == "local":
             pools = [(LOCAL_SLOTS, self.limit)]
             if host is not None and host.max_jobs is not None:
                 pools.append((host_name, host.max_jobs))
             return pools
+        from ccspec.targets.hosts import job_slots
+
         return [(host_name, job_slots(host, self.limit))]
 
     def _take_slot(self, view: JobView) -> str | None:
@@ -476,6 +479,8 @@ class Engine:
         assert view.run_dir is not None and view.log_path is not None
         env = {k: str(v) for k, v in {**host.env, **job.env}.items()}
         env.update({"CCSPEC_WORKFLOW": self.workflow.name, "CCSPEC_JOB": job.id, "CCSPEC_ATTEMPT": str(view.attempt)})
+        from ccspec.targets.remote import RemoteLaunch, job_files
+
         files = job_files(job, self.workflow.base_dir, self.facts.inputs.get(planned_job.id, ()))
         launch = RemoteLaunch(attempt_id, self.workflow.name, job, view.attempt, self.workflow.base_dir,
                               view.run_dir.as_posix(), view.log_path.resolve(), env, files, _fetched(job, view.log_path))
@@ -699,6 +704,8 @@ class Engine:
     def _attach_remote(self, attempt: Attempt, view: JobView | None) -> None:
         """The host's worker polls the attempt like one it launched; its run folder tells
         the handle when the submission's answer was lost with the earlier runner."""
+        from ccspec.targets.remote import Tracked
+
         if view is None or not attempt.run_dir or not attempt.log_path:
             return  # the job left the spec: `ccspec status` settles its record
         view.attempt, view.attempt_id, view.handle = attempt.number, attempt.id, attempt.handle
