@@ -505,9 +505,9 @@ def run() -> NoReturn:
     import atexit
     import threading
 
-    atexit._run_exitfuncs()
     if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
-        sys.exit(code)
+        sys.exit(code)  # the usual exit: it waits for them, then runs the atexit handlers
+    atexit._run_exitfuncs()
     if code is not None and not isinstance(code, int):
         print(code, file=sys.stderr)
         code = 1

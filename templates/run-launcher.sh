@@ -19,6 +19,7 @@
 # lines, which are repeated below.
 # At end of input the spares say so (`e`), and the launcher ends; jobs go on (detached).
 eval "${1%%__ccspec_setup \"\$@\"*}"  # the wrapper up to the call of its set-up: defines it
+declare -F __ccspec_setup >/dev/null || exit 1  # not that wrapper: ccspec then spawns every job
 shift $#
 set -m
 printf t >&6  # the first spare's turn

@@ -54,6 +54,8 @@ def test_a_thread_that_is_not_a_daemon_is_waited_for(tmp_path: Path) -> None:
             time.sleep(0.5)
             Path("thread-ran").write_text("yes")
         threading.Thread(target=late).start()
+        atexit.register(lambda: open("atexit-saw", "a").write("thread done;" if Path("thread-ran").exists() else "early;"))
     """
     assert _run(tmp_path, body, ["validate", "flow.yaml"]).returncode == 0
     assert (tmp_path / "thread-ran").read_text() == "yes"
+    assert (tmp_path / "atexit-saw").read_text() == "thread done;"  # once, after the thread, as usual

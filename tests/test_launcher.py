@@ -234,3 +234,18 @@ def test_a_launcher_started_again_after_close_hands_out_its_own_spares(tmp_path:
         assert not launcher.broken
     finally:
         launcher.close()
+
+
+def test_a_wrapper_without_its_set_up_function_is_refused(tmp_path: Path) -> None:
+    """The launcher defines the wrapper's set-up function once; a wrapper it cannot find
+    that function in ends the launcher at once, and every launch goes back to spawning."""
+    wrapper = "echo a wrapper of another shape"
+    launcher = BashLauncher("/bin/bash", wrapper)
+    try:
+        (tmp_path / "r").mkdir()
+        assert launcher.launch("touch ran", str(tmp_path / "log"), str(tmp_path), wrapper,
+                               {**os.environ, "CCSPEC_RUN_DIR": str(tmp_path / "r")}) is None
+        assert launcher.broken
+    finally:
+        launcher.close()
+    assert not (tmp_path / "ran").exists()
