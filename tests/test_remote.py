@@ -54,16 +54,22 @@ def start_and_wait(repo: Path, remote_dir: str, job: str) -> tuple[subprocess.Po
     return proc, run_dir
 
 
-def start_long_remote_job(repo: Path, svc: TestServices, remote_dir: str) -> tuple[subprocess.Popen[str], str]:
-    """`apply` of one 200 s job on the ssh host, once it runs there; returns the runner and
-    the job's pid on the host."""
+def start_remote_job(repo: Path, svc: TestServices, remote_dir: str, job: str, run: str) -> tuple[subprocess.Popen[str], str]:
+    """`apply` of one job (`run`, YAML-quoted) on the ssh host, once it runs there; returns
+    the runner and the job's run folder on the host."""
     write(repo, f"""
         version: 1
         hosts: {{box: {ssh_host(svc, remote_dir)}}}
         jobs:
-          long: {{host: box, run: "sleep 200"}}
+          {job}: {{host: box, run: {run}}}
     """)
-    proc, run_dir = start_and_wait(repo, remote_dir, "long")
+    return start_and_wait(repo, remote_dir, job)
+
+
+def start_long_remote_job(repo: Path, svc: TestServices, remote_dir: str) -> tuple[subprocess.Popen[str], str]:
+    """`apply` of one 200 s job on the ssh host, once it runs there; returns the runner and
+    the job's pid on the host."""
+    proc, run_dir = start_remote_job(repo, svc, remote_dir, "long", '"sleep 200"')
     return proc, remote_text(f"{run_dir}/pid").strip()
 
 
@@ -310,13 +316,7 @@ def test_killed_runner_reattaches_to_ssh_and_slurm_jobs(repo: Path, svc: TestSer
 
 
 def test_status_collects_remote_jobs_after_the_runner_died(repo: Path, svc: TestServices, remote_dir: str) -> None:
-    write(repo, f"""
-        version: 1
-        hosts: {{box: {ssh_host(svc, remote_dir)}}}
-        jobs:
-          remote: {{host: box, run: "sleep 1; echo '# ccspec output r=5'"}}
-    """)
-    proc, run_dir = start_and_wait(repo, remote_dir, "remote")
+    proc, run_dir = start_remote_job(repo, svc, remote_dir, "remote", '"sleep 1; echo \'# ccspec output r=5\'"')
     kill_runner(proc)
     wait_for(lambda: ssh(f"test -s {run_dir}/exit_code").returncode == 0)
     result = ccspec(repo, "status", "flow.yaml", "--json")
