@@ -45,7 +45,12 @@ class Watch:
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
-            self.proc.wait(timeout=30)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # say what it printed before it got stuck
+                self.kill()
+                raise AssertionError("watch did not stop within 30 s of SIGINT; it printed:\n"
+                                     + "\n".join(self.lines)) from None
         self._close()
 
     def _close(self) -> None:
