@@ -10,9 +10,11 @@
 # the turn. A spare that gets the turn tells the launcher (`r` on fd 4), which forks the
 # next spare: one spare reads stdin, one waits for its turn, and the order of the pids is
 # the order of the records.
-# Record: COMMAND \0 LOG \0 CWD \0 ENV \0 \0, ENV being `export NAME='VALUE'...` and
-# `unset -v NAME...` for what differs from the launcher's environment; the empty last
-# field tells a whole record from one cut short.
+# Record: its length in six digits, then that many bytes of shell code, all ASCII (the
+# runner escapes other bytes as $'\xHH'), so `read -N` takes it in two reads whatever the
+# locale instead of one read call per byte: `export NAME='VALUE'...` and `unset -v NAME...`
+# for what differs from the launcher's environment, then __ccspec_cmd=... __ccspec_log=...
+# __ccspec_cwd=... A record shorter than its length was cut short.
 # Each job runs templates/run-wrapper.sh in its own process group (set -m), with the
 # environment, signal dispositions and shell options a fresh `bash -c` would have: the
 # wrapper's set-up function, defined here once (parsed once), then the wrapper's last
@@ -31,19 +33,20 @@ while [ "$__ccspec_said" = r ]; do
     IFS= read -r -n 1 __ccspec_e <&7  # our turn on stdin
     printf r >&4
     # a record cut short (the runner died writing it) runs nothing
-    if ! { IFS= read -r -d '' __ccspec_cmd && IFS= read -r -d '' __ccspec_log && IFS= read -r -d '' __ccspec_cwd &&
-           IFS= read -r -d '' __ccspec_env && IFS= read -r -d '' __ccspec_e && [ -z "$__ccspec_e" ]; }; then
+    if ! { IFS= read -r -N 6 __ccspec_n && case $__ccspec_n in *[!0-9]*) false ;; esac &&
+           __ccspec_n=$((10#$__ccspec_n)) && IFS= read -r -N "$__ccspec_n" __ccspec_rec &&
+           [ "${#__ccspec_rec}" -eq "$__ccspec_n" ]; }; then
       printf t >&6
       printf e >&4
       exit 0
     fi
     printf t >&6
     exec 4>&- 5<&- 6>&- 7<&- </dev/null
-    eval "$__ccspec_env"
+    eval "$__ccspec_rec"
     __ccspec_setup "$__ccspec_cmd" "$__ccspec_log" "$__ccspec_cwd"
     unset -f __ccspec_setup
     __ccspec_command=$__ccspec_cmd
-    unset __ccspec_env __ccspec_cmd __ccspec_log __ccspec_cwd __ccspec_said __ccspec_e
+    unset __ccspec_n __ccspec_rec __ccspec_cmd __ccspec_log __ccspec_cwd __ccspec_said __ccspec_e
     eval "$__ccspec_command"
   ) &
   echo "$!" >&3

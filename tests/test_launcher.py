@@ -203,14 +203,38 @@ def test_a_record_cut_short_runs_nothing(tmp_path: Path) -> None:
     assert launcher._start()
     spare = launcher._read_pid()
     (tmp_path / "r").mkdir()
-    # no empty field after the environment: the record never ends
-    os.write(launcher._records, f"touch {tmp_path}/ran\0{tmp_path}/log\0{tmp_path}\0CCSPEC_RUN_DIR={tmp_path}/r\0".encode())
+    record = launcher._record(f"touch {tmp_path}/ran", f"{tmp_path}/log", str(tmp_path),
+                              {**os.environ, "CCSPEC_RUN_DIR": f"{tmp_path}/r"})
+    assert record is not None
+    os.write(launcher._records, record[:-1])  # its last byte never comes
     launcher.close()
     end = time.monotonic() + 10
     while pid_alive(spare):
         assert time.monotonic() < end, "the spare did not end"
         time.sleep(0.02)
     assert not (tmp_path / "ran").exists() and not (tmp_path / "r" / "exit_code").exists()
+
+
+def test_text_beyond_ascii_reaches_the_job_byte_for_byte(tmp_path: Path) -> None:
+    """Records are ASCII with escapes whatever the locale: a command, log, folder and
+    environment with other characters (and a byte that is not UTF-8) arrive unchanged."""
+    launcher = BashLauncher("/bin/bash", _run_wrapper())
+    try:
+        folder = tmp_path / "dossier été ✓"
+        run_dir = folder / "r"
+        run_dir.mkdir(parents=True)
+        log = folder / "journal ü.log"
+        odd = os.fsdecode(b"raw \xff byte")  # not UTF-8: carried as the byte it is
+        env = {**os.environ, "LANG": "C.UTF-8", "CCSPEC_RUN_DIR": str(run_dir), "GREETING": "grüße 'ok' ✓", "ODD": odd}
+        pid = launcher.launch("printf '%s|' 'naïve ✓' \"$GREETING\" \"$PWD\" \"$ODD\"", str(log), str(folder),
+                              _run_wrapper(), env)
+        assert pid is not None
+        _wait_file(run_dir / "exit_code")
+        assert log.read_bytes() == "naïve ✓|grüße 'ok' ✓|".encode() + os.fsencode(folder) + b"|raw \xff byte|"
+        assert (run_dir / "exit_code").read_text().strip() == "0"
+        assert not launcher.broken
+    finally:
+        launcher.close()
 
 
 def test_a_launcher_started_again_after_close_hands_out_its_own_spares(tmp_path: Path) -> None:

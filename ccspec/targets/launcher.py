@@ -34,6 +34,7 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Variables bash reads only when it starts, or that steer the wrapper itself.
 _STARTUP_ONLY = frozenset({"ENV", "SHELLOPTS", "BASHOPTS", "IFS", "POSIXLY_CORRECT", "UID", "EUID", "PPID",
                            "GROUPS", "SHLVL"})
+MAX_RECORD = 999_999  # bytes of a launch record (six digits of length); longer ones are spawned
 REPLY_TIMEOUT = 10.0  # seconds a spare may take to appear before the launcher counts as stuck
 # Python ignores these; a job must start with them at their defaults (`yes | head` ends).
 SIGDEF = tuple(s for s in (getattr(signal, "SIGPIPE", None), getattr(signal, "SIGXFSZ", None)) if s is not None)
@@ -69,10 +70,9 @@ class BashLauncher:
             return None
         if not self._pid and not self._start():
             return None
-        changes = self._changes(env)
-        if changes is None:
+        record = self._record(command, log, cwd, env)
+        if record is None:
             return None
-        record = b"\0".join(s.encode("utf-8", "surrogateescape") for s in (command, log, cwd, changes, "", ""))
         try:
             pid = self._read_pid()  # the spare that takes this record, forked while the last job ran
             self._write_all(record)
@@ -80,6 +80,20 @@ class BashLauncher:
             self._fail()
             return None
         return pid
+
+    def _record(self, command: str, log: str, cwd: str, env: Mapping[str, str]) -> bytes | None:
+        """One launch record: its length in six digits, then shell code made of ASCII only
+        (so a length in bytes is one in characters whatever the locale) that exports the
+        environment's changes and sets the job's command, log and folder. A spare reads it
+        with two reads of known size (`read -N`), not one read call per byte."""
+        changes = self._changes(env)
+        if changes is None or "\0" in command or "\0" in log or "\0" in cwd:
+            return None
+        body = (f"{changes}{'; ' if changes else ''}__ccspec_cmd={_quoted(command)} __ccspec_log={_quoted(log)} "
+                f"__ccspec_cwd={_quoted(cwd)}").encode("ascii")
+        if len(body) > MAX_RECORD:
+            return None
+        return b"%06d" % len(body) + body
 
     def _changes(self, env: Mapping[str, str]) -> str | None:
         """The shell commands (`export NAME='VALUE'...; unset -v NAME...`) that turn the
@@ -89,7 +103,7 @@ class BashLauncher:
         changed = {k: v for k, v in env.items() if base.get(k) != v}
         gone = [k for k in base if k not in env]
         for name in (*changed, *gone):
-            if not _NAME.fullmatch(name) or name in _STARTUP_ONLY or name.startswith("BASH"):
+            if not _NAME.fullmatch(name) or name in _STARTUP_ONLY or name.startswith(("BASH", "__ccspec_")):
                 return None
         if any("\0" in v for v in changed.values()):
             return None
@@ -161,8 +175,16 @@ class BashLauncher:
 
 
 def _quoted(value: str) -> str:
-    """`value` in single quotes, for bash (any character but NUL)."""
-    return "'" + value.replace("'", "'\\''") + "'"
+    """`value` as one bash word of ASCII characters (any text but NUL): in single quotes, or,
+    with characters beyond ASCII, in $'...' with each byte of its UTF-8 escaped."""
+    if value.isascii():
+        return "'" + value.replace("'", "'\\''") + "'"
+    return "$'" + "".join(_ANSI_C[b] for b in value.encode("utf-8", "surrogateescape")) + "'"
+
+
+# each byte inside $'...': printable ASCII as itself (but ' and \), anything else as \xHH
+_ANSI_C = [chr(b) if 32 <= b < 127 and b not in (39, 92) else f"\\x{b:02x}" for b in range(256)]
+_ANSI_C[39], _ANSI_C[92] = "\\'", "\\\\"
 
 
 def _reap(pid: int) -> None:
