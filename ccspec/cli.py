@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
-import traceback
+import types
 from typing import Any, NoReturn
 
 import click
@@ -498,6 +497,7 @@ def run() -> NoReturn:
     (a garbage collection, then every module's objects) and changes nothing a user sees:
     output is flushed and atexit handlers run first, and where a thread that is not a
     daemon still runs, the usual exit waits for it as always."""
+    skip_pydantic_plugin_discovery()
     try:
         main()
     except SystemExit as exc:
@@ -519,7 +519,38 @@ def run() -> NoReturn:
     os._exit(code or 0)
 
 
+_PLUGIN_LOADER = "pydantic.plugin._loader"
+
+
+def skip_pydantic_plugin_discovery() -> None:
+    """In the ccspec command only (never on `import ccspec`): pydantic looks for plugins in
+    the entry points of every installed distribution when it builds its first validator,
+    and importing importlib.metadata for that and scanning site-packages takes about 30 ms
+    of each command here. The command's only models are ccspec's own, which use no plugin,
+    so pydantic finds a loader that has none. Setting PYDANTIC_DISABLE_PLUGINS (pydantic's
+    own switch) leaves pydantic as it is; so does any name of the loader other than
+    `get_plugins`, which loads the real module."""
+    if _PLUGIN_LOADER in sys.modules or "PYDANTIC_DISABLE_PLUGINS" in os.environ:
+        return
+    loader = types.ModuleType(_PLUGIN_LOADER, "ccspec: no pydantic plugins in the ccspec command")
+    loader.get_plugins = lambda: ()  # type: ignore[attr-defined]
+    loader.__getattr__ = _real_plugin_loader  # type: ignore[attr-defined]
+    sys.modules[_PLUGIN_LOADER] = loader
+
+
+def _real_plugin_loader(name: str) -> Any:
+    if name.startswith("__"):  # what the import system asks of any module (`__path__`...)
+        raise AttributeError(name)
+    import importlib
+
+    sys.modules.pop(_PLUGIN_LOADER, None)
+    return getattr(importlib.import_module(_PLUGIN_LOADER), name)
+
+
 def _internal_error(exc: BaseException, debug: bool) -> NoReturn:
+    import tempfile
+    import traceback
+
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     if debug:
         sys.stderr.write(text)
