@@ -131,6 +131,8 @@ class Engine:
         # the environment every local job starts from, read once (os.environ decodes on every access)
         self._base_env = dict(os.environ)
         self._logs = state_dir / "logs" / workflow.name  # logs/WF/JOB/N.log
+        # the same, absolute, for local launches (os.path.abspath asks the OS for the cwd each time)
+        self._logs_abs = os.path.abspath(self._logs)
         self.views: dict[str, JobView] = {}
         self.order: list[str] = list(self.jobs)
         self.stopping = False
@@ -260,7 +262,7 @@ class Engine:
             self.busy[pool] -= 1
             waiting = self.parked.get(pool)
             if waiting:  # one freed slot lets one parked job try again
-                heapq.heappush(self.ready, heapq.heappop(waiting))
+                heapq.heappush(self.ready, heapq.heappop(waiting))  # its folder was asked for before
         view.slots = ()
 
     def handover(self) -> None:
@@ -290,7 +292,7 @@ class Engine:
                 self.waiting[view.id] = sum(
                     1 for n in self.jobs[view.id].needs if n in self.views and self.views[n].state is not JobState.SUCCEEDED)
                 if self.waiting[view.id] == 0:
-                    heapq.heappush(self.ready, (self.position[view.id], view.id))
+                    self._make_ready(view.id)
         for view in list(self.views.values()):  # a need that already failed (e.g. a lost re-attached job)
             if view.state in FINAL and view.state is not JobState.SUCCEEDED:
                 self._skip_descendants(view)
@@ -385,6 +387,16 @@ class Engine:
 
     # -- launching ---------------------------------------------------------------------
 
+    def _make_ready(self, job_id: str) -> None:
+        """Queue a job whose needs are met; a local job's run folder is made ahead meanwhile."""
+        heapq.heappush(self.ready, (self.position[job_id], job_id))
+        job, view = self.jobs.get(job_id), self.views.get(job_id)
+        if job is None or view is None or job.fanout_pending:
+            return
+        host = self.workflow.hosts.get(job.host)
+        if host is not None and host.type == "local":
+            self.local.prepare(Path(self._logs_abs, job_id, str(view.attempt + 1)))
+
     def _launch_ready(self) -> None:
         while self.ready:
             entry = heapq.heappop(self.ready)
@@ -456,7 +468,7 @@ class Engine:
             self._launch_remote(view, job, planned_job, host, attempt.id)
             return True
         try:
-            launch = self._launch_spec(job, view, run_dir, log_path)
+            launch = self._launch_spec(job, view)
             handle = self.local.submit(launch, lambda h, code: self.events.put(("exit", (h, code))))
         except (TargetError, OSError) as exc:
             self.store.finish_attempt(attempt.id, JobState.FAILED, exit_code=None, reason=str(exc), outputs={}, progress=None, message=None)
@@ -510,7 +522,7 @@ class Engine:
             self.position[member.id] = base + (i + 1) / (len(members) + 1)
             self.children[member.id] = list(children)
             self.waiting[member.id] = 0
-            heapq.heappush(self.ready, (self.position[member.id], member.id))
+            self._make_ready(member.id)
         for child in children:  # jobs that needed the fan-out now need its members
             other = self.jobs[child]
             needs = tuple(n for need in other.needs for n in (ids if need == view.id else [need]))
@@ -518,11 +530,11 @@ class Engine:
             self.waiting[child] = self.waiting.get(child, 0) + len(members) - 1
         self.report("fanout", None)
 
-    def _launch_spec(self, job: ResolvedJob, view: JobView, run_dir: Path, log_path: Path) -> Launch:
+    def _launch_spec(self, job: ResolvedJob, view: JobView) -> Launch:
         base = self.workflow.base_dir
         cwd = job_cwd(job, base)
         # absolute without Path.resolve(), which stats every component of every path (~0.2 ms)
-        run_dir, log_path = Path(os.path.abspath(run_dir)), Path(os.path.abspath(log_path))
+        run_dir, log_path = Path(self._logs_abs, job.id, str(view.attempt)), Path(self._logs_abs, job.id, f"{view.attempt}.log")
         env = {**self._base_env, **{k: str(v) for k, v in job.env.items()}, "CCSPEC_WORKFLOW": self.workflow.name,
                "CCSPEC_JOB": job.id, "CCSPEC_ATTEMPT": str(view.attempt), "CCSPEC_RUN_DIR": str(run_dir)}
         argv = command(job, base, run_dir, log_path)
@@ -584,7 +596,7 @@ class Engine:
                 left = self.waiting.get(child, 1) - 1
                 self.waiting[child] = left
                 if left == 0 and child in self.views and self.views[child].state is JobState.PENDING:
-                    heapq.heappush(self.ready, (self.position[child], child))
+                    self._make_ready(child)
         elif not self.stopping:  # when stopping, every pending job is cancelled instead
             self._skip_descendants(view)
 
@@ -595,7 +607,7 @@ class Engine:
         for view in [v for v in self.retrying.values() if v.retry_at is not None and v.retry_at <= now]:
             del self.retrying[view.id]
             view.retry_at = None
-            heapq.heappush(self.ready, (self.position[view.id], view.id))
+            self._make_ready(view.id)
         for view in list(self.running.values()):
             if view.kill_at is not None and now >= view.kill_at and view.forced:  # the host never confirmed
                 self.remote.pop(view.attempt_id or 0, None)
@@ -734,9 +746,11 @@ class Engine:
         if not attempt.run_dir:
             return None
         run_dir = Path(attempt.run_dir)
-        if not run_dir.is_dir():  # the runner makes it right before a launch: none happened
+        if not run_dir.is_dir():  # the runner makes it before a launch: none happened
             return None
-        deadline = time.monotonic() + 1.0  # the wrapper writes its pid first thing: give it a moment
+        # the wrapper writes its pid first thing: give it a moment (the folder may also have
+        # been made ahead for a launch that never happened)
+        deadline = time.monotonic() + 1.0
         while True:
             handle = self.local.recover(run_dir)
             if handle is not None or time.monotonic() > deadline:

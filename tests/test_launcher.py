@@ -20,7 +20,7 @@ from ccspec.engine import _run_wrapper
 from ccspec.processes import pid_alive
 from ccspec.targets.base import Launch
 from ccspec.targets.launcher import BashLauncher, eligible
-from ccspec.targets.local import LocalTarget, read_exit_code
+from ccspec.targets.local import PREPARE_AHEAD, LocalTarget, read_exit_code
 
 pytestmark = pytest.mark.skipif(not BashLauncher.available, reason="the launcher needs Linux pidfds")
 
@@ -44,8 +44,8 @@ yes | head -n 1
 """
 
 
-def _launch(tmp: Path, name: str, command: str, env: dict[str, str]) -> Launch:
-    run_dir = tmp / "runs" / name
+def _launch(tmp: Path, name: str, command: str, env: dict[str, str], run_dir: Path | None = None) -> Launch:
+    run_dir = run_dir or tmp / "runs" / name
     log = tmp / f"{name}.log"
     argv = ["bash", "-c", _run_wrapper(), "bash", command, str(log), str(tmp)]
     full = {**env, "CCSPEC_RUN_DIR": str(run_dir), "CCSPEC_JOB": name}
@@ -273,3 +273,52 @@ def test_a_wrapper_without_its_set_up_function_is_refused(tmp_path: Path) -> Non
     finally:
         launcher.close()
     assert not (tmp_path / "ran").exists()
+
+
+def test_run_folders_asked_for_ahead_are_made_by_a_thread_up_to_a_limit(tmp_path: Path) -> None:
+    """The runner asks for the run folders of jobs that are ready; a thread makes them, at
+    most PREPARE_AHEAD waiting at a time. A launch uses its folder made ahead, or makes it."""
+    target = LocalTarget()
+    try:
+        folders = [tmp_path / "logs" / "wf" / f"j{i}" / "1" for i in range(PREPARE_AHEAD + 5)]
+        for folder in folders:
+            target.prepare(folder)
+        for folder in folders[:PREPARE_AHEAD]:
+            _wait_file(folder)
+        assert not any(f.exists() for f in folders[PREPARE_AHEAD:])  # beyond the limit: made by their launch
+        for name, folder in (("ahead", folders[0]), ("own", folders[-1])):
+            handle, code = _run(target, _launch(tmp_path, name, f"echo {name}", dict(os.environ), run_dir=folder))
+            assert code == 0 and read_exit_code(folder) == 0
+            assert (folder / "pid").read_text().strip() == handle
+            assert (tmp_path / f"{name}.log").read_text() == f"{name}\n"
+        target.prepare(folders[-2])  # a slot was freed by the launch of folders[0]
+        _wait_file(folders[-2])
+    finally:
+        target.close()
+
+
+def test_an_apply_launches_jobs_in_the_run_folders_made_ahead(tmp_path: Path) -> None:
+    """The engine asks for the folders of jobs that are ready (waiting for a slot) under the
+    same absolute paths its launches use: each launch finds its folder made."""
+    import ccspec
+    from ccspec.engine import Engine
+    from ccspec.runner import apply_workflow, plan_workflow
+    from ccspec.state.store import StateStore
+
+    jobs = "".join(f"  j{i}: {{run: 'sleep 0.1; echo {i} > out{i}'}}\n" for i in range(6))
+    (tmp_path / "flow.yaml").write_text(f"version: 1\njobs:\n{jobs}  last: {{run: 'cat out* > all', needs: [j0, j5]}}\n")
+    store = StateStore(tmp_path / ".ccspec")
+    engines: list[Engine] = []
+    try:
+        planned = plan_workflow(ccspec.load(tmp_path / "flow.yaml"), store)
+        outcome = apply_workflow(planned, store, folder=tmp_path / ".ccspec", jobs=2, reporter=lambda e, v: None,
+                                 svg=False, signals=False, started=engines.append)
+    finally:
+        store.close()
+    assert outcome.ok
+    assert (tmp_path / "all").read_text().split() == [str(i) for i in range(6)]
+    local = engines[0].local
+    assert local.made_ahead >= 4  # j2..j5 waited for a slot while theirs were made
+    assert not local._asked and not local._made  # every folder asked for was used by its launch
+    for name in [*(f"j{i}" for i in range(6)), "last"]:
+        assert read_exit_code(tmp_path / ".ccspec" / "logs" / "flow" / name / "1") == 0
