@@ -125,12 +125,18 @@ class LeaseHeld(CcspecError):
         self.host = host
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True, default=str)  # one for every record: json.dumps makes one a call
+
+
 def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, sort_keys=True, default=str)
+    return None if value is None else _ENCODER.encode(value)
 
 
 def _load(text: str | None) -> Any:
     return json.loads(text) if text else {}
+
+
+_INSERT_EVENT = "INSERT INTO events (time, workflow, job, attempt, kind, data) VALUES (?,?,?,?,?,?)"
 
 
 class StateStore:
@@ -146,6 +152,7 @@ class StateStore:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
         self._soon: list[Callable[[], None]] = []  # writes asked for `soon`: done in the next transaction
+        self._events: list[tuple[Any, ...]] | None = None  # the events of the transaction under way, inserted last
         self._soon_since = 0.0  # monotonic time the oldest of them was asked for
         self._migrate()
 
@@ -296,7 +303,7 @@ class StateStore:
         """Record the intent to launch (state `launching`) before anything starts. `number`:
         the attempt's number when the caller, the lease holder, knows it (one read less)."""
         now = time.time()
-        self.db.execute("BEGIN IMMEDIATE")
+        self._begin()
         try:
             self._write_soon()
             if number is None:
@@ -315,9 +322,9 @@ class StateStore:
                    last_attempt=excluded.last_attempt, updated=excluded.updated""",
                 (workflow, job, name, str(JobState.LAUNCHING), fingerprint, _json(parts), number, attempt_id, now))
             self._event(workflow, job, attempt_id, "launching", {"attempt": number, "host": host})
-            self.db.execute("COMMIT")
+            self._commit()
         except BaseException:
-            self.db.execute("ROLLBACK")
+            self._rollback()
             raise
         return Attempt(attempt_id, workflow, job, number, host, None, JobState.LAUNCHING, None, None, fingerprint,
                        str(run_dir), str(log_path), now, None, None, None, None, {})
@@ -358,13 +365,28 @@ class StateStore:
         """Do the writes asked for `soon`, in one transaction (in the order they were asked)."""
         if not self._soon:
             return
-        self.db.execute("BEGIN IMMEDIATE")
+        self._begin()
         try:
             self._write_soon()
-            self.db.execute("COMMIT")
+            self._commit()
         except BaseException:
-            self.db.execute("ROLLBACK")
+            self._rollback()
             raise
+
+    def _begin(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+        self._events = []
+
+    def _commit(self) -> None:
+        """The transaction's events in one statement, then COMMIT."""
+        events, self._events = self._events, None
+        if events:
+            self.db.executemany(_INSERT_EVENT, events)
+        self.db.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        self._events = None
+        self.db.execute("ROLLBACK")
 
     def _write_soon(self) -> None:
         """Inside a transaction."""
@@ -410,8 +432,11 @@ class StateStore:
             self._event(workflow, job, None, "removed", {})
 
     def _event(self, workflow: str, job: str | None, attempt: int | None, kind: str, data: Mapping[str, Any]) -> None:
-        self.db.execute("INSERT INTO events (time, workflow, job, attempt, kind, data) VALUES (?,?,?,?,?,?)",
-                        (time.time(), workflow, job, attempt, kind, _json(dict(data))))
+        row = (time.time(), workflow, job, attempt, kind, _ENCODER.encode(dict(data)))
+        if self._events is not None:  # inside one of the store's transactions: inserted with the others at its end
+            self._events.append(row)
+        else:
+            self.db.execute(_INSERT_EVENT, row)
 
 
 class _LazyJSON(Mapping[str, Any]):
