@@ -1,8 +1,8 @@
 """Keeps `NAME.status.yaml` and `NAME.svg` beside the spec up to date while a run goes on.
 
 A reporter sink of the engine (called on every event): it writes at most every
-STATUS_EVERY seconds, less often when the files are costly, and only files whose content
-changed. Files are rendered and written by a worker thread from snapshots of the jobs, and
+STATUS_EVERY seconds, less often when the files are costly (their writes never take more
+than 1/COST_SHARE of the run's time), and only files whose content changed. Files are rendered and written by a worker thread from snapshots of the jobs, and
 the picture is laid out there once per shape of the graph, so the engine never waits for
 either; later writes repaint the kept layout (milliseconds).
 """
@@ -17,12 +17,16 @@ from collections.abc import Callable, Mapping
 from ccspec.engine import JobView
 from ccspec.redact import environment_secrets, secret_values
 from ccspec.report.graph import GraphNode, Painter
-from ccspec.report.status import JobStatus, StatusRenderer, status_document, write_if_changed
+from ccspec.report.status import JobStatus, KeptFile, StatusRenderer, status_document
 from ccspec.spec.resolved import ResolvedWorkflow
 
-__all__ = ["STATUS_EVERY", "StatusWriter"]
+__all__ = ["COST_SHARE", "STATUS_EVERY", "StatusWriter"]
 
 STATUS_EVERY = 0.5  # seconds: at most two status/SVG writes a second
+# A write's cost (snapshot, render, files) times this is the least time to the next one. The
+# writer's thread holds the GIL while it renders, and the engine's thread then waits for it
+# after each of its system calls: what a write costs, the run waits, so keep it at ~5%.
+COST_SHARE = 20
 
 
 class StatusWriter:
@@ -42,13 +46,15 @@ class StatusWriter:
         self.svg = svg
         self.folder = workflow.file.parent
         self.dirty = True
-        self.last = 0.0
+        self.last = time.monotonic()  # the first write one interval after the start: short runs need none but the last
         self.interval = STATUS_EVERY
         self._wake = threading.Condition()
-        self._pending: tuple[list[JobStatus], list[GraphNode]] | None = None
+        self._pending: tuple[list[JobStatus], list[GraphNode], float] | None = None
         self._layout_at = 0.0  # no new layout before this (monotonic): it takes CPU from the jobs
         self.painter = Painter(workflow.name)
         self.renderer = StatusRenderer()
+        self.status_file = KeptFile(self.folder / f"{workflow.name}.status.yaml")
+        self.svg_file = KeptFile(self.folder / f"{workflow.name}.svg")
         # the spec's `secrets:` vars and secret-looking environment values: never in the files
         self.secrets = [*secret_values(workflow.vars, workflow.spec.secrets), *environment_secrets(os.environ)]
         self._thread: threading.Thread | None = None
@@ -63,7 +69,7 @@ class StatusWriter:
     def write(self) -> None:
         """Hand the worker a snapshot of the jobs."""
         self.dirty = False
-        self.last = time.monotonic()
+        self.last = began = time.monotonic()
         views = list(self.views().values())
         statuses = [_status(v) for v in views]
         nodes: list[GraphNode] = []
@@ -72,7 +78,7 @@ class StatusWriter:
             nodes = [GraphNode(v.id, v.state.value, self.needs(v.id), v.progress,
                                None if v.started is None else (v.finished or now) - v.started, v.host) for v in views]
         with self._wake:
-            self._pending = (statuses, nodes)
+            self._pending = (statuses, nodes, time.monotonic() - began)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name="status", daemon=True)
                 self._thread.start()
@@ -87,30 +93,35 @@ class StatusWriter:
                     self._wake.wait(None if svg_nodes is None else max(0.0, self._layout_at - time.monotonic()))
                 pending, self._pending = self._pending, None
                 closing = self._closing
+            cost = 0.0
             if pending is not None:
-                statuses, nodes = pending
+                statuses, nodes, cost = pending
                 began = time.monotonic()
                 doc = status_document(self.workflow.name, statuses, redact=self.secrets)
-                write_if_changed(self.folder / f"{self.workflow.name}.status.yaml", self.renderer.render(doc))
-                # a large workflow's file costs more: never spend more than ~10% of the time on it
-                self.interval = max(STATUS_EVERY, 10 * (time.monotonic() - began))
+                self.status_file.write(self.renderer.render(doc))
+                cost += time.monotonic() - began
                 if self.svg:
                     svg_nodes = nodes
             if svg_nodes is not None and (self.painter.fits(svg_nodes) or closing or time.monotonic() >= self._layout_at):
-                self._draw(svg_nodes)
+                cost += self._draw(svg_nodes)
                 svg_nodes = None
+            if pending is not None:  # a large workflow's files cost more: write them less often
+                self.interval = max(STATUS_EVERY, COST_SHARE * cost)
             if closing and pending is None and svg_nodes is None:
                 return
 
-    def _draw(self, nodes: list[GraphNode]) -> None:
+    def _draw(self, nodes: list[GraphNode]) -> float:
         """Repaint the kept layout, or lay the graph out first (the first render compiles
         Graphviz, ~0.1 s; a large graph takes a second or more) and then rest 9x as long as
-        that took (at most 10 s) before the next layout, unless the run has ended."""
+        that took (at most 10 s) before the next layout, unless the run has ended. Returns
+        the seconds the repaint took (a layout is paced on its own)."""
         if not self.painter.fits(nodes):
             began = time.monotonic()
             self.painter.lay_out(nodes)
             self._layout_at = time.monotonic() + min(10.0, 9 * (time.monotonic() - began))
-        write_if_changed(self.folder / f"{self.workflow.name}.svg", self.painter.paint(nodes))
+        began = time.monotonic()
+        self.svg_file.write(self.painter.paint(nodes))
+        return time.monotonic() - began
 
     def close(self) -> None:
         """Write the last snapshot now and wait for it."""

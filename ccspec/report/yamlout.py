@@ -9,6 +9,7 @@ too. `tests/test_yamlout.py` checks that `yaml.safe_load` reads back what was wr
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -40,7 +41,11 @@ def _scalar(value: Any) -> str:
             mantissa, exponent = text.split("e")
             text = f"{mantissa}.0e{exponent}"
         return text
-    text = str(value)
+    return _text(str(value))
+
+
+@functools.lru_cache(maxsize=8192)  # keys, states, hosts and times repeat in every job's entry
+def _text(text: str) -> str:
     if _PLAIN.fullmatch(text) and not _SPECIAL.fullmatch(text) and ": " not in text and " #" not in text:
         return text
     if text.isprintable():
