@@ -22,15 +22,19 @@ _SHOWN = {"started", "queued", "running", "unknown", "attached", "succeeded", "f
 @contextlib.contextmanager
 def make_reporter(workflow: str, plan: Plan) -> Iterator[Any]:
     runs = len(plan.to_run)
-    print(f"{workflow}: {runs} to run, {sum(1 for j in plan.jobs if j.action.value == 'up_to_date')} up to date", flush=True)
-    for job in plan.jobs:
-        if job.action.value != "up_to_date":
-            print(f"  {job.line()}", flush=True)
+    lines = [f"{workflow}: {runs} to run, {sum(1 for j in plan.jobs if j.action.value == 'up_to_date')} up to date"]
+    lines.extend(f"  {job.line()}" for job in plan.jobs if job.action.value != "up_to_date")
+    sys.stdout.write("\n".join(lines) + "\n")  # one write, not one per job
+    sys.stdout.flush()
     if sys.stdout.isatty():
         with _live(workflow) as reporter:
             yield reporter
     else:
-        yield _lines(workflow)
+        reporter = _lines(workflow)
+        try:
+            yield reporter
+        finally:
+            reporter.flush()
 
 
 def plain_reporter(workflow: str, say: Callable[[str], None]) -> Any:
@@ -38,10 +42,37 @@ def plain_reporter(workflow: str, say: Callable[[str], None]) -> Any:
     return _lines(workflow, say)
 
 
+LINES_EVERY = 0.05  # seconds: printed lines reach stdout at least this often (one write for all)
+
+
 def _lines(workflow: str, say: Callable[[str], None] | None = None) -> Any:
-    out = say or (lambda line: print(line, flush=True))
+    """Event lines: through `say`, or gathered and written to stdout together (a write and
+    a flush per line were a measurable part of a run of small jobs): before the engine
+    sleeps, on its tick once LINES_EVERY seconds passed since the first of them, and at the
+    end of the run."""
+    pending: list[str] = []
+    since = 0.0  # monotonic time of the oldest pending line
+
+    def out(line: str) -> None:
+        nonlocal since
+        if say is not None:
+            say(line)
+            return
+        if not pending:
+            since = time.monotonic()
+        pending.append(line)
+
+    def flush() -> None:
+        if pending:
+            sys.stdout.write("\n".join(pending) + "\n")
+            pending.clear()
+            sys.stdout.flush()
 
     def report(event: str, view: JobView | None) -> None:
+        if event in ("tick", "idle", "finished"):
+            if pending and (event != "tick" or time.monotonic() - since >= LINES_EVERY):
+                flush()
+            return
         if view is None or event not in _SHOWN:
             return
         stamp = time.strftime("%H:%M:%S")
@@ -61,6 +92,7 @@ def _lines(workflow: str, say: Callable[[str], None] | None = None) -> Any:
             detail += f" (log: {view.log_path})"
         out(f"{stamp} {workflow}/{view.id} {event}{detail}")
 
+    report.flush = flush  # type: ignore[attr-defined]
     return report
 
 
@@ -87,6 +119,8 @@ def _live(workflow: str) -> Iterator[Any]:
 
     with Live(table(), console=console, refresh_per_second=4, transient=False) as live:
         def report(event: str, view: JobView | None) -> None:
+            if event == "idle":
+                return
             if view is not None:
                 views[view.id] = view
             live.update(table())

@@ -198,6 +198,7 @@ class Engine:
                         self.store.flush()
                     elif age is not None:
                         timeout = min(timeout, FLUSH_AFTER - age)
+                    self.report("idle", None)  # reporters write out what they gathered before the engine sleeps
                     self.local.wait(timeout)  # child exits (via pidfds), remote events or a wake-up
                 while True:
                     try:

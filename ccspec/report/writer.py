@@ -61,7 +61,7 @@ class StatusWriter:
         self._closing = False
 
     def __call__(self, event: str, view: JobView | None) -> None:
-        if event != "tick":
+        if event not in ("tick", "idle"):
             self.dirty = True
         if event == "finished" or (self.dirty and time.monotonic() - self.last >= self.interval):
             self.write()
