@@ -35,7 +35,7 @@ from ccspec.targets.launcher import SIGDEF, BashLauncher, eligible
 __all__ = ["LOST_REASON", "LocalTarget", "read_exit_code"]
 
 LOST_REASON = "the job's process is gone and left no exit code (killed by SIGKILL?)"
-PREPARE_AHEAD = 64  # run folders made ahead of their launch at most at a time
+PREPARE_AHEAD = 256  # run folders made ahead of their launch at most at a time (a layer of a wide DAG)
 
 _SPAWN = hasattr(os, "posix_spawn") and not sys.platform.startswith("win")
 _NULL_STDIO = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)] if _SPAWN else []
@@ -293,12 +293,21 @@ class LocalTarget:
 
     @staticmethod
     def read_log(log_path: Path, offset: int) -> bytes:
+        """The log from `offset` on (os-level: this runs at least once for every job)."""
         try:
-            with open(log_path, "rb") as fh:
-                fh.seek(offset)
-                return fh.read()
+            fd = os.open(log_path, os.O_RDONLY)
         except OSError:
             return b""
+        chunks: list[bytes] = []
+        try:
+            while chunk := os.pread(fd, 1 << 20, offset):
+                chunks.append(chunk)
+                offset += len(chunk)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        return b"".join(chunks)
 
     def recover(self, run_dir: Path) -> str | None:
         """The handle of an attempt whose launch was recorded but not its handle."""
