@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 __all__ = ["COLOURS", "GraphNode", "Painter", "dot_source", "render"]
 
@@ -28,8 +29,9 @@ COLOURS = {
 MAX_NODES = 1500  # beyond this a picture is unreadable and slow to lay out
 
 
-@dataclass(frozen=True)
-class GraphNode:
+class GraphNode(NamedTuple):
+    """One node of the picture (a tuple: a run takes a snapshot of every job)."""
+
     id: str
     state: str
     needs: tuple[str, ...] = ()

@@ -82,10 +82,15 @@ def _flow(value: Any) -> str:
     return _scalar(value)
 
 
+_PLAIN_TYPES = (str, int, float, bool, type(None))
+
+
 def _block(mapping: Mapping[str, Any], indent: str, out: list[str], depth: int) -> None:
     for key, value in mapping.items():
-        head = f"{indent}{_scalar(str(key))}:"
-        if isinstance(value, Mapping) and value and depth < 3:
+        head = f"{indent}{_text(key) if type(key) is str else _scalar(str(key))}:"
+        if type(value) in _PLAIN_TYPES:  # most values: no Mapping check (an ABC's isinstance is slow)
+            out.append(f"{head} {_text(value) if type(value) is str else _scalar(value)}")
+        elif isinstance(value, Mapping) and value and depth < 3:
             out.append(head)
             _block(value, indent + "  ", out, depth + 1)
         elif isinstance(value, (Mapping, list, tuple)):
