@@ -199,6 +199,7 @@ class Engine:
                     elif age is not None:
                         timeout = min(timeout, FLUSH_AFTER - age)
                     self.report("idle", None)  # reporters write out what they gathered before the engine sleeps
+                    self.local.make_prepared()  # run folders of ready jobs, while the running ones run
                     self.local.wait(timeout)  # child exits (via pidfds), remote events or a wake-up
                 while True:
                     try:

@@ -275,24 +275,29 @@ def test_a_wrapper_without_its_set_up_function_is_refused(tmp_path: Path) -> Non
     assert not (tmp_path / "ran").exists()
 
 
-def test_run_folders_asked_for_ahead_are_made_by_a_thread_up_to_a_limit(tmp_path: Path) -> None:
-    """The runner asks for the run folders of jobs that are ready; a thread makes them, at
-    most PREPARE_AHEAD waiting at a time. A launch uses its folder made ahead, or makes it."""
+def test_run_folders_asked_for_ahead_are_made_while_the_runner_waits_up_to_a_limit(tmp_path: Path) -> None:
+    """The runner asks for the run folders of jobs that are ready, at most PREPARE_AHEAD
+    waiting at a time, and makes a few each time before it waits. A launch uses its
+    folder made ahead, or makes it."""
     target = LocalTarget()
     try:
         folders = [tmp_path / "logs" / "wf" / f"j{i}" / "1" for i in range(PREPARE_AHEAD + 5)]
         for folder in folders:
             target.prepare(folder)
-        for folder in folders[:PREPARE_AHEAD]:
-            _wait_file(folder)
+        target.make_prepared(3)
+        assert [f.exists() for f in folders[:4]] == [True, True, True, False]  # in the order asked, three
+        target.make_prepared(PREPARE_AHEAD)
+        assert all(f.exists() for f in folders[:PREPARE_AHEAD])
         assert not any(f.exists() for f in folders[PREPARE_AHEAD:])  # beyond the limit: made by their launch
         for name, folder in (("ahead", folders[0]), ("own", folders[-1])):
             handle, code = _run(target, _launch(tmp_path, name, f"echo {name}", dict(os.environ), run_dir=folder))
             assert code == 0 and read_exit_code(folder) == 0
             assert (folder / "pid").read_text().strip() == handle
             assert (tmp_path / f"{name}.log").read_text() == f"{name}\n"
-        target.prepare(folders[-2])  # a slot was freed by the launch of folders[0]
-        _wait_file(folders[-2])
+        assert target.made_ahead == 1
+        target.prepare(folders[-2])  # a place was freed by the launch of folders[0]
+        target.make_prepared()
+        assert folders[-2].exists()
     finally:
         target.close()
 

@@ -12,6 +12,7 @@ the wrappers' files.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import os
@@ -91,9 +92,8 @@ class LocalTarget:
         self._dirs: set[Path] = set()
         self._launcher: BashLauncher | None = None
         self._asked: set[Path] = set()  # run folders `prepare` was asked for and no launch has used yet
-        self._made: set[Path] = set()  # those of them the folder thread has made
-        self._folders_lock = threading.Lock()  # a folder is made ahead, or by its launch: never counted twice
-        self._to_make: queue.SimpleQueue[Path | None] | None = None
+        self._to_make: collections.deque[Path] = collections.deque()  # of those, the ones not made yet, in order
+        self._made: set[Path] = set()  # the ones made ahead
         self.made_ahead = 0  # launches whose run folder was made ahead
 
     def _ensure_dir(self, folder: Path) -> None:
@@ -107,37 +107,32 @@ class LocalTarget:
         self._dirs.add(folder)
 
     def prepare(self, run_dir: Path) -> None:
-        """Make the run folder of an attempt that will launch soon, ahead of time and in a
-        thread: two mkdir calls are a tenth of the runner's work per job on this ext4, and
-        they release the GIL. At most PREPARE_AHEAD folders wait to be used at a time; a
-        launch whose folder is not made yet makes it itself."""
+        """Note the run folder of an attempt that will launch soon, to be made by
+        `make_prepared` while the runner waits for jobs instead of during its launch: two
+        mkdir calls were a tenth of the runner's work per job on this ext4. At most
+        PREPARE_AHEAD folders wait to be used at a time; a launch whose folder is not made
+        yet makes it itself."""
         if len(self._asked) >= PREPARE_AHEAD or run_dir in self._asked:
             return
-        if self._to_make is None:
-            self._to_make = queue.SimpleQueue()
-            threading.Thread(target=self._make_folders, args=(self._to_make,), name="run-folders", daemon=True).start()
         self._asked.add(run_dir)
-        self._to_make.put(run_dir)
+        self._to_make.append(run_dir)
 
-    def _make_folders(self, to_make: queue.SimpleQueue[Path | None]) -> None:
-        parents: set[Path] = set()
-        while (run_dir := to_make.get()) is not None:
-            if run_dir not in self._asked:  # launched meanwhile: made by the launch
+    def make_prepared(self, most: int = 2) -> None:
+        """Make up to `most` of the folders asked for (the runner calls this right before it
+        waits: a job that ends meanwhile is seen at most that many folders later). In the
+        runner's thread: a thread of its own made them sooner, but each wake-up of it handed
+        the GIL over at the runner's next system call, and made the runner wait longer."""
+        while most > 0 and self._to_make:
+            run_dir = self._to_make.popleft()
+            if run_dir not in self._asked:  # launched meanwhile: made by its launch
                 continue
             try:
-                job_dir = run_dir.parent
-                if job_dir.parent not in parents:
-                    os.makedirs(job_dir.parent, exist_ok=True)
-                    parents.add(job_dir.parent)
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(job_dir)
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(run_dir)
-            except OSError:  # the launch makes it and reports what is wrong
+                self._make_folders(run_dir)
+            except OSError:  # its launch makes it again and reports what is wrong
+                self._asked.discard(run_dir)
                 continue
-            with self._folders_lock:
-                if run_dir in self._asked:
-                    self._made.add(run_dir)
+            self._made.add(run_dir)
+            most -= 1
 
     def close(self) -> None:
         """Release the selector, pidfds and wake-up pipe. Children still running are left
@@ -152,10 +147,8 @@ class LocalTarget:
         self._selector.close()
         if self._launcher is not None:
             self._launcher.close()
-        if self._to_make is not None:
-            self._asked.clear()  # folders not made yet are not needed
-            self._to_make.put(None)
-            self._to_make = None
+        self._asked.clear()  # folders not made yet are not needed
+        self._to_make.clear()
         wake_r, wake_w, self._wake_r, self._wake_w = self._wake_r, self._wake_w, -1, -1  # a late wake() writes nowhere
         for fd in (wake_r, wake_w):
             with contextlib.suppress(OSError):
@@ -206,15 +199,17 @@ class LocalTarget:
         return self._watch(pid, lambda: os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), on_exit)
 
     def _make_run_dir(self, run_dir: Path) -> None:
-        """Two mkdir calls for a job's first attempt, one after (a mkdir here costs less than
-        the `mkdir` process the wrapper would otherwise start), unless `prepare` made them."""
-        with self._folders_lock:
-            self._asked.discard(run_dir)
-            made = run_dir in self._made
+        """A launch's run folder, unless `make_prepared` made it."""
+        self._asked.discard(run_dir)
+        if run_dir in self._made:
             self._made.discard(run_dir)
-        if made:
             self.made_ahead += 1
             return
+        self._make_folders(run_dir)
+
+    def _make_folders(self, run_dir: Path) -> None:
+        """Two mkdir calls for a job's first attempt, one after (a mkdir here costs less than
+        the `mkdir` process the wrapper would otherwise start)."""
         job_dir = run_dir.parent
         if job_dir not in self._dirs:
             self._ensure_dir(job_dir.parent)  # logs/WF, once
