@@ -1,8 +1,8 @@
 """Keeps `NAME.status.yaml` and `NAME.svg` beside the spec up to date while a run goes on.
 
 A reporter sink of the engine (called on every event): it writes at most every
-STATUS_EVERY seconds, less often when the files are costly (their writes never take more
-than 1/COST_SHARE of the run's time), and only files whose content changed. Files are rendered and written by a worker thread from snapshots of the jobs, and
+STATUS_EVERY seconds, less often when the files are costly (a write waits COST_SHARE times
+what the last one cost), and only files whose content changed. Files are rendered and written by a worker thread from snapshots of the jobs, and
 the picture is laid out there once per shape of the graph, so the engine never waits for
 either; later writes repaint the kept layout (milliseconds).
 """
@@ -20,13 +20,17 @@ from ccspec.report.graph import GraphNode, Painter
 from ccspec.report.status import JobStatus, KeptFile, StatusRenderer, status_document
 from ccspec.spec.resolved import ResolvedWorkflow
 
-__all__ = ["COST_SHARE", "STATUS_EVERY", "StatusWriter"]
+__all__ = ["COST_PER_JOB", "COST_SHARE", "STATUS_EVERY", "StatusWriter"]
 
 STATUS_EVERY = 0.5  # seconds: at most two status/SVG writes a second
 # A write's cost (snapshot, render, files) times this is the least time to the next one. The
 # writer's thread holds the GIL while it renders, and the engine's thread then waits for it
-# after each of its system calls: what a write costs, the run waits, so keep it at ~5%.
-COST_SHARE = 20
+# after each of its system calls: measured, a write delays a run of small jobs by about
+# twice its own cost (1,000 jobs: ~75 ms for a ~40 ms write). 40 keeps that near 5%.
+COST_SHARE = 40
+# Before the first write its cost is not known: this much per job (measured here, 1,000 jobs:
+# ~45 ms for snapshot, status file and picture) sets the time of the first write.
+COST_PER_JOB = 50e-6
 
 
 class StatusWriter:
@@ -46,8 +50,10 @@ class StatusWriter:
         self.svg = svg
         self.folder = workflow.file.parent
         self.dirty = True
-        self.last = time.monotonic()  # the first write one interval after the start: short runs need none but the last
-        self.interval = STATUS_EVERY
+        # the first write one interval after the start (short runs need none but the last),
+        # an interval that a large workflow's cost stretches as later writes would be
+        self.last = time.monotonic()
+        self.interval = max(STATUS_EVERY, COST_SHARE * COST_PER_JOB * len(workflow.jobs))
         self._wake = threading.Condition()
         self._pending: tuple[list[JobStatus], list[GraphNode], float] | None = None
         self._layout_at = 0.0  # no new layout before this (monotonic): it takes CPU from the jobs
