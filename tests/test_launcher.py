@@ -140,8 +140,8 @@ def test_jobs_go_on_when_the_launcher_dies(tmp_path: Path) -> None:
         launcher = target._launcher
         assert launcher is not None
         os.kill(launcher._pid, signal.SIGKILL)
-        # the two spares forked before the launcher died may take a job each; then jobs are spawned
-        for name in ("second", "third", "fourth"):
+        # the spares forked before the launcher died (up to TURN_PIPES) may take a job each; then jobs are spawned
+        for name in ("second", "third", "fourth", "fifth", "sixth", "seventh"):
             _, code = _run(target, _launch(tmp_path, name, f"echo {name}", dict(os.environ)))
             assert code == 0
             assert (tmp_path / f"{name}.log").read_text() == f"{name}\n"
@@ -327,3 +327,39 @@ def test_an_apply_launches_jobs_in_the_run_folders_made_ahead(tmp_path: Path) ->
     assert not local._asked and not local._made  # every folder asked for was used by its launch
     for name in [*(f"j{i}" for i in range(6)), "last"]:
         assert read_exit_code(tmp_path / ".ccspec" / "logs" / "flow" / name / "1") == 0
+
+
+BURST = r"""
+import os, sys, time
+from pathlib import Path
+from ccspec.engine import _run_wrapper
+from ccspec.targets.launcher import BashLauncher
+
+tmp = Path(sys.argv[1])
+while (fd := os.open(os.devnull, os.O_RDONLY)) < 9:  # the next pipes get fds 9.. (those they go to)
+    pass
+os.close(fd)
+launcher = BashLauncher("/bin/bash", _run_wrapper())
+handed = []
+for i in range(12):
+    (tmp / f"r{i}").mkdir()
+    handed.append(launcher.launch(f"echo job{i}", str(tmp / f"{i}.log"), str(tmp), _run_wrapper(),
+                                  {**os.environ, "CCSPEC_RUN_DIR": str(tmp / f"r{i}")}))
+end = time.monotonic() + 20
+while not all((tmp / f"r{i}" / "exit_code").exists() for i in range(12)) and time.monotonic() < end:
+    time.sleep(0.02)
+seen = [(tmp / f"r{i}" / "pid").read_text().strip() if (tmp / f"r{i}" / "pid").exists() else None for i in range(12)]
+logs = [(tmp / f"{i}.log").read_text() if (tmp / f"{i}.log").exists() else None for i in range(12)]
+launcher.close()
+print(handed, seen, logs, launcher.broken)
+sys.exit(0 if seen == [str(p) for p in handed] and logs == [f"job{i}\n" for i in range(12)] and not launcher.broken else 1)
+"""
+
+
+def test_a_burst_of_launches_gets_each_job_the_pid_handed_out_for_it(tmp_path: Path) -> None:
+    """Records sent back to back, faster than spares are forked: spare i takes record i (its
+    turn comes on a pipe of its own), so every pid handed out is that job's. In a fresh
+    process whose pipes get the fd numbers they go to in the launcher (0-23), as a busy
+    runner's may: handing them over must not overwrite one with another."""
+    done = subprocess.run([sys.executable, "-c", BURST, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -35,6 +35,7 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _STARTUP_ONLY = frozenset({"ENV", "SHELLOPTS", "BASHOPTS", "IFS", "POSIXLY_CORRECT", "UID", "EUID", "PPID",
                            "GROUPS", "SHLVL"})
 MAX_RECORD = 999_999  # bytes of a launch record (six digits of length); longer ones are spawned
+TURN_PIPES = 4  # templates/run-launcher.sh's K: up to three spares wait for their turn
 REPLY_TIMEOUT = 10.0  # seconds a spare may take to appear before the launcher counts as stuck
 # Python ignores these; a job must start with them at their defaults (`yes | head` ends).
 SIGDEF = tuple(s for s in (getattr(signal, "SIGPIPE", None), getattr(signal, "SIGXFSZ", None)) if s is not None)
@@ -113,10 +114,11 @@ class BashLauncher:
         return script
 
     def _start(self) -> bool:
-        records_r, records_w = os.pipe()
-        replies_r, replies_w = os.pipe()
-        said_r, said_w = os.pipe()  # spare -> launcher: "I have the turn, fork the next" (or "end")
-        turn_r, turn_w = os.pipe()  # spare -> next spare: "stdin is yours"
+        # the launcher's ends above the fds they go to (0-23): dup2 in turn must not overwrite one
+        records_r, records_w = map(_above_targets, os.pipe())
+        replies_r, replies_w = map(_above_targets, os.pipe())
+        said_r, said_w = map(_above_targets, os.pipe())  # spare -> launcher: "I have the turn, fork the next" (or "end")
+        turns = [tuple(map(_above_targets, os.pipe())) for _ in range(TURN_PIPES)]  # spare i-1 -> spare i: "stdin is yours"
         try:
             self._base = dict(os.environ)
             self._pid = os.posix_spawn(
@@ -124,7 +126,8 @@ class BashLauncher:
                 self._base,
                 file_actions=[(os.POSIX_SPAWN_DUP2, records_r, 0), (os.POSIX_SPAWN_DUP2, replies_w, 3),
                               (os.POSIX_SPAWN_DUP2, said_w, 4), (os.POSIX_SPAWN_DUP2, said_r, 5),
-                              (os.POSIX_SPAWN_DUP2, turn_w, 6), (os.POSIX_SPAWN_DUP2, turn_r, 7),
+                              *((os.POSIX_SPAWN_DUP2, r, 10 + i) for i, (r, _) in enumerate(turns)),
+                              *((os.POSIX_SPAWN_DUP2, w, 20 + i) for i, (_, w) in enumerate(turns)),
                               (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
                               (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)],
                 setsid=True, setsigdef=SIGDEF,
@@ -135,7 +138,7 @@ class BashLauncher:
             self.broken = True
             return False
         finally:
-            for fd in (records_r, replies_w, said_r, said_w, turn_r, turn_w):
+            for fd in (records_r, replies_w, said_r, said_w, *(fd for pair in turns for fd in pair)):
                 os.close(fd)
         self._records, self._replies = records_w, replies_r
         self._pending = b""  # pids of an earlier launcher's spares (after close) are not this one's
@@ -172,6 +175,15 @@ class BashLauncher:
         pid, self._pid = self._pid, 0
         if pid:
             threading.Thread(target=_reap, args=(pid,), name="reap-launcher", daemon=True).start()
+
+
+def _above_targets(fd: int) -> int:
+    """`fd` moved to a number above the launcher's fds (close-on-exec, as os.pipe's)."""
+    import fcntl
+
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 32)
+    os.close(fd)
+    return moved
 
 
 def _quoted(value: str) -> str:
