@@ -150,6 +150,9 @@ class StateStore:
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
+        # a checkpoint costs two fsyncs, whatever its size: one every 4,000 pages (16 MB of
+        # WAL, ~400 launches) instead of SQLite's 1,000 spares the runner ~25 ms per 1,000 jobs
+        self.db.execute("PRAGMA wal_autocheckpoint=4000")
         self.db.execute("PRAGMA foreign_keys=ON")
         self._soon: list[Callable[[], None]] = []  # writes asked for `soon`: done in the next transaction
         self._events: list[tuple[Any, ...]] | None = None  # the events of the transaction under way, inserted last
