@@ -24,8 +24,10 @@ import argparse
 import contextlib
 import datetime
 import json
+import math
 import os
 import platform
+import random
 import shutil
 import signal
 import statistics
@@ -322,6 +324,34 @@ class Bench:
         return result
 
 
+    def paired(self, a: tuple[str, list[str], Callable[[], None]], b: tuple[str, list[str], Callable[[], None]],
+               folder: Path, jobs: int, rounds: int, check: Callable[[], str]) -> dict[str, object]:
+        """Side by side: `rounds` rounds, each running a and b once in a random order (each
+        after its setup). A shared VM's speed drifts by 10-20% within minutes; rows measured
+        one after the other put that drift into their ratio, a round's two runs share it."""
+        times: dict[str, list[float]] = {a[0]: [], b[0]: []}
+        for r in range(rounds):
+            for name, argv, setup in random.sample([a, b], 2):
+                setup()
+                wall, code, _rss, tail = run_once(argv, folder, self.env, self.timeout)
+                problem = f"exit {code}: {tail.strip()[-800:]}" if code != 0 else check()
+                if problem:
+                    return {"error": f"{name}: {problem}"}
+                times[name].append(wall)
+                print(f"    paired round {r + 1}/{rounds}: {name} {wall:.3f} s", file=sys.stderr)
+        logs = [math.log(x / y) for x, y in zip(times[a[0]], times[b[0]], strict=True)]
+        mean = statistics.fmean(logs)
+        half = 2 * statistics.stdev(logs) / math.sqrt(len(logs)) if len(logs) > 1 else 0.0
+        return {
+            "rounds": rounds,
+            "times": times,
+            "medians": {k: statistics.median(v) for k, v in times.items()},
+            "ratio_median_of_rounds": statistics.median(math.exp(x) for x in logs),
+            "ratio_geometric_mean": math.exp(mean),
+            "ratio_95": [math.exp(mean - half), math.exp(mean + half)],
+        }
+
+
 def generate(folder: Path, layers: int, width: int) -> dict[str, int]:
     gen = [sys.executable, str(HERE / "gen_layered.py"), str(folder)]
     subprocess.run([*gen, "--layers", str(layers), "--width", str(width)], check=True)
@@ -456,6 +486,8 @@ def verdict(value: float | None, limit: float) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="timed runs per command")
+    parser.add_argument("--paired", type=int, default=15,
+                        help="part 1: rounds of ccspec and make side by side, in random order (0 skips)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs first (small DAG)")
     parser.add_argument("--layers", type=int, default=10)
     parser.add_argument("--small-width", type=int, default=100, help="jobs a layer, part 1")
@@ -629,8 +661,14 @@ def main() -> int:
                         warmup=0,
                     )
                     small.append(sm_d)
+            pairs: dict[str, object] = {}
+            if args.paired > 0 and cc.times and mk.times:
+                pairs = bench.paired((f"ccspec apply -j {j}", ccspec_apply, lambda: fresh_ccspec(folder)),
+                                     (f"make -j{j}", make_run, lambda: fresh_out(folder)), folder, n, args.paired, done)
+                failed |= "error" in pairs
             ratios = {
                 "ccspec/make": ratio(cc, mk),
+                "ccspec/make_paired": pairs.get("ratio_median_of_rounds"),
                 "ccspec/snakemake_tuned": ratio(cc, sm_t),
                 "ccspec/snakemake_defaults": ratio(cc, sm_d),
                 "ccspec_patched/make": ratio(cc_p, mk),
@@ -642,8 +680,10 @@ def main() -> int:
                 "results": [r.as_json() for r in small],
                 "ratios": ratios,
                 "ccspec_minus_make_ms_per_job": per_job,
+                "paired": pairs,
                 "target": {"ccspec/make": TARGET_X_MAKE},
                 "met": verdict(ratios["ccspec/make"], TARGET_X_MAKE),
+                "met_paired": verdict(ratios["ccspec/make_paired"], TARGET_X_MAKE),
             }
             print(f"\n### {n:,} jobs from scratch, {j} at a time\n")
             print(table(small, mk, "make"))
@@ -657,6 +697,16 @@ def main() -> int:
                 f"patched ccspec/make = {say(ratios['ccspec_patched/make'])}; "
                 f"floor with ccspec's launch path / make = {say(ratios.get('floor_wrapped/make'))}"
             )
+            if "ratio_median_of_rounds" in pairs:
+                medians = pairs["medians"]
+                low, high = pairs["ratio_95"]  # type: ignore[misc]
+                print(f"side by side, {pairs['rounds']} rounds of ccspec and make in random order: medians "
+                      + ", ".join(f"{k} {v:.3f} s" for k, v in medians.items())  # type: ignore[union-attr]
+                      + f"; ccspec/make per round: median {say(ratios['ccspec/make_paired'])} "
+                      f"(target <= {TARGET_X_MAKE}: {verdict(ratios['ccspec/make_paired'], TARGET_X_MAKE)}), "
+                      f"geometric mean {say(pairs['ratio_geometric_mean'])} (95%: {low:.2f}-{high:.2f})")  # type: ignore[arg-type]
+            elif "error" in pairs:
+                print(f"side by side: FAILED ({pairs['error']})")
             failed |= any(r.error for r in small)
 
         if not args.no_large:  # part 2: one full run of each tool, then no-change runs
