@@ -147,14 +147,18 @@ def apply_workflow(planned: Planned, store: StateStore, *, folder: Path, jobs: i
         engine.report = report
         if started is not None:
             started(engine)
+        collecting = gc.isenabled()
         if signals:
             gc.freeze()  # the spec, plan and records live as long as the run: keep them out of every collection
+            gc.enable()  # the command line starts with it off (ccspec.cli.run): a run may last for days
         try:
             with _signals(engine) if signals else contextlib.nullcontext():
                 return engine.run()
         finally:
             if signals:
                 gc.unfreeze()  # a long-lived caller (the Python API) collects them again
+                if not collecting:
+                    gc.disable()
             writer.close()
             store.set_written(workflow.name, store.last_event(workflow.name), _digest(files))
     finally:

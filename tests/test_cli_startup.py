@@ -76,3 +76,38 @@ def test_the_command_line_runs_with_it(tmp_path: Path) -> None:
                           text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "one succeeded" in done.stdout
+
+
+GC_REPORT = """
+import atexit, gc, json, sys
+import ccspec.engine, ccspec.cli
+seen = {}
+run = ccspec.engine.Engine.run
+def watched(self):
+    seen["during_run"] = gc.isenabled()
+    return run(self)
+ccspec.engine.Engine.run = watched
+atexit.register(lambda: print(json.dumps({**seen, "at_exit": gc.isenabled()})))
+sys.argv = ["ccspec", *sys.argv[1:]]
+ccspec.cli.run()
+"""
+
+
+def test_the_collector_is_off_for_start_up_and_on_while_jobs_run(tmp_path: Path) -> None:
+    (tmp_path / "flow.yaml").write_text(SPEC)
+    for argv, expected in ((["validate", "flow.yaml"], {"at_exit": False}),
+                           (["apply", "flow.yaml"], {"during_run": True, "at_exit": False})):
+        done = subprocess.run([sys.executable, "-c", GC_REPORT, *argv], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert json.loads(done.stdout.splitlines()[-1]) == expected, argv
+
+
+def test_the_python_api_leaves_the_collector_as_it_was(tmp_path: Path) -> None:
+    seen = _report(tmp_path, """
+        import gc, ccspec
+        assert gc.isenabled()
+        assert ccspec.apply("flow.yaml").ok
+        assert gc.isenabled()
+    """)
+    assert seen["metadata"]  # (the API path: plugin discovery as usual)
