@@ -60,14 +60,26 @@ def test_a_costly_write_spaces_out_the_next_ones(tmp_path: Path) -> None:
     assert small.interval == STATUS_EVERY
     assert big.interval == COST_SHARE * COST_PER_JOB * 6000 > STATUS_EVERY
     try:
-        for writer in (small, big):
+        for writer, count in ((small, 1), (small, 2), (big, 1)):  # the small one twice: its first write starts its thread
             writer.write()
+            _written(writer, count)
     finally:
         small.close()
         big.close()
-    # then measured: 6,000 jobs take far longer to snapshot and render than 3
-    assert small.interval < 2.0 and big.interval > 4 * small.interval
+    # then measured: the interval follows what the last write cost
+    for writer in (small, big):
+        assert writer.last_cost > 0
+        assert writer.interval == max(STATUS_EVERY, COST_SHARE * writer.last_cost)
+    assert big.last_cost > small.last_cost  # 6,000 jobs to snapshot and render against 3
     assert yaml.safe_load((tmp_path / "big" / "flow.status.yaml").read_text())["counts"] == {"pending": 6000}
+
+
+def _written(writer: StatusWriter, count: int, timeout: float = 30) -> None:
+    """Wait until the writer's thread has written `count` snapshots."""
+    end = time.monotonic() + timeout
+    while writer.writes < count:
+        assert time.monotonic() < end, "the write did not happen"
+        time.sleep(0.01)
 
 
 def test_a_kept_file_is_rewritten_only_when_its_content_changes(tmp_path: Path) -> None:

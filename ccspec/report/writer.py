@@ -54,6 +54,8 @@ class StatusWriter:
         # an interval that a large workflow's cost stretches as later writes would be
         self.last = time.monotonic()
         self.interval = max(STATUS_EVERY, COST_SHARE * COST_PER_JOB * len(workflow.jobs))
+        self.last_cost = 0.0  # seconds the last write took (snapshot, render, files)
+        self.writes = 0  # snapshots written
         self._wake = threading.Condition()
         self._pending: tuple[list[JobStatus], list[GraphNode], float] | None = None
         self._layout_at = 0.0  # no new layout before this (monotonic): it takes CPU from the jobs
@@ -112,7 +114,9 @@ class StatusWriter:
                 cost += self._draw(svg_nodes)
                 svg_nodes = None
             if pending is not None:  # a large workflow's files cost more: write them less often
+                self.last_cost = cost
                 self.interval = max(STATUS_EVERY, COST_SHARE * cost)
+                self.writes += 1
             if closing and pending is None and svg_nodes is None:
                 return
 
