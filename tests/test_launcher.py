@@ -311,7 +311,7 @@ def test_an_apply_launches_jobs_in_the_run_folders_made_ahead(tmp_path: Path) ->
     from ccspec.state.store import StateStore
 
     jobs = "".join(f"  j{i}: {{run: 'sleep 0.1; echo {i} > out{i}'}}\n" for i in range(6))
-    (tmp_path / "flow.yaml").write_text(f"version: 1\njobs:\n{jobs}  last: {{run: 'cat out* > all', needs: [j0, j5]}}\n")
+    (tmp_path / "flow.yaml").write_text(f"version: 1\njobs:\n{jobs}  last: {{run: 'cat out* > all', needs: [j0, j1, j2, j3, j4, j5]}}\n")
     store = StateStore(tmp_path / ".ccspec")
     engines: list[Engine] = []
     try:
