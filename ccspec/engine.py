@@ -536,7 +536,8 @@ class Engine:
         base = self.workflow.base_dir
         cwd = job_cwd(job, base)
         # absolute without Path.resolve(), which stats every component of every path (~0.2 ms)
-        run_dir, log_path = Path(self._logs_abs, job.id, str(view.attempt)), Path(self._logs_abs, job.id, f"{view.attempt}.log")
+        run_dir = Path(self._logs_abs, job.id, str(view.attempt))
+        log_path = Path(self._logs_abs, job.id, f"{view.attempt}.log")
         env = {**self._base_env, **{k: str(v) for k, v in job.env.items()}, "CCSPEC_WORKFLOW": self.workflow.name,
                "CCSPEC_JOB": job.id, "CCSPEC_ATTEMPT": str(view.attempt), "CCSPEC_RUN_DIR": str(run_dir)}
         argv = command(job, base, run_dir, log_path)

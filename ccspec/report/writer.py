@@ -2,9 +2,10 @@
 
 A reporter sink of the engine (called on every event): it writes at most every
 STATUS_EVERY seconds, less often when the files are costly (a write waits COST_SHARE times
-what the last one cost), and only files whose content changed. Files are rendered and written by a worker thread from snapshots of the jobs, and
-the picture is laid out there once per shape of the graph, so the engine never waits for
-either; later writes repaint the kept layout (milliseconds).
+what the last one cost), and only files whose content changed. Files are rendered and
+written by a worker thread from snapshots of the jobs, and the picture is laid out there
+once per shape of the graph, so the engine never waits for either; later writes repaint
+the kept layout (milliseconds).
 """
 
 from __future__ import annotations
