@@ -2,8 +2,9 @@
 
 Starting a bash costs about 1 ms of exec and dynamic linking here, and the runner's thread
 waits for most of it inside posix_spawn; a fork of a small, already running bash costs a
-fifth of that. The launcher keeps two of them forked ahead of time (spares, which read the
-next launch records themselves), so a launch is: take a spare's pid, write one record. The
+fifth of that. The launcher keeps up to four of them forked ahead of time (spares, which
+read the next launch records themselves: one reads, three wait for their turn), so a
+launch is: take a spare's pid, write one record. The
 jobs are the launcher's children, not the runner's: their exits are watched through pidfds
 (Linux), and their exit codes come from the wrapper's `exit_code` file, as for a
 re-attached job.
