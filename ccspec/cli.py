@@ -189,8 +189,6 @@ def watch(paths: tuple[str, ...], var_pairs: tuple[str, ...], state_opt: str | N
 
     Ctrl-C stops watching; running jobs go on, and the next watch or apply re-attaches."""
     import signal
-
-    collect_again()
     from pathlib import Path
 
     from ccspec.errors import UsageError
@@ -198,6 +196,8 @@ def watch(paths: tuple[str, ...], var_pairs: tuple[str, ...], state_opt: str | N
     from ccspec.runner import state_dir
     from ccspec.spec.units import parse_duration
     from ccspec.spec.validate import parse_overrides
+
+    collect_again()
 
     try:
         period = parse_duration(interval)

@@ -397,7 +397,12 @@ class Engine:
             return
         host = self.workflow.hosts.get(job.host)
         if host is not None and host.type == "local":
-            self.local.prepare(Path(self._logs_abs, job_id, str(view.attempt + 1)))
+            self.local.prepare(self._local_run_dir(job_id, view.attempt + 1))
+
+    def _local_run_dir(self, job_id: str, attempt: int) -> Path:
+        """A local attempt's run folder, absolute: the path its launch uses and the one made
+        ahead for it must be the same."""
+        return Path(self._logs_abs, job_id, str(attempt))
 
     def _launch_ready(self) -> None:
         while self.ready:
@@ -536,8 +541,8 @@ class Engine:
         base = self.workflow.base_dir
         cwd = job_cwd(job, base)
         # absolute without Path.resolve(), which stats every component of every path (~0.2 ms)
-        run_dir = Path(self._logs_abs, job.id, str(view.attempt))
-        log_path = Path(self._logs_abs, job.id, f"{view.attempt}.log")
+        run_dir = self._local_run_dir(job.id, view.attempt)
+        log_path = run_dir.with_name(f"{view.attempt}.log")  # logs/WF/JOB/N.log beside logs/WF/JOB/N/
         env = {**self._base_env, **{k: str(v) for k, v in job.env.items()}, "CCSPEC_WORKFLOW": self.workflow.name,
                "CCSPEC_JOB": job.id, "CCSPEC_ATTEMPT": str(view.attempt), "CCSPEC_RUN_DIR": str(run_dir)}
         argv = command(job, base, run_dir, log_path)

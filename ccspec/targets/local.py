@@ -149,6 +149,7 @@ class LocalTarget:
             self._launcher.close()
         self._asked.clear()  # folders not made yet are not needed
         self._to_make.clear()
+        self._made.clear()
         wake_r, wake_w, self._wake_r, self._wake_w = self._wake_r, self._wake_w, -1, -1  # a late wake() writes nowhere
         for fd in (wake_r, wake_w):
             with contextlib.suppress(OSError):
