@@ -9,10 +9,7 @@ the result is a warning (the spec stays valid), one per place.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import re
-
-import jinja2
 
 from ccspec.errors import Diagnostic
 from ccspec.spec.models import Workflow
@@ -21,9 +18,8 @@ from ccspec.spec.source import Source
 __all__ = ["CODE", "check_quoted_q", "quoted_q_uses"]
 
 CODE = "q-inside-quotes"
-_QUOTE_FILTERS = frozenset({"q", "shell_quote"})
-_MAYBE = re.compile(r"\|\s*(?:q|shell_quote)\b")  # a cheap test before lexing the template
-_LEXER = jinja2.Environment()
+_USES_Q = re.compile(r"\|\s*(?:q|shell_quote)\b")
+_TAG = re.compile(r"\{\{(?P<expression>.*?)\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 _NAMES = {"'": "single quotes", '"': "double quotes", "$'": "$'...' quotes"}
 
 
@@ -31,7 +27,7 @@ def check_quoted_q(workflow: Workflow, source: Source) -> list[Diagnostic]:
     """One warning for each `| q` expression that sits inside quotes in a job's `run:`."""
     found: list[Diagnostic] = []
     for name, job in workflow.jobs.items():
-        if job.run is None or not _MAYBE.search(job.run):
+        if job.run is None or not _USES_Q.search(job.run):
             continue
         for line, quote, expression in quoted_q_uses(job.run):
             where = f" (line {line} of the command)" if line > 1 else ""
@@ -49,34 +45,35 @@ def quoted_q_uses(command: str) -> list[tuple[int, str, str]]:
     """(template line, enclosing quote, expression) for each `q` expression inside quotes.
 
     The command's literal text is read as a POSIX shell reads it (quotes, backslashes,
-    `$(...)` and backticks, comments); other template expressions count as plain words.
+    `$(...)` and backticks, comments); other template expressions count as plain words and
+    `{% %}` tags as nothing (both branches of an `if` are read one after the other).
     """
-    try:
-        tokens = list(_LEXER.lex(command))
-    except jinja2.TemplateSyntaxError:
-        return []  # reported as an error by the resolver
     shell = _ShellState()
     found: list[tuple[int, str, str]] = []
-    expression: list[tuple[str, str]] = []  # (token kind, text) of the expression being read
-    inside = False
-    for line, kind, value in tokens:
-        if kind == "data":
-            shell.feed(value)
-        elif kind == "variable_begin":
-            inside, expression = True, []
-        elif kind == "variable_end":
-            inside = False
-            quote = shell.quote()
-            if quote is not None and _uses_q([v for k, v in expression if k != "whitespace"]):
-                found.append((line, quote, "".join(v for _, v in expression).strip()))
-            shell.feed("x")  # the expression's output is a word
-        elif inside:
-            expression.append((kind, value))
+    at = 0
+    for tag in _TAG.finditer(command):
+        shell.feed(command[at : tag.start()])
+        at = tag.end()
+        expression = tag["expression"]
+        if expression is None:
+            continue  # a {% statement %} or {# comment #}
+        quote = shell.quote()
+        if quote is not None and _USES_Q.search(expression):
+            found.append(
+                (command.count("\n", 0, tag.start()) + 1, quote, expression.strip("-+ \t\n"))
+            )
+        shell.feed("x")  # the expression's output is a word
     return found
 
 
-def _uses_q(tokens: list[str]) -> bool:
-    return any(a == "|" and b in _QUOTE_FILTERS for a, b in itertools.pairwise(tokens))
+# Runs of characters that change no state, by state (None: unquoted, in $(...) or backticks).
+_PLAIN = {
+    "'": re.compile(r"[^']+"),
+    "$'": re.compile(r"[^'\\]+"),
+    '"': re.compile(r'[^"\\$`]+'),
+    "#": re.compile(r"[^\n]+"),
+    None: re.compile(r"[^'\"\\$`()#\n]+"),
+}
 
 
 class _ShellState:
@@ -94,8 +91,16 @@ class _ShellState:
         return top if top in ("'", '"', "$'") else None
 
     def feed(self, text: str) -> None:
-        i = 0
-        while i < len(text):
+        i, end = 0, len(text)
+        while i < end:
+            if not self.escaped:  # skip a run of characters that change nothing at once
+                state = "#" if self.comment else self.quote()
+                plain = _PLAIN[state].match(text, i)
+                if plain is not None:
+                    i = plain.end()
+                    if state is None:
+                        self.word_start = text[i - 1] in " \t;&|<>"
+                    continue
             i = self._step(text, i)
 
     def _step(self, text: str, i: int) -> int:
