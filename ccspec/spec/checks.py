@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ccspec.errors import Diagnostic
+from ccspec.fingerprint import input_files
 from ccspec.interpreters import SUFFIXES, interpreter_argv
 from ccspec.spec.resolved import ResolvedJob, ResolvedWorkflow
 from ccspec.spec.source import Source, ValuePath
@@ -74,6 +75,7 @@ class _FileChecker:
         self.repo_root = repo_root.resolve()
         self.allow_outside = workflow.spec.allow_outside_repo
         self.problems: dict[tuple[str, ValuePath], Diagnostic] = {}
+        self.outside_match: dict[str, Path | None] = {}  # input pattern -> a match outside the repository
 
     def error(self, path: ValuePath, message: str, code: str) -> None:
         d = self.source.diagnostic(path, message, code)
@@ -119,11 +121,24 @@ class _FileChecker:
             if full is not None:
                 self._notebook(full, job.notebook, (*base, "notebook"))
         for i, pattern in enumerate(job.inputs):
-            if "inputs" not in job.deferred:
-                self.place(pattern, (*base, "inputs", i), "input")
+            if "inputs" not in job.deferred and self.place(pattern, (*base, "inputs", i), "input") is not None:
+                self._input_links(pattern, (*base, "inputs", i))
         if job.workdir is not None and "workdir" not in job.deferred:
             own = "workdir" in self.workflow.spec.jobs[job.name].model_fields_set
             self.place(job.workdir, (*base, "workdir") if own else ("defaults", "workdir"), "workdir")
+
+    def _input_links(self, pattern: str, path: ValuePath) -> None:
+        """A pattern inside the repository may still match a link that leads out of it."""
+        if self.allow_outside:
+            return
+        if pattern not in self.outside_match:  # matrix members often share their patterns
+            base = self.workflow.base_dir
+            self.outside_match[pattern] = next(
+                (m for m in input_files(base, pattern) if not _is_within(m, self.repo_root)), None)
+        match = self.outside_match[pattern]
+        if match is not None:
+            shown = os.path.relpath(match, self.workflow.base_dir)
+            self.error(path, f"input {pattern!r} matches {shown!r}, a link to {match.resolve()} outside the repository ({self.repo_root}); remove the link or the file from the inputs, or set `allow_outside_repo: true`", "path-outside-repo")
 
     def _notebook(self, full: Path, raw: str, path: ValuePath) -> None:
         if full.suffix != ".ipynb":
