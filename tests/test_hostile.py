@@ -574,3 +574,18 @@ def test_the_corpus_folder_in_one_go_is_bounded(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert elapsed < 60
     assert os.path.getsize(tmp_path / "alias_bomb.yaml") < 1024
+
+
+def test_matrix_values_with_slashes_make_job_ids_not_paths(nest: Path) -> None:
+    """Job ids name log folders: a matrix value like `../../x` must not lead a log out."""
+    before = sorted(p for p in nest.rglob("*") if "repo" not in p.relative_to(nest).parts)
+    dynamic_spec(nest, ["../../../escape", "/tmp/x", "a/../../b"], 'run: "true"')
+    result = run_ccspec(specs(nest), "apply", "flow.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    ids = [k for k in status_of(specs(nest)) if k.startswith("work-")]
+    assert len(ids) == 3 and ids[:2] == ["work-escape", "work-tmp-x"]
+    assert not any("/" in i or i in (".", "..") for i in ids), ids  # one folder name each
+    after = sorted(p for p in nest.rglob("*") if "repo" not in p.relative_to(nest).parts)
+    assert after == before
+    logs = specs(nest) / ".ccspec" / "logs" / "flow"
+    assert sorted(p.name for p in logs.iterdir()) == sorted(["up", "after", *ids])
