@@ -61,7 +61,7 @@ def validate(paths: tuple[str, ...], fmt: str, var_pairs: tuple[str, ...], quiet
         click.echo(out)
     if fmt == "text" and not quiet:
         click.echo(summary(diagnostics, files), err=bool(diagnostics))
-    sys.exit(1 if diagnostics else 0)
+    sys.exit(1 if any(d.severity == "error" for d in diagnostics) else 0)  # warnings alone: 0
 
 
 def _common(f: Any) -> Any:

@@ -18,7 +18,7 @@ from typing import Any
 
 from ccspec.spec.resolved import ResolvedJob, ResolvedWorkflow
 
-__all__ = ["Facts", "Fingerprint", "definition", "fingerprint", "fingerprints", "gather_facts", "hash_file"]
+__all__ = ["Facts", "Fingerprint", "definition", "fingerprint", "fingerprints", "gather_facts", "hash_file", "input_files"]
 
 _CHUNK = 1 << 20
 MISSING = "missing"
@@ -64,7 +64,7 @@ def gather_facts(workflow: ResolvedWorkflow, jobs: list[ResolvedJob] | None = No
         if job.inputs and "inputs" not in job.deferred:
             found: dict[str, str] = {}
             for pattern in job.inputs:
-                for path in sorted(_expand(base, pattern)):
+                for path in sorted(input_files(base, pattern)):
                     rel = os.path.relpath(path, base).replace(os.sep, "/")
                     found[rel] = facts.files.get(rel) or hash_file(path)
                     facts.files[rel] = found[rel]
@@ -72,7 +72,8 @@ def gather_facts(workflow: ResolvedWorkflow, jobs: list[ResolvedJob] | None = No
     return facts
 
 
-def _expand(base: Path, pattern: str) -> list[Path]:
+def input_files(base: Path, pattern: str) -> list[Path]:
+    """The files an `inputs:` entry means: a glob's matches, a folder's files, or the file."""
     if any(c in pattern for c in "*?["):
         return [p for p in base.glob(pattern) if p.is_file()]
     path = base / pattern

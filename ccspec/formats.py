@@ -24,14 +24,25 @@ def format_report(diagnostics: Sequence[Diagnostic], files: Sequence[str], fmt: 
         }, indent=2)
     if fmt == "github":
         return "\n".join(_github(d) for d in diagnostics)
-    return "\n".join(f"{d} [{d.code}]" for d in diagnostics)
+    return "\n".join(_text(d) for d in diagnostics)
+
+
+def _text(d: Diagnostic) -> str:
+    """`file:line:col: message [code]`; a warning says so, as compilers do."""
+    if d.severity == "error":
+        return f"{d} [{d.code}]"
+    return f"{d.file}:{d.line}:{d.col}: {d.severity}: {d.message} [{d.code}]"
 
 
 def summary(diagnostics: Sequence[Diagnostic], files: Sequence[str]) -> str:
-    bad = len({d.file for d in diagnostics})
-    if not diagnostics:
-        return f"{len(files)} spec{'s' if len(files) != 1 else ''} valid"
-    return f"{len(diagnostics)} problem{'s' if len(diagnostics) != 1 else ''} in {bad} of {len(files)} spec{'s' if len(files) != 1 else ''}"
+    errors = [d for d in diagnostics if d.severity == "error"]
+    warned = len(diagnostics) - len(errors)
+    warnings = f"{warned} warning{'s' if warned != 1 else ''}"
+    specs = f"{len(files)} spec{'s' if len(files) != 1 else ''}"
+    if not errors:
+        return f"{specs} valid" + (f", {warnings}" if warned else "")
+    bad = len({d.file for d in errors})
+    return f"{len(errors)} problem{'s' if len(errors) != 1 else ''} in {bad} of {specs}" + (f"; {warnings}" if warned else "")
 
 
 def _github(d: Diagnostic) -> str:

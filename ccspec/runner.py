@@ -38,7 +38,7 @@ def state_dir(option: str | None = None) -> Path:
 def load_specs(paths: Iterable[str], overrides: Mapping[str, Any] | None = None, *,
                record_invalid: bool = False) -> tuple[list[SpecReport], list[Diagnostic]]:
     reports = validate_paths(paths, overrides)
-    problems = [d for r in reports for d in r.diagnostics]
+    problems = [d for r in reports for d in r.diagnostics if d.severity == "error"]  # `validate` shows warnings
     for report in reports:
         if record_invalid and not report.valid:
             write_invalid_status(report)

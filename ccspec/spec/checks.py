@@ -1,7 +1,8 @@
 """Whole-workflow checks on resolved jobs: dependency cycles and the files jobs refer to.
 
-Called by `ccspec.spec.validate` after `resolve`. The cycle check is pure; the file checks
-look at the disk (existence, kind, place inside the repository) and nothing else.
+Called by `ccspec.spec.validate` after `resolve`, and (the file checks) by
+`ccspec.spec.resolve.resolve_at_launch` for jobs rendered at launch. The cycle check is pure;
+the file checks look at the disk (existence, kind, place inside the repository) and nothing else.
 """
 
 from __future__ import annotations
@@ -9,14 +10,16 @@ from __future__ import annotations
 import graphlib
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from ccspec.errors import Diagnostic
+from ccspec.fingerprint import input_files
 from ccspec.interpreters import SUFFIXES, interpreter_argv
-from ccspec.spec.resolved import ResolvedWorkflow
+from ccspec.spec.resolved import ResolvedJob, ResolvedWorkflow
 from ccspec.spec.source import Source, ValuePath
 
-__all__ = ["check_cycles", "check_files", "find_repo_root", "topological_order"]
+__all__ = ["check_cycles", "check_files", "check_launch_files", "find_repo_root", "topological_order"]
 
 MAX_CYCLES_REPORTED = 5
 
@@ -72,6 +75,7 @@ class _FileChecker:
         self.repo_root = repo_root.resolve()
         self.allow_outside = workflow.spec.allow_outside_repo
         self.problems: dict[tuple[str, ValuePath], Diagnostic] = {}
+        self.outside_match: dict[str, Path | None] = {}  # input pattern -> a match outside the repository
 
     def error(self, path: ValuePath, message: str, code: str) -> None:
         d = self.source.diagnostic(path, message, code)
@@ -79,9 +83,7 @@ class _FileChecker:
 
     def place(self, raw: str, path: ValuePath, what: str) -> Path | None:
         """The absolute path of `raw`, or None (and a diagnostic) when it may not be used."""
-        if raw.startswith("~"):
-            raw = os.path.expanduser(raw)
-        candidate = Path(raw)
+        candidate = Path(os.path.expanduser(raw) if raw.startswith("~") else raw)
         if candidate.is_absolute() and not self.allow_outside:
             self.error(path, f"{what} path {raw!r} is absolute; use a path relative to the spec's folder, or set `allow_outside_repo: true`", "path-outside-repo")
             return None
@@ -101,24 +103,42 @@ class _FileChecker:
             return None
         return full
 
-    def run(self) -> list[Diagnostic]:
-        for job in self.workflow.jobs.values():
-            base: ValuePath = ("jobs", job.name)
-            if job.fanout_pending:
-                continue  # its paths may use matrix values known only later
-            if job.script is not None and "script" not in job.deferred:
-                full = self.file(job.script, (*base, "script"), "script")
-                if full is not None and interpreter_argv(job.script, job.interpreter) is None and not os.access(full, os.X_OK):
-                    known = ", ".join(sorted(SUFFIXES))
-                    self.error((*base, "script"), f"cannot tell how to run {job.script!r}: set `interpreter:`, use a known suffix ({known}) or make it executable with a #! line", "unknown-interpreter")
-            if job.notebook is not None:
-                full = self.file(job.notebook, (*base, "notebook"), "notebook")
-                if full is not None:
-                    self._notebook(full, job.notebook, (*base, "notebook"))
-            for i, pattern in enumerate(job.inputs):
-                if "inputs" not in job.deferred:
-                    self.place(pattern, (*base, "inputs", i), "input")
+    def run(self, jobs: Iterable[ResolvedJob]) -> list[Diagnostic]:
+        for job in jobs:
+            if not job.fanout_pending:  # a pending fan-out's paths may use matrix values known only later
+                self.job(job)
         return sorted(self.problems.values())
+
+    def job(self, job: ResolvedJob) -> None:
+        base: ValuePath = ("jobs", job.name)
+        if job.script is not None and "script" not in job.deferred:
+            full = self.file(job.script, (*base, "script"), "script")
+            if full is not None and interpreter_argv(job.script, job.interpreter) is None and not os.access(full, os.X_OK):
+                known = ", ".join(sorted(SUFFIXES))
+                self.error((*base, "script"), f"cannot tell how to run {job.script!r}: set `interpreter:`, use a known suffix ({known}) or make it executable with a #! line", "unknown-interpreter")
+        if job.notebook is not None:
+            full = self.file(job.notebook, (*base, "notebook"), "notebook")
+            if full is not None:
+                self._notebook(full, job.notebook, (*base, "notebook"))
+        for i, pattern in enumerate(job.inputs):
+            if "inputs" not in job.deferred and self.place(pattern, (*base, "inputs", i), "input") is not None:
+                self._input_links(pattern, (*base, "inputs", i))
+        if job.workdir is not None and "workdir" not in job.deferred:
+            own = "workdir" in self.workflow.spec.jobs[job.name].model_fields_set
+            self.place(job.workdir, (*base, "workdir") if own else ("defaults", "workdir"), "workdir")
+
+    def _input_links(self, pattern: str, path: ValuePath) -> None:
+        """A pattern inside the repository may still match a link that leads out of it."""
+        if self.allow_outside:
+            return
+        if pattern not in self.outside_match:  # matrix members often share their patterns
+            base = self.workflow.base_dir
+            self.outside_match[pattern] = next(
+                (m for m in input_files(base, pattern) if not _is_within(m, self.repo_root)), None)
+        match = self.outside_match[pattern]
+        if match is not None:
+            shown = os.path.relpath(match, self.workflow.base_dir)
+            self.error(path, f"input {pattern!r} matches {shown!r}, a link to {match.resolve()} outside the repository ({self.repo_root}); remove the link or the file from the inputs, or set `allow_outside_repo: true`", "path-outside-repo")
 
     def _notebook(self, full: Path, raw: str, path: ValuePath) -> None:
         if full.suffix != ".ipynb":
@@ -134,7 +154,15 @@ class _FileChecker:
 
 
 def check_files(workflow: ResolvedWorkflow, source: Source, repo_root: Path) -> list[Diagnostic]:
-    return _FileChecker(workflow, source, repo_root).run()
+    """Problems with the files and folders the workflow's jobs name (validate calls this)."""
+    return _FileChecker(workflow, source, repo_root).run(workflow.jobs.values())
+
+
+def check_launch_files(workflow: ResolvedWorkflow, jobs: Iterable[ResolvedJob]) -> list[Diagnostic]:
+    """The same checks for jobs rendered at launch (a matrix or fields known only from
+    upstream outputs), so a path that validate could not see yet obeys the same rules."""
+    root = find_repo_root(workflow.base_dir.resolve())
+    return _FileChecker(workflow, workflow.source, root).run(jobs)
 
 
 def _is_within(path: Path, root: Path) -> bool:

@@ -2,7 +2,8 @@
 
 Called by `ccspec.spec.validate` (and so by plan/apply). Every problem becomes a diagnostic
 that points at the spec line it comes from; the resolver goes on after a problem so one run
-reports them all. It reads no files: file checks live in `ccspec.spec.checks`.
+reports them all. It reads no files itself: file checks live in `ccspec.spec.checks` (called
+here for jobs rendered at launch).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from ccspec.errors import Diagnostic
 from ccspec.spec import matrix as matrix_mod
+from ccspec.spec.checks import check_launch_files
 from ccspec.spec.models import Job, LocalHost, Resources, Workflow
 from ccspec.spec.resolved import ResolvedJob, ResolvedWorkflow
 from ccspec.spec.source import Source, ValuePath
@@ -27,6 +29,7 @@ _JINJA_GLOBALS = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "name
 _TEXT_FIELDS = ("run", "shell", "script", "interpreter", "notebook", "kernel", "workdir", "host")
 _TEXT_FIELDS_SET = frozenset(_TEXT_FIELDS)
 _TEMPLATE_FIELDS = frozenset({*_TEXT_FIELDS, "args", "inputs", "needs", "env", "parameters"})
+_PATH_FIELDS = frozenset({"script", "notebook", "inputs", "workdir"})  # checked by ccspec.spec.checks
 _KIND_OF_FIELD = {"args": "script", "interpreter": "script", "shell": "run", "parameters": "notebook", "kernel": "notebook"}
 
 
@@ -49,7 +52,8 @@ def resolve_at_launch(workflow: ResolvedWorkflow, job: ResolvedJob, upstream: di
     """Render a job again now that the jobs it needs have finished: fields that read
     `jobs.X.outputs`, and a matrix taken from an upstream output (one job per combination).
 
-    Returns the concrete jobs and the problems (as messages) that stop them from launching.
+    Returns the concrete jobs and the problems (as messages) that stop them from launching,
+    among them the file checks of `validate` (a path may lead outside the repository only now).
     """
     resolver = _Resolver(workflow.source, workflow.spec, workflow.name, dict(workflow.vars), workflow.file, frozenset())
     resolver.upstream = upstream
@@ -60,6 +64,9 @@ def resolve_at_launch(workflow: ResolvedWorkflow, job: ResolvedJob, upstream: di
     groups = {**workflow.groups}
     jobs = [j for combo in combos if combo is not None if (j := resolver._job(job.name, definition, combo, groups)) is not None]
     problems = [d.message for d in resolver.diagnostics.values()]
+    if not problems and (job.fanout_pending or job.deferred & _PATH_FIELDS):
+        # paths rendered only now obey the rules validate applied to the others
+        problems = [d.message for d in check_launch_files(workflow, jobs)]
     return jobs, problems
 
 

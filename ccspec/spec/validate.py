@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from ccspec.errors import Diagnostic, UsageError
 from ccspec.spec.checks import check_cycles, check_files, find_repo_root
 from ccspec.spec.models import NAME_PATTERN, NAME_RULE, Workflow
+from ccspec.spec.quoting import check_quoted_q
 from ccspec.spec.resolve import resolve, suggest
 from ccspec.spec.resolved import ResolvedWorkflow
 from ccspec.spec.shape import shape_diagnostics
@@ -177,7 +178,8 @@ def validate_source(source: Source, path: Path, *, overrides: Mapping[str, Any] 
     report.diagnostics.extend(cycles)
     root = repo_root or find_repo_root(path.resolve().parent)
     report.diagnostics.extend(check_files(resolved, source, root))
-    if not report.diagnostics:
+    report.diagnostics.extend(check_quoted_q(spec, source))  # warnings: the spec stays valid
+    if not any(d.severity == "error" for d in report.diagnostics):
         report.workflow = dataclasses.replace(resolved, jobs={jid: resolved.jobs[jid] for jid in order})
     report.diagnostics.sort()
     return report
