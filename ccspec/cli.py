@@ -153,15 +153,18 @@ def status(paths: tuple[str, ...], var_pairs: tuple[str, ...], state_opt: str | 
     """Show the recorded state of the workflows' jobs."""
     import json
 
+    from ccspec.redact import redactor_for
     from ccspec.report.status import status_document
     from ccspec.runner import job_statuses, settle, state_dir
     from ccspec.state.store import StateStore
 
     workflows = _load(paths, var_pairs)
     store = StateStore(state_dir(state_opt))
+    redactors = {w.name: redactor_for(w.vars, w.spec.secrets, environ=os.environ) for w in workflows}
     for w in workflows:
-        settle(store, w.name, w.hosts)  # jobs that finished while no runner watched them
-    docs = [status_document(w.name, job_statuses(store, w.name)) for w in workflows]
+        settle(store, w.name, w.hosts, redactor=redactors[w.name])  # jobs that finished while no runner watched them
+    # masked again as shown: a state folder an older ccspec wrote may hold secrets
+    docs = [status_document(w.name, job_statuses(store, w.name), redact=redactors[w.name]) for w in workflows]
     if as_json:
         click.echo(json.dumps({"workflows": docs}, indent=2, default=str))
         return

@@ -22,6 +22,7 @@ from ccspec.engine import LEASE_TTL, Engine, JobView, Outcome
 from ccspec.errors import CcspecError, Diagnostic
 from ccspec.fingerprint import Facts, fingerprints, gather_facts
 from ccspec.planner import Action, Plan, make_plan
+from ccspec.redact import Redactor
 from ccspec.report.status import JobStatus, render_status, status_document, write_if_changed
 from ccspec.report.writer import StatusWriter
 from ccspec.spec.resolve import resolve_at_launch, upstream_context
@@ -218,10 +219,12 @@ class _signals:
             signal.signal(sig, handler)
 
 
-def settle(store: StateStore, workflow: str, hosts: Mapping[str, Any] | None = None) -> int:
+def settle(store: StateStore, workflow: str, hosts: Mapping[str, Any] | None = None, *,
+           redactor: Redactor | None = None) -> int:
     """Collect the results of detached attempts that finished while no runner watched them
     (ccspec was killed): local ones from their run folders, remote ones with one poll per
-    host (`hosts`: the spec's hosts). Leaves everything to the runner holding the lease."""
+    host (`hosts`: the spec's hosts). Leaves everything to the runner holding the lease.
+    `redactor`: the workflow's, to record outputs and messages with its secrets masked."""
     from ccspec.states import FINAL, JobState
     from ccspec.targets.base import Status
     from ccspec.targets.local import LocalTarget
@@ -255,8 +258,10 @@ def settle(store: StateStore, workflow: str, hosts: Mapping[str, Any] | None = N
             continue
         miner = _mine_all(attempt.log_path)
         progress = 100.0 if status.state is JobState.SUCCEEDED else miner.progress
+        mask = redactor or Redactor()
         store.finish_attempt(attempt.id, status.state, exit_code=status.exit_code, reason=status.reason,
-                             outputs=miner.outputs, progress=progress, message=miner.message)
+                             outputs=mask.value(dict(miner.outputs)), progress=progress,
+                             message=None if miner.message is None else mask.text(miner.message))
         settled += 1
     return settled
 
