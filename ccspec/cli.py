@@ -51,10 +51,12 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def validate(paths: tuple[str, ...], fmt: str, var_pairs: tuple[str, ...], quiet: bool) -> None:
     """Check spec files and folders; exit 0 when all are valid, 1 otherwise."""
     from ccspec.formats import format_report, summary
+    from ccspec.redact import masked_diagnostics
     from ccspec.spec.validate import parse_overrides, validate_paths
 
-    reports = validate_paths(paths, parse_overrides(var_pairs))
-    diagnostics = [d for r in reports for d in r.diagnostics]
+    overrides = parse_overrides(var_pairs)
+    reports = validate_paths(paths, overrides)
+    diagnostics = [d for r in reports for d in masked_diagnostics(r, overrides)]
     files = [r.display for r in reports]
     out = format_report(diagnostics, files, fmt)
     if out:

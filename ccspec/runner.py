@@ -22,7 +22,7 @@ from ccspec.engine import LEASE_TTL, Engine, JobView, Outcome
 from ccspec.errors import CcspecError, Diagnostic
 from ccspec.fingerprint import Facts, fingerprints, gather_facts
 from ccspec.planner import Action, Plan, make_plan
-from ccspec.redact import Redactor
+from ccspec.redact import Redactor, masked_diagnostics
 from ccspec.report.status import JobStatus, render_status, status_document, write_if_changed
 from ccspec.report.writer import StatusWriter
 from ccspec.spec.resolve import resolve_at_launch, upstream_context
@@ -39,17 +39,17 @@ def state_dir(option: str | None = None) -> Path:
 def load_specs(paths: Iterable[str], overrides: Mapping[str, Any] | None = None, *,
                record_invalid: bool = False) -> tuple[list[SpecReport], list[Diagnostic]]:
     reports = validate_paths(paths, overrides)
-    problems = [d for r in reports for d in r.diagnostics]
+    problems = [d for r in reports for d in masked_diagnostics(r, overrides)]
     for report in reports:
         if record_invalid and not report.valid:
-            write_invalid_status(report)
+            write_invalid_status(report, overrides)
     return reports, problems
 
 
-def write_invalid_status(report: SpecReport) -> None:
+def write_invalid_status(report: SpecReport, overrides: Mapping[str, Any] | None = None) -> None:
     if report.name is None:
         return
-    doc = status_document(report.name, [], [str(d) for d in report.diagnostics])
+    doc = status_document(report.name, [], [str(d) for d in masked_diagnostics(report, overrides)])
     write_if_changed(report.file.parent / f"{report.name}.status.yaml", render_status(doc))
 
 

@@ -319,3 +319,34 @@ def test_the_run_wrapper_gives_a_job_its_umask(repo: Path, umask: int) -> None:
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert int((repo / "seen").read_text(), 8) == umask
     assert int((repo / "seen-by-script").read_text(), 8) == umask
+
+
+def test_messages_about_an_invalid_spec_mask_its_secrets(repo: Path) -> None:
+    """A message may quote a value (here a host named by a secret var): validate's output in
+    every format, apply's error and the status file written for the invalid spec mask it,
+    a value given with --var too."""
+    write(
+        repo,
+        f"""
+        version: 1
+        vars: {{token: {CANARY}}}
+        secrets: [token]
+        jobs:
+          a: {{run: echo a, host: "{{{{ vars.token }}}}"}}
+    """,
+    )
+    shown = [
+        run(repo, "validate", "--format", fmt, "flow.yaml") for fmt in ("text", "json", "github")
+    ]
+    assert [r.returncode for r in shown] == [1, 1, 1]
+    assert all("unknown host '***'" in r.stdout for r in shown) and not any(
+        leaks(r.stdout + r.stderr) for r in shown
+    )
+    applied = run(repo, "apply", "flow.yaml")
+    assert applied.returncode == 2 and "unknown host '***'" in applied.stderr
+    assert not leaks(applied.stdout + applied.stderr)
+    assert status(repo)["errors"] == [
+        "flow.yaml:6:26: unknown host '***'; define it under `hosts:` (local always exists)"
+    ]
+    other = run(repo, "validate", "flow.yaml", "--var", "token=given-on-the-command-line")
+    assert "unknown host '***'" in other.stdout and "given-on-the-command-line" not in other.stdout
