@@ -350,3 +350,36 @@ def test_messages_about_an_invalid_spec_mask_its_secrets(repo: Path) -> None:
     ]
     other = run(repo, "validate", "flow.yaml", "--var", "token=given-on-the-command-line")
     assert "unknown host '***'" in other.stdout and "given-on-the-command-line" not in other.stdout
+
+
+def test_the_status_api_and_dashboard_show_no_canary(tmp_path: Path) -> None:
+    """Over the state a real apply wrote: every read endpoint, the event backlog and the
+    pages (the server masks as it reads; this guards the whole path end to end)."""
+    from tests.serving import make_repo, start_server
+
+    repo = make_repo(tmp_path, flow=LEAKY)
+    (repo / "specs" / "tool.py").write_text(TOOL)
+    applied = run(repo, "apply", "specs/flow.yaml")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    server = start_server(repo)
+    try:
+        with server.client() as client:
+            paths = [
+                "/api/workflows",
+                "/api/workflows/flow",
+                "/api/workflows/flow/jobs/leak",
+                "/api/workflows/flow/jobs/tool",
+                "/api/workflows/flow/spec",
+                "/api/workflows/flow/graph.svg",
+                "/api/workflows/flow/jobs/leak/log",
+                "/api/events?follow=false",
+                "/",
+                "/workflows/flow",
+                "/workflows/flow/jobs/leak",
+            ]
+            answers = {path: client.get(path) for path in paths}
+    finally:
+        server.stop()
+    assert {p: a.status_code for p, a in answers.items() if a.status_code != 200} == {}
+    assert [p for p, a in answers.items() if leaks(a.content)] == []
+    assert b"using ***" in answers["/api/workflows/flow/jobs/leak"].content
