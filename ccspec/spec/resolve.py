@@ -173,11 +173,11 @@ class _Resolver:
                         return [None]
                 rendered[dim] = values
         try:
-            combos = list(matrix_mod.combinations(rendered))
+            combos = matrix_mod.combinations(rendered)
         except matrix_mod.MatrixError as exc:
             self.error((*path, *exc.path) if not isinstance(raw, str) else path, f"bad matrix: {exc}", "bad-matrix")
             return []
-        return combos if self._no_secret_in_ids(combos, raw, path) else []
+        return [*combos] if self._no_secret_in_ids(combos, raw, path) else []
 
     def _no_secret_in_ids(self, combos: list[dict[str, Any]], raw: Any, path: ValuePath) -> bool:
         """A secret var's value must not become part of job ids (validate, and at launch for
