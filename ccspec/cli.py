@@ -570,6 +570,10 @@ def _real_plugin_loader(name: str) -> Any:
     return getattr(importlib.import_module(_PLUGIN_LOADER), name)
 
 
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
+
+
 def _internal_error(exc: BaseException, debug: bool) -> NoReturn:
     import tempfile
     import traceback
@@ -582,7 +586,7 @@ def _internal_error(exc: BaseException, debug: bool) -> NoReturn:
     path = os.path.join(folder, f"ccspec-crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt")
     where = path
     try:
-        with open(path, "w", encoding="utf-8") as fh:
+        with open(path, "w", encoding="utf-8", opener=_private) as fh:  # 0600: a message may quote a secret
             fh.write(f"ccspec {__version__}, argv: {sys.argv!r}\n{text}")
     except OSError:
         where = "(could not write it; run again with --debug)"
