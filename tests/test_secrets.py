@@ -269,46 +269,57 @@ def test_validate_refuses_a_secret_in_job_ids(repo: Path) -> None:
     assert result.stdout.count("secret-in-job-id") == 1 and not leaks(result.stdout + result.stderr)
 
 
-def test_a_remote_workdir_keeps_its_state_private(repo: Path) -> None:
+def test_remote_workdirs_keep_their_state_private(repo: Path) -> None:
+    """ssh (a run: job and a script under the job wrapper) and Slurm: the workdir's .ccspec is
+    0700, the logs, pids and exit codes 0600; the jobs' own files keep the host's umask."""
     from tests.services import services, ssh
-    from tests.test_remote import ssh_host
+    from tests.test_remote import slurm_host, ssh_host
 
     svc = services()
     workdir = f"~/t/{uuid.uuid4().hex[:12]}"
+    (repo / "far.sh").write_text("echo script ran; touch far-script-file\n")
     write(
         repo,
         f"""
         version: 1
         vars: {{token: {CANARY}}}
         secrets: [token]
-        hosts: {{box: {ssh_host(svc, workdir)}}}
+        hosts: {{box: {ssh_host(svc, workdir)}, hpc: {slurm_host(svc, repo / "slurm-work")}}}
         jobs:
           far: {{host: box, run: 'echo "# ccspec output key={{{{ vars.token }}}}"; touch far-file'}}
+          script: {{host: box, script: far.sh}}
+          batch: {{host: hpc, run: 'echo "# ccspec output key={{{{ vars.token }}}}"'}}
     """,
     )
     applied = run(repo, "apply", "flow.yaml")
     assert applied.returncode == 0, applied.stdout + applied.stderr
+    runs = ".ccspec/runs/flow"
+    names = [
+        ".ccspec",
+        *(f"{runs}/{job}/1/{f}" for job in ("far", "script") for f in ("log", "pid", "exit_code")),
+    ]
     remote = ssh(
-        f"cd {workdir} && stat -c '%a %n' .ccspec .ccspec/runs/flow/far/1/log "
-        ".ccspec/runs/flow/far/1/pid .ccspec/runs/flow/far/1/exit_code flow/far-file"
+        f"cd {workdir} && stat -c '%a %n' {' '.join(names)} flow/far-file flow/far-script-file"
     )
     assert remote.returncode == 0, remote.stderr
     shown = dict(reversed(line.split(" ", 1)) for line in remote.stdout.splitlines())
-    assert shown == {
-        ".ccspec": "700",
-        ".ccspec/runs/flow/far/1/log": "600",
-        ".ccspec/runs/flow/far/1/pid": "600",
-        ".ccspec/runs/flow/far/1/exit_code": "600",
-        "flow/far-file": shown["flow/far-file"],
+    assert {name: shown[name] for name in names} == {
+        name: "700" if name == ".ccspec" else "600" for name in names
     }
-    assert shown["flow/far-file"] != "600"  # the job kept the host's umask
-    assert (
-        stat.S_IMODE(os.stat(repo / ".ccspec" / "logs" / "flow" / "far" / "1.log").st_mode) == 0o600
-    )
+    assert shown["flow/far-file"] == shown["flow/far-script-file"] != "600"  # the host's umask
+    slurm = repo / "slurm-work"
+    found = {
+        p: stat.S_IMODE(os.stat(slurm / p).st_mode) for p in (".ccspec", f"{runs}/batch/1/log")
+    }
+    assert found == {".ccspec": 0o700, f"{runs}/batch/1/log": 0o600}
+    for job in ("far", "script", "batch"):
+        assert (
+            stat.S_IMODE(os.stat(repo / ".ccspec" / "logs" / "flow" / job / "1.log").st_mode)
+            == 0o600
+        )
     assert [name for name, data in stored(repo).items() if leaks(data)] == []
-    assert yaml.safe_load((repo / "flow.status.yaml").read_text())["jobs"]["far"]["outputs"] == {
-        "key": "***"
-    }
+    outputs = yaml.safe_load((repo / "flow.status.yaml").read_text())["jobs"]
+    assert outputs["far"]["outputs"] == outputs["batch"]["outputs"] == {"key": "***"}
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077])
