@@ -33,6 +33,8 @@ def prepare(folder: Path) -> None:
     # SQLite would make it 0644; there already, or unwritable (SQLite then says why): left alone
     with contextlib.suppress(OSError):
         os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+    if os.name == "nt":  # modes do not say who may read there (ACLs do): nothing to tighten
+        return
     if _loose(folder) or _loose(database):  # one stat each on every open; the walk only once
         tighten(folder)
 
