@@ -51,10 +51,12 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def validate(paths: tuple[str, ...], fmt: str, var_pairs: tuple[str, ...], quiet: bool) -> None:
     """Check spec files and folders; exit 0 when all are valid, 1 otherwise."""
     from ccspec.formats import format_report, summary
+    from ccspec.redact import masked_diagnostics
     from ccspec.spec.validate import parse_overrides, validate_paths
 
-    reports = validate_paths(paths, parse_overrides(var_pairs))
-    diagnostics = [d for r in reports for d in r.diagnostics]
+    overrides = parse_overrides(var_pairs)
+    reports = validate_paths(paths, overrides)
+    diagnostics = [d for r in reports for d in masked_diagnostics(r, overrides)]
     files = [r.display for r in reports]
     out = format_report(diagnostics, files, fmt)
     if out:
@@ -153,15 +155,18 @@ def status(paths: tuple[str, ...], var_pairs: tuple[str, ...], state_opt: str | 
     """Show the recorded state of the workflows' jobs."""
     import json
 
+    from ccspec.redact import redactor_for
     from ccspec.report.status import status_document
     from ccspec.runner import job_statuses, settle, state_dir
     from ccspec.state.store import StateStore
 
     workflows = _load(paths, var_pairs)
     store = StateStore(state_dir(state_opt))
+    redactors = {w.name: redactor_for(w.vars, w.spec.secrets, environ=os.environ) for w in workflows}
     for w in workflows:
-        settle(store, w.name, w.hosts)  # jobs that finished while no runner watched them
-    docs = [status_document(w.name, job_statuses(store, w.name)) for w in workflows]
+        settle(store, w.name, w.hosts, redactor=redactors[w.name])  # jobs that finished while no runner watched them
+    # masked again as shown: a state folder an older ccspec wrote may hold secrets
+    docs = [status_document(w.name, job_statuses(store, w.name), redact=redactors[w.name]) for w in workflows]
     if as_json:
         click.echo(json.dumps({"workflows": docs}, indent=2, default=str))
         return
@@ -565,6 +570,10 @@ def _real_plugin_loader(name: str) -> Any:
     return getattr(importlib.import_module(_PLUGIN_LOADER), name)
 
 
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
+
+
 def _internal_error(exc: BaseException, debug: bool) -> NoReturn:
     import tempfile
     import traceback
@@ -577,7 +586,7 @@ def _internal_error(exc: BaseException, debug: bool) -> NoReturn:
     path = os.path.join(folder, f"ccspec-crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt")
     where = path
     try:
-        with open(path, "w", encoding="utf-8") as fh:
+        with open(path, "w", encoding="utf-8", opener=_private) as fh:  # 0600: a message may quote a secret
             fh.write(f"ccspec {__version__}, argv: {sys.argv!r}\n{text}")
     except OSError:
         where = "(could not write it; run again with --debug)"

@@ -36,10 +36,12 @@ from ccspec.fingerprint import Facts, Fingerprint, fingerprint, gather_facts
 from ccspec.interpreters import interpreter_argv
 from ccspec.planner import Action, Plan
 from ccspec.progress import LogMiner
+from ccspec.redact import redactor_for
 from ccspec.resources import template_path
 from ccspec.spec.models import Host
 from ccspec.spec.resolve import resolve_at_launch, upstream_context
 from ccspec.spec.resolved import ResolvedJob, ResolvedWorkflow
+from ccspec.state.private import make_dirs, with_umask
 from ccspec.state.store import Attempt, RecordedJob, StateStore
 from ccspec.states import FINAL, JobState
 from ccspec.targets.base import Launch, Status
@@ -130,6 +132,12 @@ class Engine:
         self.facts = facts or Facts()
         # the environment every local job starts from, read once (os.environ decodes on every access)
         self._base_env = dict(os.environ)
+        # Secrets (the spec's `secrets:` vars, secret-looking environment values) are masked in
+        # what the engine records and reports: messages and reasons in the views too, outputs
+        # only in the store. The views keep real outputs: a job that needs them renders its
+        # templates from them during this run. A later run reads the stored ones, masked (***),
+        # so a job that needs a secret should take it from `vars`, not from an upstream output.
+        self.redactor = redactor_for(workflow.vars, workflow.spec.secrets, environ=self._base_env)
         self._logs = state_dir / "logs" / workflow.name  # logs/WF/JOB/N.log
         # the same, absolute, for local launches (os.path.abspath asks the OS for the cwd each time)
         self._logs_abs = os.path.abspath(self._logs)
@@ -166,7 +174,7 @@ class Engine:
                 attempt=rec.attempts if rec else 0,
             )
             if done and rec is not None:  # show what the last (successful) run did
-                view.outputs = dict(rec.outputs)
+                view.outputs = dict(rec.outputs)  # as stored: secrets masked
                 attempt = last.get(planned.id)
                 if attempt is not None and attempt.state is JobState.SUCCEEDED:
                     view.started, view.finished, view.exit_code = attempt.started, attempt.finished, attempt.exit_code
@@ -478,7 +486,8 @@ class Engine:
             launch = self._launch_spec(job, view)
             handle = self.local.submit(launch, lambda h, code: self.events.put(("exit", (h, code))))
         except (TargetError, OSError) as exc:
-            self.store.finish_attempt(attempt.id, JobState.FAILED, exit_code=None, reason=str(exc), outputs={}, progress=None, message=None)
+            self.store.finish_attempt(attempt.id, JobState.FAILED, exit_code=None, reason=self._masked(str(exc)), outputs={},
+                                      progress=None, message=None)
             self._final(view, JobState.FAILED, str(exc), record=False)
             return False
         self._by_handle[handle] = (view.id, attempt.id)
@@ -505,7 +514,7 @@ class Engine:
                               view.run_dir.as_posix(), view.log_path.resolve(), env, files, _fetched(job, view.log_path))
         self.remote[attempt_id] = view.id
         view.deadline = time.monotonic() + job.timeout if job.timeout else None
-        view.log_path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(view.log_path.parent)  # 0700, as every folder under the state folder
         self._worker(job.host).submit(launch)
         self.report("launching", view)
 
@@ -567,11 +576,12 @@ class Engine:
 
     def _record_exit(self, view: JobView, state: JobState, code: int | None, reason: str | None) -> None:
         assert view.attempt_id is not None
+        reason = self._masked(reason)
         self._stop_running(view)
         if state is JobState.SUCCEEDED:
             view.progress = 100.0
         view.finished = time.time()
-        self.store.finish_attempt(view.attempt_id, state, exit_code=code, reason=reason, outputs=view.outputs,
+        self.store.finish_attempt(view.attempt_id, state, exit_code=code, reason=reason, outputs=self.redactor.value(view.outputs),
                                   progress=view.progress, message=view.message, finished=view.finished,
                                   soon=True,  # with the next launch's record, or before the loop sleeps
                                   workflow=self.workflow.name, job=view.id)
@@ -587,6 +597,7 @@ class Engine:
         self._final(view, state, reason, record=False)
 
     def _final(self, view: JobView, state: JobState, reason: str | None, *, record: bool = True) -> None:
+        reason = self._masked(reason)
         was_final = view.state in FINAL
         view.state, view.reason = state, reason
         if record or view.finished is None:
@@ -628,7 +639,7 @@ class Engine:
                 self._kill(view, JobState.TIMED_OUT, f"timed out after {self.jobs[view.id].timeout:g}s")
             if now >= view.mine_at and self._mine(view):  # a log is read twice a second, not on every event
                 assert view.attempt_id is not None
-                self.store.update_progress(view.attempt_id, view.progress, view.message, view.outputs)
+                self.store.update_progress(view.attempt_id, view.progress, view.message, self.redactor.value(view.outputs))
                 self.report("progress", view)
             if view.handle in self._attached and view.run_dir:  # not our child: no exit event will come
                 status = self.local.poll({view.handle: view.run_dir})[view.handle]
@@ -647,9 +658,12 @@ class Engine:
             return False
         changed = view.miner.feed(self.local.read_log(view.log_path, view.miner.offset), final=final)
         if changed:
-            view.progress, view.message = view.miner.progress, view.miner.message
+            view.progress, view.message = view.miner.progress, self._masked(view.miner.message)
             view.outputs = dict(view.miner.outputs)
         return changed
+
+    def _masked(self, text: str | None) -> str | None:
+        return text if text is None or not self.redactor else self.redactor.text(text)
 
     def _kill(self, view: JobView, state: JobState, reason: str) -> None:
         view.killing, view.reason = state, reason
@@ -776,7 +790,7 @@ POSIX_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash"})
 
 @functools.lru_cache(maxsize=1)
 def _run_wrapper() -> str:
-    return template_path("run-wrapper.sh").read_text()
+    return with_umask(template_path("run-wrapper.sh").read_text())  # no fork to learn it per job
 
 
 class _Outputs(Mapping[str, Any]):

@@ -7,6 +7,7 @@ job's log like any other job's. The executed notebook is kept at OUT, next to th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -23,6 +24,8 @@ def main(argv: list[str]) -> int:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
+    with contextlib.suppress(OSError):  # 0600 like the log beside it (papermill keeps the mode of a file there)
+        os.close(os.open(executed, os.O_WRONLY | os.O_CREAT, 0o600))
     try:
         papermill.execute_notebook(source, executed, parameters=params, kernel_name=kernel, log_output=True,
                                    progress_bar=False, cwd=os.getcwd(), stdout_file=sys.stdout, stderr_file=sys.stderr)

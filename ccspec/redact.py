@@ -7,15 +7,22 @@ they appear: in text, in nested JSON-like values (outputs, messages, event data)
 bytes, where the mask keeps the length so byte offsets and ranges stay meaningful.
 
 Pure: callers gather the values (`secret_values`, `environment_secrets`) and pass them in.
-Used by `ccspec.server`; the status-file writer can use the same functions.
+Used by `ccspec.server`, the engine (what it records), the status file, `ccspec status`, and
+for the messages about a spec (`masked_diagnostics`: validate, apply, plan).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from ccspec.errors import Diagnostic
+
+if TYPE_CHECKING:
+    from ccspec.spec.validate import SpecReport
 
 __all__ = [
     "ENV_MIN_LENGTH",
@@ -25,6 +32,7 @@ __all__ = [
     "Redactor",
     "StreamRedactor",
     "environment_secrets",
+    "masked_diagnostics",
     "redactor_for",
     "secret_values",
 ]
@@ -150,3 +158,16 @@ def redactor_for(vars: Mapping[str, Any], secrets: Iterable[str], *, environ: Ma
     names = [s for s in secrets if isinstance(s, str)]
     values = [*secret_values(vars, names), *environment_secrets(environ or {}), *extra]
     return Redactor(tuple(values), frozenset(names))
+
+
+def masked_diagnostics(report: SpecReport, overrides: Mapping[str, Any] | None = None) -> list[Diagnostic]:
+    """A spec's problems with its secrets masked (a message may quote a value, e.g. a host
+    named by a secret var): they go to terminals, CI logs and status files. The secrets are
+    read from the parsed file as far as it goes, with the `--var` values given for them."""
+    data = report.source.data if report.source is not None else None
+    vars = data.get("vars") if isinstance(data, dict) else None
+    names = data.get("secrets") if isinstance(data, dict) else None
+    if not report.diagnostics or not isinstance(vars, dict) or not isinstance(names, list):
+        return list(report.diagnostics)
+    redactor = redactor_for({**vars, **{k: v for k, v in (overrides or {}).items() if k in vars}}, names)
+    return [dataclasses.replace(d, message=redactor.text(d.message)) for d in report.diagnostics]

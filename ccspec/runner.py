@@ -22,6 +22,7 @@ from ccspec.engine import LEASE_TTL, Engine, JobView, Outcome
 from ccspec.errors import CcspecError, Diagnostic
 from ccspec.fingerprint import Facts, fingerprints, gather_facts
 from ccspec.planner import Action, Plan, make_plan
+from ccspec.redact import Redactor, masked_diagnostics
 from ccspec.report.status import JobStatus, render_status, status_document, write_if_changed
 from ccspec.report.writer import StatusWriter
 from ccspec.spec.resolve import resolve_at_launch, upstream_context
@@ -38,17 +39,17 @@ def state_dir(option: str | None = None) -> Path:
 def load_specs(paths: Iterable[str], overrides: Mapping[str, Any] | None = None, *,
                record_invalid: bool = False) -> tuple[list[SpecReport], list[Diagnostic]]:
     reports = validate_paths(paths, overrides)
-    problems = [d for r in reports for d in r.diagnostics if d.severity == "error"]  # `validate` shows warnings
+    problems = [d for r in reports for d in masked_diagnostics(r, overrides) if d.severity == "error"]  # `validate` shows warnings
     for report in reports:
         if record_invalid and not report.valid:
-            write_invalid_status(report)
+            write_invalid_status(report, overrides)
     return reports, problems
 
 
-def write_invalid_status(report: SpecReport) -> None:
+def write_invalid_status(report: SpecReport, overrides: Mapping[str, Any] | None = None) -> None:
     if report.name is None:
         return
-    doc = status_document(report.name, [], [str(d) for d in report.diagnostics])
+    doc = status_document(report.name, [], [str(d) for d in masked_diagnostics(report, overrides)])
     write_if_changed(report.file.parent / f"{report.name}.status.yaml", render_status(doc))
 
 
@@ -218,10 +219,12 @@ class _signals:
             signal.signal(sig, handler)
 
 
-def settle(store: StateStore, workflow: str, hosts: Mapping[str, Any] | None = None) -> int:
+def settle(store: StateStore, workflow: str, hosts: Mapping[str, Any] | None = None, *,
+           redactor: Redactor | None = None) -> int:
     """Collect the results of detached attempts that finished while no runner watched them
     (ccspec was killed): local ones from their run folders, remote ones with one poll per
-    host (`hosts`: the spec's hosts). Leaves everything to the runner holding the lease."""
+    host (`hosts`: the spec's hosts). Leaves everything to the runner holding the lease.
+    `redactor`: the workflow's, to record outputs and messages with its secrets masked."""
     from ccspec.states import FINAL, JobState
     from ccspec.targets.base import Status
     from ccspec.targets.local import LocalTarget
@@ -255,8 +258,10 @@ def settle(store: StateStore, workflow: str, hosts: Mapping[str, Any] | None = N
             continue
         miner = _mine_all(attempt.log_path)
         progress = 100.0 if status.state is JobState.SUCCEEDED else miner.progress
+        mask = redactor or Redactor()
         store.finish_attempt(attempt.id, status.state, exit_code=status.exit_code, reason=status.reason,
-                             outputs=miner.outputs, progress=progress, message=miner.message)
+                             outputs=mask.value(dict(miner.outputs)), progress=progress,
+                             message=None if miner.message is None else mask.text(miner.message))
         settled += 1
     return settled
 

@@ -4,13 +4,19 @@
 # instead of launching it again.
 #   usage: job-wrapper.sh RUN_DIR COMMAND [ARG...]
 # Output goes where the caller pointed stdout/stderr (the job's log).
+# The pid and exit code files are private (0600), as everything in the state folder; the
+# job keeps the umask it was started with.
 run_dir=$1
 shift
+job_umask=$(umask)
+umask 077
 echo $$ > "$run_dir/pid"
+umask "$job_umask"
 # Survive a TERM/INT/HUP sent to the process group long enough to record the job's status;
 # the job itself keeps the default dispositions.
 trap : TERM INT HUP
 "$@" < /dev/null
 code=$?
+umask 077
 echo "$code" > "$run_dir/exit_code"
 exit "$code"

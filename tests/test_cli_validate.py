@@ -107,6 +107,7 @@ def test_internal_error_exits_3_and_keeps_the_traceback(tmp_path: Path, monkeypa
     assert "internal error (RuntimeError: boom)" in err and "Traceback" not in err
     [crash] = tmp_path.glob("ccspec-crash-*.txt")
     assert "Traceback" in crash.read_text() and "boom" in crash.read_text()
+    assert crash.stat().st_mode & 0o777 == 0o600  # private: a message may quote a secret
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["--debug", "validate", str(tmp_path)])
     assert exit_info.value.code == 3 and "Traceback" in capsys.readouterr().err

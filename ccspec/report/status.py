@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from ccspec.redact import Redactor
 from ccspec.report import yamlout
 from ccspec.states import JobState
 
@@ -67,13 +68,14 @@ def phase_of(states: Iterable[JobState], errors: bool = False) -> str:
 
 
 def status_document(workflow: str, jobs: Iterable[JobStatus], errors: Iterable[str] = (), *,
-                    redact: Iterable[str] = ()) -> dict[str, Any]:
+                    redact: Redactor | Iterable[str] = ()) -> dict[str, Any]:
+    """`redact`: the workflow's Redactor, or secret values to mask."""
     jobs = list(jobs)
     errors = list(errors)
     counts: dict[str, int] = {}
     for j in jobs:
         counts[j.state.value] = counts.get(j.state.value, 0) + 1
-    secrets = [str(s) for s in redact if str(s)]
+    secrets = redact if isinstance(redact, Redactor) else Redactor(tuple(str(s) for s in redact))
     entries: dict[str, Any] = {}
     for j in jobs:
         entry: dict[str, Any] = {"state": j.state.value, "host": j.host, "attempt": j.attempt, "fingerprint": j.fingerprint,
@@ -86,23 +88,13 @@ def status_document(workflow: str, jobs: Iterable[JobStatus], errors: Iterable[s
         "workflow": workflow,
         "phase": phase_of((j.state for j in jobs), bool(errors)),
         "counts": dict(sorted(counts.items())),
-        "errors": errors,
+        "errors": [secrets.text(e) for e in errors] if secrets else errors,
         "jobs": entries,
     }
 
 
-def _redacted(value: Any, secrets: list[str]) -> Any:
-    if not secrets:
-        return value
-    if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, "***")
-        return value
-    if isinstance(value, dict):
-        return {k: _redacted(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redacted(v, secrets) for v in value]
-    return value
+def _redacted(value: Any, secrets: Redactor) -> Any:
+    return secrets.value(value) if secrets and value is not None else value
 
 
 def render_status(document: Mapping[str, Any]) -> str:

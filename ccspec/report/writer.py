@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from ccspec.engine import JobView
-from ccspec.redact import environment_secrets, secret_values
+from ccspec.redact import redactor_for
 from ccspec.report.graph import GraphNode, Painter
 from ccspec.report.status import JobStatus, KeptFile, StatusRenderer, status_document
 from ccspec.spec.resolved import ResolvedWorkflow
@@ -65,7 +65,7 @@ class StatusWriter:
         self.status_file = KeptFile(self.folder / f"{workflow.name}.status.yaml")
         self.svg_file = KeptFile(self.folder / f"{workflow.name}.svg")
         # the spec's `secrets:` vars and secret-looking environment values: never in the files
-        self.secrets = [*secret_values(workflow.vars, workflow.spec.secrets), *environment_secrets(os.environ)]
+        self.secrets = redactor_for(workflow.vars, workflow.spec.secrets, environ=os.environ)
         self._thread: threading.Thread | None = None
         self._closing = False
 

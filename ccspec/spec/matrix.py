@@ -17,9 +17,10 @@ from __future__ import annotations
 import difflib
 import itertools
 import re
+from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["MatrixError", "combinations", "job_id", "slug"]
+__all__ = ["MatrixError", "combinations", "job_id", "secret_in_ids", "slug"]
 
 _UNSAFE = re.compile(r"[^a-z0-9_.]+")
 _DIMENSION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -44,6 +45,21 @@ def job_id(name: str, combination: Combination) -> str:
     if not combination:
         return name
     return "-".join([name, *(slug(v) for v in combination.values())])
+
+
+def secret_in_ids(combos: list[Combination], secrets: Mapping[str, list[str]]) -> tuple[str, str] | None:
+    """(dimension, secret var) of the first matrix value that would show a secret in a job id
+    (ids are in status files, pictures, logs' paths and the API, which mask values, not ids).
+    `secrets`: each secret var's texts. A secret shorter than 4 characters (in its id form)
+    counts only when a value is that secret, so that short ones do not match everywhere."""
+    forms = [(name, text, slug(text)) for name, texts in secrets.items() for text in texts]
+    for combo in combos:
+        for dim, value in combo.items():
+            shown = slug(value)
+            for name, text, form in forms:
+                if str(value) == text or (len(form) >= 4 and form in shown):
+                    return str(dim), name
+    return None
 
 
 def combinations(matrix: Any) -> list[Combination]:

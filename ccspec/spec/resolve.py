@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ccspec.errors import Diagnostic
+from ccspec.redact import secret_values
 from ccspec.spec import matrix as matrix_mod
 from ccspec.spec.checks import check_launch_files
 from ccspec.spec.models import Job, LocalHost, Resources, Workflow
@@ -179,10 +180,25 @@ class _Resolver:
                         return [None]
                 rendered[dim] = values
         try:
-            return list(matrix_mod.combinations(rendered))
+            combos = matrix_mod.combinations(rendered)
         except matrix_mod.MatrixError as exc:
             self.error((*path, *exc.path) if not isinstance(raw, str) else path, f"bad matrix: {exc}", "bad-matrix")
             return []
+        return [*combos] if self._no_secret_in_ids(combos, raw, path) else []
+
+    def _no_secret_in_ids(self, combos: list[dict[str, Any]], raw: Any, path: ValuePath) -> bool:
+        """A secret var's value must not become part of job ids (validate, and at launch for
+        a matrix taken from upstream outputs)."""
+        secrets = {name: secret_values(self.vars, [name]) for name in self.workflow.secrets}
+        found = matrix_mod.secret_in_ids(combos, secrets) if secrets else None
+        if found is None:
+            return True
+        dim, name = found
+        where = (*path, dim) if isinstance(raw, dict) and dim in raw else path
+        self.error(where, f"matrix dimension {dim!r} takes the value of secret var {name!r}, which would show in job "
+                   "ids (status files, pictures, the API); key the matrix on something else, such as an index, and "
+                   "read the secret from vars", "secret-in-job-id")
+        return False
 
     # -- one concrete job -------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from ccspec.errors import CcspecError
 from ccspec.processes import pid_alive
+from ccspec.state.private import prepare as prepare_private
 from ccspec.states import JobState
 
 __all__ = ["Attempt", "LeaseHeld", "RecordedJob", "StateStore"]
@@ -143,7 +144,7 @@ class StateStore:
     """One SQLite database; use from one thread (the engine's) at a time."""
 
     def __init__(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
+        prepare_private(folder)  # 0700, files 0600: what jobs print (secrets too) is nobody else's
         self.folder = folder
         self.path = folder / "state.db"
         self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)

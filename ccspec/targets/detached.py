@@ -31,12 +31,15 @@ __all__ = ["DetachedBackend"]
 q = shlex.quote
 
 # L KEY RUN_DIR CWD ARGV...: start ARGV detached in CWD with its output in RUN_DIR/log and
-# print "@@ KEY ok PID" (the pid is the wrapper's: it leads the job's own session).
+# print "@@ KEY ok PID" (the pid is the wrapper's: it leads the job's own session). The log is
+# made 0600 first (it may show secrets); the job keeps the host's umask U.
 LAUNCH_FUNCTION = r"""
 command -v setsid >/dev/null 2>&1 && S=setsid || S=
+U=$(umask)
 L() {
   k=$1 r=$2 c=$3; shift 3
   if [ ! -d "$c" ] || [ ! -d "$r" ]; then printf '@@ %s err missing folder %s\n' "$k" "$c"; return 0; fi
+  umask 077; : >> "$r/log"; umask "$U"
   ( cd "$c" && exec $S nohup "$@" > "$r/log" 2>&1 < /dev/null ) &
   printf '@@ %s ok %s\n' "$k" "$!"
 }

@@ -29,6 +29,7 @@ from pathlib import Path
 from ccspec.errors import PermanentTargetError
 from ccspec.processes import pid_alive
 from ccspec.resources import template_path
+from ccspec.state.private import DIR_MODE, make_dirs, opener
 from ccspec.states import JobState
 from ccspec.targets.base import ExitCallback, Launch, Status
 from ccspec.targets.launcher import SIGDEF, BashLauncher, eligible
@@ -101,9 +102,10 @@ class LocalTarget:
         if folder in self._dirs:
             return
         if folder.parent not in self._dirs:
-            folder.parent.mkdir(parents=True, exist_ok=True)
+            make_dirs(folder.parent)  # 0700, as every folder under the state folder
             self._dirs.add(folder.parent)
-        folder.mkdir(exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder, DIR_MODE)
         self._dirs.add(folder)
 
     def prepare(self, run_dir: Path) -> None:
@@ -171,7 +173,7 @@ class LocalTarget:
         self._ensure_dir(launch.log_path.parent)
         argv = list(launch.argv) if launch.wrapped else ["/bin/sh", self._wrapper, str(launch.run_dir), *launch.argv]
         try:
-            with open(launch.log_path, "ab") as log:
+            with open(launch.log_path, "ab", opener=opener) as log:  # 0600: the log may show secrets
                 proc = subprocess.Popen(
                     argv, cwd=launch.cwd, env=dict(launch.env), stdin=subprocess.DEVNULL, stdout=log,
                     stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
@@ -215,10 +217,10 @@ class LocalTarget:
         if job_dir not in self._dirs:
             self._ensure_dir(job_dir.parent)  # logs/WF, once
             with contextlib.suppress(FileExistsError):  # a job that ran before
-                os.mkdir(job_dir)
+                os.mkdir(job_dir, DIR_MODE)
             self._dirs.add(job_dir)
         with contextlib.suppress(FileExistsError):
-            os.mkdir(run_dir)
+            os.mkdir(run_dir, DIR_MODE)
 
     def _watch(self, pid: int, reap: Callable[[], int | None], on_exit: ExitCallback) -> str:
         """Watch a process's exit through a pidfd in the selector, or a waiter thread where

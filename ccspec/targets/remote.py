@@ -28,6 +28,7 @@ from ccspec.fingerprint import hash_file
 from ccspec.interpreters import interpreter_argv
 from ccspec.resources import template_path
 from ccspec.spec.resolved import ResolvedJob
+from ccspec.state.private import make_dirs, opener
 from ccspec.targets.base import Status
 from ccspec.targets.shells import Shell
 
@@ -117,7 +118,9 @@ class RemoteLayout:
         if self._root is None:
             spec = self.workdir_spec
             target = f'"$HOME"/{q(spec[2:])}' if spec.startswith("~/") else '"$HOME"' if spec == "~" else q(spec)
-            result = self.shell.run(f"mkdir -p {target}/.ccspec/blobs && cd {target} && pwd -P && ls .ccspec/blobs")
+            # W/.ccspec is private (0700): the runs' logs may show secrets
+            result = self.shell.run(f"mkdir -p {target}/.ccspec/blobs && chmod 700 {target}/.ccspec && cd {target} && "
+                                    "pwd -P && ls .ccspec/blobs")
             if result.code != 0:
                 from ccspec.errors import PermanentTargetError
 
@@ -266,8 +269,9 @@ def fetch_results(layout: RemoteLayout, finished: Sequence[Tracked]) -> None:
         data = out[end + 1:end + 1 + int(size)]
         pos = end + 1 + int(size)
         local = wanted[int(key)][2]
-        local.parent.mkdir(parents=True, exist_ok=True)
-        local.write_bytes(data)
+        make_dirs(local.parent)
+        with open(local, "wb", opener=opener) as fh:
+            fh.write(data)
 
 
 def _mirror_size(path: Path) -> int:
@@ -301,8 +305,8 @@ def parse_poll(out: bytes, tracked: Sequence[Tracked]) -> dict[int, FileState]:
         if t is None:
             continue
         if data:
-            t.log_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(t.log_path, "ab") as fh:
+            make_dirs(t.log_path.parent)
+            with open(t.log_path, "ab", opener=opener) as fh:  # 0600: the log may show secrets
                 fh.write(data)
         code = int(exit_text) if exit_text.lstrip("-").isdigit() and exit_text != "-" else None
         found[t.attempt_id] = FileState(code, pid_state, None if slurm_id == "-" else slurm_id, nbytes < LOG_CHUNK)

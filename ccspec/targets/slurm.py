@@ -41,7 +41,9 @@ __all__ = ["SlurmBackend", "map_state", "sbatch_options"]
 q = shlex.quote
 
 SUBMIT_FUNCTION = r"""
+U=$(umask)
 S() {
+  umask 077; : >> "$2/log"; umask "$U"  # Slurm appends to it and keeps its mode: 0600 (the log may show secrets)
   if o=$(sbatch --parsable "$2/job.sbatch" 2>&1); then
     i=${o%%;*}; echo "$i" > "$2/slurm_id"; printf '@@ %s ok %s\n' "$1" "$i"
   else
