@@ -146,7 +146,10 @@ class _Controller:
                 desired = self._next()
                 if desired is None:
                     return
-                store = self._attempt(store, desired)
+                try:
+                    store = self._attempt(store, desired)
+                except Exception:  # saying the failure failed too (stdout closed): the thread goes on
+                    store = None
         finally:
             if store is not None:
                 with contextlib.suppress(Exception):
@@ -181,11 +184,11 @@ class _Controller:
                 store = StateStore(state_dir(str(self.r.state)))
             self._converge(store, desired)
         except Exception as exc:  # one workflow's trouble must stop neither it for good nor the others
-            self._failed(exc, desired)
-            if store is not None:
+            if store is not None:  # the retry starts on a fresh connection
                 with contextlib.suppress(Exception):
                     store.close()
-            return None  # the retry starts on a fresh connection
+            self._failed(exc, desired)
+            return None
         self._succeeded(desired)
         return store
 
