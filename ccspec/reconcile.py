@@ -49,6 +49,7 @@ DEBOUNCE = 0.1  # seconds of quiet after the last file event before re-planning
 DEBOUNCE_MAX = 0.5  # ...but never wait longer than this while events keep coming
 TRACK_EVERY = 2.0  # seconds between polls of jobs whose spec is invalid or gone
 RETRY_FIRST = 1.0  # seconds before a failed pass is tried again; doubling up to the resync interval
+RETRY_LEAST = 0.1  # ...but never sooner than this after a failure, whatever the interval: no busy loop
 
 Say = Callable[[str], None]
 
@@ -111,7 +112,7 @@ class _Controller:
         self.engine: Any = None
         self.cond = threading.Condition()
         self.closing = False
-        self.backoff = Backoff(first=RETRY_FIRST, cap=reconciler.interval)
+        self.backoff = Backoff(first=RETRY_FIRST, cap=max(reconciler.interval, RETRY_LEAST))
         self.failure: str | None = None  # the error of the failing passes, as said once
         self.failure_kind: tuple[str, ...] = ()  # its type and where it was raised: a retry failing alike is not said again
         self.failing_since = 0.0  # Unix time of the first of them
@@ -256,6 +257,7 @@ class _Controller:
         from ccspec.state.store import LeaseHeld
 
         workflow = desired.workflow
+        assert workflow is not None  # _converge calls this only with a workflow
         planned = plan_workflow(workflow, store)
         if desired.resync:  # a periodic pass launches new and changed jobs, not unchanged failures again
             news = [j for j in planned.plan.jobs if j.action in (Action.CREATE, Action.ATTACH)
