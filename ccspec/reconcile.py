@@ -205,10 +205,13 @@ class _Controller:
             if self.failure is None:
                 self.failing_since = time.time()
             self.failure_kind = kind
-            self.failure = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+            from ccspec.errors import CcspecError
+
+            known = isinstance(exc, CcspecError)  # a condition ccspec explains, not a bug: no traceback
+            self.failure = " ".join((str(exc) if known else f"{type(exc).__name__}: {exc}").split())[:500]
             self.r.say(f"{self.name}: reconcile failed ({self.failure}); trying again in {due - now:g}s, then at "
-                       f"growing intervals of up to {self.backoff.cap:g}s until it works; "
-                       f"traceback in {_traceback_file(exc, self.name)}")
+                       f"growing intervals of up to {self.backoff.cap:g}s until it works"
+                       + ("" if known else f"; traceback in {_traceback_file(exc, self.name)}"))
         self._write_error(desired, pass_error_line(self.failure or "", self.failing_since))
 
     def _succeeded(self, desired: _Desired) -> None:

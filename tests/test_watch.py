@@ -367,3 +367,34 @@ def _failed_passes(url: str) -> int:
         if line.startswith('ccspec_reconcile_errors_total{workflow="flow"} '):
             return int(line.rsplit(" ", 1)[1])
     return -1
+
+
+def test_a_pass_failing_with_an_error_ccspec_explains_says_it_without_a_traceback(
+        repo: Path, specs: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A state database from a newer ccspec: the message says so (no traceback, it is no bug);
+    once the file is moved away, the workflow converges."""
+    import sqlite3
+
+    crashes = tmp_path_factory.mktemp("crashes")
+    monkeypatch.setenv("CCSPEC_CRASH_DIR", str(crashes))
+    put(specs / "flow.yaml", """
+        version: 1
+        jobs:
+          one: {run: "echo one >> ../trace"}
+    """)
+    (repo / ".ccspec").mkdir()
+    db = sqlite3.connect(repo / ".ccspec" / "state.db")
+    db.execute("PRAGMA user_version=99")
+    db.close()
+    watch = Watch(repo, "--interval", "1h")
+    try:
+        watch.wait("was written by a newer ccspec (schema 99); upgrade ccspec")
+        wait_for(lambda: (specs / "flow.status.yaml").exists() and doc(specs, "flow")["phase"] == "error", timeout=10)
+        (repo / ".ccspec" / "state.db").rename(repo / "newer.db")
+        watch.wait("flow/one succeeded", timeout=15)
+        wait_for(lambda: doc(specs, "flow")["phase"] == "succeeded", timeout=10)
+    finally:
+        watch.stop()
+    failed = [line for line in watch.lines if "reconcile failed" in line]
+    assert len(failed) == 1 and "traceback" not in failed[0] and "CcspecError" not in failed[0], watch.lines
+    assert list(crashes.iterdir()) == []
