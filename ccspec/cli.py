@@ -225,6 +225,7 @@ def watch(paths: tuple[str, ...], var_pairs: tuple[str, ...], state_opt: str | N
 
         folder = next((p for p in paths if Path(p).is_dir()), str(Path(paths[0]).parent))
         app = _server_app(host, port, state_opt, folder, allow_write, None, "1M")
+        app.state.metrics.reconcile_errors = reconciler.pass_errors  # ccspec_reconcile_errors_total
         thread = threading.Thread(target=reconciler.run, name="reconciler", daemon=True)
         thread.start()
 

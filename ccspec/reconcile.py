@@ -18,20 +18,29 @@ recorded state and runs what differs, so a missed event costs latency, never cor
 - A deleted spec's running jobs keep running and are followed to the end, unless `prune`.
 - ccspec's own writes (status files, pictures) are not events.
 - After a crash, a new `watch` (or `apply`) re-attaches to what is still running.
+- A pass that raises (the state folder unusable, a bug) never ends its thread: it is said
+  once (a traceback goes to a file), written into the spec's status file (phase `error`),
+  counted (`ccspec_reconcile_errors_total` under `watch --serve`) and tried again after
+  1 s, 2 s, 4 s ... at most the resync interval (`Backoff`), until a pass succeeds, which
+  takes the error out of the status file again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ccspec.backoff import Backoff
+from ccspec.report.pass_errors import pass_error_line, with_pass_error
 from ccspec.spec.validate import SPEC_SUFFIXES
 
 __all__ = ["DEBOUNCE", "Reconciler", "is_spec_file", "specs_touched"]
@@ -39,6 +48,8 @@ __all__ = ["DEBOUNCE", "Reconciler", "is_spec_file", "specs_touched"]
 DEBOUNCE = 0.1  # seconds of quiet after the last file event before re-planning
 DEBOUNCE_MAX = 0.5  # ...but never wait longer than this while events keep coming
 TRACK_EVERY = 2.0  # seconds between polls of jobs whose spec is invalid or gone
+RETRY_FIRST = 1.0  # seconds before a failed pass is tried again; doubling up to the resync interval
+RETRY_LEAST = 0.1  # ...but never sooner than this after a failure, whatever the interval: no busy loop
 
 Say = Callable[[str], None]
 
@@ -101,6 +112,11 @@ class _Controller:
         self.engine: Any = None
         self.cond = threading.Condition()
         self.closing = False
+        self.backoff = Backoff(first=RETRY_FIRST, cap=max(reconciler.interval, RETRY_LEAST))
+        self.failure: str | None = None  # the error of the failing passes, as said once
+        self.failure_kind: tuple[str, ...] = ()  # its type and where it was raised: a retry failing alike is not said again
+        self.failing_since = 0.0  # Unix time of the first of them
+        self.owed_full = False  # a failed pass was not a resync: its retry must not be one either
         self.thread = threading.Thread(target=self._loop, name=f"reconcile-{name}", daemon=True)
         self.thread.start()
 
@@ -125,27 +141,105 @@ class _Controller:
         self.thread.join(timeout=30)
 
     def _loop(self) -> None:
+        store: Any = None
+        try:
+            while True:
+                desired = self._next()
+                if desired is None:
+                    return
+                try:
+                    store = self._attempt(store, desired)
+                except Exception:  # saying the failure failed too (stdout closed): the thread goes on
+                    store = None
+        finally:
+            if store is not None:
+                with contextlib.suppress(Exception):
+                    store.close()
+
+    def _next(self) -> _Desired | None:
+        """Wait for something to do: a newer wish, a failed pass's retry coming due, or time
+        to follow the jobs of an invalid or deleted spec. None when closing."""
+        with self.cond:
+            while not self.closing and self.desired.version == self.applied_version:
+                timeout = TRACK_EVERY if self.desired.workflow is None else None
+                retry = self.backoff.wait(time.monotonic())
+                if retry is not None:
+                    timeout = retry if timeout is None else min(timeout, retry)
+                if timeout is None:
+                    self.cond.wait()
+                elif timeout <= 0 or not self.cond.wait(timeout=timeout):
+                    break  # the same wish again: a retry, or following jobs
+            if self.closing:
+                return None
+            desired = self.desired
+            self.applied_version = desired.version
+        return replace(desired, resync=False) if desired.resync and self.owed_full else desired
+
+    def _attempt(self, store: Any, desired: _Desired) -> Any:
+        """One pass; returns the store to use next (None: open a fresh one)."""
         from ccspec.runner import state_dir
         from ccspec.state.store import StateStore
 
-        store = StateStore(state_dir(str(self.r.state)))
         try:
-            while True:
-                with self.cond:
-                    while not self.closing and self.desired.version == self.applied_version:
-                        timeout = TRACK_EVERY if self.desired.workflow is None else None
-                        if not self.cond.wait(timeout=timeout):
-                            break  # time to follow jobs of an invalid or deleted spec
-                    if self.closing:
-                        return
-                    desired = self.desired
-                    self.applied_version = desired.version
-                try:
-                    self._converge(store, desired)
-                except Exception as exc:  # one workflow's trouble must not stop the others
-                    self.r.say(f"{self.name}: {type(exc).__name__}: {exc}")
-        finally:
-            store.close()
+            if store is None:
+                store = StateStore(state_dir(str(self.r.state)))
+            self._converge(store, desired)
+        except Exception as exc:  # one workflow's trouble must stop neither it for good nor the others
+            if store is not None:  # the retry starts on a fresh connection
+                with contextlib.suppress(Exception):
+                    store.close()
+            self._failed(exc, desired)
+            return None
+        self._succeeded(desired)
+        return store
+
+    def _failed(self, exc: Exception, desired: _Desired) -> None:
+        """Count it, say it once, put it in the status file, and schedule the retry."""
+        now = time.monotonic()
+        due = self.backoff.failed(now)
+        self.r.count_error(self.name)
+        if not desired.resync:
+            self.owed_full = True
+        kind = _kind(exc)
+        if kind != self.failure_kind:  # a new error: said once, not at every retry
+            if self.failure is None:
+                self.failing_since = time.time()
+            self.failure_kind = kind
+            from ccspec.errors import CcspecError
+
+            known = isinstance(exc, CcspecError)  # a condition ccspec explains, not a bug: no traceback
+            self.failure = " ".join((str(exc) if known else f"{type(exc).__name__}: {exc}").split())[:500]
+            self.r.say(f"{self.name}: reconcile failed ({self.failure}); trying again in {due - now:g}s, then at "
+                       f"growing intervals of up to {self.backoff.cap:g}s until it works"
+                       + ("" if known else f"; traceback in {_traceback_file(exc, self.name)}"))
+        self._write_error(desired, pass_error_line(self.failure or "", self.failing_since))
+
+    def _succeeded(self, desired: _Desired) -> None:
+        self.owed_full = False
+        if self.failure is None:
+            return
+        failures = self.backoff.failures
+        self.backoff.succeeded()
+        self.failure, self.failure_kind = None, ()
+        self._write_error(desired, None)
+        self.r.say(f"{self.name}: reconciled again after {failures} failed pass(es)")
+
+    def _write_error(self, desired: _Desired, line: str | None) -> None:
+        """The reconcile error into the status file beside the spec (None: out of it)."""
+        spec = desired.workflow.file if desired.workflow is not None else getattr(desired.invalid, "file", None)
+        if spec is None:
+            return  # a deleted spec has no status file to keep
+        path = Path(spec).parent / f"{self.name}.status.yaml"
+        from ccspec.report.status import write_if_changed
+
+        try:
+            try:
+                text: str | None = path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                text = None
+            write_if_changed(path, with_pass_error(text, self.name, line))
+        except (OSError, UnicodeDecodeError):
+            pass  # e.g. a folder in its way: the line said and /metrics still tell
 
     def _converge(self, store: Any, desired: _Desired) -> None:
         from ccspec.runner import settle
@@ -166,6 +260,7 @@ class _Controller:
         from ccspec.state.store import LeaseHeld
 
         workflow = desired.workflow
+        assert workflow is not None  # _converge calls this only with a workflow
         planned = plan_workflow(workflow, store)
         if desired.resync:  # a periodic pass launches new and changed jobs, not unchanged failures again
             news = [j for j in planned.plan.jobs if j.action in (Action.CREATE, Action.ATTACH)
@@ -233,6 +328,8 @@ class Reconciler:
         self.digests: dict[Path, str] = {}  # spec file -> content hash, as last read
         self._stop = threading.Event()
         self._observer: Any = None
+        self._errors: dict[str, int] = {}  # failed passes per workflow, for /metrics
+        self._errors_lock = threading.Lock()
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -258,6 +355,16 @@ class Reconciler:
     def stop(self) -> None:
         self._stop.set()
         self.events.put(None)
+
+    def count_error(self, workflow: str) -> None:
+        with self._errors_lock:
+            self._errors[workflow] = self._errors.get(workflow, 0) + 1
+
+    def pass_errors(self) -> dict[str, int]:
+        """Failed passes so far per workflow, 0 for every other workflow seen (called by the
+        server's /metrics under `watch --serve`, from its threads)."""
+        with self._errors_lock:
+            return {**dict.fromkeys(list(self.controllers), 0), **self._errors}
 
     def _collect(self, timeout: float) -> set[Path]:
         """File events, debounced: wait for one, then until DEBOUNCE passes without another."""
@@ -358,3 +465,31 @@ class Reconciler:
             observer.schedule(Handler(), str(watched), recursive=True)
         observer.start()
         self._observer = observer
+
+
+def _kind(exc: BaseException) -> tuple[str, ...]:
+    """An error's type and the place that raised it: the same failure again, even when its
+    message differs (a temporary file's name, a count)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = (tb.tb_frame.f_code.co_filename, str(tb.tb_lineno)) if tb is not None else ()
+    return (type(exc).__module__, type(exc).__qualname__, *where)
+
+
+def _traceback_file(exc: Exception, workflow: str) -> str:
+    """Where a failed pass's traceback was written (as the CLI does with an internal error's):
+    $CCSPEC_CRASH_DIR or the temporary folder, never the state folder, which may be what fails."""
+    import tempfile
+    import traceback
+
+    folder = os.environ.get("CCSPEC_CRASH_DIR") or tempfile.gettempdir()
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", workflow)[:64]
+    path = os.path.join(folder, f"ccspec-reconcile-{safe}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt")
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(f"ccspec watch: a reconcile pass of workflow {workflow!r} failed\n")
+            fh.write("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    except OSError:
+        return "(none: it could not be written)"
+    return path

@@ -132,7 +132,7 @@ def test_an_invalid_spec_gets_its_errors_and_launches_nothing_while_earlier_jobs
         watch.wait("flow/slow started")
         (specs / "flow.yaml").write_text("version: 1\njobs:\n  slow: {run: 1, needs: [nope]}\n")
         watch.wait("flow: flow.yaml is invalid")
-        wait_for(lambda: bool(doc(specs, "flow").get("errors")), timeout=10)
+        wait_for(lambda: (specs / "flow.status.yaml").exists() and bool(doc(specs, "flow").get("errors")), timeout=10)
         wait_for(lambda: (repo / "trace").exists(), timeout=15)  # the running job went on...
         wait_for(lambda: _recorded_state(repo, "slow") == "succeeded", timeout=15)  # ...and was followed to its end
         time.sleep(0.5)
@@ -288,3 +288,113 @@ def _answers(url: str) -> bool:
             return response.status == 200
     except OSError:
         return False
+
+
+def test_a_pass_that_fails_is_in_the_status_file_retried_with_backoff_and_cleared(
+        repo: Path, specs: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder where the state database belongs: every pass of the workflow fails (SQLite cannot
+    open it, whoever runs ccspec, root included) until the folder goes; then it converges."""
+    crashes = tmp_path_factory.mktemp("crashes")
+    monkeypatch.setenv("CCSPEC_CRASH_DIR", str(crashes))
+    put(specs / "flow.yaml", """
+        version: 1
+        jobs:
+          one: {run: "echo one >> ../trace"}
+    """)
+    obstacle = repo / ".ccspec" / "state.db"
+    obstacle.mkdir(parents=True)
+    watch = Watch(repo, "--interval", "1h")  # no resync to bring it back: only the retry can
+    try:
+        watch.wait("flow: reconcile failed (OperationalError: unable to open database file)")
+        wait_for(lambda: (specs / "flow.status.yaml").exists(), timeout=10)
+        failing = doc(specs, "flow")
+        assert failing["phase"] == "error"
+        assert len(failing["errors"]) == 1 and "OperationalError: unable to open database file" in failing["errors"][0]
+        assert not (repo / "trace").exists()
+        obstacle.rmdir()
+        watch.wait("flow/one succeeded", timeout=15)  # the retry after 1 s, 2 s, 4 s ...
+        watch.wait("flow: reconciled again after")
+        wait_for(lambda: doc(specs, "flow")["phase"] == "succeeded", timeout=10)
+    finally:
+        watch.stop()
+    assert doc(specs, "flow")["errors"] == []
+    assert (repo / "trace").read_text().split() == ["one"]
+    assert sum("reconcile failed" in line for line in watch.lines) == 1, watch.lines
+    assert not any("Traceback" in line for line in watch.lines), watch.lines
+    traces = list(crashes.glob("ccspec-reconcile-flow-*.txt"))
+    assert len(traces) == 1 and "Traceback" in traces[0].read_text()
+    assert watch.proc.returncode == 0
+
+
+def test_watch_serve_counts_failed_passes_in_metrics_and_says_them_once(
+        repo: Path, specs: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An invalid spec whose status file cannot be written (a folder holds its name): each
+    pass fails, /metrics counts every one, the output says it once; the folder goes, the
+    next retry writes the status file."""
+    import socket
+
+    monkeypatch.setenv("CCSPEC_CRASH_DIR", str(tmp_path_factory.mktemp("crashes")))
+    put(specs / "flow.yaml", "version: 1\njobs:\n  a: {run: echo, needs: [nope]}\n")
+    (specs / "flow.status.yaml").mkdir()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    watch = Watch(repo, "--interval", "1h", "--serve", "--port", str(port))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _answers(base + "/healthz"), timeout=30)
+        wait_for(lambda: _failed_passes(base + "/metrics") >= 2, timeout=20)  # the first try and a retry
+        (specs / "flow.status.yaml").rmdir()
+        watch.wait("flow: reconciled again after")
+        wait_for(lambda: (specs / "flow.status.yaml").is_file(), timeout=10)
+        counted = _failed_passes(base + "/metrics")
+    finally:
+        watch.stop()
+    assert counted >= 2
+    assert sum("flow: reconcile failed (IsADirectoryError" in line for line in watch.lines) == 1, watch.lines
+    recovered = doc(specs, "flow")
+    assert recovered["phase"] == "invalid" and any("nope" in e for e in recovered["errors"])
+    assert watch.proc.returncode == 0
+
+
+def _failed_passes(url: str) -> int:
+    """`ccspec_reconcile_errors_total` of workflow flow, as /metrics shows it (-1: not there)."""
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    for line in text.splitlines():
+        if line.startswith('ccspec_reconcile_errors_total{workflow="flow"} '):
+            return int(line.rsplit(" ", 1)[1])
+    return -1
+
+
+def test_a_pass_failing_with_an_error_ccspec_explains_says_it_without_a_traceback(
+        repo: Path, specs: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A state database from a newer ccspec: the message says so (no traceback, it is no bug);
+    once the file is moved away, the workflow converges."""
+    import sqlite3
+
+    crashes = tmp_path_factory.mktemp("crashes")
+    monkeypatch.setenv("CCSPEC_CRASH_DIR", str(crashes))
+    put(specs / "flow.yaml", """
+        version: 1
+        jobs:
+          one: {run: "echo one >> ../trace"}
+    """)
+    (repo / ".ccspec").mkdir()
+    db = sqlite3.connect(repo / ".ccspec" / "state.db")
+    db.execute("PRAGMA user_version=99")
+    db.close()
+    watch = Watch(repo, "--interval", "1h")
+    try:
+        watch.wait("was written by a newer ccspec (schema 99); upgrade ccspec")
+        wait_for(lambda: (specs / "flow.status.yaml").exists() and doc(specs, "flow")["phase"] == "error", timeout=10)
+        (repo / ".ccspec" / "state.db").rename(repo / "newer.db")
+        watch.wait("flow/one succeeded", timeout=15)
+        wait_for(lambda: doc(specs, "flow")["phase"] == "succeeded", timeout=10)
+    finally:
+        watch.stop()
+    failed = [line for line in watch.lines if "reconcile failed" in line]
+    assert len(failed) == 1 and "traceback" not in failed[0] and "CcspecError" not in failed[0], watch.lines
+    assert list(crashes.iterdir()) == []

@@ -1,13 +1,15 @@
 """`/metrics` in Prometheus' text format: jobs by state per workflow, and the API's own
 request counts and latencies (a histogram per route template, so paths with random names do
 not make new series). Counted by `MetricsMiddleware`, a plain ASGI wrapper around the app.
+Under `watch --serve`, also the reconciler's failed passes per workflow (`reconcile_errors`,
+set by the command to `Reconciler.pass_errors`).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 __all__ = ["BUCKETS", "Metrics", "MetricsMiddleware", "escape"]
@@ -46,6 +48,7 @@ class Metrics:
         self.requests: dict[tuple[str, str, str], int] = {}
         self.latency: dict[tuple[str, str], _Histogram] = {}
         self.started = time.time()
+        self.reconcile_errors: Callable[[], Mapping[str, int]] | None = None  # `watch --serve`'s reconciler
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         with self._lock:
@@ -91,6 +94,14 @@ class Metrics:
             lines.append(f'ccspec_http_request_duration_seconds_bucket{{{labels},le="+Inf"}} {count}')
             lines.append(f"ccspec_http_request_duration_seconds_sum{{{labels}}} {total:.6f}")
             lines.append(f"ccspec_http_request_duration_seconds_count{{{labels}}} {count}")
+        if self.reconcile_errors is not None:
+            lines += [
+                "# HELP ccspec_reconcile_errors_total Reconcile passes of `ccspec watch` that failed, per workflow "
+                "(each retry counts).",
+                "# TYPE ccspec_reconcile_errors_total counter",
+            ]
+            for workflow, count in sorted(self.reconcile_errors().items()):
+                lines.append(f'ccspec_reconcile_errors_total{{workflow="{escape(workflow)}"}} {count}')
         lines += [
             "# HELP ccspec_server_start_time_seconds When this server started (Unix time).",
             "# TYPE ccspec_server_start_time_seconds gauge",

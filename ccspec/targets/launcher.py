@@ -18,12 +18,12 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import select
 import signal
 import sys
 import threading
 from collections.abc import Mapping, Sequence
 
+from ccspec.fdwait import wait_readable
 from ccspec.resources import template_path
 
 __all__ = ["SIGDEF", "BashLauncher", "eligible"]
@@ -152,7 +152,7 @@ class BashLauncher:
 
     def _read_pid(self) -> int:
         while b"\n" not in self._pending:
-            if not select.select([self._replies], [], [], REPLY_TIMEOUT)[0]:
+            if not wait_readable(self._replies, REPLY_TIMEOUT):
                 raise OSError("the launcher did not answer")
             chunk = os.read(self._replies, 4096)
             if not chunk:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import select
 import shlex
 import socket
 import subprocess
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ccspec.errors import TemporaryTargetError
+from ccspec.fdwait import wait_readable
 
 __all__ = ["HostUnreachable", "LocalShell", "Result", "Shell", "SshShell", "WslShell", "ssh_config_path"]
 
@@ -233,7 +233,7 @@ class SshShell:
                     if not channel.recv_ready() and not channel.recv_stderr_ready():
                         break
                     continue
-                select.select([fd], [], [], 0.05)
+                wait_readable(fd, 0.05)
             code = channel.recv_exit_status()
             return Result(code, bytes(out), err.decode("utf-8", "replace"))
         except TimeoutError as exc:
