@@ -242,12 +242,15 @@ class _Controller:
             pass  # e.g. a folder in its way: the line said and /metrics still tell
 
     def _converge(self, store: Any, desired: _Desired) -> None:
+        from ccspec.redact import source_redactor
         from ccspec.runner import settle
 
         if desired.workflow is None:
             if desired.deleted and self.r.prune:
                 self._prune(store, desired)
-            settle(store, self.name, desired.hosts)  # follow what it started earlier
+            # follow what it started earlier; an invalid spec's secrets are still masked
+            redactor = source_redactor(desired.invalid, self.r.overrides) if desired.invalid is not None else None
+            settle(store, self.name, desired.hosts, redactor=redactor)
             if desired.invalid is not None:  # its errors, and the jobs it ran, in its status file
                 self._write_invalid(store, desired.invalid)
             return
@@ -293,10 +296,14 @@ class _Controller:
                        f"in {time.monotonic() - started_at:.1f}s" + (f", {failed} failed" if failed else ""))
 
     def _write_invalid(self, store: Any, report: Any) -> None:
+        from ccspec.redact import masked_diagnostics, source_redactor
         from ccspec.report.status import render_status, status_document, write_if_changed
         from ccspec.runner import job_statuses
 
-        doc = status_document(self.name, job_statuses(store, self.name), [str(d) for d in report.diagnostics])
+        redactor = source_redactor(report, self.r.overrides)
+        doc = status_document(self.name, job_statuses(store, self.name),
+                              [str(d) for d in masked_diagnostics(report, self.r.overrides)],
+                              redact=redactor if redactor is not None else ())
         write_if_changed(report.file.parent / f"{self.name}.status.yaml", render_status(doc))
 
     def _newer(self) -> bool:

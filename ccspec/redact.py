@@ -35,6 +35,7 @@ __all__ = [
     "masked_diagnostics",
     "redactor_for",
     "secret_values",
+    "source_redactor",
 ]
 
 MASK = "***"
@@ -160,14 +161,21 @@ def redactor_for(vars: Mapping[str, Any], secrets: Iterable[str], *, environ: Ma
     return Redactor(tuple(values), frozenset(names))
 
 
-def masked_diagnostics(report: SpecReport, overrides: Mapping[str, Any] | None = None) -> list[Diagnostic]:
-    """A spec's problems with its secrets masked (a message may quote a value, e.g. a host
-    named by a secret var): they go to terminals, CI logs and status files. The secrets are
-    read from the parsed file as far as it goes, with the `--var` values given for them."""
+def source_redactor(report: SpecReport, overrides: Mapping[str, Any] | None = None) -> Redactor | None:
+    """The Redactor of a spec read as far as it goes (it may be invalid): the secrets named in
+    its file, with the `--var` values given for them; None when it names none."""
     data = report.source.data if report.source is not None else None
     vars = data.get("vars") if isinstance(data, dict) else None
     names = data.get("secrets") if isinstance(data, dict) else None
-    if not report.diagnostics or not isinstance(vars, dict) or not isinstance(names, list):
+    if not isinstance(vars, dict) or not isinstance(names, list):
+        return None
+    return redactor_for({**vars, **{k: v for k, v in (overrides or {}).items() if k in vars}}, names)
+
+
+def masked_diagnostics(report: SpecReport, overrides: Mapping[str, Any] | None = None) -> list[Diagnostic]:
+    """A spec's problems with its secrets masked (a message may quote a value, e.g. a host
+    named by a secret var): they go to terminals, CI logs and status files."""
+    redactor = source_redactor(report, overrides) if report.diagnostics else None
+    if redactor is None:
         return list(report.diagnostics)
-    redactor = redactor_for({**vars, **{k: v for k, v in (overrides or {}).items() if k in vars}}, names)
     return [dataclasses.replace(d, message=redactor.text(d.message)) for d in report.diagnostics]

@@ -398,3 +398,24 @@ def test_a_pass_failing_with_an_error_ccspec_explains_says_it_without_a_tracebac
     failed = [line for line in watch.lines if "reconcile failed" in line]
     assert len(failed) == 1 and "traceback" not in failed[0] and "CcspecError" not in failed[0], watch.lines
     assert list(crashes.iterdir()) == []
+
+
+def test_the_status_file_of_an_invalid_spec_under_watch_masks_its_secrets(repo: Path, specs: Path) -> None:
+    """Watch writes an invalid spec's errors into its status file: a message quoting a
+    secret value (a host named by a secret var) shows it masked."""
+    canary = "sk-live-WATCHCANARY-0042"
+    put(specs / "flow.yaml", f"""\
+        version: 1
+        vars: {{token: {canary}}}
+        secrets: [token]
+        jobs:
+          a: {{run: echo a, host: "{{{{ vars.token }}}}"}}
+        """)
+    watch = Watch(repo, "--interval", "1h")
+    try:
+        wait_for(lambda: (specs / "flow.status.yaml").exists())
+        text = (specs / "flow.status.yaml").read_text()
+    finally:
+        watch.stop()
+    assert "unknown host '***'" in text
+    assert canary not in text and canary not in "\n".join(watch.lines)
