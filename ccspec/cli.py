@@ -159,8 +159,13 @@ def status(paths: tuple[str, ...], var_pairs: tuple[str, ...], state_opt: str | 
 
     workflows = _load(paths, var_pairs)
     store = StateStore(state_dir(state_opt))
+    from ccspec.errors import StateFolderUnwritable
+
     for w in workflows:
-        settle(store, w.name, w.hosts)  # jobs that finished while no runner watched them
+        try:
+            settle(store, w.name, w.hosts)  # jobs that finished while no runner watched them
+        except StateFolderUnwritable as exc:  # what is recorded can still be shown
+            click.echo(f"ccspec: {exc}; showing the state as last recorded", err=True)
     docs = [status_document(w.name, job_statuses(store, w.name)) for w in workflows]
     if as_json:
         click.echo(json.dumps({"workflows": docs}, indent=2, default=str))
@@ -494,6 +499,14 @@ def main(argv: list[str] | None = None) -> NoReturn:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(1)
+    except OSError as exc:  # a full or read-only disk under a file ccspec writes; anything else is a bug
+        from ccspec.state.unwritable import for_file
+
+        error = for_file(exc)
+        if error is None:
+            _internal_error(exc, debug)
+        click.echo(f"ccspec: {error}", err=True)
+        sys.exit(error.exit_code)
     except Exception as exc:  # a bug: keep the traceback, but not on the user's screen
         _internal_error(exc, debug)
     sys.exit(0)

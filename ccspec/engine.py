@@ -40,10 +40,11 @@ from ccspec.resources import template_path
 from ccspec.spec.models import Host
 from ccspec.spec.resolve import resolve_at_launch, upstream_context
 from ccspec.spec.resolved import ResolvedJob, ResolvedWorkflow
+from ccspec.state import unwritable
 from ccspec.state.store import Attempt, RecordedJob, StateStore
 from ccspec.states import FINAL, JobState
 from ccspec.targets.base import Launch, Status
-from ccspec.targets.local import LOST_REASON, LocalTarget
+from ccspec.targets.local import LocalTarget, lost_reason
 
 if TYPE_CHECKING:  # imported where remote hosts are used: a local run does without them
     from ccspec.targets.remote import Submitted
@@ -478,6 +479,7 @@ class Engine:
             launch = self._launch_spec(job, view)
             handle = self.local.submit(launch, lambda h, code: self.events.put(("exit", (h, code))))
         except (TargetError, OSError) as exc:
+            unwritable.check(exc, self.state_dir)  # a full or read-only state folder stops the run (exit 5)
             self.store.finish_attempt(attempt.id, JobState.FAILED, exit_code=None, reason=str(exc), outputs={}, progress=None, message=None)
             self._final(view, JobState.FAILED, str(exc), record=False)
             return False
@@ -557,8 +559,8 @@ class Engine:
         self._mine(view, final=True)
         if view.killing is not None:
             state, reason = view.killing, view.reason
-        elif code is None:  # not our child, and its wrapper wrote no exit code: killed by KILL
-            state, reason = JobState.LOST, LOST_REASON
+        elif code is None:  # not our child, and its wrapper wrote no exit code: killed by KILL, or a full folder
+            state, reason = JobState.LOST, lost_reason(view.run_dir)
         elif code == 0:
             state, reason = JobState.SUCCEEDED, None
         else:

@@ -7,20 +7,25 @@
 # same text in a forked bash subshell, whose pid is $BASHPID, not $$. A shell stopped by
 # a signal does not give its EXIT trap the right status, so the terminating signals with
 # the same number everywhere record 128+N themselves; a job killed by KILL leaves no exit
-# code (ccspec records why it killed it, or marks it lost). The set-up is a function so
-# that the launcher parses it once, not once per job; the command runs outside of it.
+# code (ccspec records why it killed it, or marks it lost). Where the exit code cannot be
+# written (the folder is full), an empty file `exit_code.N` keeps it in its name. The set-up
+# is a function so that the launcher parses it once, not once per job; the command runs
+# outside of it.
+__ccspec_exit() {
+  echo "$1" 2>/dev/null >"$CCSPEC_RUN_DIR/exit_code" || true 2>/dev/null >"$CCSPEC_RUN_DIR/exit_code.$1"
+}
 __ccspec_setup() {
   if [ -n "${2-}" ]; then
     [ -d "$CCSPEC_RUN_DIR" ] || mkdir -p "$CCSPEC_RUN_DIR"  # the runner usually made it: no process then
     exec >>"$2" 2>&1
   fi
-  trap 'echo $? > "$CCSPEC_RUN_DIR/exit_code"' EXIT
-  trap 'trap - EXIT; echo 129 > "$CCSPEC_RUN_DIR/exit_code"; exit 129' HUP
-  trap 'trap - EXIT; echo 130 > "$CCSPEC_RUN_DIR/exit_code"; exit 130' INT
-  trap 'trap - EXIT; echo 131 > "$CCSPEC_RUN_DIR/exit_code"; exit 131' QUIT
-  trap 'trap - EXIT; echo 141 > "$CCSPEC_RUN_DIR/exit_code"; exit 141' PIPE
-  trap 'trap - EXIT; echo 142 > "$CCSPEC_RUN_DIR/exit_code"; exit 142' ALRM
-  trap 'trap - EXIT; echo 143 > "$CCSPEC_RUN_DIR/exit_code"; exit 143' TERM
+  trap '__ccspec_exit $?' EXIT
+  trap 'trap - EXIT; __ccspec_exit 129; exit 129' HUP
+  trap 'trap - EXIT; __ccspec_exit 130; exit 130' INT
+  trap 'trap - EXIT; __ccspec_exit 131; exit 131' QUIT
+  trap 'trap - EXIT; __ccspec_exit 141; exit 141' PIPE
+  trap 'trap - EXIT; __ccspec_exit 142; exit 142' ALRM
+  trap 'trap - EXIT; __ccspec_exit 143; exit 143' TERM
   echo "${BASHPID:-$$}" > "$CCSPEC_RUN_DIR/pid"
   if [ -n "${3-}" ]; then
     cd "$3" || exit 127

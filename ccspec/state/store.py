@@ -11,6 +11,7 @@ may be out there.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -24,6 +25,7 @@ from typing import Any
 
 from ccspec.errors import CcspecError
 from ccspec.processes import pid_alive
+from ccspec.state.unwritable import GuardedConnection
 from ccspec.states import JobState
 
 __all__ = ["Attempt", "LeaseHeld", "RecordedJob", "StateStore"]
@@ -146,7 +148,7 @@ class StateStore:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.path = folder / "state.db"
-        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, factory=GuardedConnection)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
@@ -198,7 +200,7 @@ class StateStore:
                 (workflow, token, os.getpid(), me, now, now + ttl))
             self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            self._rollback()
             raise
         return token
 
@@ -388,8 +390,13 @@ class StateStore:
         self.db.execute("COMMIT")
 
     def _rollback(self) -> None:
+        """In an `except` block: undo the transaction under way, if one still is. SQLite ends
+        it by itself on some errors (a full disk, an I/O error); a ROLLBACK then, or one that
+        fails, would raise in place of the real error, which is the one to report."""
         self._events = None
-        self.db.execute("ROLLBACK")
+        if self.db.in_transaction:
+            with contextlib.suppress(sqlite3.Error, CcspecError):
+                self.db.execute("ROLLBACK")
 
     def _write_soon(self) -> None:
         """Inside a transaction."""
