@@ -27,7 +27,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A real 2 MB tmpfs, unmounted at the end whatever happened."""
     folder = tmp_path / "small"
     folder.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,nr_inodes=400", "tmpfs", str(folder)], check=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m,nr_inodes=400", "tmpfs", str(folder)], check=True
+    )
     try:
         yield folder
     finally:
@@ -35,7 +37,13 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def ccspec(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ccspec", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "ccspec", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def integrity(db: Path) -> str:
@@ -55,7 +63,8 @@ FILLS = """
 
 
 def test_a_job_that_fills_the_state_folder_stops_apply_with_exit_5_and_the_next_apply_recovers(
-        repo: Path, small_disk: Path) -> None:
+    repo: Path, small_disk: Path
+) -> None:
     (repo / "flow.yaml").write_text(textwrap.dedent(FILLS))
     full = ccspec(repo, "apply", "flow.yaml", "--state", str(small_disk))
     assert full.returncode == 5, full.stderr
@@ -64,7 +73,8 @@ def test_a_job_that_fills_the_state_folder_stops_apply_with_exit_5_and_the_next_
     assert "internal error" not in full.stderr and "rollback" not in full.stderr
     assert integrity(small_disk / "state.db") == "ok"
 
-    shown = ccspec(repo, "status", "--json", "flow.yaml", "--state", str(small_disk))  # still shows what it recorded
+    # status still shows what was recorded
+    shown = ccspec(repo, "status", "--json", "flow.yaml", "--state", str(small_disk))
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["workflows"][0]["jobs"]["a"]["state"] == "succeeded"
 
@@ -72,8 +82,14 @@ def test_a_job_that_fills_the_state_folder_stops_apply_with_exit_5_and_the_next_
     again = ccspec(repo, "apply", "flow.yaml", "--state", str(small_disk))
     assert again.returncode == 0, again.stdout + again.stderr
     assert (repo / "ledger").read_text().split() == ["a", "fill", "b"]  # each job exactly once
-    jobs = json.loads(ccspec(repo, "status", "--json", "flow.yaml", "--state", str(small_disk)).stdout)["workflows"][0]["jobs"]
-    assert jobs["fill"]["state"] == "succeeded" and jobs["fill"]["exit_code"] == 0 and jobs["fill"]["attempt"] == 1
+    jobs = json.loads(
+        ccspec(repo, "status", "--json", "flow.yaml", "--state", str(small_disk)).stdout
+    )["workflows"][0]["jobs"]
+    assert (
+        jobs["fill"]["state"] == "succeeded"
+        and jobs["fill"]["exit_code"] == 0
+        and jobs["fill"]["attempt"] == 1
+    )
     assert integrity(small_disk / "state.db") == "ok"
 
 
@@ -84,7 +100,10 @@ def test_a_read_only_state_folder_stops_apply_with_exit_5(repo: Path, small_disk
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
     result = ccspec(repo, "apply", "flow.yaml", "--state", str(small_disk))
     assert result.returncode == 5, result.stderr
-    assert f"state folder {small_disk} is read-only" in result.stderr and "internal error" not in result.stderr
+    assert (
+        f"state folder {small_disk} is read-only" in result.stderr
+        and "internal error" not in result.stderr
+    )
     subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
     assert ccspec(repo, "apply", "flow.yaml", "--state", str(small_disk)).returncode == 0
     assert (repo / "ledger").read_text().split() == ["a", "A"]
@@ -109,14 +128,20 @@ def _run_wrapped(wrapper: str, run_dir: Path, code: int) -> int:
         argv = ["/bin/sh", str(template_path(wrapper)), str(run_dir), "sh", "-c", f"exit {code}"]
     else:
         argv = ["bash", "-c", template_path(wrapper).read_text(), "bash", f"exit {code}"]
-    proc = subprocess.Popen(argv, env={**os.environ, "CCSPEC_RUN_DIR": str(run_dir)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        argv,
+        env={**os.environ, "CCSPEC_RUN_DIR": str(run_dir)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     assert proc.wait(timeout=30) == code  # the wrapper exits with the job's code even so
     return proc.pid
 
 
 @pytest.mark.parametrize("wrapper", ["job-wrapper.sh", "run-wrapper.sh"])
-def test_a_wrapper_on_a_full_folder_keeps_the_exit_code_in_a_file_name(small_disk: Path, wrapper: str) -> None:
+def test_a_wrapper_on_a_full_folder_keeps_the_exit_code_in_a_file_name(
+    small_disk: Path, wrapper: str
+) -> None:
     run_dir = small_disk / "run"
     run_dir.mkdir()
     _fill(small_disk, inodes=False)
@@ -126,12 +151,17 @@ def test_a_wrapper_on_a_full_folder_keeps_the_exit_code_in_a_file_name(small_dis
 
 
 @pytest.mark.parametrize("wrapper", ["job-wrapper.sh", "run-wrapper.sh"])
-def test_a_job_whose_exit_code_could_not_be_recorded_is_not_called_killed(small_disk: Path, wrapper: str) -> None:
+def test_a_job_whose_exit_code_could_not_be_recorded_is_not_called_killed(
+    small_disk: Path, wrapper: str
+) -> None:
     run_dir = small_disk / "run"
     run_dir.mkdir()
     _fill(small_disk, inodes=True)
     pid = _run_wrapped(wrapper, run_dir, 0)
     status = LocalTarget().poll({str(pid): run_dir})[str(pid)]
     assert status is not None and status.state is JobState.LOST
-    assert status.reason is not None and "exit code could not be recorded: state folder full" in status.reason
+    assert (
+        status.reason is not None
+        and "exit code could not be recorded: state folder full" in status.reason
+    )
     assert "SIGKILL" not in status.reason

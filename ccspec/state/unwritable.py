@@ -23,10 +23,22 @@ from pathlib import Path
 
 from ccspec.errors import StateFolderUnwritable
 
-__all__ = ["GuardedConnection", "check", "folder_problem", "for_file", "free_bytes", "needed_bytes", "translate"]
+__all__ = [
+    "GuardedConnection",
+    "check",
+    "folder_problem",
+    "for_file",
+    "free_bytes",
+    "needed_bytes",
+    "translate",
+]
 
 # SQLite's primary result codes (the low byte of an extended code) and errno values, by kind
-_SQLITE_KINDS = {sqlite3.SQLITE_FULL: "full", sqlite3.SQLITE_READONLY: "read-only", sqlite3.SQLITE_IOERR: "io"}
+_SQLITE_KINDS = {
+    sqlite3.SQLITE_FULL: "full",
+    sqlite3.SQLITE_READONLY: "read-only",
+    sqlite3.SQLITE_IOERR: "io",
+}
 _OS_KINDS = {errno.ENOSPC: "full", errno.EDQUOT: "quota", errno.EROFS: "read-only", errno.EIO: "io"}
 # the store checkpoints its write-ahead log every 4,000 pages of 4 KiB: the log may grow that large
 WAL_BYTES = 4000 * 4096
@@ -86,8 +98,11 @@ def for_file(exc: OSError) -> StateFolderUnwritable | None:
     folder = Path(os.fsdecode(exc.filename)).parent
     free = free_bytes(folder)
     shown = f", {_size(free)} free" if free is not None and kind in ("full", "quota") else ""
-    return StateFolderUnwritable(str(folder), f"cannot write {os.fsdecode(exc.filename)}: {exc.strerror or exc} "
-                                              f"(folder {folder}{shown}): free some space or make it writable")
+    return StateFolderUnwritable(
+        str(folder),
+        f"cannot write {os.fsdecode(exc.filename)}: {exc.strerror or exc} "
+        f"(folder {folder}{shown}): free some space or make it writable",
+    )
 
 
 def _kind(exc: BaseException, folder: Path) -> str | None:
@@ -99,9 +114,12 @@ def _kind(exc: BaseException, folder: Path) -> str | None:
             code = getattr(seen, "sqlite_errorcode", None)
             if code is None:
                 return None
-            if code & 0xFF == sqlite3.SQLITE_CANTOPEN:  # a missing folder too: only when the disk says why
+            if code & 0xFF == sqlite3.SQLITE_CANTOPEN:
+                # also a missing folder: only when the disk says why
                 problem = folder_problem(folder)
-                return None if problem is None else ("read-only" if problem == "read-only" else "full")
+                if problem is None:
+                    return None
+                return "read-only" if problem == "read-only" else "full"
             return _SQLITE_KINDS.get(code & 0xFF)
         if isinstance(seen, OSError) and seen.errno in _OS_KINDS:
             return _OS_KINDS[seen.errno]
