@@ -343,7 +343,10 @@ def cancel(workflow: str, jobs_: tuple[str, ...], state_opt: str | None) -> None
             os.kill(pid, signal.SIGTERM)
             click.echo(f"asked the apply running as pid {pid} to cancel {workflow!r}")
             return
-    chosen = [a for a in store.active_attempts(workflow) if not jobs_ or a.job in jobs_]
+    named = _named_jobs(store, workflow, jobs_)
+    chosen = [a for a in store.active_attempts(workflow) if not jobs_ or a.job in named]
+    for job_id in sorted(named.keys() - {a.job for a in chosen}):
+        click.echo(f"{job_id} of {workflow!r} is not running ({named[job_id]}); nothing to cancel")
     problems = cancel_attempts(store, spec_hosts(store, workflow), chosen, "cancelled by `ccspec cancel`")
     for attempt in chosen:
         if attempt.id in problems:
@@ -352,6 +355,26 @@ def cancel(workflow: str, jobs_: tuple[str, ...], state_opt: str | None) -> None
     click.echo(f"cancelled {count} job(s) of {workflow!r}")
     if problems:
         sys.exit(1)
+
+
+def _named_jobs(store: Any, workflow: str, names: tuple[str, ...]) -> dict[str, str]:
+    """The recorded jobs that `names` (ids, or the name of a matrix's jobs) stand for, with
+    their states; a workflow or job never recorded is a usage error (exit 2)."""
+    from ccspec.errors import UsageError
+    from ccspec.spec.resolve import suggest
+
+    workflows = store.workflows()
+    if workflow not in workflows:
+        raise UsageError(f"no workflow {workflow!r} was ever applied with this state folder{suggest(workflow, workflows)}")
+    recorded = store.recorded_jobs(workflow)
+    out: dict[str, str] = {}
+    for name in names:
+        found = {i: r.state.value for i, r in recorded.items() if name in (i, r.name)}
+        if not found:
+            known = sorted({*recorded, *(r.name for r in recorded.values())})
+            raise UsageError(f"no job {name!r} in workflow {workflow!r}{suggest(name, known)}")
+        out.update(found)
+    return out
 
 
 _STARTER = """# yaml-language-server: $schema=../schemas/workflow.schema.json
