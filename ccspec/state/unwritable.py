@@ -44,6 +44,9 @@ _OS_KINDS = {errno.ENOSPC: "full", errno.EDQUOT: "quota", errno.EROFS: "read-onl
 WAL_BYTES = 4000 * 4096
 LOW_BYTES = 64 * 1024  # less free than this and a wrapper could not write its exit code: "full"
 MB = 1024 * 1024
+# sqlite3's own methods, called directly: cheaper than super() on the store's hot path
+_EXECUTE = sqlite3.Connection.execute
+_EXECUTEMANY = sqlite3.Connection.executemany
 
 
 class GuardedConnection(sqlite3.Connection):
@@ -52,14 +55,14 @@ class GuardedConnection(sqlite3.Connection):
 
     def execute(self, sql: str, parameters: object = (), /) -> sqlite3.Cursor:
         try:
-            return super().execute(sql, parameters)  # type: ignore[arg-type]
+            return _EXECUTE(self, sql, parameters)  # type: ignore[arg-type]
         except sqlite3.Error as exc:
             check(exc, self._folder())
             raise
 
     def executemany(self, sql: str, parameters: Iterable[object], /) -> sqlite3.Cursor:
         try:
-            return super().executemany(sql, parameters)  # type: ignore[arg-type]
+            return _EXECUTEMANY(self, sql, parameters)  # type: ignore[arg-type]
         except sqlite3.Error as exc:
             check(exc, self._folder())
             raise
