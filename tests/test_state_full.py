@@ -165,3 +165,16 @@ def test_a_job_whose_exit_code_could_not_be_recorded_is_not_called_killed(
         and "exit code could not be recorded: state folder full" in status.reason
     )
     assert "SIGKILL" not in status.reason
+
+
+@pytest.mark.parametrize("left", [0, 16 * 1024])
+def test_a_fresh_state_folder_on_a_full_disk_is_reported_full(
+    repo: Path, small_disk: Path, left: int
+) -> None:
+    (repo / "flow.yaml").write_text("version: 1\njobs:\n  a: {run: 'echo a >> ledger'}\n")
+    st = os.statvfs(small_disk)
+    (small_disk / "filler").write_bytes(b"\0" * (st.f_bavail * st.f_frsize - left))
+    result = ccspec(repo, "apply", "flow.yaml", "--state", str(small_disk / "state"))
+    assert result.returncode == 5, result.stderr
+    assert f"state folder {small_disk / 'state'} is full (" in result.stderr
+    assert not (repo / "ledger").exists()  # nothing ran without a record of it

@@ -117,13 +117,13 @@ def _kind(exc: BaseException, folder: Path) -> str | None:
             code = getattr(seen, "sqlite_errorcode", None)
             if code is None:
                 return None
-            if code & 0xFF == sqlite3.SQLITE_CANTOPEN:
-                # also a missing folder: only when the disk says why
+            if code & 0xFF in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR):
+                # SQLite says "disk I/O error" when it cannot grow its shared-memory file on a
+                # full disk, and "unable to open" for a missing folder too: the disk says why
                 problem = folder_problem(folder)
-                if problem is None:
-                    return None
-                return "read-only" if problem == "read-only" else "full"
-            return _SQLITE_KINDS.get(code & 0xFF)
+                if problem is not None:
+                    return "read-only" if problem == "read-only" else "full"
+            return _SQLITE_KINDS.get(code & 0xFF)  # CANTOPEN with room to write: not ours
         if isinstance(seen, OSError) and seen.errno in _OS_KINDS:
             return _OS_KINDS[seen.errno]
         seen = seen.__cause__
