@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ccspec.resources import template_path
 from ccspec.states import JobState
@@ -178,3 +179,23 @@ def test_a_fresh_state_folder_on_a_full_disk_is_reported_full(
     assert result.returncode == 5, result.stderr
     assert f"state folder {small_disk / 'state'} is full (" in result.stderr
     assert not (repo / "ledger").exists()  # nothing ran without a record of it
+
+
+def test_a_status_file_that_cannot_be_written_is_reported_and_written_by_the_next_apply(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    (small_disk / ".git").mkdir()  # the spec's repository is on the small disk; the state is not
+    (small_disk / "flow.yaml").write_text("version: 1\njobs:\n  a: {run: 'true'}\n")
+    st = os.statvfs(small_disk)
+    (small_disk / "filler").write_bytes(b"\0" * (st.f_bavail * st.f_frsize))
+    state = str(tmp_path / "state")
+    full = ccspec(small_disk, "apply", "flow.yaml", "--state", state)
+    assert full.returncode == 5, full.stderr
+    assert f"cannot write {small_disk / 'flow.status.yaml'}: No space left on device" in full.stderr
+    (small_disk / "filler").unlink()
+    again = ccspec(small_disk, "apply", "flow.yaml", "--state", state)
+    assert again.returncode == 0, again.stderr
+    job = yaml.safe_load((small_disk / "flow.status.yaml").read_text())["jobs"]["a"]
+    assert (
+        job["state"] == "succeeded" and job["attempt"] == 1
+    )  # written now; the job did not run again

@@ -92,18 +92,20 @@ def translate(exc: BaseException, folder: Path | str) -> StateFolderUnwritable |
     return StateFolderUnwritable(str(folder), _message(kind, Path(folder), exc))
 
 
-def for_file(exc: OSError) -> StateFolderUnwritable | None:
-    """A full, read-only or failing disk met while writing some file of ccspec's (not in the
-    state store): the error names the file and its folder; None for any other error."""
+def for_file(exc: OSError, path: Path | None = None) -> StateFolderUnwritable | None:
+    """A full or read-only disk met while writing some file of ccspec's outside the state store
+    (`path`, when the error does not name it): the error names the file and its folder; None
+    for any other error."""
     kind = _OS_KINDS.get(exc.errno or 0)
-    if kind is None or not exc.filename:
+    name = os.fsdecode(exc.filename) if exc.filename else str(path or "")
+    if kind is None or kind == "io" or not name:  # EIO: a read may fail so too
         return None
-    folder = Path(os.fsdecode(exc.filename)).parent
+    folder = Path(name).parent
     free = free_bytes(folder)
     shown = f", {_size(free)} free" if free is not None and kind in ("full", "quota") else ""
     return StateFolderUnwritable(
         str(folder),
-        f"cannot write {os.fsdecode(exc.filename)}: {exc.strerror or exc} "
+        f"cannot write {name}: {exc.strerror or exc} "
         f"(folder {folder}{shown}): free some space or make it writable",
     )
 
