@@ -12,11 +12,14 @@ import os
 import sys
 import time
 import types
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from ccspec import __version__
+
+if TYPE_CHECKING:  # imported inside the commands: `ccspec --help` stays fast
+    from ccspec.state.store import StateStore
 
 __all__ = ["cli", "main"]
 
@@ -153,14 +156,13 @@ def status(paths: tuple[str, ...], var_pairs: tuple[str, ...], state_opt: str | 
     """Show the recorded state of the workflows' jobs."""
     import json
 
+    from ccspec.errors import StateFolderUnwritable
     from ccspec.report.status import status_document
     from ccspec.runner import job_statuses, settle, state_dir
     from ccspec.state.store import StateStore
 
     workflows = _load(paths, var_pairs)
     store = StateStore(state_dir(state_opt))
-    from ccspec.errors import StateFolderUnwritable
-
     for w in workflows:
         try:
             settle(store, w.name, w.hosts)  # jobs that finished while no runner watched them
@@ -357,7 +359,7 @@ def cancel(workflow: str, jobs_: tuple[str, ...], state_opt: str | None) -> None
         sys.exit(1)
 
 
-def _named_jobs(store: Any, workflow: str, names: tuple[str, ...]) -> dict[str, str]:
+def _named_jobs(store: StateStore, workflow: str, names: tuple[str, ...]) -> dict[str, str]:
     """The recorded jobs that `names` (ids, or the name of a matrix's jobs) stand for, with
     their states; a workflow or job never recorded is a usage error (exit 2)."""
     from ccspec.errors import UsageError

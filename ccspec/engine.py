@@ -744,10 +744,11 @@ class Engine:
         planned = self._removed.get(attempt.job)
         if planned is None:
             return None
-        view = JobView(attempt.job, planned.name, attempt.host, JobState.RUNNING, Action.REMOVED, reason=REMOVED_RUNNING)
+        state = JobState.QUEUED if attempt.state is JobState.QUEUED else JobState.RUNNING
+        view = JobView(attempt.job, planned.name, attempt.host, state, Action.REMOVED, reason=REMOVED_RUNNING)
         self.views[view.id] = view
         self.unfinished += 1
-        self.store.set_job_state(self.workflow.name, view.id, view.name, JobState.RUNNING, REMOVED_RUNNING)
+        self.store.set_job_state(self.workflow.name, view.id, view.name, state, REMOVED_RUNNING)
         return view
 
     def _attach_remote(self, attempt: Attempt, view: JobView | None) -> None:
