@@ -371,13 +371,14 @@ class Engine:
         reachable_again = bool(view.message and view.message.startswith(UNKNOWN))
         if reachable_again:
             view.message = None
-        if status.state is not view.state or status.reason != view.reason:
+        removed = view.action is Action.REMOVED  # its reason says so, whatever the host's is
+        if status.state is not view.state or (not removed and status.reason != view.reason):
             if status.state is JobState.RUNNING and view.state is JobState.QUEUED:
                 view.started = time.time()
                 self.store.set_handle(attempt_id, view.handle or "", state=JobState.RUNNING, started=view.started,
                                       workflow=self.workflow.name, job=view.id)
             view.state = status.state
-            if view.killing is None:
+            if view.killing is None and not removed:
                 view.reason = status.reason
             self.report(status.state.value, view)
         elif reachable_again:
