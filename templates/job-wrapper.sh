@@ -6,12 +6,13 @@
 # Output goes where the caller pointed stdout/stderr (the job's log).
 run_dir=$1
 shift
-echo $$ > "$run_dir/pid"
+# a full folder: the pid (and below, the exit code) in the name of an empty file, which needs
+# no data block
+echo $$ 2>/dev/null >"$run_dir/pid" || true 2>/dev/null >"$run_dir/pid.$$"
 # Survive a TERM/INT/HUP sent to the process group long enough to record the job's status;
 # the job itself keeps the default dispositions.
 trap : TERM INT HUP
 "$@" < /dev/null
 code=$?
-# a full folder: the exit code in the name of an empty file, which needs no data block
 echo "$code" 2>/dev/null >"$run_dir/exit_code" || true 2>/dev/null >"$run_dir/exit_code.$code"
 exit "$code"

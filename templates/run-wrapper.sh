@@ -7,26 +7,26 @@
 # same text in a forked bash subshell, whose pid is $BASHPID, not $$. A shell stopped by
 # a signal does not give its EXIT trap the right status, so the terminating signals with
 # the same number everywhere record 128+N themselves; a job killed by KILL leaves no exit
-# code (ccspec records why it killed it, or marks it lost). Where the exit code cannot be
-# written (the folder is full), an empty file `exit_code.N` keeps it in its name. The set-up
-# is a function so that the launcher parses it once, not once per job; the command runs
-# outside of it.
-__ccspec_exit() {
-  echo "$1" 2>/dev/null >"$CCSPEC_RUN_DIR/exit_code" || true 2>/dev/null >"$CCSPEC_RUN_DIR/exit_code.$1"
+# code (ccspec records why it killed it, or marks it lost). Where the pid or exit code cannot
+# be written (the folder is full), an empty file `pid.N` or `exit_code.N` keeps it in its
+# name. The set-up is a function so that the launcher parses it once, not once per job; the
+# command runs outside of it.
+__ccspec_note() {
+  echo "$2" 2>/dev/null >"$CCSPEC_RUN_DIR/$1" || true 2>/dev/null >"$CCSPEC_RUN_DIR/$1.$2"
 }
 __ccspec_setup() {
   if [ -n "${2-}" ]; then
     [ -d "$CCSPEC_RUN_DIR" ] || mkdir -p "$CCSPEC_RUN_DIR"  # the runner usually made it: no process then
     exec >>"$2" 2>&1
   fi
-  trap '__ccspec_exit $?' EXIT
-  trap 'trap - EXIT; __ccspec_exit 129; exit 129' HUP
-  trap 'trap - EXIT; __ccspec_exit 130; exit 130' INT
-  trap 'trap - EXIT; __ccspec_exit 131; exit 131' QUIT
-  trap 'trap - EXIT; __ccspec_exit 141; exit 141' PIPE
-  trap 'trap - EXIT; __ccspec_exit 142; exit 142' ALRM
-  trap 'trap - EXIT; __ccspec_exit 143; exit 143' TERM
-  echo "${BASHPID:-$$}" > "$CCSPEC_RUN_DIR/pid"
+  trap '__ccspec_note exit_code $?' EXIT
+  trap 'trap - EXIT; __ccspec_note exit_code 129; exit 129' HUP
+  trap 'trap - EXIT; __ccspec_note exit_code 130; exit 130' INT
+  trap 'trap - EXIT; __ccspec_note exit_code 131; exit 131' QUIT
+  trap 'trap - EXIT; __ccspec_note exit_code 141; exit 141' PIPE
+  trap 'trap - EXIT; __ccspec_note exit_code 142; exit 142' ALRM
+  trap 'trap - EXIT; __ccspec_note exit_code 143; exit 143' TERM
+  __ccspec_note pid "${BASHPID:-$$}"
   if [ -n "${3-}" ]; then
     cd "$3" || exit 127
   fi

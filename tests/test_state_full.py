@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -122,19 +124,22 @@ def _fill(folder: Path, *, inodes: bool) -> None:
                 (folder / f"inode-{i}").touch()
 
 
+def _start_wrapped(wrapper: str, run_dir: Path, command: str) -> subprocess.Popen[bytes]:
+    """A real wrapper running the shell command `command`, in a session of its own."""
+    if wrapper == "job-wrapper.sh":
+        argv = ["/bin/sh", str(template_path(wrapper)), str(run_dir), "sh", "-c", command]
+    else:
+        argv = ["bash", "-c", template_path(wrapper).read_text(), "bash", command]
+    env = {**os.environ, "CCSPEC_RUN_DIR": str(run_dir)}
+    return subprocess.Popen(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+
+
 def _run_wrapped(wrapper: str, run_dir: Path, code: int) -> int:
     """Run a real wrapper around a command that exits with `code`; returns the wrapper's pid,
     reaped: the process is gone, as a job is when ccspec reads its run folder."""
-    if wrapper == "job-wrapper.sh":
-        argv = ["/bin/sh", str(template_path(wrapper)), str(run_dir), "sh", "-c", f"exit {code}"]
-    else:
-        argv = ["bash", "-c", template_path(wrapper).read_text(), "bash", f"exit {code}"]
-    proc = subprocess.Popen(
-        argv,
-        env={**os.environ, "CCSPEC_RUN_DIR": str(run_dir)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = _start_wrapped(wrapper, run_dir, f"exit {code}")
     assert proc.wait(timeout=30) == code  # the wrapper exits with the job's code even so
     return proc.pid
 
@@ -199,3 +204,21 @@ def test_a_status_file_that_cannot_be_written_is_reported_and_written_by_the_nex
     assert (
         job["state"] == "succeeded" and job["attempt"] == 1
     )  # written now; the job did not run again
+
+
+@pytest.mark.parametrize("wrapper", ["job-wrapper.sh", "run-wrapper.sh"])
+def test_a_job_started_on_a_full_folder_can_be_found_again_by_its_pid(
+    small_disk: Path, wrapper: str
+) -> None:
+    run_dir = small_disk / "run"
+    run_dir.mkdir()
+    _fill(small_disk, inodes=False)
+    proc = _start_wrapped(wrapper, run_dir, "sleep 30")
+    try:  # a runner that could not record the handle finds the job from its run folder
+        end = time.monotonic() + 10
+        while LocalTarget().recover(run_dir) is None and time.monotonic() < end:
+            time.sleep(0.02)
+        assert LocalTarget().recover(run_dir) == str(proc.pid)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

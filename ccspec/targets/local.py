@@ -68,14 +68,19 @@ def read_exit_code(run_dir: Path | str) -> int | None:
 
 
 def _exit_code_in_name(run_dir: Path | str) -> int | None:
+    return _number_in_name(run_dir, "exit_code.")
+
+
+def _number_in_name(run_dir: Path | str, prefix: str) -> int | None:
+    """N of an empty file PREFIX.N, which a wrapper leaves where its folder is full."""
     try:
         names = os.listdir(run_dir)
     except OSError:
         return None
     for name in names:
-        code = name[len("exit_code."):] if name.startswith("exit_code.") else ""
-        if code.lstrip("-").isdigit():
-            return int(code)
+        number = name[len(prefix):] if name.startswith(prefix) else ""
+        if number.lstrip("-").isdigit():
+            return int(number)
     return None
 
 
@@ -92,8 +97,8 @@ def _read_pid(run_dir: Path) -> int | None:
     try:
         text = (run_dir / "pid").read_text().strip()
     except OSError:
-        return None
-    return int(text) if text.isdigit() else None
+        text = ""
+    return int(text) if text.isdigit() else _number_in_name(run_dir, "pid.")
 
 
 class LocalTarget:
