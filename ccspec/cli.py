@@ -12,11 +12,14 @@ import os
 import sys
 import time
 import types
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from ccspec import __version__
+
+if TYPE_CHECKING:  # imported inside the commands: `ccspec --help` stays fast
+    from ccspec.state.store import StateStore
 
 __all__ = ["cli", "main"]
 
@@ -155,6 +158,7 @@ def status(paths: tuple[str, ...], var_pairs: tuple[str, ...], state_opt: str | 
     """Show the recorded state of the workflows' jobs."""
     import json
 
+    from ccspec.errors import StateFolderUnwritable
     from ccspec.redact import redactor_for
     from ccspec.report.status import status_document
     from ccspec.runner import job_statuses, settle, state_dir
@@ -164,7 +168,10 @@ def status(paths: tuple[str, ...], var_pairs: tuple[str, ...], state_opt: str | 
     store = StateStore(state_dir(state_opt))
     redactors = {w.name: redactor_for(w.vars, w.spec.secrets, environ=os.environ) for w in workflows}
     for w in workflows:
-        settle(store, w.name, w.hosts, redactor=redactors[w.name])  # jobs that finished while no runner watched them
+        try:
+            settle(store, w.name, w.hosts, redactor=redactors[w.name])  # jobs that finished while no runner watched them
+        except StateFolderUnwritable as exc:  # what is recorded can still be shown
+            click.echo(f"ccspec: {exc}; showing the state as last recorded", err=True)
     # masked again as shown: a state folder an older ccspec wrote may hold secrets
     docs = [status_document(w.name, job_statuses(store, w.name), redact=redactors[w.name]) for w in workflows]
     if as_json:
@@ -344,7 +351,10 @@ def cancel(workflow: str, jobs_: tuple[str, ...], state_opt: str | None) -> None
             os.kill(pid, signal.SIGTERM)
             click.echo(f"asked the apply running as pid {pid} to cancel {workflow!r}")
             return
-    chosen = [a for a in store.active_attempts(workflow) if not jobs_ or a.job in jobs_]
+    named = _named_jobs(store, workflow, jobs_)
+    chosen = [a for a in store.active_attempts(workflow) if not jobs_ or a.job in named]
+    for job_id in sorted(named.keys() - {a.job for a in chosen}):
+        click.echo(f"{job_id} of {workflow!r} is not running ({named[job_id]}); nothing to cancel")
     problems = cancel_attempts(store, spec_hosts(store, workflow), chosen, "cancelled by `ccspec cancel`")
     for attempt in chosen:
         if attempt.id in problems:
@@ -353,6 +363,26 @@ def cancel(workflow: str, jobs_: tuple[str, ...], state_opt: str | None) -> None
     click.echo(f"cancelled {count} job(s) of {workflow!r}")
     if problems:
         sys.exit(1)
+
+
+def _named_jobs(store: StateStore, workflow: str, names: tuple[str, ...]) -> dict[str, str]:
+    """The recorded jobs that `names` (ids, or the name of a matrix's jobs) stand for, with
+    their states; a workflow or job never recorded is a usage error (exit 2)."""
+    from ccspec.errors import UsageError
+    from ccspec.spec.resolve import suggest
+
+    workflows = store.workflows()
+    if workflow not in workflows:
+        raise UsageError(f"no workflow {workflow!r} was ever applied with this state folder{suggest(workflow, workflows)}")
+    recorded = store.recorded_jobs(workflow)
+    out: dict[str, str] = {}
+    for name in names:
+        found = {i: r.state.value for i, r in recorded.items() if name in (i, r.name)}
+        if not found:
+            known = sorted({*recorded, *(r.name for r in recorded.values())})
+            raise UsageError(f"no job {name!r} in workflow {workflow!r}{suggest(name, known)}")
+        out.update(found)
+    return out
 
 
 _STARTER = """# yaml-language-server: $schema=../schemas/workflow.schema.json
@@ -500,6 +530,14 @@ def main(argv: list[str] | None = None) -> NoReturn:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(1)
+    except OSError as exc:  # a full or read-only disk under a file ccspec writes; anything else is a bug
+        from ccspec.state.unwritable import for_file
+
+        error = for_file(exc)
+        if error is None:
+            _internal_error(exc, debug)
+        click.echo(f"ccspec: {error}", err=True)
+        sys.exit(error.exit_code)
     except Exception as exc:  # a bug: keep the traceback, but not on the user's screen
         _internal_error(exc, debug)
     sys.exit(0)

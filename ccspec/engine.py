@@ -41,11 +41,12 @@ from ccspec.resources import template_path
 from ccspec.spec.models import Host
 from ccspec.spec.resolve import resolve_at_launch, upstream_context
 from ccspec.spec.resolved import ResolvedJob, ResolvedWorkflow
+from ccspec.state import unwritable
 from ccspec.state.private import make_dirs, with_umask
 from ccspec.state.store import Attempt, RecordedJob, StateStore
 from ccspec.states import FINAL, JobState
 from ccspec.targets.base import Launch, Status
-from ccspec.targets.local import LOST_REASON, LocalTarget
+from ccspec.targets.local import LocalTarget, lost_reason
 
 if TYPE_CHECKING:  # imported where remote hosts are used: a local run does without them
     from ccspec.targets.remote import Submitted
@@ -60,6 +61,7 @@ KILL_GRACE = 5.0  # seconds between TERM and KILL
 REMOTE_CONFIRM = 30.0  # seconds a remote host has to confirm a forced kill before ccspec records it anyway
 UNKNOWN = "state unknown: "  # the message of a job whose host could not be asked
 LOCAL_SLOTS = "@local"  # the slot pool -j bounds: every local-type host shares this machine
+REMOVED_RUNNING = "removed from the spec; still running"  # a job followed until it ends, then forgotten
 
 
 @dataclass
@@ -159,6 +161,8 @@ class Engine:
         self.busy: dict[str, int] = {}  # slot pool -> jobs holding a slot
         self.parked: dict[str, list[tuple[float, str]]] = {}  # slot pool -> ready jobs waiting for it
         self._next_lease = time.monotonic() + LEASE_TTL / 3
+        self._removed = {j.id: j for j in plan.jobs if j.action is Action.REMOVED}  # left the spec
+        self._kept: set[str] = set()  # of those, jobs still out there on a host nobody can ask: recorded as they are
         recorded = recorded if recorded is not None else store.recorded_jobs(workflow.name)
         last = store.last_attempts(workflow.name)
         for planned in plan.jobs:
@@ -184,12 +188,13 @@ class Engine:
     # -- the loop ----------------------------------------------------------------------
 
     def run(self) -> Outcome:
-        removed = [j.id for j in self.plan.jobs if j.action is Action.REMOVED]
-        if removed:
-            self.store.forget_jobs(self.workflow.name, removed)
         self._index_graph()  # first: attaching may finish jobs, which updates these counts
         try:
             self._attach()
+            # jobs that left the spec are forgotten, but for those still running: followed until they end
+            gone = [i for i in self._removed if i not in self.views and i not in self._kept]
+            if gone:
+                self.store.forget_jobs(self.workflow.name, gone)
             while self.unfinished and not self.handing_over:
                 if not self.stopping:
                     self._launch_ready()
@@ -374,13 +379,14 @@ class Engine:
         reachable_again = bool(view.message and view.message.startswith(UNKNOWN))
         if reachable_again:
             view.message = None
-        if status.state is not view.state or status.reason != view.reason:
+        removed = view.action is Action.REMOVED  # its reason says so, whatever the host's is
+        if status.state is not view.state or (not removed and status.reason != view.reason):
             if status.state is JobState.RUNNING and view.state is JobState.QUEUED:
                 view.started = time.time()
                 self.store.set_handle(attempt_id, view.handle or "", state=JobState.RUNNING, started=view.started,
                                       workflow=self.workflow.name, job=view.id)
             view.state = status.state
-            if view.killing is None:
+            if view.killing is None and not removed:
                 view.reason = status.reason
             self.report(status.state.value, view)
         elif reachable_again:
@@ -486,6 +492,7 @@ class Engine:
             launch = self._launch_spec(job, view)
             handle = self.local.submit(launch, lambda h, code: self.events.put(("exit", (h, code))))
         except (TargetError, OSError) as exc:
+            unwritable.check(exc, self.state_dir)  # a full or read-only state folder stops the run (exit 5)
             self.store.finish_attempt(attempt.id, JobState.FAILED, exit_code=None, reason=self._masked(str(exc)), outputs={},
                                       progress=None, message=None)
             self._final(view, JobState.FAILED, str(exc), record=False)
@@ -566,8 +573,8 @@ class Engine:
         self._mine(view, final=True)
         if view.killing is not None:
             state, reason = view.killing, view.reason
-        elif code is None:  # not our child, and its wrapper wrote no exit code: killed by KILL
-            state, reason = JobState.LOST, LOST_REASON
+        elif code is None:  # not our child, and its wrapper wrote no exit code: killed by KILL, or a full folder
+            state, reason = JobState.LOST, lost_reason(view.run_dir)
         elif code == 0:
             state, reason = JobState.SUCCEEDED, None
         else:
@@ -618,6 +625,10 @@ class Engine:
                     self._make_ready(child)
         elif not self.stopping:  # when stopping, every pending job is cancelled instead
             self._skip_descendants(view)
+        if view.action is Action.REMOVED:  # it left the spec and has ended: recorded, then forgotten
+            self.store.flush()
+            self.store.forget_jobs(self.workflow.name, [view.id])
+            del self.views[view.id]
 
     # -- periodic work -----------------------------------------------------------------
 
@@ -703,7 +714,13 @@ class Engine:
             view = self.views.get(attempt.job)
             host = self.workflow.hosts.get(attempt.host)
             if host is not None and host.type != "local":
+                if view is None and attempt.run_dir and attempt.log_path:  # else `ccspec status` settles it
+                    view = self._removed_view(attempt)
                 self._attach_remote(attempt, view)
+                self._kept.add(attempt.job)  # not forgotten before its end is recorded
+                continue
+            if view is None and host is None and attempt.host != "local":
+                self._kept.add(attempt.job)  # on a host the spec no longer names: nobody can ask it
                 continue
             handle = attempt.handle or self._recover_handle(attempt)
             run_dir = Path(attempt.run_dir) if attempt.run_dir else None
@@ -714,7 +731,8 @@ class Engine:
                     view.action = Action.RETRY
                 continue
             status: Status | None = self.local.poll({handle: run_dir})[handle]
-            if view is None:  # the job left the spec or is not planned: just settle the record
+            view = view or self._removed_view(attempt)
+            if view is None:  # the job is not planned (--target): just settle the record
                 if status is not None and status.state in FINAL:
                     self.store.finish_attempt(attempt.id, status.state, exit_code=status.exit_code, reason=status.reason,
                                               outputs={}, progress=None, message=None)
@@ -734,6 +752,19 @@ class Engine:
             if status is not None and status.state in FINAL:
                 self._mine(view, final=True)
                 self._record_exit(view, status.state, status.exit_code, status.reason)
+
+    def _removed_view(self, attempt: Attempt) -> JobView | None:
+        """A view of a job that left the spec while it ran, to follow it until it ends (its
+        record shows it running, "removed from the spec"); None when it is not one."""
+        planned = self._removed.get(attempt.job)
+        if planned is None:
+            return None
+        state = JobState.QUEUED if attempt.state is JobState.QUEUED else JobState.RUNNING
+        view = JobView(attempt.job, planned.name, attempt.host, state, Action.REMOVED, reason=REMOVED_RUNNING)
+        self.views[view.id] = view
+        self.unfinished += 1
+        self.store.set_job_state(self.workflow.name, view.id, view.name, state, REMOVED_RUNNING)
+        return view
 
     def _attach_remote(self, attempt: Attempt, view: JobView | None) -> None:
         """The host's worker polls the attempt like one it launched; its run folder tells

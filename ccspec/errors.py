@@ -7,6 +7,7 @@ Terraform's tfdiags does. Exceptions are for conditions that stop a command::
     CcspecError                 anything ccspec reports to the user without a traceback
     ├── SpecInvalid             one or more specs have diagnostics (carries them)
     ├── UsageError              bad command-line input (exit 2)
+    ├── StateFolderUnwritable   the state folder is full, read-only or failing (exit 5)
     └── TargetError             a place where jobs run misbehaved
         ├── TemporaryTargetError    retry later (connection dropped, scheduler busy)
         └── PermanentTargetError    retrying will not help (bad partition, auth refused)
@@ -23,6 +24,7 @@ __all__ = [
     "Diagnostic",
     "PermanentTargetError",
     "SpecInvalid",
+    "StateFolderUnwritable",
     "TargetError",
     "TemporaryTargetError",
     "UsageError",
@@ -62,6 +64,17 @@ class CcspecError(Exception):
 
 class UsageError(CcspecError):
     exit_code = 2
+
+
+class StateFolderUnwritable(CcspecError):
+    """The state folder cannot be written (disk full, read-only, over quota, I/O error):
+    raised by ccspec.state.unwritable, with a message naming the folder and what to do."""
+
+    exit_code = 5
+
+    def __init__(self, folder: str, message: str) -> None:
+        self.folder = folder
+        super().__init__(message)
 
 
 class SpecInvalid(CcspecError):

@@ -114,7 +114,9 @@ def make_plan(workflow: ResolvedWorkflow, fingerprints: Mapping[str, Fingerprint
     pending_groups = {j.name for j in workflow.jobs.values() if j.fanout_pending}
     for job_id, rec in sorted(recorded.items()):
         if job_id not in workflow.jobs and rec.name not in pending_groups and not targets:
-            removed.append(PlannedJob(job_id, rec.name, Action.REMOVED, Reason("not_in_spec", "no longer in the spec"), None, None))
+            reason = (Reason("removed_running", "no longer in the spec; still running: followed until it ends")
+                      if rec.state in ACTIVE else Reason("not_in_spec", "no longer in the spec"))
+            removed.append(PlannedJob(job_id, rec.name, Action.REMOVED, reason, None, None))
     return Plan(workflow.name, (*decided.values(), *removed))
 
 

@@ -10,7 +10,9 @@ run_dir=$1
 shift
 job_umask=$(umask)
 umask 077
-echo $$ > "$run_dir/pid"
+# a full folder: the pid (and below, the exit code) in the name of an empty file, which needs
+# no data block
+echo $$ 2>/dev/null >"$run_dir/pid" || true 2>/dev/null >"$run_dir/pid.$$"
 umask "$job_umask"
 # Survive a TERM/INT/HUP sent to the process group long enough to record the job's status;
 # the job itself keeps the default dispositions.
@@ -18,5 +20,5 @@ trap : TERM INT HUP
 "$@" < /dev/null
 code=$?
 umask 077
-echo "$code" > "$run_dir/exit_code"
+echo "$code" 2>/dev/null >"$run_dir/exit_code" || true 2>/dev/null >"$run_dir/exit_code.$code"
 exit "$code"

@@ -7,11 +7,17 @@
 # same text in a forked bash subshell, whose pid is $BASHPID, not $$. A shell stopped by
 # a signal does not give its EXIT trap the right status, so the terminating signals with
 # the same number everywhere record 128+N themselves; a job killed by KILL leaves no exit
-# code (ccspec records why it killed it, or marks it lost). The set-up is a function so
-# that the launcher parses it once, not once per job; the command runs outside of it.
+# code (ccspec records why it killed it, or marks it lost). Where the pid or exit code cannot
+# be written (the folder is full), an empty file `pid.N` or `exit_code.N` keeps it in its
+# name. The set-up is a function so that the launcher parses it once, not once per job; the
+# command runs outside of it.
 # The files it writes (log, pid, exit code) are private, 0600: the log may show secrets.
 # The job itself runs with the umask it was started with; on this machine ccspec writes
 # its value into the line below (no fork to ask for it), on other hosts the line asks.
+__ccspec_note() {
+  umask 077
+  echo "$2" 2>/dev/null >"$CCSPEC_RUN_DIR/$1" || true 2>/dev/null >"$CCSPEC_RUN_DIR/$1.$2"
+}
 __ccspec_setup() {
   __ccspec_umask=$(umask)
   umask 077
@@ -19,14 +25,14 @@ __ccspec_setup() {
     [ -d "$CCSPEC_RUN_DIR" ] || mkdir -p "$CCSPEC_RUN_DIR"  # the runner usually made it: no process then
     exec >>"$2" 2>&1
   fi
-  trap '__ccspec_code=$?; umask 077; echo "$__ccspec_code" > "$CCSPEC_RUN_DIR/exit_code"' EXIT
-  trap 'trap - EXIT; umask 077; echo 129 > "$CCSPEC_RUN_DIR/exit_code"; exit 129' HUP
-  trap 'trap - EXIT; umask 077; echo 130 > "$CCSPEC_RUN_DIR/exit_code"; exit 130' INT
-  trap 'trap - EXIT; umask 077; echo 131 > "$CCSPEC_RUN_DIR/exit_code"; exit 131' QUIT
-  trap 'trap - EXIT; umask 077; echo 141 > "$CCSPEC_RUN_DIR/exit_code"; exit 141' PIPE
-  trap 'trap - EXIT; umask 077; echo 142 > "$CCSPEC_RUN_DIR/exit_code"; exit 142' ALRM
-  trap 'trap - EXIT; umask 077; echo 143 > "$CCSPEC_RUN_DIR/exit_code"; exit 143' TERM
-  echo "${BASHPID:-$$}" > "$CCSPEC_RUN_DIR/pid"
+  trap '__ccspec_note exit_code $?' EXIT
+  trap 'trap - EXIT; __ccspec_note exit_code 129; exit 129' HUP
+  trap 'trap - EXIT; __ccspec_note exit_code 130; exit 130' INT
+  trap 'trap - EXIT; __ccspec_note exit_code 131; exit 131' QUIT
+  trap 'trap - EXIT; __ccspec_note exit_code 141; exit 141' PIPE
+  trap 'trap - EXIT; __ccspec_note exit_code 142; exit 142' ALRM
+  trap 'trap - EXIT; __ccspec_note exit_code 143; exit 143' TERM
+  __ccspec_note pid "${BASHPID:-$$}"
   umask "$__ccspec_umask"
   unset __ccspec_umask
   if [ -n "${3-}" ]; then

@@ -14,12 +14,14 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from ccspec.engine import JobView
 from ccspec.redact import redactor_for
 from ccspec.report.graph import GraphNode, Painter
 from ccspec.report.status import JobStatus, KeptFile, StatusRenderer, status_document
 from ccspec.spec.resolved import ResolvedWorkflow
+from ccspec.state import unwritable
 
 __all__ = ["COST_PER_JOB", "COST_SHARE", "STATUS_EVERY", "StatusWriter"]
 
@@ -68,6 +70,7 @@ class StatusWriter:
         self.secrets = redactor_for(workflow.vars, workflow.spec.secrets, environ=os.environ)
         self._thread: threading.Thread | None = None
         self._closing = False
+        self.failed: dict[Path, OSError] = {}  # files whose last write failed, and why
 
     def __call__(self, event: str, view: JobView | None) -> None:
         if event not in ("tick", "idle"):
@@ -107,7 +110,7 @@ class StatusWriter:
                 statuses, nodes, cost = pending
                 began = time.monotonic()
                 doc = status_document(self.workflow.name, statuses, redact=self.secrets)
-                self.status_file.write(self.renderer.render(doc))
+                self._write(self.status_file, self.renderer.render(doc))
                 cost += time.monotonic() - began
                 if self.svg:
                     svg_nodes = nodes
@@ -131,17 +134,31 @@ class StatusWriter:
             self.painter.lay_out(nodes)
             self._layout_at = time.monotonic() + min(10.0, 9 * (time.monotonic() - began))
         began = time.monotonic()
-        self.svg_file.write(self.painter.paint(nodes))
+        self._write(self.svg_file, self.painter.paint(nodes))
         return time.monotonic() - began
 
     def close(self) -> None:
-        """Write the last snapshot now and wait for it."""
+        """Write the last snapshot now and wait for it; raise when the status file could not be written."""
         with self._wake:
             self._closing = True
             self._wake.notify()
             thread = self._thread
         if thread is not None:
             thread.join()
+        for path, exc in self.failed.items():  # a file is out of date: say why (exit 5 on a full disk)
+            error = unwritable.for_file(exc, path)
+            if error is None:
+                raise exc
+            raise error from exc
+
+    def _write(self, file: KeptFile, content: str | bytes) -> None:
+        """Write one file; a full or read-only folder does not stop the run (`close` reports it)."""
+        try:
+            file.write(content)
+        except OSError as exc:
+            self.failed[file.path] = exc
+        else:
+            self.failed.pop(file.path, None)
 
 
 def _status(v: JobView) -> JobStatus:

@@ -11,6 +11,7 @@ may be out there.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -25,6 +26,7 @@ from typing import Any
 from ccspec.errors import CcspecError
 from ccspec.processes import pid_alive
 from ccspec.state.private import prepare as prepare_private
+from ccspec.state.unwritable import GuardedConnection
 from ccspec.states import JobState
 
 __all__ = ["Attempt", "LeaseHeld", "RecordedJob", "StateStore"]
@@ -147,7 +149,7 @@ class StateStore:
         prepare_private(folder)  # 0700, files 0600: what jobs print (secrets too) is nobody else's
         self.folder = folder
         self.path = folder / "state.db"
-        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, factory=GuardedConnection)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
@@ -199,7 +201,7 @@ class StateStore:
                 (workflow, token, os.getpid(), me, now, now + ttl))
             self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            self._rollback()
             raise
         return token
 
@@ -389,8 +391,13 @@ class StateStore:
         self.db.execute("COMMIT")
 
     def _rollback(self) -> None:
+        """In an `except` block: undo the transaction under way, if one still is. SQLite ends
+        it by itself on some errors (a full disk, an I/O error); a ROLLBACK then, or one that
+        fails, would raise in place of the real error, which is the one to report."""
         self._events = None
-        self.db.execute("ROLLBACK")
+        if self.db.in_transaction:
+            with contextlib.suppress(sqlite3.Error, CcspecError):
+                self.db.execute("ROLLBACK")
 
     def _write_soon(self) -> None:
         """Inside a transaction."""

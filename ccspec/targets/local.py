@@ -30,11 +30,12 @@ from ccspec.errors import PermanentTargetError
 from ccspec.processes import pid_alive
 from ccspec.resources import template_path
 from ccspec.state.private import DIR_MODE, make_dirs, opener
+from ccspec.state.unwritable import folder_problem
 from ccspec.states import JobState
 from ccspec.targets.base import ExitCallback, Launch, Status
 from ccspec.targets.launcher import SIGDEF, BashLauncher, eligible
 
-__all__ = ["LOST_REASON", "LocalTarget", "read_exit_code"]
+__all__ = ["LOST_REASON", "LocalTarget", "lost_reason", "read_exit_code"]
 
 LOST_REASON = "the job's process is gone and left no exit code (killed by SIGKILL?)"
 PREPARE_AHEAD = 256  # run folders made ahead of their launch at most at a time (a layer of a wide DAG)
@@ -52,25 +53,53 @@ IS_WINDOWS = sys.platform == "win32"
 
 
 def read_exit_code(run_dir: Path | str) -> int | None:
+    """The exit code the job's wrapper recorded: in the file `exit_code`, or, where that could
+    not be written (a full folder), in the name of an empty file `exit_code.N`."""
     try:  # os-level: this runs once for every job that ends
         fd = os.open(os.path.join(run_dir, "exit_code"), os.O_RDONLY)
     except OSError:
-        return None
+        return _exit_code_in_name(run_dir)
     try:
         text = os.read(fd, 64).decode(errors="replace").strip()
     except OSError:
-        return None
+        text = ""
     finally:
         os.close(fd)
-    return int(text) if text.lstrip("-").isdigit() else None
+    return int(text) if text.lstrip("-").isdigit() else _exit_code_in_name(run_dir)
+
+
+def _exit_code_in_name(run_dir: Path | str) -> int | None:
+    return _number_in_name(run_dir, "exit_code.")
+
+
+def _number_in_name(run_dir: Path | str, prefix: str) -> int | None:
+    """N of an empty file PREFIX.N, which a wrapper leaves where its folder is full."""
+    try:
+        names = os.listdir(run_dir)
+    except OSError:
+        return None
+    for name in names:
+        number = name[len(prefix):] if name.startswith(prefix) else ""
+        if number.lstrip("-").isdigit():
+            return int(number)
+    return None
+
+
+def lost_reason(run_dir: Path | str | None) -> str:
+    """Why a job that is gone left no exit code: its run folder could not take one (full or
+    read-only, as it is now), or else it was most likely killed by KILL."""
+    problem = folder_problem(run_dir) if run_dir is not None else None
+    if problem is not None:
+        return f"the job ended but its exit code could not be recorded: state folder {problem}"
+    return LOST_REASON
 
 
 def _read_pid(run_dir: Path) -> int | None:
     try:
         text = (run_dir / "pid").read_text().strip()
     except OSError:
-        return None
-    return int(text) if text.isdigit() else None
+        text = ""
+    return int(text) if text.isdigit() else _number_in_name(run_dir, "pid.")
 
 
 class LocalTarget:
@@ -279,7 +308,7 @@ class LocalTarget:
             elif handle.isdigit() and pid_alive(int(handle)):
                 out[handle] = Status(JobState.RUNNING)
             else:
-                out[handle] = Status(JobState.LOST, None, LOST_REASON)
+                out[handle] = Status(JobState.LOST, None, lost_reason(run_dir))
         return out
 
     def cancel(self, handle: str, run_dir: Path, *, force: bool = False) -> None:
