@@ -35,6 +35,7 @@ __all__ = ["Backend", "RemoteLaunch", "RemoteLayout", "Submitted", "Tracked", "p
 
 q = shlex.quote
 LOG_CHUNK = 4 << 20  # bytes of one job's log read per poll; the rest comes with the next poll
+POLL_LOG_BUDGET = 16 << 20  # bytes of all jobs' logs one poll brings at most (its answer is held whole)
 START_GRACE = 60.0  # seconds a launched job may take to write its pid before it counts as lost
 
 
@@ -204,9 +205,13 @@ def _run_wrapper() -> str:
 # -- polling -------------------------------------------------------------------------------
 
 # One function, called once per job: `P KEY RUN_DIR OFFSET` prints
-#   @@ KEY EXIT PID_STATE SLURM_ID NBYTES      then NBYTES of the log from OFFSET
-# EXIT is the wrapper's exit code or '-'; PID_STATE is r (running), d (gone) or - (no pid yet).
+#   @@ KEY EXIT PID_STATE SLURM_ID NBYTES LEFT AGE      then NBYTES of the log from OFFSET
+# EXIT is the wrapper's exit code or '-'; PID_STATE is r (running), d (gone) or - (no pid yet);
+# LEFT the log bytes still to fetch after these; AGE how many seconds ago the exit code was
+# written, by the host's own clock (or '-'), so the job's end is known however long its log
+# takes to mirror. A job gets at most CHUNK bytes, and all jobs together at most BUDGET ($B).
 POLL_FUNCTION = r"""
+B=BUDGET N=$(date +%s 2>/dev/null)
 P() {
   x=- s=- i=- n=0
   if [ -f "$2/exit_code" ]; then x=$(cat "$2/exit_code" 2>/dev/null); fi
@@ -221,16 +226,24 @@ P() {
     fi
   fi
   [ -f "$2/slurm_id" ] && i=$(cat "$2/slurm_id" 2>/dev/null)
+  m=0 a=-
   if [ -f "$2/log" ]; then
     z=$(wc -c < "$2/log"); n=$((z - $3))
-    [ "$n" -gt CHUNK ] && n=CHUNK
     [ "$n" -lt 0 ] && n=0
+    m=$n
+    [ "$n" -gt CHUNK ] && n=CHUNK
+    [ "$n" -gt "$B" ] && n=$B
+    B=$((B - n)) m=$((m - n))
   fi
-  printf '@@ %s %s %s %s %s\n' "$1" "${x:--}" "$s" "${i:--}" "$n"
+  if [ "$x" != - ]; then
+    t=$(stat -c %Y "$2/exit_code" 2>/dev/null)
+    case $N in ''|*[!0-9]*) ;; *) case $t in ''|*[!0-9]*) ;; *) a=$((N - t)) ;; esac ;; esac
+  fi
+  printf '@@ %s %s %s %s %s %s %s\n' "$1" "${x:--}" "$s" "${i:--}" "$n" "$m" "$a"
   [ "$n" -gt 0 ] && tail -c +$(($3 + 1)) "$2/log" | head -c "$n"
   return 0
 }
-""".replace("CHUNK", str(LOG_CHUNK))
+""".replace("CHUNK", str(LOG_CHUNK)).replace("BUDGET", str(POLL_LOG_BUDGET))
 
 
 @dataclass(frozen=True)
@@ -239,6 +252,17 @@ class FileState:
     pid: str  # r, d or -
     slurm_id: str | None
     complete: bool  # the whole log has been mirrored
+    left: int = 0  # log bytes still to mirror
+    age: int | None = None  # seconds between the exit code's writing and the poll, by the host's clock
+
+    def ended(self, now: float) -> float | None:
+        """When the job ended, on this machine's clock (None: not known)."""
+        return now - self.age if self.age is not None and self.age >= 0 else None
+
+    def mirroring(self) -> dict[str, str]:
+        """Status extra of a job whose log is being caught up: it differs from poll to poll,
+        so the host's worker polls again soon instead of backing off."""
+        return {"mirroring": str(self.left)} if self.left else {}
 
 
 def poll_lines(layout: RemoteLayout, tracked: Sequence[Tracked]) -> str:
@@ -290,10 +314,11 @@ def parse_poll(out: bytes, tracked: Sequence[Tracked]) -> dict[int, FileState]:
         if end < 0:
             break
         fields = out[start + 3:end].decode("utf-8", "replace").split(" ")
-        if len(fields) != 5 or not fields[0].isdigit() or not fields[4].isdigit():
+        if len(fields) not in (5, 7) or not fields[0].isdigit() or not fields[4].isdigit():
             pos = end + 1
             continue
-        key, exit_text, pid_state, slurm_id, size = fields
+        key, exit_text, pid_state, slurm_id, size = fields[:5]
+        left_text, age_text = fields[5:] if len(fields) == 7 else ("", "-")
         nbytes = int(size)
         data = out[end + 1:end + 1 + nbytes]
         pos = end + 1 + nbytes
@@ -305,5 +330,7 @@ def parse_poll(out: bytes, tracked: Sequence[Tracked]) -> dict[int, FileState]:
             with open(t.log_path, "ab") as fh:
                 fh.write(data)
         code = int(exit_text) if exit_text.lstrip("-").isdigit() and exit_text != "-" else None
-        found[t.attempt_id] = FileState(code, pid_state, None if slurm_id == "-" else slurm_id, nbytes < LOG_CHUNK)
+        left = int(left_text) if left_text.isdigit() else (0 if nbytes < LOG_CHUNK else 1)
+        age = int(age_text) if age_text.lstrip("-").isdigit() and age_text != "-" else None
+        found[t.attempt_id] = FileState(code, pid_state, None if slurm_id == "-" else slurm_id, left == 0, left, age)
     return found
