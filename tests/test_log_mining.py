@@ -129,3 +129,29 @@ def test_mine_log_reads_a_file_in_chunks(tmp_path: Path) -> None:
     assert mine_log(miner, log, final=True) is True  # it ended: to the end, the last line too
     assert miner.offset == size and miner.progress == 99.0
     assert mine_log(LogMiner(), tmp_path / "missing.log", final=True) is False
+
+
+def test_the_status_api_reads_tails_and_ranges_of_a_long_log_in_bounded_chunks(tmp_path: Path) -> None:
+    from ccspec.redact import Redactor
+    from ccspec.server.logs import locate, read_slice
+
+    log = tmp_path / "1.log"
+    with open(log, "wb") as fh:
+        for _ in range(16):  # 16 MiB of short lines, a secret at the very end
+            fh.write((b"y" * 63 + b"\n") * (CHUNK // 64))
+        fh.write(b"token sk-secret-123456\n")
+    redactor = Redactor(("sk-secret-123456",))
+    tracemalloc.start()
+    try:
+        size, piece = locate(log, 200_000, None, None, None)  # the last 200,000 lines
+        total = sum(len(part) for part in read_slice(log, piece, redactor))
+        _, whole = locate(log, None, None, None, None)
+        last = b""
+        for part in read_slice(log, whole, redactor):
+            last = (last + part)[-64:]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert total == size - piece.start == 64 * 199_999 + len(b"token sk-secret-123456\n")
+    assert last.endswith(b"token " + b"*" * 16 + b"\n")
+    assert peak < 2 * CHUNK
