@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from ccspec.progress import LogMiner
 from ccspec.redact import Redactor, environment_secrets, redactor_for
@@ -99,18 +99,16 @@ def copy_log(path: Path | str, out: BinaryIO, redactor: Redactor, *, ended: Call
 def log_redactor(spec_path: str | None, environ: Mapping[str, str] | None = None) -> Redactor:
     """What `ccspec logs` masks for a workflow, as the status API does: the values of its
     spec's `secrets:` vars (the spec it was last applied from, `StateStore.spec_path`) and
-    the environment's secrets. A spec that is gone or no longer loads masks the environment's."""
+    the environment's secrets. The spec is only read, not validated (vars are not templated):
+    a large spec costs no more than its YAML. A spec that is gone or unreadable masks the
+    environment's secrets only."""
     extra = environment_secrets(os.environ if environ is None else environ)
     if not spec_path or not os.path.isfile(spec_path):
         return Redactor(tuple(extra))
-    from ccspec.spec.validate import validate_file
+    from ccspec.spec.source import read_source
 
-    report = validate_file(Path(spec_path))
-    data = report.source.data if report.source is not None and isinstance(report.source.data, dict) else {}
-    found = data.get("secrets")
+    source, _ = read_source(spec_path)
+    data = source.data if source is not None and isinstance(source.data, dict) else {}
+    found, variables = data.get("secrets"), data.get("vars")
     secrets = [s for s in found if isinstance(s, str)] if isinstance(found, list) else []
-    if report.workflow is not None:
-        variables: Mapping[str, Any] = report.workflow.vars
-    else:
-        variables = data["vars"] if isinstance(data.get("vars"), dict) else {}
-    return redactor_for(variables, secrets, extra=extra)
+    return redactor_for(variables if isinstance(variables, dict) else {}, secrets, extra=extra)
