@@ -111,6 +111,7 @@ class RemoteLayout:
         self.python = python
         self._root: str | None = None
         self._blobs: set[str] | None = None  # contents already on the host
+        self.polls = 0  # polls made: each starts its share of log bytes at another job
 
     @property
     def root(self) -> str:
@@ -205,13 +206,15 @@ def _run_wrapper() -> str:
 # -- polling -------------------------------------------------------------------------------
 
 # One function, called once per job: `P KEY RUN_DIR OFFSET` prints
-#   @@ KEY EXIT PID_STATE SLURM_ID NBYTES LEFT AGE      then NBYTES of the log from OFFSET
+#   @@ KEY EXIT PID_STATE SLURM_ID NBYTES LEFT NOW WRITTEN      then NBYTES of the log from OFFSET
 # EXIT is the wrapper's exit code or '-'; PID_STATE is r (running), d (gone) or - (no pid yet);
-# LEFT the log bytes still to fetch after these; AGE how many seconds ago the exit code was
-# written, by the host's own clock (or '-'), so the job's end is known however long its log
-# takes to mirror. A job gets at most CHUNK bytes, and all jobs together at most BUDGET ($B).
+# LEFT the log bytes still to fetch after these; NOW the host's clock and WRITTEN the time its
+# exit code was written by that clock (or '-'): the job's end is known, without clock skew,
+# however long its log takes to mirror (nanoseconds with GNU date and stat, else seconds).
+# A job gets at most CHUNK bytes of its log, and all jobs together at most BUDGET ($B).
 POLL_FUNCTION = r"""
-B=BUDGET N=$(date +%s 2>/dev/null)
+B=BUDGET N=$(date +%s.%N 2>/dev/null)
+case $N in *[!0-9.]*|'') N=$(date +%s 2>/dev/null) ;; esac
 P() {
   x=- s=- i=- n=0
   if [ -f "$2/exit_code" ]; then x=$(cat "$2/exit_code" 2>/dev/null); fi
@@ -226,7 +229,7 @@ P() {
     fi
   fi
   [ -f "$2/slurm_id" ] && i=$(cat "$2/slurm_id" 2>/dev/null)
-  m=0 a=-
+  m=0 w=-
   if [ -f "$2/log" ]; then
     z=$(wc -c < "$2/log"); n=$((z - $3))
     [ "$n" -lt 0 ] && n=0
@@ -236,10 +239,10 @@ P() {
     B=$((B - n)) m=$((m - n))
   fi
   if [ "$x" != - ]; then
-    t=$(stat -c %Y "$2/exit_code" 2>/dev/null)
-    case $N in ''|*[!0-9]*) ;; *) case $t in ''|*[!0-9]*) ;; *) a=$((N - t)) ;; esac ;; esac
+    w=$(stat -c %.9Y "$2/exit_code" 2>/dev/null || stat -c %Y "$2/exit_code" 2>/dev/null)
+    case $w in ''|*[!0-9.]*) w=- ;; esac
   fi
-  printf '@@ %s %s %s %s %s %s %s\n' "$1" "${x:--}" "$s" "${i:--}" "$n" "$m" "$a"
+  printf '@@ %s %s %s %s %s %s %s %s\n' "$1" "${x:--}" "$s" "${i:--}" "$n" "$m" "${N:--}" "$w"
   [ "$n" -gt 0 ] && tail -c +$(($3 + 1)) "$2/log" | head -c "$n"
   return 0
 }
@@ -253,7 +256,7 @@ class FileState:
     slurm_id: str | None
     complete: bool  # the whole log has been mirrored
     left: int = 0  # log bytes still to mirror
-    age: int | None = None  # seconds between the exit code's writing and the poll, by the host's clock
+    age: float | None = None  # seconds between the exit code's writing and the poll, by the host's clock
 
     def ended(self, now: float) -> float | None:
         """When the job ended, on this machine's clock (None: not known)."""
@@ -266,8 +269,12 @@ class FileState:
 
 
 def poll_lines(layout: RemoteLayout, tracked: Sequence[Tracked]) -> str:
+    """The poll script of these jobs. The jobs take turns at the head of the list, so that
+    when a few long logs use up the poll's budget, the others still get their share."""
     lines = [POLL_FUNCTION]
-    for t in tracked:
+    first = layout.polls % len(tracked) if tracked else 0
+    layout.polls += 1
+    for t in (*tracked[first:], *tracked[:first]):
         lines.append(f"P {t.attempt_id} {q(layout.path(t.run_dir))} {_mirror_size(t.log_path)}")
     return "\n".join(lines)
 
@@ -301,6 +308,14 @@ def _mirror_size(path: Path) -> int:
         return 0
 
 
+def _age(host_now: str, written: str) -> float | None:
+    """Seconds between two times of the host's clock (None when either is missing)."""
+    try:
+        return float(host_now) - float(written)
+    except ValueError:
+        return None
+
+
 def parse_poll(out: bytes, tracked: Sequence[Tracked]) -> dict[int, FileState]:
     """Read the poll script's output; append each job's new log bytes to its local mirror."""
     by_id = {t.attempt_id: t for t in tracked}
@@ -314,11 +329,11 @@ def parse_poll(out: bytes, tracked: Sequence[Tracked]) -> dict[int, FileState]:
         if end < 0:
             break
         fields = out[start + 3:end].decode("utf-8", "replace").split(" ")
-        if len(fields) not in (5, 7) or not fields[0].isdigit() or not fields[4].isdigit():
+        if len(fields) not in (5, 8) or not fields[0].isdigit() or not fields[4].isdigit():
             pos = end + 1
             continue
         key, exit_text, pid_state, slurm_id, size = fields[:5]
-        left_text, age_text = fields[5:] if len(fields) == 7 else ("", "-")
+        left_text, host_now, written = fields[5:] if len(fields) == 8 else ("", "-", "-")
         nbytes = int(size)
         data = out[end + 1:end + 1 + nbytes]
         pos = end + 1 + nbytes
@@ -331,6 +346,6 @@ def parse_poll(out: bytes, tracked: Sequence[Tracked]) -> dict[int, FileState]:
                 fh.write(data)
         code = int(exit_text) if exit_text.lstrip("-").isdigit() and exit_text != "-" else None
         left = int(left_text) if left_text.isdigit() else (0 if nbytes < LOG_CHUNK else 1)
-        age = int(age_text) if age_text.lstrip("-").isdigit() and age_text != "-" else None
+        age = _age(host_now, written)
         found[t.attempt_id] = FileState(code, pid_state, None if slurm_id == "-" else slurm_id, left == 0, left, age)
     return found
