@@ -12,13 +12,14 @@ import subprocess
 import sys
 import textwrap
 import time
+import tracemalloc
 import uuid
 from pathlib import Path
 
 from ccspec.state.store import StateStore
 from ccspec.states import JobState
 from ccspec.targets.detached import DetachedBackend
-from ccspec.targets.remote import LOG_CHUNK, POLL_LOG_BUDGET, Tracked
+from ccspec.targets.remote import LOG_CHUNK, POLL_LOG_BUDGET, Tracked, fetch_results
 from ccspec.targets.shells import LocalShell
 from tests.services import services, ssh
 
@@ -105,3 +106,25 @@ def test_an_ssh_job_with_a_long_log_ends_when_it_ended(repo: Path) -> None:
     ended = float(ssh(f"cat {workdir}/flow/ended").stdout)
     assert attempt.finished is not None
     assert abs(attempt.finished - ended) < 0.5, f"recorded {attempt.finished - ended:.1f}s after the job ended"
+
+
+def test_results_are_fetched_in_bounded_pieces(tmp_path: Path) -> None:
+    """An executed notebook three times a poll's budget comes back whole, in pieces, with
+    ccspec holding about two pieces at a time (the answer and the pipe's buffers)."""
+    workdir, local = tmp_path / "host", tmp_path / "local"
+    run_dir = ".ccspec/runs/flow/nb/1"
+    (workdir / run_dir).mkdir(parents=True)
+    notebook = workdir / run_dir / "executed.ipynb"
+    notebook.write_bytes(os.urandom(POLL_LOG_BUDGET) * 3 + b"end")
+    fetch = {"executed.ipynb": local / "1.ipynb", "missing.txt": local / "missing.txt"}
+    backend = DetachedBackend(LocalShell(), str(workdir))
+    tracked = Tracked(1, "1", run_dir, local / "1.log", time.time(), fetch=fetch)
+    tracemalloc.start()
+    try:
+        fetch_results(backend.layout, [tracked])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (local / "1.ipynb").read_bytes() == notebook.read_bytes()
+    assert sorted(p.name for p in local.iterdir()) == ["1.ipynb"]
+    assert peak < 2.5 * POLL_LOG_BUDGET, f"peak {peak / 2**20:.0f} MiB"

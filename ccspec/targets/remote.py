@@ -279,26 +279,63 @@ def poll_lines(layout: RemoteLayout, tracked: Sequence[Tracked]) -> str:
     return "\n".join(lines)
 
 
+# `F KEY FILE OFFSET MOST` prints `@@ KEY SIZE NBYTES`, then NBYTES of FILE from OFFSET (at
+# most MOST); nothing when there is no such file.
+FETCH_FUNCTION = r"""
+F() {
+  [ -f "$2" ] || return 0
+  z=$(wc -c < "$2"); n=$((z - $3))
+  [ "$n" -gt "$4" ] && n=$4
+  [ "$n" -lt 0 ] && n=0
+  printf '@@ %s %s %s\n' "$1" "$z" "$n"
+  [ "$n" -gt 0 ] && tail -c +$(($3 + 1)) "$2" | head -c "$n"
+  return 0
+}
+"""
+
+
 def fetch_results(layout: RemoteLayout, finished: Sequence[Tracked]) -> None:
     """Bring back the files finished attempts left in their run folders (an executed
-    notebook is kept next to its log, as for local jobs). One command for all of them;
-    a missing file is skipped."""
-    wanted = [(t, name, local) for t in finished for name, local in t.fetch.items()]
-    if not wanted:
-        return
-    lines = []
-    for i, (t, name, _) in enumerate(wanted):
-        path = q(f"{layout.path(t.run_dir)}/{name}")
-        lines.append(f"if [ -f {path} ]; then printf '@@ {i} %s\\n' \"$(wc -c < {path})\"; cat {path}; fi")
-    out = layout.shell.run("\n".join(lines)).out
-    pos = 0
+    notebook is kept next to its log, as for local jobs). One command for all of them per
+    POLL_LOG_BUDGET bytes, so a large file never sits whole in memory; each is written under
+    a temporary name and renamed when complete. A missing file is skipped."""
+    wanted = {i: (f"{layout.path(t.run_dir)}/{name}", local)
+              for i, (t, name, local) in enumerate((t, n, lo) for t in finished for n, lo in t.fetch.items())}
+    offsets = dict.fromkeys(wanted, 0)
+    while offsets:
+        _fetch_round(layout, wanted, offsets)
+
+
+def _fetch_round(layout: RemoteLayout, wanted: Mapping[int, tuple[str, Path]], offsets: dict[int, int]) -> None:
+    """One command for the next piece of every file still wanted (its answer is freed on
+    return, before the next one arrives); forgets the files that are complete or missing."""
+    share = max(1, POLL_LOG_BUDGET // len(offsets))
+    out = layout.shell.run("\n".join([FETCH_FUNCTION, *(f"F {i} {q(wanted[i][0])} {offsets[i]} {share}"
+                                                       for i in offsets)])).out
+    view = memoryview(out)
+    pos, answered = 0, set()
     while (start := out.find(b"@@ ", pos)) >= 0 and (end := out.find(b"\n", start)) >= 0:
-        key, _, size = out[start + 3:end].decode().partition(" ")
-        data = out[end + 1:end + 1 + int(size)]
-        pos = end + 1 + int(size)
-        local = wanted[int(key)][2]
-        local.parent.mkdir(parents=True, exist_ok=True)
-        local.write_bytes(data)
+        fields = out[start + 3:end].decode("utf-8", "replace").split(" ")
+        if len(fields) != 3 or not all(f.isdigit() for f in fields) or int(fields[0]) not in offsets:
+            pos = end + 1
+            continue
+        key, size, nbytes = (int(f) for f in fields)
+        data = view[end + 1:end + 1 + nbytes]
+        pos = end + 1 + nbytes
+        answered.add(key)
+        local = wanted[key][1]
+        part = local.with_name(local.name + ".part")
+        part.parent.mkdir(parents=True, exist_ok=True)
+        with open(part, "ab" if offsets[key] else "wb") as fh:
+            fh.write(data)
+        offsets[key] += len(data)
+        if offsets[key] >= size or not data:  # all of it (or it shrank: keep what came)
+            os.replace(part, local)
+            del offsets[key]
+    for key in set(offsets) - answered:  # no such file (or no answer): skipped
+        if offsets.pop(key):
+            local = wanted[key][1]
+            local.with_name(local.name + ".part").unlink(missing_ok=True)
 
 
 def _mirror_size(path: Path) -> int:
