@@ -1,7 +1,8 @@
 """Jobs that print hundreds of megabytes, on real processes: `ccspec apply` and `ccspec logs`
 read logs in bounded chunks (their peak memory stays flat), the protocol lines at the end of
 the log are still found, the job's recorded times are its own (not when ccspec finished
-reading its log), and `ccspec logs` masks secrets even where a read splits one."""
+reading its log, nor when a later command collected it), and `ccspec logs` masks secrets even
+where a read splits one."""
 
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from ccspec.logfile import CHUNK
 from ccspec.state.store import StateStore
+from ccspec.states import JobState
+from tests.test_apply import wait_for
 
 BIG = 300_000_000  # bytes of ordinary output, in lines of 1,000 bytes
 APPLY_MB = 200  # peak RSS of `ccspec apply` around that job
@@ -124,3 +129,24 @@ def test_logs_mask_a_secret_that_a_read_splits(repo: Path) -> None:
     masked = b"*" * len(secret)
     assert shown.stdout.endswith(masked + b"\nagain " + masked + b"\n")
     assert len(shown.stdout) == CHUNK - 10 + 2 * len(secret) + len(b"\nagain \n")
+
+
+@pytest.mark.parametrize("command", ["apply", "status"])
+def test_a_job_that_ended_unwatched_keeps_its_own_end(repo: Path, command: str) -> None:
+    """The runner was killed; the job ended with nobody watching. Whoever collects it later
+    (the next apply re-attaching, or `status` settling it) records when it ended, by the
+    wrapper's exit-code file, not when it was collected."""
+    (repo / "flow.yaml").write_text('version: 1\njobs:\n  bg: {run: "touch started; sleep 0.3"}\n')
+    runner = subprocess.Popen([sys.executable, "-m", "ccspec", "apply", "flow.yaml"], cwd=repo,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: (repo / "started").exists())
+    runner.kill()
+    runner.wait()
+    exit_file = repo / ".ccspec" / "logs" / "flow" / "bg" / "1" / "exit_code"
+    wait_for(exit_file.exists)
+    result = subprocess.run([sys.executable, "-m", "ccspec", command, "flow.yaml"], cwd=repo, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    [attempt] = StateStore(repo / ".ccspec").attempts("flow", "bg")
+    assert attempt.state is JobState.SUCCEEDED and attempt.finished is not None
+    assert abs(attempt.finished - exit_file.stat().st_mtime) < 0.01
