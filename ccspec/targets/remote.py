@@ -34,7 +34,7 @@ from ccspec.targets.shells import Shell
 __all__ = ["Backend", "RemoteLaunch", "RemoteLayout", "Submitted", "Tracked", "parse_poll", "poll_lines"]
 
 q = shlex.quote
-LOG_CHUNK = 4 << 20  # bytes of one job's log read per poll; the rest comes with the next poll
+LOG_CHUNK = 8 << 20  # bytes of one job's log read per poll; the rest comes with the next poll
 POLL_LOG_BUDGET = 16 << 20  # bytes of all jobs' logs one poll brings at most (its answer is held whole)
 START_GRACE = 60.0  # seconds a launched job may take to write its pid before it counts as lost
 
@@ -269,10 +269,11 @@ class FileState:
 
 
 def poll_lines(layout: RemoteLayout, tracked: Sequence[Tracked]) -> str:
-    """The poll script of these jobs. The jobs take turns at the head of the list, so that
-    when a few long logs use up the poll's budget, the others still get their share."""
+    """The poll script of these jobs. The jobs take turns at the head of the list (as many
+    as one budget serves in full move on each poll), so that when a few long logs use up the
+    poll's budget, the others still get their share."""
     lines = [POLL_FUNCTION]
-    first = layout.polls % len(tracked) if tracked else 0
+    first = layout.polls * (POLL_LOG_BUDGET // LOG_CHUNK) % len(tracked) if tracked else 0
     layout.polls += 1
     for t in (*tracked[first:], *tracked[:first]):
         lines.append(f"P {t.attempt_id} {q(layout.path(t.run_dir))} {_mirror_size(t.log_path)}")
@@ -383,6 +384,7 @@ def parse_poll(out: bytes, tracked: Sequence[Tracked]) -> dict[int, FileState]:
                 fh.write(data)
         code = int(exit_text) if exit_text.lstrip("-").isdigit() and exit_text != "-" else None
         left = int(left_text) if left_text.isdigit() else (0 if nbytes < LOG_CHUNK else 1)
+        left += nbytes - len(data)  # an answer cut short: what is missing comes with the next poll
         age = _age(host_now, written)
         found[t.attempt_id] = FileState(code, pid_state, None if slurm_id == "-" else slurm_id, left == 0, left, age)
     return found
