@@ -262,8 +262,6 @@ def watch(paths: tuple[str, ...], var_pairs: tuple[str, ...], state_opt: str | N
 @click.option("--state", "state_opt", metavar="DIR", help="State folder.")
 def logs(workflow: str, job: str, attempt: int | None, follow: bool, state_opt: str | None) -> None:
     """Print a job's log."""
-    import time
-
     if follow:
         collect_again()
 
@@ -279,21 +277,11 @@ def logs(workflow: str, job: str, attempt: int | None, follow: bool, state_opt: 
     chosen = attempts[-1] if attempt is None else next((a for a in attempts if a.number == attempt), None)
     if chosen is None or not chosen.log_path:
         raise UsageError(f"job {job!r} has no attempt {attempt}; it has {len(attempts)}")
-    offset = 0
-    while True:
-        try:
-            with open(chosen.log_path, "rb") as fh:
-                fh.seek(offset)
-                data = fh.read()
-        except OSError:
-            data = b""
-        if data:
-            sys.stdout.buffer.write(data)
-            sys.stdout.flush()
-            offset += len(data)
-        if not follow or (not data and store.attempt(chosen.id).state in FINAL):
-            break
-        time.sleep(0.2)
+    from ccspec.logfile import copy_log, log_redactor
+
+    # streamed in chunks, secrets masked (also across chunk edges), however long the log
+    ended = (lambda: store.attempt(chosen.id).state in FINAL) if follow else None
+    copy_log(chosen.log_path, sys.stdout.buffer, log_redactor(store.spec_path(workflow)), ended=ended)
 
 
 @cli.command()

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from ccspec.errors import TargetError
 from ccspec.fingerprint import Facts, Fingerprint, fingerprint, gather_facts
 from ccspec.interpreters import interpreter_argv
+from ccspec.logfile import mine_log
 from ccspec.planner import Action, Plan
 from ccspec.progress import LogMiner
 from ccspec.redact import redactor_for
@@ -46,7 +47,7 @@ from ccspec.state.private import make_dirs, with_umask
 from ccspec.state.store import Attempt, RecordedJob, StateStore
 from ccspec.states import FINAL, JobState
 from ccspec.targets.base import Launch, Status
-from ccspec.targets.local import LocalTarget, lost_reason
+from ccspec.targets.local import LocalTarget, exit_time, lost_reason
 
 if TYPE_CHECKING:  # imported where remote hosts are used: a local run does without them
     from ccspec.targets.remote import Submitted
@@ -372,9 +373,9 @@ class Engine:
             self.remote.pop(attempt_id, None)
             self._mine(view, final=True)
             if view.killing is not None:  # ccspec stopped it: record why, as for local jobs
-                self._record_exit(view, view.killing, status.exit_code, view.reason)
+                self._record_exit(view, view.killing, status.exit_code, view.reason, status.finished)
             else:
-                self._record_exit(view, status.state, status.exit_code, status.reason)
+                self._record_exit(view, status.state, status.exit_code, status.reason, status.finished)
             return
         reachable_again = bool(view.message and view.message.startswith(UNKNOWN))
         if reachable_again:
@@ -570,6 +571,7 @@ class Engine:
     def _exited(self, view: JobView, code: int | None) -> None:
         if view.state in FINAL:
             return
+        ended = exit_time(view.run_dir) if view.run_dir is not None else None  # not after reading a long log
         self._mine(view, final=True)
         if view.killing is not None:
             state, reason = view.killing, view.reason
@@ -579,15 +581,19 @@ class Engine:
             state, reason = JobState.SUCCEEDED, None
         else:
             state, reason = JobState.FAILED, f"exit code {code}" if code > 0 else f"killed by signal {-code}"
-        self._record_exit(view, state, code, reason)
+        self._record_exit(view, state, code, reason, ended)
 
-    def _record_exit(self, view: JobView, state: JobState, code: int | None, reason: str | None) -> None:
+    def _record_exit(self, view: JobView, state: JobState, code: int | None, reason: str | None,
+                     ended: float | None = None) -> None:
+        """`ended`: when the attempt ended by its own account (its wrapper's exit-code file),
+        else now."""
         assert view.attempt_id is not None
         reason = self._masked(reason)
         self._stop_running(view)
         if state is JobState.SUCCEEDED:
             view.progress = 100.0
-        view.finished = time.time()
+        now = time.time()
+        view.finished = now if ended is None else max(min(ended, now), view.started or 0.0)
         self.store.finish_attempt(view.attempt_id, state, exit_code=code, reason=reason, outputs=self.redactor.value(view.outputs),
                                   progress=view.progress, message=view.message, finished=view.finished,
                                   soon=True,  # with the next launch's record, or before the loop sleeps
@@ -657,7 +663,8 @@ class Engine:
                 if status is not None and status.state in FINAL:
                     self._attached.discard(view.handle)
                     self._mine(view, final=True)
-                    self._record_exit(view, view.killing or status.state, status.exit_code, view.reason if view.killing else status.reason)
+                    self._record_exit(view, view.killing or status.state, status.exit_code,
+                                      view.reason if view.killing else status.reason, status.finished)
         if self.lease and now >= self._next_lease:
             self.store.renew_lease(self.workflow.name, self.lease, LEASE_TTL)
             self._next_lease = now + LEASE_TTL / 3
@@ -667,7 +674,7 @@ class Engine:
         view.mine_at = time.monotonic() + PROGRESS_EVERY
         if view.miner is None or view.log_path is None:
             return False
-        changed = view.miner.feed(self.local.read_log(view.log_path, view.miner.offset), final=final)
+        changed = mine_log(view.miner, view.log_path, final=final)  # in bounded chunks; a small log is one read
         if changed:
             view.progress, view.message = view.miner.progress, self._masked(view.miner.message)
             view.outputs = dict(view.miner.outputs)
@@ -751,7 +758,7 @@ class Engine:
             self.report("attached", view)
             if status is not None and status.state in FINAL:
                 self._mine(view, final=True)
-                self._record_exit(view, status.state, status.exit_code, status.reason)
+                self._record_exit(view, status.state, status.exit_code, status.reason, status.finished)
 
     def _removed_view(self, attempt: Attempt) -> JobView | None:
         """A view of a job that left the spec while it ran, to follow it until it ends (its

@@ -261,7 +261,8 @@ def settle(store: StateStore, workflow: str, hosts: Mapping[str, Any] | None = N
         mask = redactor or Redactor()
         store.finish_attempt(attempt.id, status.state, exit_code=status.exit_code, reason=status.reason,
                              outputs=mask.value(dict(miner.outputs)), progress=progress,
-                             message=None if miner.message is None else mask.text(miner.message))
+                             message=None if miner.message is None else mask.text(miner.message),
+                             finished=status.finished)  # when it ended, not when it was found
         settled += 1
     return settled
 
@@ -341,12 +342,12 @@ def _cancel_remote(hosts: Mapping[str, Any], attempts: list[Any]) -> dict[int, s
 
 
 def _mine_all(log_path: str | None) -> Any:
+    from ccspec.logfile import mine_log
     from ccspec.progress import LogMiner
-    from ccspec.targets.local import LocalTarget
 
     miner = LogMiner()
     if log_path:
-        miner.feed(LocalTarget.read_log(Path(log_path), 0), final=True)
+        mine_log(miner, log_path, final=True)  # in bounded chunks, however long the log
     return miner
 
 

@@ -1,7 +1,7 @@
 #!/bin/sh
 # ccspec job wrapper: runs one attempt of a job, detached from ccspec, and records in the
 # attempt's run folder its pid and exit code, so a restarted ccspec re-attaches to it
-# instead of launching it again.
+# instead of launching it again. The exit-code file's mtime is the job's recorded end.
 #   usage: job-wrapper.sh RUN_DIR COMMAND [ARG...]
 # Output goes where the caller pointed stdout/stderr (the job's log).
 # The pid and exit code files are private (0600), as everything in the state folder; the

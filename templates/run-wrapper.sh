@@ -2,7 +2,8 @@
 #   $1 the job's command, $2 the log (optional), $3 the working folder (optional)
 # It runs the command in this same shell process (no extra fork/exec per job) and records
 # in $CCSPEC_RUN_DIR the pid and, on exit, the exit code, so a restarted ccspec re-attaches
-# to the job instead of launching it again. Opening the log and changing folder happen
+# to the job instead of launching it again; the exit-code file's mtime is the job's recorded
+# end (however late ccspec reads it). Opening the log and changing folder happen
 # here, in the job's process, not in the runner's. templates/run-launcher.sh runs this
 # same text in a forked bash subshell, whose pid is $BASHPID, not $$. A shell stopped by
 # a signal does not give its EXIT trap the right status, so the terminating signals with

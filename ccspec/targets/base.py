@@ -40,7 +40,7 @@ class Status:
     state: JobState
     exit_code: int | None = None
     reason: str | None = None
-    finished: float | None = None
+    finished: float | None = None  # when it ended by its host's account (None: when ccspec learnt of it)
     extra: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -59,5 +59,5 @@ class Target(Protocol):
     def cancel(self, handle: str, run_dir: Path, *, force: bool = False) -> None:
         """Stop an attempt and everything it started."""
 
-    def read_log(self, log_path: Path, offset: int) -> bytes:
-        """Log bytes from `offset` on."""
+    def read_log(self, log_path: Path, offset: int, most: int = 1 << 20) -> bytes:
+        """At most `most` log bytes from `offset` on."""

@@ -98,13 +98,14 @@ class DetachedBackend:
                 states[t.attempt_id] = None
             elif f.exit_code is not None:
                 if not f.complete:  # log bytes left to mirror: report the exit next time
-                    states[t.attempt_id] = Status(JobState.RUNNING)
+                    states[t.attempt_id] = Status(JobState.RUNNING, extra=f.mirroring())
                 elif f.exit_code == 0:
-                    states[t.attempt_id] = Status(JobState.SUCCEEDED, 0)
+                    states[t.attempt_id] = Status(JobState.SUCCEEDED, 0, finished=f.ended(now))
                 else:
-                    states[t.attempt_id] = Status(JobState.FAILED, f.exit_code, f"exit code {f.exit_code}")
+                    states[t.attempt_id] = Status(JobState.FAILED, f.exit_code, f"exit code {f.exit_code}",
+                                                  f.ended(now))
             elif f.pid == "r" or (f.pid == "-" and now - t.since < START_GRACE):
-                states[t.attempt_id] = Status(JobState.RUNNING)
+                states[t.attempt_id] = Status(JobState.RUNNING, extra=f.mirroring())
             elif f.pid == "d":
                 states[t.attempt_id] = Status(JobState.LOST, None, f"the job's process on {self.label} is gone and "
                                               "left no exit code (killed, or the host rebooted)")

@@ -35,7 +35,7 @@ from ccspec.states import JobState
 from ccspec.targets.base import ExitCallback, Launch, Status
 from ccspec.targets.launcher import SIGDEF, BashLauncher, eligible
 
-__all__ = ["LOST_REASON", "LocalTarget", "lost_reason", "read_exit_code"]
+__all__ = ["LOST_REASON", "LocalTarget", "exit_time", "lost_reason", "read_exit_code"]
 
 LOST_REASON = "the job's process is gone and left no exit code (killed by SIGKILL?)"
 PREPARE_AHEAD = 256  # run folders made ahead of their launch at most at a time (a layer of a wide DAG)
@@ -92,6 +92,19 @@ def lost_reason(run_dir: Path | str | None) -> str:
     if problem is not None:
         return f"the job ended but its exit code could not be recorded: state folder {problem}"
     return LOST_REASON
+
+
+def exit_time(run_dir: Path | str) -> float | None:
+    """When the attempt ended, by its own clock: the wrapper writes the exit-code file as the
+    job ends, so its mtime is the end whenever ccspec gets round to it (None: no such file)."""
+    try:
+        return os.stat(os.path.join(run_dir, "exit_code")).st_mtime
+    except OSError:
+        code = _exit_code_in_name(run_dir)  # a full folder: the empty file named after the code
+    try:
+        return None if code is None else os.stat(os.path.join(run_dir, f"exit_code.{code}")).st_mtime
+    except OSError:
+        return None
 
 
 def _read_pid(run_dir: Path) -> int | None:
@@ -304,7 +317,7 @@ class LocalTarget:
             code = read_exit_code(run_dir)
             if code is not None:
                 out[handle] = Status(JobState.SUCCEEDED if code == 0 else JobState.FAILED, code,
-                                     None if code == 0 else f"exit code {code}")
+                                     None if code == 0 else f"exit code {code}", exit_time(run_dir))
             elif handle.isdigit() and pid_alive(int(handle)):
                 out[handle] = Status(JobState.RUNNING)
             else:
@@ -319,22 +332,19 @@ class LocalTarget:
             os.killpg(pid, signal.SIGKILL if force else signal.SIGTERM)
 
     @staticmethod
-    def read_log(log_path: Path, offset: int) -> bytes:
-        """The log from `offset` on (os-level: this runs at least once for every job)."""
+    def read_log(log_path: Path, offset: int, most: int = 1 << 20) -> bytes:
+        """At most `most` bytes of the log from `offset` on (call again for more: a log may
+        be gigabytes). The engine mines logs through `ccspec.logfile.mine_log`."""
         try:
             fd = os.open(log_path, os.O_RDONLY)
         except OSError:
             return b""
-        chunks: list[bytes] = []
         try:
-            while chunk := os.pread(fd, 1 << 20, offset):
-                chunks.append(chunk)
-                offset += len(chunk)
+            return os.pread(fd, most, offset)
         except OSError:
-            pass
+            return b""
         finally:
             os.close(fd)
-        return b"".join(chunks)
 
     def recover(self, run_dir: Path) -> str | None:
         """The handle of an attempt whose launch was recorded but not its handle."""

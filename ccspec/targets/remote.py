@@ -35,7 +35,8 @@ from ccspec.targets.shells import Shell
 __all__ = ["Backend", "RemoteLaunch", "RemoteLayout", "Submitted", "Tracked", "parse_poll", "poll_lines"]
 
 q = shlex.quote
-LOG_CHUNK = 4 << 20  # bytes of one job's log read per poll; the rest comes with the next poll
+LOG_CHUNK = 8 << 20  # bytes of one job's log read per poll; the rest comes with the next poll
+POLL_LOG_BUDGET = 16 << 20  # bytes of all jobs' logs one poll brings at most (its answer is held whole)
 START_GRACE = 60.0  # seconds a launched job may take to write its pid before it counts as lost
 
 
@@ -111,6 +112,7 @@ class RemoteLayout:
         self.python = python
         self._root: str | None = None
         self._blobs: set[str] | None = None  # contents already on the host
+        self.polls = 0  # polls made: each starts its share of log bytes at another job
 
     @property
     def root(self) -> str:
@@ -207,9 +209,15 @@ def _run_wrapper() -> str:
 # -- polling -------------------------------------------------------------------------------
 
 # One function, called once per job: `P KEY RUN_DIR OFFSET` prints
-#   @@ KEY EXIT PID_STATE SLURM_ID NBYTES      then NBYTES of the log from OFFSET
-# EXIT is the wrapper's exit code or '-'; PID_STATE is r (running), d (gone) or - (no pid yet).
+#   @@ KEY EXIT PID_STATE SLURM_ID NBYTES LEFT NOW WRITTEN      then NBYTES of the log from OFFSET
+# EXIT is the wrapper's exit code or '-'; PID_STATE is r (running), d (gone) or - (no pid yet);
+# LEFT the log bytes still to fetch after these; NOW the host's clock and WRITTEN the time its
+# exit code was written by that clock (or '-'): the job's end is known, without clock skew,
+# however long its log takes to mirror (nanoseconds with GNU date and stat, else seconds).
+# A job gets at most CHUNK bytes of its log, and all jobs together at most BUDGET ($B).
 POLL_FUNCTION = r"""
+B=BUDGET N=$(date +%s.%N 2>/dev/null)
+case $N in *[!0-9.]*|'') N=$(date +%s 2>/dev/null) ;; esac
 P() {
   x=- s=- i=- n=0
   if [ -f "$2/exit_code" ]; then x=$(cat "$2/exit_code" 2>/dev/null); fi
@@ -224,16 +232,24 @@ P() {
     fi
   fi
   [ -f "$2/slurm_id" ] && i=$(cat "$2/slurm_id" 2>/dev/null)
+  m=0 w=-
   if [ -f "$2/log" ]; then
     z=$(wc -c < "$2/log"); n=$((z - $3))
-    [ "$n" -gt CHUNK ] && n=CHUNK
     [ "$n" -lt 0 ] && n=0
+    m=$n
+    [ "$n" -gt CHUNK ] && n=CHUNK
+    [ "$n" -gt "$B" ] && n=$B
+    B=$((B - n)) m=$((m - n))
   fi
-  printf '@@ %s %s %s %s %s\n' "$1" "${x:--}" "$s" "${i:--}" "$n"
+  if [ "$x" != - ]; then
+    w=$(stat -c %.9Y "$2/exit_code" 2>/dev/null || stat -c %Y "$2/exit_code" 2>/dev/null)
+    case $w in ''|*[!0-9.]*) w=- ;; esac
+  fi
+  printf '@@ %s %s %s %s %s %s %s %s\n' "$1" "${x:--}" "$s" "${i:--}" "$n" "$m" "${N:--}" "$w"
   [ "$n" -gt 0 ] && tail -c +$(($3 + 1)) "$2/log" | head -c "$n"
   return 0
 }
-""".replace("CHUNK", str(LOG_CHUNK))
+""".replace("CHUNK", str(LOG_CHUNK)).replace("BUDGET", str(POLL_LOG_BUDGET))
 
 
 @dataclass(frozen=True)
@@ -242,36 +258,88 @@ class FileState:
     pid: str  # r, d or -
     slurm_id: str | None
     complete: bool  # the whole log has been mirrored
+    left: int = 0  # log bytes still to mirror
+    age: float | None = None  # seconds between the exit code's writing and the poll, by the host's clock
+
+    def ended(self, now: float) -> float | None:
+        """When the job ended, on this machine's clock (None: not known)."""
+        return now - self.age if self.age is not None and self.age >= 0 else None
+
+    def mirroring(self) -> dict[str, str]:
+        """Status extra of a job whose log is being caught up: it differs from poll to poll,
+        so the host's worker polls again soon instead of backing off."""
+        return {"mirroring": str(self.left)} if self.left else {}
 
 
 def poll_lines(layout: RemoteLayout, tracked: Sequence[Tracked]) -> str:
+    """The poll script of these jobs. The jobs take turns at the head of the list (as many
+    as one budget serves in full move on each poll), so that when a few long logs use up the
+    poll's budget, the others still get their share."""
     lines = [POLL_FUNCTION]
-    for t in tracked:
+    first = layout.polls * (POLL_LOG_BUDGET // LOG_CHUNK) % len(tracked) if tracked else 0
+    layout.polls += 1
+    for t in (*tracked[first:], *tracked[:first]):
         lines.append(f"P {t.attempt_id} {q(layout.path(t.run_dir))} {_mirror_size(t.log_path)}")
     return "\n".join(lines)
 
 
+# `F KEY FILE OFFSET MOST` prints `@@ KEY SIZE NBYTES`, then NBYTES of FILE from OFFSET (at
+# most MOST); nothing when there is no such file.
+FETCH_FUNCTION = r"""
+F() {
+  [ -f "$2" ] || return 0
+  z=$(wc -c < "$2"); n=$((z - $3))
+  [ "$n" -gt "$4" ] && n=$4
+  [ "$n" -lt 0 ] && n=0
+  printf '@@ %s %s %s\n' "$1" "$z" "$n"
+  [ "$n" -gt 0 ] && tail -c +$(($3 + 1)) "$2" | head -c "$n"
+  return 0
+}
+"""
+
+
 def fetch_results(layout: RemoteLayout, finished: Sequence[Tracked]) -> None:
     """Bring back the files finished attempts left in their run folders (an executed
-    notebook is kept next to its log, as for local jobs). One command for all of them;
-    a missing file is skipped."""
-    wanted = [(t, name, local) for t in finished for name, local in t.fetch.items()]
-    if not wanted:
-        return
-    lines = []
-    for i, (t, name, _) in enumerate(wanted):
-        path = q(f"{layout.path(t.run_dir)}/{name}")
-        lines.append(f"if [ -f {path} ]; then printf '@@ {i} %s\\n' \"$(wc -c < {path})\"; cat {path}; fi")
-    out = layout.shell.run("\n".join(lines)).out
-    pos = 0
+    notebook is kept next to its log, as for local jobs). One command for all of them per
+    POLL_LOG_BUDGET bytes, so a large file never sits whole in memory; each is written under
+    a temporary name and renamed when complete. A missing file is skipped."""
+    wanted = {i: (f"{layout.path(t.run_dir)}/{name}", local)
+              for i, (t, name, local) in enumerate((t, n, lo) for t in finished for n, lo in t.fetch.items())}
+    offsets = dict.fromkeys(wanted, 0)
+    while offsets:
+        _fetch_round(layout, wanted, offsets)
+
+
+def _fetch_round(layout: RemoteLayout, wanted: Mapping[int, tuple[str, Path]], offsets: dict[int, int]) -> None:
+    """One command for the next piece of every file still wanted (its answer is freed on
+    return, before the next one arrives); forgets the files that are complete or missing."""
+    share = max(1, POLL_LOG_BUDGET // len(offsets))
+    out = layout.shell.run("\n".join([FETCH_FUNCTION, *(f"F {i} {q(wanted[i][0])} {offsets[i]} {share}"
+                                                       for i in offsets)])).out
+    view = memoryview(out)
+    pos, answered = 0, set()
     while (start := out.find(b"@@ ", pos)) >= 0 and (end := out.find(b"\n", start)) >= 0:
-        key, _, size = out[start + 3:end].decode().partition(" ")
-        data = out[end + 1:end + 1 + int(size)]
-        pos = end + 1 + int(size)
-        local = wanted[int(key)][2]
-        make_dirs(local.parent)
-        with open(local, "wb", opener=opener) as fh:
+        fields = out[start + 3:end].decode("utf-8", "replace").split(" ")
+        if len(fields) != 3 or not all(f.isdigit() for f in fields) or int(fields[0]) not in offsets:
+            pos = end + 1
+            continue
+        key, size, nbytes = (int(f) for f in fields)
+        data = view[end + 1:end + 1 + nbytes]
+        pos = end + 1 + nbytes
+        answered.add(key)
+        local = wanted[key][1]
+        part = local.with_name(local.name + ".part")
+        make_dirs(part.parent)
+        with open(part, "ab" if offsets[key] else "wb", opener=opener) as fh:  # 0600
             fh.write(data)
+        offsets[key] += len(data)
+        if offsets[key] >= size or not data:  # all of it (or it shrank: keep what came)
+            os.replace(part, local)
+            del offsets[key]
+    for key in set(offsets) - answered:  # no such file (or no answer): skipped
+        if offsets.pop(key):
+            local = wanted[key][1]
+            local.with_name(local.name + ".part").unlink(missing_ok=True)
 
 
 def _mirror_size(path: Path) -> int:
@@ -279,6 +347,14 @@ def _mirror_size(path: Path) -> int:
         return os.path.getsize(path)
     except OSError:
         return 0
+
+
+def _age(host_now: str, written: str) -> float | None:
+    """Seconds between two times of the host's clock (None when either is missing)."""
+    try:
+        return float(host_now) - float(written)
+    except ValueError:
+        return None
 
 
 def parse_poll(out: bytes, tracked: Sequence[Tracked]) -> dict[int, FileState]:
@@ -294,10 +370,11 @@ def parse_poll(out: bytes, tracked: Sequence[Tracked]) -> dict[int, FileState]:
         if end < 0:
             break
         fields = out[start + 3:end].decode("utf-8", "replace").split(" ")
-        if len(fields) != 5 or not fields[0].isdigit() or not fields[4].isdigit():
+        if len(fields) not in (5, 8) or not fields[0].isdigit() or not fields[4].isdigit():
             pos = end + 1
             continue
-        key, exit_text, pid_state, slurm_id, size = fields
+        key, exit_text, pid_state, slurm_id, size = fields[:5]
+        left_text, host_now, written = fields[5:] if len(fields) == 8 else ("", "-", "-")
         nbytes = int(size)
         data = out[end + 1:end + 1 + nbytes]
         pos = end + 1 + nbytes
@@ -309,5 +386,8 @@ def parse_poll(out: bytes, tracked: Sequence[Tracked]) -> dict[int, FileState]:
             with open(t.log_path, "ab", opener=opener) as fh:  # 0600: the log may show secrets
                 fh.write(data)
         code = int(exit_text) if exit_text.lstrip("-").isdigit() and exit_text != "-" else None
-        found[t.attempt_id] = FileState(code, pid_state, None if slurm_id == "-" else slurm_id, nbytes < LOG_CHUNK)
+        left = int(left_text) if left_text.isdigit() else (0 if nbytes < LOG_CHUNK else 1)
+        left += nbytes - len(data)  # an answer cut short: what is missing comes with the next poll
+        age = _age(host_now, written)
+        found[t.attempt_id] = FileState(code, pid_state, None if slurm_id == "-" else slurm_id, left == 0, left, age)
     return found

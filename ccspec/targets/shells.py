@@ -229,7 +229,9 @@ class SshShell:
                     got = True
                 if got:
                     continue
-                if channel.exit_status_ready() or channel.eof_received:
+                # the end of the output is its EOF (or the channel's close): the exit status may
+                # come first, while output the window held back is still on its way
+                if channel.eof_received or channel.closed:
                     if not channel.recv_ready() and not channel.recv_stderr_ready():
                         break
                     continue

@@ -237,7 +237,10 @@ class SlurmBackend:
                                 "sacct and left no exit code")
             if status.state not in (JobState.QUEUED, JobState.RUNNING) and not f.complete:
                 status = Status(JobState.RUNNING)  # mirror the rest of the log first
-            states[t.attempt_id] = Status(status.state, status.exit_code, status.reason, status.finished, extra)
+            if status.state is JobState.RUNNING:
+                extra = {**extra, **f.mirroring()}
+            ended = f.ended(now) if status.state not in (JobState.QUEUED, JobState.RUNNING) else None
+            states[t.attempt_id] = Status(status.state, status.exit_code, status.reason, ended or status.finished, extra)
         fetch_results(self.layout, [t for t in tracked if t.fetch and (s := states.get(t.attempt_id)) is not None
                                     and s.state in FINAL])
         return states

@@ -122,6 +122,8 @@ class HostWorker:
                 t.last = None  # the next answer is news, even if the state did not change
             states = {}
         changed = False
+        # a log still being fetched: ask again at once (a scheduler's host keeps its pace)
+        behind = not self.backend.queues and any(s is not None and s.extra.get("mirroring") for s in states.values())
         with self._cond:
             for t in tracked:
                 status = states.get(t.attempt_id)
@@ -137,7 +139,7 @@ class HostWorker:
                 if status.state in FINAL:
                     self._tracked.pop(t.attempt_id, None)
             self.interval = self.min_interval if changed else min(self.max_interval, self.interval * 1.5)
-            self._next_poll = time.monotonic() + self.interval
+            self._next_poll = time.monotonic() + (0.0 if behind else self.interval)
 
     def _cancel(self, cancels: list[tuple[Tracked, bool]]) -> None:
         for force in (False, True):
