@@ -119,6 +119,43 @@ def test_an_apply_that_lost_its_lease_launches_nothing_more_and_exits_4(repo: Pa
     assert jobs["a"]["state"] == jobs["b"]["state"] == "succeeded"
 
 
+def test_an_apply_that_finds_its_lease_taken_when_renewing_it_exits_4(repo: Path) -> None:
+    """As above, with nothing left to launch: the next renewal (every 5 s) finds the lease
+    taken; the job it launched runs on and is followed by the new holder."""
+    write(
+        repo,
+        """
+        version: 1
+        jobs:
+          a: {run: "touch started; while [ ! -e release ]; do sleep 0.05; done; echo a >> ledger"}
+    """,
+    )
+    first = run(repo, "apply", "w.yaml")
+    wait_for(lambda: (repo / "started").exists())
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        db = sqlite3.connect(repo / ".ccspec" / "state.db", timeout=30)
+        with db:
+            db.execute("UPDATE leases SET expires = 0 WHERE workflow = 'w'")
+        second = run(repo, "apply", "--wait", "w.yaml")
+        wait_for(
+            lambda: (
+                db.execute("SELECT pid FROM leases WHERE workflow = 'w'").fetchone()
+                == (second.pid,)
+            )
+        )
+        db.close()
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    code, out = finish(first)
+    assert code == 4, out
+    assert f"workflow 'w' was taken over by pid {second.pid}" in out
+    (repo / "release").touch()
+    code, out = finish(second)
+    assert code == 0 and "w/a attached" in out, out
+    assert lines(repo / "ledger") == ["a"] and attempt_numbers(repo, "w", "a") == [1]
+
+
 def test_commands_racing_on_a_fresh_state_folder_never_crash(repo: Path) -> None:
     write(
         repo,
