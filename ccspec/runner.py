@@ -233,7 +233,7 @@ def _acquire(store: StateStore, workflow: str, wait: bool, waiting: Callable[[st
             if not wait:
                 raise
             if waiting is not None and not told:
-                waiting(f"waiting for workflow {workflow!r}: {held.holder}")
+                waiting(f"waiting for workflow {workflow!r}: {held.doing}")
                 told = True
             time.sleep(0.5)
 

@@ -139,8 +139,8 @@ class LeaseHeld(CcspecError):
 
     def __init__(self, workflow: str, pid: int, host: str, since: float) -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since))
-        self.holder = f"being applied by pid {pid} on {host} since {stamp}"
-        super().__init__(f"workflow {workflow!r} is {self.holder}; wait for it, run `ccspec cancel`, or pass --wait")
+        self.doing = f"being applied by pid {pid} on {host} since {stamp}"
+        super().__init__(f"workflow {workflow!r} is {self.doing}; wait for it, run `ccspec cancel`, or pass --wait")
         self.pid = pid
         self.host = host
         self.since = since
@@ -162,7 +162,7 @@ class LeaseLost(CcspecError):
         super().__init__(f"workflow {workflow!r} was taken over by {who}: this apply did not renew its lease in "
                          "time, so it launched nothing more and left its running jobs to the new holder")
         self.workflow = workflow
-        self.holder = holder
+        self.taken_by = holder
 
 
 class AttemptNumberTaken(CcspecError):
