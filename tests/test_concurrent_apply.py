@@ -147,10 +147,15 @@ def test_an_apply_that_finds_its_lease_taken_when_renewing_it_exits_4(repo: Path
         db.close()
     finally:
         os.kill(first.pid, signal.SIGCONT)
-    code, out = finish(first)
-    assert code == 4, out
-    assert f"workflow 'w' was taken over by pid {second.pid}" in out
-    (repo / "release").touch()
+    try:
+        code, out = finish(first, timeout=60)
+        assert code == 4, out
+        assert f"workflow 'w' was taken over by pid {second.pid}" in out
+    finally:
+        (repo / "release").touch()  # the job ends, whatever happened
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
     code, out = finish(second)
     assert code == 0 and "w/a attached" in out, out
     assert lines(repo / "ledger") == ["a"] and attempt_numbers(repo, "w", "a") == [1]
