@@ -7,6 +7,10 @@ mode lets readers look while an apply writes. The schema is versioned with
 Crash safety: a launch is recorded as an attempt in state `launching` *before* the process
 starts, and its handle (pid, Slurm id) right after, so a restarted runner always finds what
 may be out there.
+
+Concurrency: one runner per workflow holds its lease, and only the holder records launches;
+an attempt's number is unique for its job. Both are checked in the transaction that records
+the launch. Processes opening the database together wait for each other (ccspec.state.busy).
 """
 
 from __future__ import annotations
