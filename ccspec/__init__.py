@@ -71,7 +71,10 @@ def plan(path: PathLike, vars: Mapping[str, Any] | None = None, *, state: PathLi
 
 def apply(path: PathLike, vars: Mapping[str, Any] | None = None, *, state: PathLike | None = None, jobs: int | None = None,
           replace: Iterable[str] = (), targets: Iterable[str] = (), wait: bool = False) -> Outcome:
-    """Run what is new, changed or failed in one spec; returns every job's final view."""
+    """Run what is new, changed or failed in one spec; returns every job's final view.
+
+    `wait`: wait while another apply holds the workflow, then plan again what is still to do.
+    An apply whose lease another one took over mid-run returns early with `Outcome.lost` set."""
     from ccspec.runner import apply_workflow, plan_workflow, state_dir
     from ccspec.state.store import StateStore
 

@@ -133,21 +133,27 @@ def apply(paths: tuple[str, ...], var_pairs: tuple[str, ...], state_opt: str | N
           replace: tuple[str, ...], target: tuple[str, ...], wait: bool) -> None:
     """Run what is new, changed or failed; exit 0 when every job succeeded or was up to date."""
     from ccspec.console import make_reporter
-    from ccspec.runner import apply_workflow, plan_workflow, state_dir
-    from ccspec.state.store import StateStore
+    from ccspec.runner import apply_workflow, leased, plan_workflow, state_dir
+    from ccspec.state.store import LeaseLost, StateStore
 
     workflows = _load(paths, var_pairs, record_invalid=True)
     folder = state_dir(state_opt)
     store = StateStore(folder)
     failed = interrupted = False
+    lost: LeaseLost | None = None
     for workflow in workflows:
-        planned = plan_workflow(workflow, store, replace=replace, targets=target)
-        with make_reporter(workflow.name, planned.plan) as reporter:
-            outcome = apply_workflow(planned, store, folder=folder, jobs=jobs_n or os.cpu_count() or 1, reporter=reporter, wait=wait)
+        with leased(store, workflow.name, wait=wait, waiting=lambda line: click.echo(line, err=True)) as token:
+            planned = plan_workflow(workflow, store, replace=replace, targets=target)  # under the lease: still to do
+            with make_reporter(workflow.name, planned.plan) as reporter:
+                outcome = apply_workflow(planned, store, folder=folder, jobs=jobs_n or os.cpu_count() or 1, reporter=reporter,
+                                         lease=token)
         failed = failed or not outcome.ok
         interrupted = interrupted or outcome.interrupted
+        lost = lost or outcome.lost
         if outcome.interrupted:
             break
+    if lost is not None and not interrupted:
+        raise lost  # exit 4, naming the apply that took the workflow over
     sys.exit(130 if interrupted else 1 if failed else 0)
 
 

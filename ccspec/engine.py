@@ -44,7 +44,7 @@ from ccspec.spec.resolve import resolve_at_launch, upstream_context
 from ccspec.spec.resolved import ResolvedJob, ResolvedWorkflow
 from ccspec.state import unwritable
 from ccspec.state.private import make_dirs, with_umask
-from ccspec.state.store import Attempt, RecordedJob, StateStore
+from ccspec.state.store import Attempt, AttemptNumberTaken, LeaseLost, RecordedJob, StateStore
 from ccspec.states import FINAL, JobState
 from ccspec.targets.base import Launch, Status
 from ccspec.targets.local import LocalTarget, exit_time, lost_reason
@@ -102,6 +102,7 @@ class JobView:
 class Outcome:
     views: dict[str, JobView]
     interrupted: bool
+    lost: LeaseLost | None = None  # another apply took the workflow over mid-run
 
     @property
     def failed(self) -> list[JobView]:
@@ -148,6 +149,7 @@ class Engine:
         self.order: list[str] = list(self.jobs)
         self.stopping = False
         self.handing_over = False  # leave running jobs to the next engine (the reconciler re-plans)
+        self.lost: LeaseLost | None = None
         self._by_handle: dict[str, tuple[str, int]] = {}  # handle -> (job id, attempt id)
         self._attached: set[str] = set()  # handles of attempts an earlier runner launched: polled
         self.running: dict[str, JobView] = {}
@@ -228,7 +230,7 @@ class Engine:
             self.local.close()
             self.store.flush()
         self.report("finished", None)
-        return Outcome(self.views, self.stopping)
+        return Outcome(self.views, self.stopping, self.lost)
 
     def _post(self, kind: str, payload: Any) -> None:
         """Events from remote hosts' worker threads."""
@@ -420,7 +422,7 @@ class Engine:
         return Path(self._logs_abs, job_id, str(attempt))
 
     def _launch_ready(self) -> None:
-        while self.ready:
+        while self.ready and not self.handing_over:
             entry = heapq.heappop(self.ready)
             view = self.views.get(entry[1])
             if view is None or view.state is not JobState.PENDING:
@@ -480,8 +482,17 @@ class Engine:
         run_dir = (job_dir / str(number) if host.type == "local"
                    else Path(".ccspec", "runs", self.workflow.name, job.id, str(number)))
         log_path = job_dir / f"{number}.log"
-        attempt = self.store.begin_attempt(self.workflow.name, job.id, job.name, host=job.host, fingerprint=fp.value,
-                                           parts=fp.parts, run_dir=run_dir, log_path=log_path, number=number)
+        try:
+            attempt = self.store.begin_attempt(self.workflow.name, job.id, job.name, host=job.host, fingerprint=fp.value,
+                                               parts=fp.parts, run_dir=run_dir, log_path=log_path, number=number,
+                                               lease=self.lease)
+        except AttemptNumberTaken as taken:  # e.g. a job removed from the spec and added back: its attempts stay
+            view.attempt = taken.highest
+            return self._launch(view)
+        except LeaseLost as lost:
+            self._stop_running(view)
+            self._lose_lease(lost)
+            return False
         view.attempt, view.attempt_id, view.run_dir, view.log_path = attempt.number, attempt.id, run_dir, log_path
         view.state, view.reason, view.exit_code, view.started, view.finished = JobState.LAUNCHING, None, None, time.time(), None
         view.progress, view.message, view.outputs, view.miner = None, None, {}, LogMiner()
@@ -666,9 +677,16 @@ class Engine:
                     self._record_exit(view, view.killing or status.state, status.exit_code,
                                       view.reason if view.killing else status.reason, status.finished)
         if self.lease and now >= self._next_lease:
-            self.store.renew_lease(self.workflow.name, self.lease, LEASE_TTL)
+            if not self.store.renew_lease(self.workflow.name, self.lease, LEASE_TTL):
+                self._lose_lease(LeaseLost(self.workflow.name, self.store.lease_holder(self.workflow.name)))
             self._next_lease = now + LEASE_TTL / 3
         self.report("tick", None)
+
+    def _lose_lease(self, lost: LeaseLost) -> None:
+        """Another apply took the workflow over (this one did not renew its lease in time):
+        launch nothing more and leave the running jobs to it; it follows them."""
+        self.lost = lost
+        self.handing_over = True
 
     def _mine(self, view: JobView, *, final: bool = False) -> bool:
         view.mine_at = time.monotonic() + PROGRESS_EVERY

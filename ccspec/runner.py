@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -30,7 +30,7 @@ from ccspec.spec.resolved import ResolvedWorkflow
 from ccspec.spec.validate import SpecReport, collector_paused, validate_paths
 from ccspec.state.store import StateStore
 
-__all__ = ["Planned", "apply_workflow", "load_specs", "plan_workflow", "state_dir", "write_invalid_status"]
+__all__ = ["Planned", "apply_workflow", "current_plan", "leased", "load_specs", "plan_workflow", "state_dir", "write_invalid_status"]
 
 def state_dir(option: str | None = None) -> Path:
     return Path(option or os.environ.get("CCSPEC_STATE") or ".ccspec")
@@ -60,13 +60,30 @@ class Planned:
     facts: Facts
     fingerprints: dict[str, Any]
     recorded: Mapping[str, Any]
+    # how it was made, to make it again if it is stale when the lease is held (`current_plan`)
+    source: ResolvedWorkflow | None = None
+    replace: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()
+    seen: int = -1  # the workflow's last event before the records were read
 
 
 def plan_workflow(workflow: ResolvedWorkflow, store: StateStore, *, replace: Iterable[str] = (), targets: Iterable[str] = ()) -> Planned:
     """Fingerprint and plan; fan-outs whose upstream is up to date are expanded from the
     outputs recorded last time, so their jobs are planned one by one."""
+    seen = store.last_event(workflow.name)  # first: anything recorded while planning makes the plan stale
     with collector_paused():  # tens of thousands of small records, no cycles
-        return _plan_workflow(workflow, store, list(replace), list(targets))
+        planned = _plan_workflow(workflow, store, list(replace), list(targets))
+    planned.source, planned.replace, planned.targets, planned.seen = workflow, tuple(replace), tuple(targets), seen
+    return planned
+
+
+def current_plan(planned: Planned, store: StateStore) -> Planned:
+    """The plan, made again if anything was recorded for its workflow since it was made (by
+    an apply that held the lease meanwhile): what that apply ran is not run a second time.
+    Called by the lease holder."""
+    if planned.source is None or store.last_event(planned.workflow.name) == planned.seen:
+        return planned
+    return plan_workflow(planned.source, store, replace=planned.replace, targets=planned.targets)
 
 
 def _plan_workflow(workflow: ResolvedWorkflow, store: StateStore, replace: list[str], targets: list[str]) -> Planned:
@@ -120,7 +137,8 @@ def _replace_job(workflow: ResolvedWorkflow, job_id: str, members: list[Any]) ->
 
 def apply_workflow(planned: Planned, store: StateStore, *, folder: Path, jobs: int, reporter: Callable[[str, JobView | None], None],
                    wait: bool = False, svg: bool = True, signals: bool = True,
-                   started: Callable[[Engine], None] | None = None) -> Outcome:
+                   started: Callable[[Engine], None] | None = None, lease: str | None = None,
+                   waiting: Callable[[str], None] | None = None) -> Outcome:
     """Run a plan under the workflow's lease; SIGINT/SIGTERM cancel, a second one forces.
 
     A plan with nothing to do whose status file and picture are what the last run wrote
@@ -129,11 +147,18 @@ def apply_workflow(planned: Planned, store: StateStore, *, folder: Path, jobs: i
 
     The reconciler runs workflows in threads: `signals=False` leaves signal handling (and the
     garbage collector) to its main thread, and `started` hands it the engine, so that a newer
-    spec can take over the run (`Engine.handover`)."""
-    workflow = planned.workflow
-    token = _acquire(store, workflow.name, wait)
-    store.touch_workflow(workflow.name, str(workflow.file))
+    spec can take over the run (`Engine.handover`).
+
+    `lease`: the token of the lease the caller holds (`leased`); otherwise the lease is
+    taken here (`waiting` is told once whom `wait` waits for) and a plan made before it was
+    held is made again if it is stale. Losing the lease mid-run ends the run early with
+    `Outcome.lost` set."""
+    name = planned.workflow.name
+    token = lease or _acquire(store, name, wait, waiting)
     try:
+        planned = current_plan(planned, store)
+        workflow = planned.workflow
+        store.touch_workflow(workflow.name, str(workflow.file))
         files = _beside(workflow, svg)
         if planned.plan.is_empty and store.written(workflow.name) == (store.last_event(workflow.name), _digest(files)):
             return Outcome({}, False)
@@ -143,7 +168,8 @@ def apply_workflow(planned: Planned, store: StateStore, *, folder: Path, jobs: i
 
         def report(event: str, view: JobView | None) -> None:
             reporter(event, view)
-            writer(event, view)
+            if engine.lost is None:  # once the lease is lost, the files beside the spec are the new holder's
+                writer(event, view)
 
         engine.report = report
         if started is not None:
@@ -163,7 +189,20 @@ def apply_workflow(planned: Planned, store: StateStore, *, folder: Path, jobs: i
             writer.close()
             store.set_written(workflow.name, store.last_event(workflow.name), _digest(files))
     finally:
-        store.release_lease(workflow.name, token)
+        if lease is None:  # a caller that holds it releases it
+            store.release_lease(name, token)
+
+
+@contextlib.contextmanager
+def leased(store: StateStore, workflow: str, *, wait: bool = False, waiting: Callable[[str], None] | None = None) -> Iterator[str]:
+    """Hold the workflow's lease (its token) for a plan made under it and the apply of that
+    plan: the plan then shows what is still to do. LeaseHeld, unless `wait`; `waiting` is
+    told once whom it waits for."""
+    token = _acquire(store, workflow, wait, waiting)
+    try:
+        yield token
+    finally:
+        store.release_lease(workflow, token)
 
 
 def _beside(workflow: ResolvedWorkflow, svg: bool) -> list[Path]:
@@ -184,15 +223,19 @@ def _digest(paths: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def _acquire(store: StateStore, workflow: str, wait: bool) -> str:
+def _acquire(store: StateStore, workflow: str, wait: bool, waiting: Callable[[str], None] | None = None) -> str:
     from ccspec.state.store import LeaseHeld
 
+    told = False
     while True:
         try:
             return store.acquire_lease(workflow, LEASE_TTL)
-        except LeaseHeld:
+        except LeaseHeld as held:
             if not wait:
                 raise
+            if waiting is not None and not told:
+                waiting(f"waiting for workflow {workflow!r}: {held.doing}")
+                told = True
             time.sleep(0.5)
 
 

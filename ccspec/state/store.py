@@ -7,6 +7,10 @@ mode lets readers look while an apply writes. The schema is versioned with
 Crash safety: a launch is recorded as an attempt in state `launching` *before* the process
 starts, and its handle (pid, Slurm id) right after, so a restarted runner always finds what
 may be out there.
+
+Concurrency: one runner per workflow holds its lease, and only the holder records launches;
+an attempt's number is unique for its job. Both are checked in the transaction that records
+the launch. Processes opening the database together wait for each other (ccspec.state.busy).
 """
 
 from __future__ import annotations
@@ -25,11 +29,12 @@ from typing import Any
 
 from ccspec.errors import CcspecError
 from ccspec.processes import pid_alive
+from ccspec.state.busy import OPEN_PATIENCE, retry_busy
 from ccspec.state.private import prepare as prepare_private
 from ccspec.state.unwritable import GuardedConnection
 from ccspec.states import JobState
 
-__all__ = ["Attempt", "LeaseHeld", "RecordedJob", "StateStore"]
+__all__ = ["Attempt", "AttemptNumberTaken", "LeaseHeld", "LeaseLost", "RecordedJob", "StateStore"]
 
 MIGRATIONS = [
     """
@@ -73,6 +78,25 @@ MIGRATIONS = [
     # the last event of a workflow, and its events after an id (status API, no-change apply)
     """
     CREATE INDEX events_by_workflow ON events (workflow, id);
+    """,
+    # one attempt per number: two runners of one workflow once both launched a job as attempt N.
+    # Such duplicates (the later ones, by id) are numbered after the job's last attempt; a job
+    # counts its attempts up to its highest number, so the next launch takes a free one.
+    """
+    CREATE TEMP TABLE renumbered AS
+        SELECT id, top + ROW_NUMBER() OVER (PARTITION BY workflow, job ORDER BY id) AS number FROM (
+            SELECT a.id, a.workflow, a.job,
+                   (SELECT MAX(number) FROM attempts m WHERE m.workflow = a.workflow AND m.job = a.job) AS top
+            FROM attempts a
+            WHERE EXISTS (SELECT 1 FROM attempts d
+                          WHERE d.workflow = a.workflow AND d.job = a.job AND d.number = a.number AND d.id < a.id));
+    UPDATE attempts SET number = (SELECT r.number FROM renumbered r WHERE r.id = attempts.id)
+        WHERE id IN (SELECT id FROM renumbered);
+    DROP TABLE renumbered;
+    UPDATE jobs SET attempts = (SELECT MAX(number) FROM attempts a WHERE a.workflow = jobs.workflow AND a.job = jobs.id)
+        WHERE attempts < (SELECT MAX(number) FROM attempts a WHERE a.workflow = jobs.workflow AND a.job = jobs.id);
+    DROP INDEX attempts_by_job;
+    CREATE UNIQUE INDEX attempts_number ON attempts (workflow, job, number);
     """,
 ]
 
@@ -122,10 +146,40 @@ class LeaseHeld(CcspecError):
 
     def __init__(self, workflow: str, pid: int, host: str, since: float) -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since))
-        super().__init__(f"workflow {workflow!r} is being applied by pid {pid} on {host} since {stamp}; "
-                         "wait for it, run `ccspec cancel`, or pass --wait")
+        self.doing = f"being applied by pid {pid} on {host} since {stamp}"
+        super().__init__(f"workflow {workflow!r} is {self.doing}; wait for it, run `ccspec cancel`, or pass --wait")
         self.pid = pid
         self.host = host
+        self.since = since
+
+
+class LeaseLost(CcspecError):
+    """Another runner took the workflow's lease over while this one ran: it did not renew the
+    lease in time (it was stopped, or stalled), so the lease expired and was taken. The
+    runner launches nothing more and leaves its running jobs to the new holder."""
+
+    exit_code = 4
+
+    def __init__(self, workflow: str, holder: tuple[int, str, float] | None) -> None:
+        if holder is None:
+            who = "another apply"
+        else:
+            pid, host, since = holder
+            who = f"pid {pid} on {host} at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(since))}"
+        super().__init__(f"workflow {workflow!r} was taken over by {who}: this apply did not renew its lease in "
+                         "time, so it launched nothing more and left its running jobs to the new holder")
+        self.workflow = workflow
+        self.taken_by = holder
+
+
+class AttemptNumberTaken(CcspecError):
+    """An attempt of the job already has the number asked for (or a higher one)."""
+
+    def __init__(self, workflow: str, job: str, number: int, highest: int) -> None:
+        super().__init__(f"job {job!r} of workflow {workflow!r} already has attempt {highest}; "
+                         f"attempt {number} cannot be recorded again")
+        self.number = number
+        self.highest = highest
 
 
 _ENCODER = json.JSONEncoder(sort_keys=True, default=str)  # one for every record: json.dumps makes one a call
@@ -145,13 +199,16 @@ _INSERT_EVENT = "INSERT INTO events (time, workflow, job, attempt, kind, data) V
 class StateStore:
     """One SQLite database; use from one thread (the engine's) at a time."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, patience: float = OPEN_PATIENCE) -> None:
+        """`patience`: seconds to wait for other processes creating or migrating the database."""
         prepare_private(folder)  # 0700, files 0600: what jobs print (secrets too) is nobody else's
         self.folder = folder
         self.path = folder / "state.db"
-        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None, factory=GuardedConnection)
+        self.db = sqlite3.connect(self.path, timeout=min(30.0, patience), isolation_level=None,
+                                  factory=GuardedConnection)
         self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
+        # a new database: another process may be switching it to WAL too, which fails at once
+        retry_busy(lambda: self.db.execute("PRAGMA journal_mode=WAL"), self.path, patience)
         self.db.execute("PRAGMA synchronous=NORMAL")
         # a checkpoint costs two fsyncs, whatever its size: one every 4,000 pages (16 MB of
         # WAL, ~400 launches) instead of SQLite's 1,000 spares the runner ~25 ms per 1,000 jobs
@@ -160,27 +217,36 @@ class StateStore:
         self._soon: list[Callable[[], None]] = []  # writes asked for `soon`: done in the next transaction
         self._events: list[tuple[Any, ...]] | None = None  # the events of the transaction under way, inserted last
         self._soon_since = 0.0  # monotonic time the oldest of them was asked for
-        self._migrate()
+        self._migrate(patience)
 
     def close(self) -> None:
         self.flush()
         self.db.close()
 
-    def _migrate(self) -> None:
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(MIGRATIONS):
-            raise CcspecError(f"{self.path} was written by a newer ccspec (schema {version}); upgrade ccspec")
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
+    def _migrate(self, patience: float) -> None:
+        """Bring the schema up to date, in one transaction. The version is read again once the
+        write lock is held: processes opening a new database together all find it empty, and
+        only the first may create the tables."""
+        if self._schema_version(patience) == len(MIGRATIONS):
+            return  # the usual case: no write lock wanted
+        retry_busy(lambda: self.db.execute("BEGIN IMMEDIATE"), self.path, patience)
+        try:
+            version = self._schema_version(patience)
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                 for statement in script.split(";"):  # executescript() would commit mid-migration
                     if statement.strip():
                         self.db.execute(statement)
                 self.db.execute(f"PRAGMA user_version={number}")
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+            self.db.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+
+    def _schema_version(self, patience: float) -> int:
+        version = int(retry_busy(lambda: self.db.execute("PRAGMA user_version").fetchone()[0], self.path, patience))
+        if version > len(MIGRATIONS):
+            raise CcspecError(f"{self.path} was written by a newer ccspec (schema {version}); upgrade ccspec")
+        return version
 
     # -- leases ------------------------------------------------------------------------
 
@@ -305,16 +371,28 @@ class StateStore:
         self._write(write, soon=False)
 
     def begin_attempt(self, workflow: str, job: str, name: str, *, host: str, fingerprint: str,
-                      parts: Mapping[str, str], run_dir: Path, log_path: Path, number: int | None = None) -> Attempt:
-        """Record the intent to launch (state `launching`) before anything starts. `number`:
-        the attempt's number when the caller, the lease holder, knows it (one read less)."""
+                      parts: Mapping[str, str], run_dir: Path, log_path: Path, number: int | None = None,
+                      lease: str | None = None) -> Attempt:
+        """Record the intent to launch (state `launching`) before anything starts.
+
+        Both checks below are made in the transaction that records the attempt. `number`: the
+        attempt's number as the caller counted it (its paths carry it); AttemptNumberTaken
+        when the job has an attempt with that number or a higher one (by default: the next
+        free number). `lease`: the caller's lease token; LeaseLost when another runner holds
+        the workflow now, so that two runners never launch the same job."""
         now = time.time()
         self._begin()
         try:
-            self._write_soon()
+            holder, highest = self.db.execute(
+                "SELECT (SELECT token FROM leases WHERE workflow=?), (SELECT MAX(number) FROM attempts WHERE workflow=? AND job=?)",
+                (workflow, workflow, job)).fetchone()
+            if lease is not None and holder != lease:
+                raise LeaseLost(workflow, self.lease_holder(workflow))
             if number is None:
-                row = self.db.execute("SELECT attempts FROM jobs WHERE workflow=? AND id=?", (workflow, job)).fetchone()
-                number = (row["attempts"] if row else 0) + 1
+                number = (highest or 0) + 1
+            elif highest is not None and number <= highest:
+                raise AttemptNumberTaken(workflow, job, number, highest)
+            self._write_soon()
             cur = self.db.execute(
                 """INSERT INTO attempts (workflow, job, number, host, state, fingerprint, run_dir, log_path, created)
                    VALUES (?,?,?,?,?,?,?,?,?)""",
