@@ -40,11 +40,17 @@ def wait_spec(ws: Workspace, round_no: int) -> dict[str, object]:
     return {
         "version": 1,
         "vars": {"round": round_no},
-        "jobs": {"a": {"run": job("a")}, "b": {"run": job("b"), "needs": ["a"]}, "c": {"run": job("c")}},
+        "jobs": {
+            "a": {"run": job("a")},
+            "b": {"run": job("b"), "needs": ["a"]},
+            "c": {"run": job("c")},
+        },
     }
 
 
-def record(done: Finished, label: str, result: TrialResult, expected: tuple[int, ...] = (0,)) -> None:
+def record(
+    done: Finished, label: str, result: TrialResult, expected: tuple[int, ...] = (0,)
+) -> None:
     """Count one finished command; an internal error or an unexpected exit code is an error."""
     result.runs += 1
     result.count_exit(done.code)
@@ -77,7 +83,9 @@ def stop_watch(proc: Running, result: TrialResult) -> None:
 
 def wait_trial(rounds: int = 20) -> TrialResult:
     """`rounds` edits, each applied by two `apply --wait` and a `watch` at once."""
-    result = TrialResult(name="concurrency: 2x apply --wait + watch, spec edited each round", kind="concurrency")
+    result = TrialResult(
+        name="concurrency: 2x apply --wait + watch, spec edited each round", kind="concurrency"
+    )
     started = time.monotonic()
     ws = Workspace("wait")
     try:
@@ -87,7 +95,11 @@ def wait_trial(rounds: int = 20) -> TrialResult:
             for r in range(1, rounds + 1):
                 wait_round(ws, r, result)
                 result.faults += 1
-            record(finish(start(ws, "apply", "--wait", "specs/w.yaml"), timeout=180), "final apply --wait", result)
+            record(
+                finish(start(ws, "apply", "--wait", "specs/w.yaml"), timeout=180),
+                "final apply --wait",
+                result,
+            )
         finally:
             stop_watch(watch, result)
         keys = [f"r{r}/{job}" for r in range(1, rounds + 1) for job in WAIT_JOBS]
@@ -98,7 +110,10 @@ def wait_trial(rounds: int = 20) -> TrialResult:
         if lost:
             result.error(f"side effects that never happened: {', '.join(lost[:8])}")
         if duplicated:
-            result.error("side effects more than once: " + ", ".join(f"{k} x{n}" for k, n in list(duplicated.items())[:8]))
+            result.error(
+                "side effects more than once: "
+                + ", ".join(f"{k} x{n}" for k, n in list(duplicated.items())[:8])
+            )
     finally:
         ws.close()
     result.seconds = time.monotonic() - started
@@ -122,7 +137,9 @@ def race_round(ws: Workspace, round_no: int, result: TrialResult) -> None:
 
 def race_trial(rounds: int = 20) -> TrialResult:
     """`rounds` races of four commands on a fresh state folder: 0 internal errors."""
-    result = TrialResult(name="concurrency: status+plan+apply+validate on a fresh state folder", kind="concurrency")
+    result = TrialResult(
+        name="concurrency: status+plan+apply+validate on a fresh state folder", kind="concurrency"
+    )
     result.facts["internal_errors"] = 0
     started = time.monotonic()
     ws = Workspace("race")

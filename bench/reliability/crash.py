@@ -39,7 +39,9 @@ def host_of(index: int) -> str:
     return "here" if index % 10 < 4 else "box" if index % 10 < 7 else "hpc"
 
 
-def crash_spec(ws: Workspace, name: str, n_jobs: int, rng: random.Random) -> tuple[dict[str, object], list[str]]:
+def crash_spec(
+    ws: Workspace, name: str, n_jobs: int, rng: random.Random
+) -> tuple[dict[str, object], list[str]]:
     """A workflow of `n_jobs` jobs on the three kinds of host, about a third of them needing
     an earlier job; each appends `NAME/JOB` to the ledger, then sleeps a little. Returns the
     spec and the ledger keys."""
@@ -49,7 +51,9 @@ def crash_spec(ws: Workspace, name: str, n_jobs: int, rng: random.Random) -> tup
     for i in range(n_jobs):
         job = f"j{i:02d}"
         key = f"{name}/{job}"
-        entry: dict[str, object] = {"run": f"{ws.ledger.append_command(key)}; sleep {rng.choice(SLEEPS)}"}
+        entry: dict[str, object] = {
+            "run": f"{ws.ledger.append_command(key)}; sleep {rng.choice(SLEEPS)}"
+        }
         host = host_of(i)
         if host != "here":
             entry["host"] = host
@@ -59,7 +63,10 @@ def crash_spec(ws: Workspace, name: str, n_jobs: int, rng: random.Random) -> tup
             entry["needs"] = [f"j{rng.randrange(i):02d}"]
         jobs[job] = entry
         keys.append(key)
-    hosts = {"box": ssh_host(svc, ws.remote_workdir), "hpc": slurm_host(svc, ws.root / "slurm-work")}
+    hosts = {
+        "box": ssh_host(svc, ws.remote_workdir),
+        "hpc": slurm_host(svc, ws.root / "slurm-work"),
+    }
     return {"version": 1, "hosts": hosts, "jobs": jobs}, keys
 
 
@@ -81,8 +88,15 @@ def kill_at_random(ws: Workspace, spec: Path, delay: float, result: TrialResult)
     return done.code == -signal.SIGKILL
 
 
-def crash_round(ws: Workspace, name: str, n_jobs: int, kills: int, max_delay: float, rng: random.Random,
-                result: TrialResult) -> int:
+def crash_round(
+    ws: Workspace,
+    name: str,
+    n_jobs: int,
+    kills: int,
+    max_delay: float,
+    rng: random.Random,
+    result: TrialResult,
+) -> int:
     """One workflow: up to `kills` random kills (fewer when an apply finishes before its kill),
     then apply until it converges; its outcome counted. Returns the kills that hit."""
     doc, keys = crash_spec(ws, name, n_jobs, rng)
@@ -98,7 +112,9 @@ def crash_round(ws: Workspace, name: str, n_jobs: int, kills: int, max_delay: fl
             result.error(f"{name}: apply did not converge in 3 runs after the kills")
     count_outcome(ws, name, keys, result)
     result.facts["status_samples"] = int(result.facts.get("status_samples", 0)) + sampler.samples
-    result.facts["status_unparseable"] = int(result.facts.get("status_unparseable", 0)) + len(sampler.bad)
+    result.facts["status_unparseable"] = int(result.facts.get("status_unparseable", 0)) + len(
+        sampler.bad
+    )
     for bad in sampler.bad[:3]:
         result.error(f"{name}: status YAML unparseable: {bad}")
     if (check := integrity(ws.state)) != "ok":
@@ -106,11 +122,15 @@ def crash_round(ws: Workspace, name: str, n_jobs: int, kills: int, max_delay: fl
     return hits
 
 
-def crash_trial(kills: int = 20, n_jobs: int = 50, seed: int = 0, max_delay: float = 4.0) -> TrialResult:
+def crash_trial(
+    kills: int = 20, n_jobs: int = 50, seed: int = 0, max_delay: float = 4.0
+) -> TrialResult:
     """`kills` SIGKILLs of apply, KILLS_PER_ROUND per fresh workflow of `n_jobs` jobs, until
     that many have hit a running apply (at most 3x `kills` tries)."""
     rng = random.Random(seed)
-    result = TrialResult(name=f"crash: SIGKILL apply ({n_jobs}-job local+ssh+Slurm workflow)", kind="crash")
+    result = TrialResult(
+        name=f"crash: SIGKILL apply ({n_jobs}-job local+ssh+Slurm workflow)", kind="crash"
+    )
     result.facts["seed"] = seed
     started = time.monotonic()
     ws = Workspace("crash")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bench.reliability import outages
@@ -53,25 +53,36 @@ def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
     return True
 
 
-def outage_spec(ws: Workspace, name: str, host: str, n_jobs: int, sleep: float) -> tuple[dict[str, object], list[str]]:
+def outage_spec(
+    ws: Workspace, name: str, host: str, n_jobs: int, sleep: float
+) -> tuple[dict[str, object], list[str]]:
     """`n_jobs` jobs on `host` ("box": ssh, "hpc": Slurm), in chains of three, so that some
     run across the outage and some start after it."""
     svc = services()
-    hosts = {"box": ssh_host(svc, ws.remote_workdir), "hpc": slurm_host(svc, ws.root / "slurm-work")}
+    hosts = {
+        "box": ssh_host(svc, ws.remote_workdir),
+        "hpc": slurm_host(svc, ws.root / "slurm-work"),
+    }
     jobs: dict[str, dict[str, object]] = {}
     for i in range(n_jobs):
         key = f"{name}/o{i:02d}"
-        entry: dict[str, object] = {"host": host, "run": f"{ws.ledger.append_command(key)}; sleep {sleep}"}
+        entry: dict[str, object] = {
+            "host": host,
+            "run": f"{ws.ledger.append_command(key)}; sleep {sleep}",
+        }
         if host == "hpc":
             entry["resources"] = dict(SLURM_RESOURCES)
         if i >= 3:
             entry["needs"] = [f"o{i - 3:02d}"]
         jobs[f"o{i:02d}"] = entry
-    return {"version": 1, "hosts": {host: hosts[host]}, "jobs": jobs}, [f"{name}/o{i:02d}" for i in range(n_jobs)]
+    return {"version": 1, "hosts": {host: hosts[host]}, "jobs": jobs}, [
+        f"{name}/o{i:02d}" for i in range(n_jobs)
+    ]
 
 
-def outage_trial(title: str, host: str, stop: Callable[[int], str], seconds: float, n_jobs: int,
-                 sleep: float) -> TrialResult:
+def outage_trial(
+    title: str, host: str, stop: Callable[[int], str], seconds: float, n_jobs: int, sleep: float
+) -> TrialResult:
     """Start apply on `n_jobs` jobs on `host`; once two side effects happened, `stop(apply's
     pid)` a service for `seconds`, restore it; let apply finish, then converge."""
     result = TrialResult(name=title, kind="fault")
@@ -110,20 +121,34 @@ def outage_trial(title: str, host: str, stop: Callable[[int], str], seconds: flo
 
 
 def ssh_outage_trial(seconds: float = 3.0, n_jobs: int = 9) -> TrialResult:
-    return outage_trial("fault: sshd killed and restarted mid-run", "box", outages.kill_sshd, seconds, n_jobs,
-                        sleep=2.0)
+    return outage_trial(
+        "fault: sshd killed and restarted mid-run",
+        "box",
+        outages.kill_sshd,
+        seconds,
+        n_jobs,
+        sleep=2.0,
+    )
 
 
 def slurm_outage_trial(seconds: float = 3.0, n_jobs: int = 9) -> TrialResult:
-    return outage_trial("fault: slurmctld restarted mid-run", "hpc", lambda _pid: outages.stop_slurmctld(),
-                        seconds, n_jobs, sleep=3.0)
+    return outage_trial(
+        "fault: slurmctld restarted mid-run",
+        "hpc",
+        lambda _pid: outages.stop_slurmctld(),
+        seconds,
+        n_jobs,
+        sleep=3.0,
+    )
 
 
 @contextlib.contextmanager
-def tmpfs(path: Path, size_mb: int):  # type: ignore[no-untyped-def]
+def tmpfs(path: Path, size_mb: int) -> Iterator[Path]:
     """A tmpfs of `size_mb` MB mounted at `path` for the block (needs root); unmounted after."""
     path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0755", "tmpfs", str(path)], check=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0755", "tmpfs", str(path)], check=True
+    )
     try:
         yield path
     finally:
@@ -135,12 +160,16 @@ def grow_tmpfs(path: Path, size_mb: int) -> None:
     subprocess.run(["mount", "-o", f"remount,size={size_mb}m", str(path)], check=True)
 
 
-def full_disk_spec(ws: Workspace, n_jobs: int, output_kb: int) -> tuple[dict[str, object], list[str]]:
+def full_disk_spec(
+    ws: Workspace, n_jobs: int, output_kb: int
+) -> tuple[dict[str, object], list[str]]:
     """Jobs that each print `output_kb` KB, then (only when that worked) write their ledger
     line: a job that failed because its log could not be written may run again."""
     jobs = {
-        f"d{i:02d}": {"run": f"head -c {output_kb * 1024} /dev/zero | tr '\\0' x | fold -w 99 && "
-                             f"{ws.ledger.append_command(f'disk/d{i:02d}')}"}
+        f"d{i:02d}": {
+            "run": f"head -c {output_kb * 1024} /dev/zero | tr '\\0' x | fold -w 99 && "
+            f"{ws.ledger.append_command(f'disk/d{i:02d}')}"
+        }
         for i in range(n_jobs)
     }
     return {"version": 1, "jobs": jobs}, [f"disk/d{i:02d}" for i in range(n_jobs)]
@@ -163,7 +192,9 @@ def full_disk_trial(size_mb: int = 2, n_jobs: int = 12, output_kb: int = 300) ->
             result.faults += 1
             result.count_exit(done.code)
             result.facts["exit_code_when_full"] = done.code
-            said = [line for line in done.err.splitlines() if line.strip()] or done.out.splitlines()[-1:]
+            said = [
+                line for line in done.err.splitlines() if line.strip()
+            ] or done.out.splitlines()[-1:]
             result.facts["message_when_full"] = said[0].strip()[:200] if said else ""
             if bug := internal_error(done):
                 result.error(f"apply on a full disk: {bug}")
@@ -194,7 +225,9 @@ def big_output_spec(ws: Workspace, mb: int) -> tuple[dict[str, object], list[str
 def big_output_trial(mb: int = 1024, limit_mb: float = RSS_LIMIT_MB) -> TrialResult:
     """apply of a job printing `mb` MiB: apply's peak RSS (and `ccspec logs`'s) under
     `limit_mb`, and the workflow succeeds."""
-    result = TrialResult(name=f"fault: a job prints {mb} MiB (apply under {limit_mb:.0f} MB)", kind="fault")
+    result = TrialResult(
+        name=f"fault: a job prints {mb} MiB (apply under {limit_mb:.0f} MB)", kind="fault"
+    )
     started = time.monotonic()
     ws = Workspace("big")
     try:
@@ -222,7 +255,9 @@ def big_output_trial(mb: int = 1024, limit_mb: float = RSS_LIMIT_MB) -> TrialRes
         result.count_exit(logs.code)
         result.facts["logs_peak_rss_mb"] = round(logs.max_rss_mb, 1)
         if logs.max_rss_mb > limit_mb:
-            result.error(f"`ccspec logs` peaked at {logs.max_rss_mb:.0f} MB (limit {limit_mb:.0f} MB)")
+            result.error(
+                f"`ccspec logs` peaked at {logs.max_rss_mb:.0f} MB (limit {limit_mb:.0f} MB)"
+            )
         count_outcome(ws, "big", keys, result)
     finally:
         ws.close()

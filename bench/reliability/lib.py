@@ -99,6 +99,14 @@ class TrialResult:
         if text not in self.notes and len(self.notes) < 20:
             self.notes.append(text)
 
+    def summary(self) -> str:
+        """One paragraph for an assertion message: the counts, the exit codes, what went wrong."""
+        seen = "; ".join(self.errors) or "no errors"
+        return (
+            f"{self.name}: lost {self.lost}, duplicated {self.duplicated}, exit codes {self.exit_codes}, "
+            f"facts {self.facts}: {seen}"
+        )
+
     def to_json(self) -> dict[str, object]:
         return {**asdict(self), "ok": self.ok}
 
@@ -402,8 +410,14 @@ def slurm_host(svc: TestServices, workdir: Path) -> dict[str, object]:
 SLURM_RESOURCES: dict[str, object] = {"cpus": 1, "mem": "50M", "time": "10m"}
 
 
-def converge(ws: Workspace, spec: Path, result: TrialResult, *extra: str, tries: int = 3,
-             timeout: float = 300.0) -> bool:
+def converge(
+    ws: Workspace,
+    spec: Path,
+    result: TrialResult,
+    *extra: str,
+    tries: int = 3,
+    timeout: float = 300.0,
+) -> bool:
     """Run `apply SPEC EXTRA...` again until it exits 0 (at most `tries` times); every run's
     exit code and internal errors go into `result`. True when the workflow converged."""
     for _ in range(tries):

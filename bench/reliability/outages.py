@@ -56,7 +56,9 @@ def descendants(pid: int) -> set[int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError, IndexError, ValueError):
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                parents[int(entry.name)] = int(
+                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+                )
     found = {pid}
     grew = True
     while grew:
@@ -69,7 +71,9 @@ def descendants(pid: int) -> set[int]:
 def sshd_sessions_of(clients: set[int]) -> set[int]:
     """The sshd processes serving the connections that processes `clients` hold to the
     test sshd (matched on the client's port in `ss -tnp`)."""
-    lines = subprocess.run(["ss", "-Htnp"], capture_output=True, text=True, check=False).stdout.splitlines()
+    lines = subprocess.run(
+        ["ss", "-Htnp"], capture_output=True, text=True, check=False
+    ).stdout.splitlines()
     client_ports = set()
     for line in lines:
         fields = line.split()
@@ -80,7 +84,11 @@ def sshd_sessions_of(clients: set[int]) -> set[int]:
     sessions: set[int] = set()
     for line in lines:
         fields = line.split()
-        if len(fields) >= 5 and fields[3].endswith(f":{SSH_PORT}") and fields[4].rsplit(":", 1)[1] in client_ports:
+        if (
+            len(fields) >= 5
+            and fields[3].endswith(f":{SSH_PORT}")
+            and fields[4].rsplit(":", 1)[1] in client_ports
+        ):
             sessions |= {int(p) for p in re.findall(r"pid=(\d+)", line)}
     return sessions
 
@@ -110,8 +118,14 @@ def stop_slurmctld() -> str:
 
 def restore() -> str:
     """services-up.sh: starts the daemons that are down; raises when it cannot."""
-    done = subprocess.run(["bash", str(SERVICES_UP)], capture_output=True, text=True, timeout=180,
-                          stdin=subprocess.DEVNULL, check=False)
+    done = subprocess.run(
+        ["bash", str(SERVICES_UP)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"{SERVICES_UP} failed ({done.returncode}): {done.stderr[-2000:]}")
     return done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "services up"
