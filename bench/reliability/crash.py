@@ -117,13 +117,17 @@ def crash_round(
     )
     for bad in sampler.bad[:3]:
         result.error(f"{name}: status YAML unparseable: {bad}")
+    if sampler.vanished:
+        result.error(
+            f"{name}: the status YAML was missing at {sampler.vanished} samples after it existed"
+        )
     if (check := integrity(ws.state)) != "ok":
         result.error(f"PRAGMA integrity_check at the end: {check}")
     return hits
 
 
 def crash_trial(
-    kills: int = 20, n_jobs: int = 50, seed: int = 0, max_delay: float = 4.0
+    kills: int = 20, n_jobs: int = 50, seed: int = 0, max_delay: float = 6.0
 ) -> TrialResult:
     """`kills` SIGKILLs of apply, KILLS_PER_ROUND per fresh workflow of `n_jobs` jobs, until
     that many have hit a running apply (at most 3x `kills` tries)."""

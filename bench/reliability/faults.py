@@ -15,10 +15,13 @@ tests/test_reliability.py.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import yaml
 
 from bench.reliability import outages
 from bench.reliability.lib import (
@@ -40,6 +43,9 @@ from bench.reliability.lib import (
 )
 
 RSS_LIMIT_MB = 200.0  # the issue's bound for apply under a job's huge output
+TIME_SLACK = (
+    3.0  # seconds a recorded duration may exceed the job's own (whole-second stamps, polling)
+)
 RSS_GUARD_MB = 1500.0  # past this, apply is killed: a leak must not take the shared machine down
 
 
@@ -213,13 +219,50 @@ def full_disk_trial(size_mb: int = 2, n_jobs: int = 12, output_kb: int = 300) ->
 
 
 def big_output_spec(ws: Workspace, mb: int) -> tuple[dict[str, object], list[str]]:
-    """`big` prints `mb` MiB in 100-byte lines; `after` needs it."""
+    """`big` prints `mb` MiB in 100-byte lines and notes its own start and end times (in
+    `times`, beside the ledger); `after` needs it."""
     line = "x" * 99
+    times = ws.ledger.path.with_name("times")
     jobs = {
-        "big": {"run": f"yes {line} | head -c {mb}M && {ws.ledger.append_command('big/big')}"},
+        "big": {
+            "run": f"date +%s.%N > {times}; yes {line} | head -c {mb}M && date +%s.%N >> {times} && "
+            f"{ws.ledger.append_command('big/big')}"
+        },
         "after": {"run": ws.ledger.append_command("big/after"), "needs": ["big"]},
     }
     return {"version": 1, "jobs": jobs}, ["big/big", "big/after"]
+
+
+def recorded_seconds(ws: Workspace, name: str, job: str) -> float | None:
+    """finished - started of `job` in the status file (whole seconds), if both are there."""
+    doc = (
+        yaml.safe_load(ws.status_path(name).read_text()) if ws.status_path(name).exists() else None
+    )
+    entry = (doc or {}).get("jobs", {}).get(job, {})
+    if not entry.get("started") or not entry.get("finished"):
+        return None
+    started, finished = (_when(entry[k]) for k in ("started", "finished"))
+    return (finished - started).total_seconds()
+
+
+def _when(value: object) -> datetime.datetime:
+    if isinstance(value, datetime.datetime):
+        return value
+    return datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def check_recorded_time(ws: Workspace, result: TrialResult) -> None:
+    """The big job's recorded duration is its own (within the status file's whole seconds)."""
+    times = ws.ledger.path.with_name("times")
+    stamps = [float(t) for t in times.read_text().split()] if times.exists() else []
+    recorded = recorded_seconds(ws, "big", "big")
+    if len(stamps) != 2 or recorded is None:
+        result.error(f"the big job's times are missing (own: {stamps}, recorded: {recorded})")
+        return
+    own = stamps[1] - stamps[0]
+    result.facts.update(job_own_seconds=round(own, 1), job_recorded_seconds=round(recorded, 1))
+    if recorded > own + TIME_SLACK:
+        result.error(f"the big job took {own:.1f} s but is recorded as {recorded:.0f} s")
 
 
 def big_output_trial(mb: int = 1024, limit_mb: float = RSS_LIMIT_MB) -> TrialResult:
@@ -258,6 +301,7 @@ def big_output_trial(mb: int = 1024, limit_mb: float = RSS_LIMIT_MB) -> TrialRes
             result.error(
                 f"`ccspec logs` peaked at {logs.max_rss_mb:.0f} MB (limit {limit_mb:.0f} MB)"
             )
+        check_recorded_time(ws, result)
         count_outcome(ws, "big", keys, result)
     finally:
         ws.close()

@@ -296,6 +296,7 @@ class StatusSampler(threading.Thread):
         self.every = every
         self.samples = 0
         self.absent = 0
+        self.vanished = 0  # absent after it had been there: not replaced atomically
         self.bad: list[str] = []
         self._stop_event = threading.Event()
 
@@ -306,6 +307,8 @@ class StatusSampler(threading.Thread):
                 text = self.path.read_text()
             except FileNotFoundError:
                 self.absent += 1
+                if self.samples:
+                    self.vanished += 1
             else:
                 self.samples += 1
                 try:
