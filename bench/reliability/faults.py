@@ -34,6 +34,7 @@ from bench.reliability.lib import (
     finish,
     integrity,
     internal_error,
+    note_failures,
     run,
     sampling,
     services,
@@ -110,9 +111,7 @@ def outage_trial(
             result.facts["exit_code_during_fault"] = done.code
             if bug := internal_error(done):
                 result.error(f"apply during the fault: {bug}")
-            for line in done.text.splitlines():
-                if any(word in line for word in ("lost", "failed", "unreachable", "error")):
-                    result.note(f"apply during the fault: {line.strip()}")
+            note_failures(done, "apply during the fault", result)
             if not converge(ws, spec, result):
                 result.error("apply did not converge in 3 runs after the fault")
         count_outcome(ws, "outage", keys, result)
@@ -202,6 +201,7 @@ def full_disk_trial(size_mb: int = 2, n_jobs: int = 12, output_kb: int = 300) ->
                 line for line in done.err.splitlines() if line.strip()
             ] or done.out.splitlines()[-1:]
             result.facts["message_when_full"] = said[0].strip()[:200] if said else ""
+            note_failures(done, "apply on the full disk", result)
             if bug := internal_error(done):
                 result.error(f"apply on a full disk: {bug}")
             if (check := integrity(state)) != "ok":
@@ -212,6 +212,10 @@ def full_disk_trial(size_mb: int = 2, n_jobs: int = 12, output_kb: int = 300) ->
             if (check := integrity(state)) != "ok":
                 result.error(f"PRAGMA integrity_check after recovery: {check}")
         count_outcome(ws, "disk", keys, result)
+        if int(result.facts.get("jobs_reported_lost", 0)):
+            result.error(
+                "jobs recorded lost after the disk was full (their exit code could not be stored)"
+            )
     finally:
         ws.close()
     result.seconds = time.monotonic() - started
@@ -301,8 +305,11 @@ def big_output_trial(mb: int = 1024, limit_mb: float = RSS_LIMIT_MB) -> TrialRes
             result.error(
                 f"`ccspec logs` peaked at {logs.max_rss_mb:.0f} MB (limit {limit_mb:.0f} MB)"
             )
-        check_recorded_time(ws, result)
-        count_outcome(ws, "big", keys, result)
+        if memory.guarded:  # the harness killed apply: nothing to count
+            result.note("jobs not counted: apply was killed by the memory guard")
+        else:
+            check_recorded_time(ws, result)
+            count_outcome(ws, "big", keys, result)
     finally:
         ws.close()
     result.seconds = time.monotonic() - started

@@ -51,6 +51,7 @@ __all__ = [
     "integrity",
     "internal_error",
     "job_states",
+    "note_failures",
     "run",
     "sampling",
     "services",
@@ -96,7 +97,7 @@ class TrialResult:
 
     def note(self, text: str) -> None:
         text = " ".join(text.split())[:300]
-        if text not in self.notes and len(self.notes) < 20:
+        if text not in self.notes and len(self.notes) < 8:
             self.notes.append(text)
 
     def summary(self) -> str:
@@ -429,12 +430,21 @@ def converge(
         result.count_exit(done.code)
         if bug := internal_error(done):
             result.error(f"apply after the fault: {bug}")
+        note_failures(done, "apply after the fault", result)
         if done.code == 0:
             return True
-        for line in done.text.splitlines():
-            if any(word in line for word in ("lost", "failed", "error", "Error")):
-                result.note(f"apply exited {done.code}: {line.strip()}")
     return False
+
+
+def note_failures(done: Finished, label: str, result: TrialResult) -> None:
+    """Count the jobs an apply reported lost, failed or skipped (fact `jobs_reported_STATE`:
+    after a fault ccspec should recover them, not report them) and note the first lines."""
+    for line in done.text.splitlines():
+        for state in ("lost", "failed", "skipped"):
+            if f" {state} after " in line or f" {state}: " in line:
+                fact = f"jobs_reported_{state}"
+                result.facts[fact] = int(result.facts.get(fact, 0)) + 1
+                result.note(f"{label} (exit {done.code}): {line.strip()}")
 
 
 def count_outcome(ws: Workspace, name: str, keys: list[str], result: TrialResult) -> None:
