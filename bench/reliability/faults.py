@@ -117,6 +117,10 @@ def outage_trial(
         count_outcome(ws, "outage", keys, result)
         if sampler.bad:
             result.error(f"status YAML unparseable: {sampler.bad[0]}")
+        if sampler.vanished:
+            result.error(
+                f"the status YAML was missing at {sampler.vanished} samples after it existed"
+            )
         if (check := integrity(ws.state)) != "ok":
             result.error(f"PRAGMA integrity_check: {check}")
     finally:
@@ -300,6 +304,8 @@ def big_output_trial(mb: int = 1024, limit_mb: float = RSS_LIMIT_MB) -> TrialRes
         logs = finish(start(ws, "logs", "big", "big", discard=True), timeout=600)
         result.runs += 1
         result.count_exit(logs.code)
+        if bug := internal_error(logs):
+            result.error(f"ccspec logs: {bug}")
         result.facts["logs_peak_rss_mb"] = round(logs.max_rss_mb, 1)
         if logs.max_rss_mb > limit_mb:
             result.error(

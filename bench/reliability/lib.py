@@ -134,6 +134,7 @@ class Finished:
     err: str
     max_rss_mb: float
     seconds: float
+    timed_out: bool = False  # killed by `finish` for taking too long
 
     @property
     def text(self) -> str:
@@ -228,13 +229,14 @@ def start(ws: Workspace, *args: str, discard: bool = False) -> Running:
 def finish(running: Running, timeout: float = 300.0) -> Finished:
     """Reap the command with os.wait4 (for its peak RSS); SIGKILL it after `timeout` seconds."""
     deadline = time.monotonic() + timeout
+    timed_out = False
     while True:
         pid, status, usage = os.wait4(running.pid, os.WNOHANG)
         if pid:
             break
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline and not timed_out:
             running.proc.send_signal(signal.SIGKILL)
-            deadline = float("inf")
+            timed_out = True
         time.sleep(0.02)
     code = os.waitstatus_to_exitcode(status)
     running.proc.returncode = code  # reaped here, not by Popen
@@ -245,6 +247,7 @@ def finish(running: Running, timeout: float = 300.0) -> Finished:
         err=running.err.read_text(errors="replace"),
         max_rss_mb=usage.ru_maxrss / 1024,
         seconds=time.monotonic() - running.started_at,
+        timed_out=timed_out,
     )
 
 
@@ -254,7 +257,10 @@ def run(ws: Workspace, *args: str, timeout: float = 300.0) -> Finished:
 
 
 def internal_error(done: Finished) -> str | None:
-    """The first line that shows ccspec crashed (exit 3, "this is a bug", a traceback)."""
+    """The first line that shows ccspec crashed (exit 3, "this is a bug", a traceback), or
+    that it hung (killed by `finish` after its timeout)."""
+    if done.timed_out:
+        return f"did not finish within {done.seconds:.0f} s (hung? killed)"
     for line in done.text.splitlines():
         if "this is a bug" in line or "Traceback (most recent call last)" in line:
             return line.strip()
