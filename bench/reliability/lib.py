@@ -90,12 +90,13 @@ class TrialResult:
         self.exit_codes[str(code)] = self.exit_codes.get(str(code), 0) + 1
 
     def error(self, text: str) -> None:
-        """Record an error once (the same message from many rounds is kept once, counted)."""
+        """Record an error (the same message from many rounds is kept once)."""
         text = " ".join(text.split())[:300]
         if text not in self.errors:
             self.errors.append(text)
 
     def note(self, text: str) -> None:
+        """Record an observation that does not fail the trial (the first few are kept)."""
         text = " ".join(text.split())[:300]
         if text not in self.notes and len(self.notes) < 8:
             self.notes.append(text)
@@ -117,11 +118,9 @@ def ccspec_argv() -> list[str]:
     return [sys.executable, "-m", "ccspec"]
 
 
-def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def child_env() -> dict[str, str]:
     """The caller's environment without PYTHONDONTWRITEBYTECODE (users do not set it)."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env.update(extra or {})
-    return env
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 @dataclass
@@ -213,7 +212,6 @@ def start(ws: Workspace, *args: str, discard: bool = False) -> Running:
     """Start `ccspec ARGS` in the workspace; its output goes to files (never a full pipe),
     its standard output to /dev/null when `discard`."""
     out, err = ws.output_files()
-    out.touch()
     with out.open("wb") as fout, err.open("wb") as ferr:
         proc = subprocess.Popen(
             [*ccspec_argv(), *args],
@@ -285,10 +283,10 @@ class Ledger:
         return Counter(self.path.read_text().split())
 
     def lost_and_duplicated(self, keys: Iterable[str]) -> tuple[list[str], dict[str, int]]:
-        """Keys never written, and keys written more than once (with their counts)."""
+        """Which of `keys` were never written, and which more than once (with their counts)."""
         counts = self.counts()
         lost = [k for k in keys if counts[k] == 0]
-        duplicated = {k: n for k, n in counts.items() if n > 1}
+        duplicated = {k: counts[k] for k in keys if counts[k] > 1}
         return lost, duplicated
 
 
