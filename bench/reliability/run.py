@@ -4,8 +4,8 @@
 
 Full run: 20 SIGKILLs of apply in 50-job local+ssh+Slurm workflows, 20 rounds of each
 concurrency trial, sshd and slurmctld outages, a 2 MB tmpfs state folder, a job printing
-1 GiB, and the hostile-input tests (about 10-20 minutes). `--reduced` (CI): 3 kills of a
-12-job workflow, 3 rounds, 200 MiB (1-3 minutes). Needs root (tmpfs, restarting the test
+1 GiB, and the hostile-input tests (about 5-10 minutes). `--reduced` (CI): 3 kills of a
+12-job workflow, 3 rounds of apply --wait, 10 fresh-state races, 200 MiB (1-3 minutes). Needs root (tmpfs, restarting the test
 services) and the test services of .ci/services-up.sh. Writes the page (--output) and the
 raw results as JSON (--json); exits 1 when a trial missed a target.
 """
@@ -37,13 +37,14 @@ class Sizes:
 
     kills: int
     crash_jobs: int
-    rounds: int
+    rounds: int  # of apply --wait + watch
+    race_rounds: int  # of commands on a fresh state folder (a race needs many tries to show)
     outage_seconds: float
     output_mb: int
 
 
-FULL = Sizes(kills=20, crash_jobs=50, rounds=20, outage_seconds=3.0, output_mb=1024)
-REDUCED = Sizes(kills=3, crash_jobs=12, rounds=3, outage_seconds=2.0, output_mb=200)
+FULL = Sizes(kills=20, crash_jobs=50, rounds=20, race_rounds=20, outage_seconds=3.0, output_mb=1024)
+REDUCED = Sizes(kills=3, crash_jobs=12, rounds=3, race_rounds=10, outage_seconds=2.0, output_mb=200)
 
 
 def trials(kinds: set[str], sizes: Sizes, seed: int) -> list[tuple[str, Callable[[], TrialResult]]]:
@@ -53,7 +54,7 @@ def trials(kinds: set[str], sizes: Sizes, seed: int) -> list[tuple[str, Callable
         chosen.append(("crash", lambda: crash.crash_trial(sizes.kills, sizes.crash_jobs, seed)))
     if "concurrency" in kinds:
         chosen.append(("apply --wait + watch", lambda: concurrency.wait_trial(sizes.rounds)))
-        chosen.append(("fresh state race", lambda: concurrency.race_trial(sizes.rounds)))
+        chosen.append(("fresh state race", lambda: concurrency.race_trial(sizes.race_rounds)))
     if "faults" in kinds:
         chosen.append(("sshd outage", lambda: faults.ssh_outage_trial(sizes.outage_seconds)))
         chosen.append(("slurmctld outage", lambda: faults.slurm_outage_trial(sizes.outage_seconds)))
