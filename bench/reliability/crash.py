@@ -18,6 +18,7 @@ from bench.reliability.lib import (
     SLURM_RESOURCES,
     TrialResult,
     Workspace,
+    check_settled,
     converge,
     count_outcome,
     finish,
@@ -108,7 +109,9 @@ def crash_round(
             if not kill_at_random(ws, spec, rng.uniform(0.05, max_delay), result):
                 break  # it finished first: this workflow is done
             hits += 1
-        if not converge(ws, spec, result):
+        if converge(ws, spec, result):
+            check_settled(ws, spec, result)
+        else:
             result.error(f"{name}: apply did not converge in 3 runs after the kills")
     count_outcome(ws, name, keys, result)
     result.facts["status_samples"] = int(result.facts.get("status_samples", 0)) + sampler.samples

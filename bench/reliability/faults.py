@@ -29,6 +29,7 @@ from bench.reliability.lib import (
     PeakMemory,
     TrialResult,
     Workspace,
+    check_settled,
     converge,
     count_outcome,
     finish,
@@ -112,7 +113,9 @@ def outage_trial(
             if bug := internal_error(done):
                 result.error(f"apply during the fault: {bug}")
             note_failures(done, "apply during the fault", result)
-            if not converge(ws, spec, result):
+            if converge(ws, spec, result):
+                check_settled(ws, spec, result)
+            else:
                 result.error("apply did not converge in 3 runs after the fault")
         count_outcome(ws, "outage", keys, result)
         if sampler.bad:
@@ -211,7 +214,9 @@ def full_disk_trial(size_mb: int = 2, n_jobs: int = 12, output_kb: int = 300) ->
             if (check := integrity(state)) != "ok":
                 result.error(f"PRAGMA integrity_check on the full disk: {check}")
             grow_tmpfs(state, 256)
-            if not converge(ws, spec, result, "--state", str(state)):
+            if converge(ws, spec, result, "--state", str(state)):
+                check_settled(ws, spec, result, "--state", str(state))
+            else:
                 result.error("apply did not converge in 3 runs once there was room")
             if (check := integrity(state)) != "ok":
                 result.error(f"PRAGMA integrity_check after recovery: {check}")

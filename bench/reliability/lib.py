@@ -44,6 +44,7 @@ __all__ = [
     "TrialResult",
     "Workspace",
     "ccspec_argv",
+    "check_settled",
     "child_env",
     "converge",
     "count_outcome",
@@ -438,6 +439,15 @@ def converge(
         if done.code == 0:
             return True
     return False
+
+
+def check_settled(ws: Workspace, spec: Path, result: TrialResult, *extra: str) -> None:
+    """After convergence `plan --detailed-exitcode` must find nothing left to run (exit 0)."""
+    done = run(ws, "plan", "--detailed-exitcode", str(spec.relative_to(ws.root)), *extra)
+    result.runs += 1
+    result.count_exit(done.code)
+    if done.code != 0:
+        result.error(f"plan after convergence exited {done.code}: {done.out.strip()[-300:]}")
 
 
 def note_failures(done: Finished, label: str, result: TrialResult) -> None:
