@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from jinja2 import StrictUndefined, nodes
+from jinja2 import StrictUndefined, Undefined, nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import LoopContext, Macro
@@ -173,6 +173,8 @@ def weight(value: object, limit: int = MAX_SIZE) -> int:
                     x for pair in item.items() for x in pair if not isinstance(x, _SCALARS)
                 )
         else:
+            if isinstance(item, Undefined):
+                str(item)  # a strict undefined value (an unsafe attribute, say) raises its error
             total += 1
     return total
 
@@ -313,7 +315,7 @@ def _check_binop(operator: str, left: Any, right: Any) -> None:
                 isinstance(seq, (str, bytes, list, tuple)) and isinstance(count, int) and count > 0
             )
             if sized and weight(seq) * count > MAX_SIZE:
-                raise SecurityError(f"result longer than {MAX_SIZE:,} items")
+                raise SecurityError(f"the result would be more than {MAX_SIZE:,} characters or items")
     elif operator == "%" and isinstance(left, (str, bytes)):
         values = (
             right.values()

@@ -92,6 +92,10 @@ def analyze(source: str) -> TemplateInfo:
         tag = type(node).__name__.lower().replace("fromimport", "from ... import")
         raise TemplateProblem(f"templates in specs cannot {{% {tag} %}} other files; put the text in a var or the spec",
                               "template-sandbox", node.lineno)
+    for name in tree.find_all(nodes.Name):
+        if name.name == "self" and name.ctx == "load":
+            raise TemplateProblem("`self` (the template itself) is not available in spec templates",
+                                  "template-sandbox", name.lineno)
     found: dict[str, set[str]] = {"vars": set(), "matrix": set(), "jobs": set()}
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
         target = node.node
