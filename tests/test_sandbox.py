@@ -59,7 +59,7 @@ CASES: list[tuple[str, str, str, str]] = [
     ("config", "{{ config.items() }}", UNDEFINED, "'config'"),
     ("request", "{{ request }}", UNDEFINED, "'request'"),
     ("attr-filter", "{{ 1|attr('__class__') }}", SANDBOX, UNSAFE),
-    ("attr-chain", "{{ vars|attr('__class__')|attr('__mro__') }}", SANDBOX, UNSAFE),
+    ("attr-chain", "{{ vars|attr('__class__')|attr('__mro__') }}", UNDEFINED, "__mro__"),
     ("map-attribute", "{{ [vars]|map(attribute='__class__')|list }}", SANDBOX, UNSAFE),
     ("selectattr", "{{ [vars]|selectattr('__class__')|list }}", SANDBOX, UNSAFE),
     ("sort-attribute", "{{ [1, 2]|sort(attribute='__class__') }}", SANDBOX, UNSAFE),
@@ -299,3 +299,13 @@ def test_setting_the_cancel_event_stops_rendering_at_once(repo: Path) -> None:
     with overall(60, cancel):
         report = validate_text(SPEC.replace("TEMPLATE", template("nested-loops")), repo / "c.yaml")
     assert any("cancelled" in d.message for d in report.diagnostics), report.diagnostics
+
+
+def test_a_missing_output_still_takes_a_default(repo: Path) -> None:
+    path = repo / "flow.yaml"
+    path.write_text(
+        "version: 1\njobs:\n  up: {run: echo}\n  down:\n    needs: [up]\n"
+        "    run: \"echo {{ jobs.up.outputs.acc | default('none') }} {{ workflow.nope | default(1) }}\"\n"
+    )
+    report = in_a_thread(lambda: validate_file(path))
+    assert report.valid, report.diagnostics

@@ -152,7 +152,7 @@ def weight(value: object, limit: int = MAX_SIZE) -> int:
     kind = type(value)
     if kind is str or kind is bytes:
         return len(value)  # type: ignore[arg-type]
-    if kind in _SCALARS:
+    if kind in _SCALARS or isinstance(value, Undefined):  # `default` and `is defined` handle those
         return 1
     total = 0
     stack = [value]
@@ -174,7 +174,7 @@ def weight(value: object, limit: int = MAX_SIZE) -> int:
                 )
         else:
             if isinstance(item, Undefined):
-                str(item)  # a strict undefined value (an unsafe attribute, say) raises its error
+                str(item)  # inside a container, a strict undefined (an unsafe attribute) raises
             total += 1
     return total
 
