@@ -60,6 +60,9 @@ _MACRO_STEPS = 5  # a macro call costs about five loop items
 _CHECK_EVERY = 256  # steps between two looks at the clock
 
 
+_TOO_MUCH_OUTPUT = f"the template writes more than {MAX_OUTPUT:,} characters"
+
+
 class Exhausted(Exception):
     """A rendering went over one of its limits; the message says which."""
 
@@ -83,7 +86,7 @@ class Budget:
         if output:
             self.output -= output
             if self.output < 0:
-                raise Exhausted(f"the template writes more than {MAX_OUTPUT:,} characters")
+                raise Exhausted(_TOO_MUCH_OUTPUT)
         if self.steps < self.check_at:
             self._check()
 
@@ -134,8 +137,9 @@ def start() -> None:
 
 
 def _budget() -> Budget:
-    budget: Budget | None = getattr(_local, "budget", None)
-    if budget is None:  # a constant folded while parsing, before any rendering
+    try:
+        budget: Budget = _local.budget
+    except AttributeError:  # a constant folded while parsing, before any rendering
         budget = _local.budget = Budget()
     return budget
 
@@ -181,7 +185,7 @@ def weight(value: object, limit: int = MAX_SIZE) -> int:
 
 def check(value: Any) -> Any:
     """`value`, or Exhausted when it weighs more than MAX_SIZE."""
-    if weight(value) > MAX_SIZE:
+    if (len(value) if type(value) is str else weight(value)) > MAX_SIZE:
         raise Exhausted(
             f"the template builds a value of more than {MAX_SIZE:,} characters or items"
         )
@@ -190,8 +194,8 @@ def check(value: Any) -> Any:
 
 def _check_inputs(args: Iterable[Any], kwargs: Mapping[str, Any]) -> None:
     total = 0
-    for value in (*args, *kwargs.values()):
-        total += weight(value)
+    for value in (*args, *kwargs.values()) if kwargs else args:
+        total += len(value) if type(value) is str else weight(value)
         if total > MAX_SIZE:
             raise Exhausted(
                 f"the template passes more than {MAX_SIZE:,} characters or items to one call"
@@ -214,6 +218,11 @@ def _metered(items: Iterator[Any]) -> Iterator[Any]:
 
 
 def _checked_result(value: Any) -> Any:
+    kind = type(value)
+    if kind is str:
+        return check(value)
+    if kind in _SCALARS:
+        return value
     if isinstance(value, Iterator) and not isinstance(value, (str, bytes)):
         return _metered(value)
     return check(value)
@@ -315,7 +324,9 @@ def _check_binop(operator: str, left: Any, right: Any) -> None:
                 isinstance(seq, (str, bytes, list, tuple)) and isinstance(count, int) and count > 0
             )
             if sized and weight(seq) * count > MAX_SIZE:
-                raise SecurityError(f"the result would be more than {MAX_SIZE:,} characters or items")
+                raise SecurityError(
+                    f"the result would be more than {MAX_SIZE:,} characters or items"
+                )
     elif operator == "%" and isinstance(left, (str, bytes)):
         values = (
             right.values()
@@ -372,23 +383,32 @@ class _Generator(CodeGenerator):
 def _metered_loop(items: Iterable[Any], text: int) -> Iterator[Any]:
     budget = _budget()
     for item in items:
-        budget.charge(1, text)
+        budget.steps -= 1  # Budget.charge, inlined: this runs for every item of every loop
+        if text:
+            budget.output -= text
+            if budget.output < 0:
+                raise Exhausted(_TOO_MUCH_OUTPUT)
+        if budget.steps < budget.check_at:
+            budget.charge(0)
         yield item
 
 
 def _checked_concat(parts: tuple[Any, ...]) -> str:
-    _check_inputs(parts, {})
-    return check("".join(map(str, parts)))
+    return check("".join(map(str, parts)))  # its parts were all checked when they were built
 
 
 def _finalize(value: Any) -> Any:
     """Every `{{ }}` output: charged to the output budget before it becomes text."""
-    size = len(value) if type(value) is str else weight(value)
+    kind = type(value)
+    size = len(value) if kind is str else 1 if kind in _SCALARS else weight(value)
     if size > MAX_SIZE:
         raise Exhausted(
             f"the template writes a value of more than {MAX_SIZE:,} characters or items"
         )
-    _budget().charge(0, size)
+    budget = _budget()
+    budget.output -= size
+    if budget.output < 0:
+        raise Exhausted(_TOO_MUCH_OUTPUT)
     return value
 
 
@@ -434,6 +454,33 @@ class Sandbox(ImmutableSandboxedEnvironment):
 # -- filters and globals ---------------------------------------------------------------
 
 
+# Filters whose result is never much heavier than their input, do one pass over it and
+# return no iterator: every value a template holds was bounded when built, so these need
+# no checks (they are the common ones, and checks would cost ordinary templates).
+_SHRINKING = frozenset(
+    {
+        "abs",
+        "capitalize",
+        "count",
+        "d",
+        "default",
+        "first",
+        "float",
+        "int",
+        "last",
+        "length",
+        "lower",
+        "round",
+        "safe",
+        "string",
+        "title",
+        "trim",
+        "upper",
+        "wordcount",
+    }
+)
+
+
 def _guarded(function: Callable[..., Any]) -> Callable[..., Any]:
     """A filter that charges a step, refuses inputs over MAX_SIZE, and checks its result."""
 
@@ -465,7 +512,7 @@ def _filters(originals: Mapping[str, Callable[..., Any]]) -> dict[str, Callable[
         return originals["indent"](s, width, first, blank)
 
     def join(eval_ctx: Any, value: Iterable[Any], d: str = "", attribute: Any = None) -> Any:
-        items = list(_metered(iter(value)))
+        items = value if isinstance(value, (list, tuple)) else list(_metered(iter(value)))
         _check_join(d, items)
         return originals["join"](eval_ctx, items, d, attribute)
 
@@ -517,7 +564,8 @@ def _filters(originals: Mapping[str, Callable[..., Any]]) -> dict[str, Callable[
     for name in ("striptags", "urlize"):
         if name in originals:
             replaced[name] = short_text(name)
-    return {name: _guarded(f) for name, f in {**originals, **replaced}.items()}
+    every = {**originals, **replaced}
+    return {name: f if name in _SHRINKING else _guarded(f) for name, f in every.items()}
 
 
 def _pass_environment(function: Callable[..., Any]) -> Callable[..., Any]:
