@@ -272,8 +272,8 @@ def _check_method(owner: Any, name: str, args: tuple[Any, ...]) -> None:
         raise SecurityError(f"{name}() wider than {MAX_SIZE:,}")
     if not isinstance(owner, (str, bytes)) or not args:
         return
-    tab: str | bytes = "\t" if isinstance(owner, str) else b"\t"
-    if name == "expandtabs" and isinstance(args[0], int) and owner.count(tab) * args[0] > MAX_SIZE:
+    tabs = owner.count("\t") if isinstance(owner, str) else owner.count(b"\t")
+    if name == "expandtabs" and isinstance(args[0], int) and tabs * args[0] > MAX_SIZE:
         raise SecurityError(f"expandtabs() would build more than {MAX_SIZE:,} characters")
     elif name == "replace" and len(args) >= 2:
         _check_replace(owner, args[0], args[1])
@@ -286,18 +286,15 @@ def _check_method(owner: Any, name: str, args: tuple[Any, ...]) -> None:
             raise SecurityError(f"translate() could build more than {MAX_SIZE:,} characters")
 
 
-def _check_join(separator: Any, items: list[Any]) -> None:
+def _check_join(separator: Any, items: list[Any] | tuple[Any, ...]) -> None:
     size = weight(separator) * max(0, len(items) - 1) + weight(items)
     if size > MAX_SIZE:
         raise Exhausted(f"the join would build more than {MAX_SIZE:,} characters")
 
 
 def _check_replace(text: Any, old: Any, new: Any) -> None:
-    if (
-        isinstance(text, (str, bytes))
-        and isinstance(old, type(text))
-        and isinstance(new, type(text))
-    ):
+    same = isinstance(text, str) and isinstance(old, str) and isinstance(new, str)
+    if same or (isinstance(text, bytes) and isinstance(old, bytes) and isinstance(new, bytes)):
         hits = text.count(old) if old else len(text) + 1
         if len(text) + hits * max(0, len(new) - len(old)) > MAX_SIZE:
             raise SecurityError(f"replace() would build text longer than {MAX_SIZE:,}")
@@ -394,7 +391,7 @@ def _metered_loop(items: Iterable[Any], text: int) -> Iterator[Any]:
 
 
 def _checked_concat(parts: tuple[Any, ...]) -> str:
-    return check("".join(map(str, parts)))  # its parts were all checked when they were built
+    return str(check("".join(map(str, parts))))  # its parts were all checked when built
 
 
 def _finalize(value: Any) -> Any:
