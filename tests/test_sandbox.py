@@ -85,6 +85,25 @@ CASES: list[tuple[str, str, str, str]] = [
     ("import", "{% import '/etc/passwd' as p %}", SANDBOX, "{% import %}"),
     ("from-import", "{% from '/etc/passwd' import x %}", SANDBOX, "{% from ... import %}"),
     ("extends", "{% extends '/etc/passwd' %}", SANDBOX, "{% extends %}"),
+    # parsing: nesting deep enough to exhaust the parser's recursion
+    (
+        "deep-parentheses",
+        "{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}",
+        "template-syntax",
+        "nests too deeply",
+    ),
+    (
+        "deep-ifs",
+        "{% if 1 %}" * 3000 + "x" + "{% endif %}" * 3000,
+        "template-syntax",
+        "nests too deeply",
+    ),
+    (
+        "deep-lists",
+        "{{ " + "[" * 3000 + "1" + "]" * 3000 + " }}",
+        "template-syntax",
+        "nests too deeply",
+    ),
     # time: loops, calls and recursion
     (
         "nested-loops",

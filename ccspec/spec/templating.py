@@ -81,6 +81,14 @@ class TemplateInfo:
 @lru_cache(maxsize=4096)
 def analyze(source: str) -> TemplateInfo:
     """Parse a template; raises TemplateProblem for a syntax error."""
+    try:
+        return _analyze(source)
+    except RecursionError:  # Jinja's parser and compiler recurse once per level of nesting
+        raise TemplateProblem("the template nests too deeply (brackets, blocks or expressions inside "
+                              "each other); simplify it", "template-syntax") from None
+
+
+def _analyze(source: str) -> TemplateInfo:
     from jinja2 import TemplateSyntaxError, meta, nodes
 
     env = _environment()
