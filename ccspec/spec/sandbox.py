@@ -147,6 +147,7 @@ def _budget() -> Budget:
 # -- weights ---------------------------------------------------------------------------
 
 _SCALARS = (int, float, bool, type(None))
+_CONTAINERS = (list, tuple, set, frozenset, dict, Namespace, range)
 
 
 def weight(value: object, limit: int = MAX_SIZE) -> int:
@@ -156,30 +157,35 @@ def weight(value: object, limit: int = MAX_SIZE) -> int:
     kind = type(value)
     if kind is str or kind is bytes:
         return len(value)  # type: ignore[arg-type]
-    if kind in _SCALARS or isinstance(value, Undefined):  # `default` and `is defined` handle those
-        return 1
+    if kind in _SCALARS or not isinstance(value, (str, bytes, *_CONTAINERS)):
+        return 1  # a number, a loop, a macro; an undefined value (`default` handles those)
     total = 0
     stack = [value]
     while stack and total <= limit:
         item = stack.pop()
         if isinstance(item, (str, bytes, range)):
             total += len(item)
-        elif isinstance(item, (list, tuple, set, frozenset)):
-            total += len(item) + 1
-            if total <= limit:
-                stack.extend(x for x in item if not isinstance(x, _SCALARS))
-        elif isinstance(item, (dict, Namespace)):
+            continue
+        if isinstance(item, (dict, Namespace)):
             if isinstance(item, Namespace):
                 item = object.__getattribute__(item, "_Namespace__attrs")
-            total += 2 * len(item) + 1
-            if total <= limit:
-                stack.extend(
-                    x for pair in item.items() for x in pair if not isinstance(x, _SCALARS)
-                )
+            total += len(item) + 1
+            children: Iterable[Any] = (x for pair in item.items() for x in pair)
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            total += len(item) + 1
+            children = item
         else:
             if isinstance(item, Undefined):
                 str(item)  # inside a container, a strict undefined (an unsafe attribute) raises
-            total += 1
+            continue  # counted as an item of its container
+        if total > limit:
+            break
+        for child in children:
+            child_kind = type(child)
+            if child_kind is str:
+                total += len(child)
+            elif child_kind not in _SCALARS:
+                stack.append(child)
     return total
 
 
@@ -377,10 +383,22 @@ class _Generator(CodeGenerator):
             super().visit_Tuple(node, frame)
 
 
-def _metered_loop(items: Iterable[Any], text: int) -> Iterator[Any]:
+_SIZED = (list, tuple, str, range, dict)
+_SMALL_LOOP = 64  # a loop this short is charged when it starts; its body cannot run long unseen
+
+
+def _metered_loop(items: Iterable[Any], text: int) -> Iterable[Any]:
     budget = _budget()
+    if type(items) in _SIZED and len(items) <= _SMALL_LOOP:  # type: ignore[arg-type]
+        count = len(items)  # type: ignore[arg-type]
+        budget.charge(count, count * text)
+        return items
+    return _metered_items(items, text, budget)
+
+
+def _metered_items(items: Iterable[Any], text: int, budget: Budget) -> Iterator[Any]:
     for item in items:
-        budget.steps -= 1  # Budget.charge, inlined: this runs for every item of every loop
+        budget.steps -= 1  # Budget.charge, inlined: this runs for every item of a long loop
         if text:
             budget.output -= text
             if budget.output < 0:
