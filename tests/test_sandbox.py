@@ -66,6 +66,9 @@ CASES: list[tuple[str, str, str, str]] = [
     ("groupby", "{{ [1]|groupby('__class__') }}", SANDBOX, UNSAFE),
     ("dict-update", "{{ workflow.update({'name': 1}) }}", SANDBOX, "unsafe"),
     ("list-append", "{{ [].append(1) }}", SANDBOX, "unsafe"),
+    ("generator-frame", "{{ (vars.canary|map('upper')).gi_frame.f_globals }}", SANDBOX, UNSAFE),
+    ("generator-code", "{{ ([1, 2]|reverse).gi_code }}", SANDBOX, UNSAFE),
+    ("range-iter", "{{ range(3).__iter__ }}", SANDBOX, UNSAFE),
     # format-string tricks
     ("format-attr", "{{ '{0.__class__}'.format(1) }}", SANDBOX, UNSAFE),
     ("format-globals", "{{ '{0.__init__.__globals__}'.format(cycler) }}", SANDBOX, UNSAFE),
