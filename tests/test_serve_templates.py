@@ -104,3 +104,27 @@ def test_a_slow_upload_holds_up_no_other_write_and_sigterm_stops_the_server(serv
     assert stopped < 5, f"SIGTERM took {stopped:.1f} s"
     thread.join(timeout=10)
     assert not (server.repo / "specs" / "slow.yaml").exists()
+
+
+def test_edits_racing_on_one_spec_are_all_kept(server: Server) -> None:
+    """Edits are validated side by side, outside the write lock; one that finds the file
+    changed when it comes to write is made again on the new text, so none is lost."""
+    busy = "{% for a in range(700) %}{% for b in range(700) %}{% endfor %}{% endfor %}echo"
+    with server.client() as http:
+        spec = f'version: 1\nname: race\njobs:\n  base: {{run: "{busy}"}}\n'
+        assert http.post("/api/workflows", content=spec).status_code == 201
+    results: dict[str, int] = {}
+
+    def add(name: str) -> None:
+        with server.client() as http:
+            body = {"name": name, "job": {"run": f"echo {name}", "needs": ["base"]}}
+            results[name] = http.post("/api/workflows/race/jobs", json=body).status_code
+
+    threads = [threading.Thread(target=add, args=(f"j{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert results == {f"j{i}": 200 for i in range(4)}, results
+    text = (server.repo / "specs" / "race.yaml").read_text()
+    assert all(f"echo j{i}" in text for i in range(4)), text

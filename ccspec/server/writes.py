@@ -18,7 +18,7 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ccspec.errors import Diagnostic
 from ccspec.report.status import write_if_changed
@@ -28,10 +28,13 @@ from ccspec.server.specs import SpecFile, SpecFiles
 from ccspec.spec.models import NAME_PATTERN, NAME_RULE
 from ccspec.spec.validate import display_path, validate_text
 
+if TYPE_CHECKING:
+    from ccspec.spec.edit import SpecEditor
+
 __all__ = ["UPLOAD_SECONDS", "SpecWriter"]
 
 UPLOAD_SECONDS = 10.0  # all the templates of one uploaded or edited spec, together
-_ATTEMPTS = 3
+_ATTEMPTS = 10  # edits racing on one spec: each lost race costs one more validation
 
 
 class SpecWriter:
@@ -93,7 +96,7 @@ class SpecWriter:
         return created
 
     def add_job(self, workflow: str, name: str, fields: Mapping[str, Any]) -> Written:
-        def change(editor: Any, spec: SpecFile) -> None:
+        def change(editor: SpecEditor, spec: SpecFile) -> None:
             if not hasattr(editor.jobs, "keys"):
                 raise _invalid(display_path(spec.path), "`jobs:` is not a mapping; fix the spec first", "invalid")
             if name in editor.jobs:
@@ -106,7 +109,7 @@ class SpecWriter:
         return self._edit(workflow, change)
 
     def add_need(self, workflow: str, job: str, need: str) -> Written:
-        def change(editor: Any, spec: SpecFile) -> None:
+        def change(editor: SpecEditor, spec: SpecFile) -> None:
             if not hasattr(editor.jobs, "keys") or job not in editor.jobs:
                 raise NotFound(f"workflow {workflow!r} has no job {job!r}")
             if not hasattr(editor.jobs[job], "get"):
@@ -116,14 +119,14 @@ class SpecWriter:
         return self._edit(workflow, change)
 
     def remove_job(self, workflow: str, job: str) -> Written:
-        def change(editor: Any, spec: SpecFile) -> None:
+        def change(editor: SpecEditor, spec: SpecFile) -> None:
             if not hasattr(editor.jobs, "keys") or job not in editor.jobs:
                 raise NotFound(f"workflow {workflow!r} has no job {job!r}")
             editor.remove_job(job)
 
         return self._edit(workflow, change)
 
-    def _edit(self, workflow: str, change: Callable[[Any, SpecFile], None]) -> Written:
+    def _edit(self, workflow: str, change: Callable[[SpecEditor, SpecFile], None]) -> Written:
         """Edit the spec's text, validate the result, and write it if the file is still the
         text the edit was made from; otherwise make the edit again on the new text."""
         from ccspec.spec.edit import SpecEditor
