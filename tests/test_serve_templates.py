@@ -27,10 +27,10 @@ jobs:
 """
 
 # Legal but slow: each template stays just under the step limit (998,001 loop items), and
-# 60 of them take far longer than the deadline for all of one upload's templates.
+# 200 of them take far longer than the deadline for all of one upload's templates.
 SLOW = "version: 1\nname: slow\njobs:\n" + "".join(
     f'  j{i}:\n    run: "{{% for a in range(999) %}}{{% for b in range(999) %}}{{% endfor %}}{{% endfor %}}echo {i}"\n'
-    for i in range(60)
+    for i in range(200)
 )
 
 
