@@ -2,7 +2,8 @@
 
 Called by `ccspec.spec.resolve` while it expands jobs, and again by the engine when upstream
 outputs become known. Jinja is imported only when a spec contains template syntax, so a
-large spec without templates never pays for it.
+large spec without templates never pays for it. The sandbox itself, with its limits on
+steps, sizes, output and time, is `ccspec.spec.sandbox`.
 
 Rules the docs teach:
 - `{{ x | q }}` shell-quotes a value; use it for anything interpolated into `run:`, which is a
