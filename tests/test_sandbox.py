@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ccspec.spec.sandbox import overall
+from ccspec.spec.budget import overall
 from ccspec.spec.validate import SpecReport, validate_file, validate_text
 
 SPEC = """\

@@ -25,6 +25,7 @@ from ccspec.report.status import write_if_changed
 from ccspec.server.errors import Conflict, Invalid, NotFound
 from ccspec.server.models import Written
 from ccspec.server.specs import SpecFile, SpecFiles
+from ccspec.spec.budget import overall
 from ccspec.spec.models import NAME_PATTERN, NAME_RULE
 from ccspec.spec.validate import display_path, validate_text
 
@@ -48,8 +49,6 @@ class SpecWriter:
         self._stopping.set()
 
     def _validate(self, text: str, target: Path) -> None:
-        from ccspec.spec.sandbox import overall
-
         with overall(UPLOAD_SECONDS, self._stopping):
             report = validate_text(text, target)
         if not report.valid:

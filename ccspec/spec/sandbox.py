@@ -21,12 +21,9 @@ Used by `ccspec.spec.templating` (its only caller), which reports `Exhausted` an
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import re
 import string
-import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -37,111 +34,14 @@ from jinja2.runtime import LoopContext, Macro
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace, generate_lorem_ipsum, pass_eval_context
 
-__all__ = [
-    "MAX_OUTPUT",
-    "MAX_SIZE",
-    "MAX_STEPS",
-    "Exhausted",
-    "Sandbox",
-    "check",
-    "make_environment",
-    "overall",
-    "start",
-    "weight",
-]
+from ccspec.spec.budget import TOO_MUCH_OUTPUT, Budget, Exhausted, current
+
+__all__ = ["MAX_SIZE", "Sandbox", "check", "make_environment", "weight"]
 
 MAX_SIZE = 100_000  # heaviest string or container a template may build
-MAX_STEPS = 1_000_000  # loop items and calls one rendering may take
-MAX_OUTPUT = 1_000_000  # characters one rendering may write (loops and macros included)
-MAX_SECONDS = 5.0  # wall-clock limit of one rendering
 MAX_INT_BITS = 100_000  # largest integer a template may compute (about 30,000 digits)
 MAX_EXPONENT = 1000
 _MACRO_STEPS = 5  # a macro call costs about five loop items
-_CHECK_EVERY = 256  # steps between two looks at the clock
-
-
-_TOO_MUCH_OUTPUT = f"the template writes more than {MAX_OUTPUT:,} characters"
-
-
-class Exhausted(Exception):
-    """A rendering went over one of its limits; the message says which."""
-
-
-class Budget:
-    """What one rendering may still spend; `within` is the enclosing `overall()` limit."""
-
-    __slots__ = ("check_at", "deadline", "output", "steps", "within")
-
-    def __init__(self, within: Overall | None = None) -> None:
-        self.steps = MAX_STEPS
-        self.output = MAX_OUTPUT
-        self.deadline = time.monotonic() + MAX_SECONDS
-        self.check_at = MAX_STEPS - _CHECK_EVERY
-        self.within = within
-        if within is not None and (within.cancel.is_set() or within.deadline <= time.monotonic()):
-            self.check_at = MAX_STEPS  # the first step reports it
-
-    def charge(self, steps: int = 1, output: int = 0) -> None:
-        self.steps -= steps
-        if output:
-            self.output -= output
-            if self.output < 0:
-                raise Exhausted(_TOO_MUCH_OUTPUT)
-        if self.steps < self.check_at:
-            self._check()
-
-    def _check(self) -> None:
-        if self.steps < 0:
-            raise Exhausted(f"the template exceeded {MAX_STEPS:,} steps (loop items and calls)")
-        now = time.monotonic()
-        if now > self.deadline:
-            raise Exhausted(f"the template ran longer than {MAX_SECONDS:g} s")
-        if self.within is not None:
-            self.within.check(now)
-        self.check_at = self.steps - _CHECK_EVERY
-
-
-class Overall:
-    """A limit over every rendering in a block of code (all the templates of one spec)."""
-
-    def __init__(self, seconds: float, cancel: threading.Event | None) -> None:
-        self.seconds = seconds
-        self.deadline = time.monotonic() + seconds
-        self.cancel = cancel or threading.Event()
-
-    def check(self, now: float) -> None:
-        if self.cancel.is_set():
-            raise Exhausted("rendering was cancelled (the server is stopping)")
-        if now > self.deadline:
-            raise Exhausted(f"the spec's templates ran longer than {self.seconds:g} s in all")
-
-
-_local = threading.local()
-
-
-@contextlib.contextmanager
-def overall(seconds: float, cancel: threading.Event | None = None) -> Iterator[None]:
-    """Every rendering in this thread inside the block also stops when `seconds` have passed
-    since it began, or once `cancel` is set (used to validate an upload to `ccspec serve`)."""
-    previous = getattr(_local, "overall", None)
-    _local.overall = Overall(seconds, cancel)
-    try:
-        yield
-    finally:
-        _local.overall = previous
-
-
-def start() -> None:
-    """Open a fresh budget for the next rendering in this thread."""
-    _local.budget = Budget(getattr(_local, "overall", None))
-
-
-def _budget() -> Budget:
-    try:
-        budget: Budget = _local.budget
-    except AttributeError:  # a constant folded while parsing, before any rendering
-        budget = _local.budget = Budget()
-    return budget
 
 
 # -- weights ---------------------------------------------------------------------------
@@ -211,7 +111,7 @@ def _check_inputs(args: Iterable[Any], kwargs: Mapping[str, Any]) -> None:
 def _metered(items: Iterator[Any]) -> Iterator[Any]:
     """A lazy result (map, select, batch, ...): each item is a step, and together they may
     not weigh more than MAX_SIZE."""
-    budget = _budget()
+    budget = current()
     total = 0
     for item in items:
         budget.charge()
@@ -388,7 +288,7 @@ _SMALL_LOOP = 64  # a loop this short is charged when it starts; its body cannot
 
 
 def _metered_loop(items: Iterable[Any], text: int) -> Iterable[Any]:
-    budget = _budget()
+    budget = current()
     if type(items) in _SIZED and len(items) <= _SMALL_LOOP:  # type: ignore[arg-type]
         count = len(items)  # type: ignore[arg-type]
         budget.charge(count, count * text)
@@ -402,7 +302,7 @@ def _metered_items(items: Iterable[Any], text: int, budget: Budget) -> Iterator[
         if text:
             budget.output -= text
             if budget.output < 0:
-                raise Exhausted(_TOO_MUCH_OUTPUT)
+                raise Exhausted(TOO_MUCH_OUTPUT)
         if budget.steps < budget.check_at:
             budget.charge(0)
         yield item
@@ -420,10 +320,10 @@ def _finalize(value: Any) -> Any:
         raise Exhausted(
             f"the template writes a value of more than {MAX_SIZE:,} characters or items"
         )
-    budget = _budget()
+    budget = current()
     budget.output -= size
     if budget.output < 0:
-        raise Exhausted(_TOO_MUCH_OUTPUT)
+        raise Exhausted(TOO_MUCH_OUTPUT)
     return value
 
 
@@ -443,7 +343,7 @@ class Sandbox(ImmutableSandboxedEnvironment):
         return check(super().call_binop(context, operator, left, right))
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        _budget().charge(_MACRO_STEPS if isinstance(__obj, Macro) else 1)
+        current().charge(_MACRO_STEPS if isinstance(__obj, Macro) else 1)
         _check_inputs(args, kwargs)
         if isinstance(__obj, LoopContext) and args:  # a recursive loop's next level
             args = (_metered_loop(args[0], 0), *args[1:])
@@ -462,7 +362,7 @@ class Sandbox(ImmutableSandboxedEnvironment):
             _check_method(owner, name, args)
         result = super().call(__context, __obj, *args, **kwargs)
         if isinstance(__obj, Macro) and isinstance(result, str):
-            _budget().charge(0, len(result))
+            current().charge(0, len(result))
         return _checked_result(result)
 
 
@@ -501,7 +401,7 @@ def _guarded(function: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(function)  # keeps jinja_pass_arg (pass_eval_context and friends)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        _budget().charge()
+        current().charge()
         _check_inputs(args, kwargs)
         return _checked_result(function(*args, **kwargs))
 

@@ -114,9 +114,9 @@ def _analyze(source: str) -> TemplateInfo:
             found[target.name].add(node.attr)
         elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
             found[target.name].add(node.arg.value)
-    from ccspec.spec import sandbox
+    from ccspec.spec import budget
 
-    sandbox.start()  # compiling folds constants, which may call filters
+    budget.start()  # compiling folds constants, which may call filters
     try:  # the names are found by compiling, which is where an unknown filter or test shows
         names = frozenset(meta.find_undeclared_variables(tree))
     except TemplateSyntaxError as exc:
@@ -140,13 +140,14 @@ def _compiled(source: str) -> Any:
 
 def render(source: str, context: dict[str, Any]) -> Any:
     """Render one template string. A lone `{{ expression }}` keeps its native type. Limits
-    (steps, sizes, output, time) come from `ccspec.spec.sandbox` and hold in any thread."""
+    (steps, sizes, output, time) come from `ccspec.spec.sandbox` and `ccspec.spec.budget`
+    and hold in any thread."""
     from jinja2 import TemplateError, TemplateSyntaxError, Undefined
     from jinja2.exceptions import SecurityError, UndefinedError
 
-    from ccspec.spec import sandbox
+    from ccspec.spec import budget, sandbox
 
-    sandbox.start()
+    budget.start()
     try:
         kind, compiled = _compiled(source)
         if kind == "expression":
@@ -155,7 +156,7 @@ def render(source: str, context: dict[str, Any]) -> Any:
                 str(value)  # StrictUndefined raises here with its message
             return sandbox.check(value)
         return sandbox.check(compiled.render(context))
-    except (SecurityError, sandbox.Exhausted) as exc:
+    except (SecurityError, budget.Exhausted) as exc:
         raise TemplateProblem(f"unsafe template rejected by the sandbox: {exc}", "template-sandbox") from None
     except UndefinedError as exc:
         raise TemplateProblem(f"undefined template value: {exc.message}", "template-undefined") from None
