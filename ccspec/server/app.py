@@ -127,7 +127,9 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     def begin_shutdown() -> None:
         """End the event streams and followed logs (from any thread, a signal handler too):
-        the server waits for open responses before it stops, and these never end alone."""
+        the server waits for open responses before it stops, and these never end alone.
+        Validations of uploads under way are cancelled too."""
+        writer.stop()
         for loop in running_loop:
             loop.call_soon_threadsafe(end_streams)
 

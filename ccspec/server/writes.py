@@ -4,31 +4,55 @@ Each one changes a spec file under the specs folder and nothing else: git stays 
 of truth and the reconciler (or the next `ccspec apply`) picks the change up. Edits go
 through `SpecEditor` (ruamel round-trip: comments and order kept); every result is
 validated first and an invalid one is refused (422, each problem as `ccspec validate` prints
-it) with the file untouched. One write at a time. Called by `ccspec.server.app`.
+it) with the file untouched. Called by `ccspec.server.app`.
+
+Validation runs outside the write lock, under one deadline for all of the spec's templates
+(`UPLOAD_SECONDS`), and stops at once when the server stops: a slow or hostile spec holds up
+nobody else's write. The lock only covers "the file is still what the edit was made from,
+write it"; an edit whose file changed meanwhile is made again (at most `_ATTEMPTS` times).
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from ccspec.errors import Diagnostic, SpecInvalid
+from ccspec.errors import Diagnostic
 from ccspec.report.status import write_if_changed
 from ccspec.server.errors import Conflict, Invalid, NotFound
 from ccspec.server.models import Written
 from ccspec.server.specs import SpecFile, SpecFiles
+from ccspec.spec.budget import overall
 from ccspec.spec.models import NAME_PATTERN, NAME_RULE
 from ccspec.spec.validate import display_path, validate_text
 
-__all__ = ["SpecWriter"]
+if TYPE_CHECKING:
+    from ccspec.spec.edit import SpecEditor
+
+__all__ = ["UPLOAD_SECONDS", "SpecWriter"]
+
+UPLOAD_SECONDS = 10.0  # all the templates of one uploaded or edited spec, together
+_ATTEMPTS = 10  # edits racing on one spec: each lost race costs one more validation
 
 
 class SpecWriter:
     def __init__(self, specs: SpecFiles) -> None:
         self.specs = specs
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        """Cancel the validations under way (from any thread): the server is stopping."""
+        self._stopping.set()
+
+    def _validate(self, text: str, target: Path) -> None:
+        with overall(UPLOAD_SECONDS, self._stopping):
+            report = validate_text(text, target)
+        if not report.valid:
+            raise Invalid.from_diagnostics(report.diagnostics)
 
     def _spec(self, workflow: str) -> SpecFile:
         spec = self.specs.index().get(workflow)
@@ -51,27 +75,27 @@ class SpecWriter:
             raise _invalid("<upload>", f"workflow name {name!r} is not valid ({NAME_RULE})", "invalid-name")
         if declared is not None and declared != name:
             raise _invalid("<upload>", f"the spec names itself {declared!r}, not {name!r}", "name-mismatch")
+        self.specs.folder.mkdir(parents=True, exist_ok=True)
+        target = (self.specs.folder / f"{name}.yaml").resolve()
+        self._may_upload(name, target, replace)
+        self._validate(text, target)
         with self._lock:
-            self.specs.folder.mkdir(parents=True, exist_ok=True)
-            target = (self.specs.folder / f"{name}.yaml").resolve()
-            existing = self.specs.index().get(name)
-            if existing is not None and existing.path != target:
-                raise Conflict(f"workflow {name!r} is defined by {display_path(existing.path)} already")
-            created = not target.exists()
-            if not created and not replace:
-                raise Conflict(f"{display_path(target)} exists; pass ?replace=true to overwrite it")
-            report = validate_text(text, target)
-            if not report.valid:
-                raise Invalid.from_diagnostics(report.diagnostics)
+            created = self._may_upload(name, target, replace)
             write_if_changed(target, text)
         return Written(workflow=name, spec=target.name, created=created)
 
-    def add_job(self, workflow: str, name: str, fields: Mapping[str, Any]) -> Written:
-        from ccspec.spec.edit import SpecEditor
+    def _may_upload(self, name: str, target: Path, replace: bool) -> bool:
+        """Whether the upload creates its file; Conflict when it may not be written."""
+        existing = self.specs.index().get(name)
+        if existing is not None and existing.path != target:
+            raise Conflict(f"workflow {name!r} is defined by {display_path(existing.path)} already")
+        created = not target.exists()
+        if not created and not replace:
+            raise Conflict(f"{display_path(target)} exists; pass ?replace=true to overwrite it")
+        return created
 
-        with self._lock:
-            spec = self._spec(workflow)
-            editor = SpecEditor(spec.path)
+    def add_job(self, workflow: str, name: str, fields: Mapping[str, Any]) -> Written:
+        def change(editor: SpecEditor, spec: SpecFile) -> None:
             if not hasattr(editor.jobs, "keys"):
                 raise _invalid(display_path(spec.path), "`jobs:` is not a mapping; fix the spec first", "invalid")
             if name in editor.jobs:
@@ -80,38 +104,44 @@ class SpecWriter:
                 raise _invalid(display_path(spec.path), f"unknown key 'name' in job {name!r} (the name is given apart)",
                                "unknown-key")
             editor.add_job(name, **dict(fields))
-            return self._save(workflow, spec, editor)
+
+        return self._edit(workflow, change)
 
     def add_need(self, workflow: str, job: str, need: str) -> Written:
-        from ccspec.spec.edit import SpecEditor
-
-        with self._lock:
-            spec = self._spec(workflow)
-            editor = SpecEditor(spec.path)
+        def change(editor: SpecEditor, spec: SpecFile) -> None:
             if not hasattr(editor.jobs, "keys") or job not in editor.jobs:
                 raise NotFound(f"workflow {workflow!r} has no job {job!r}")
             if not hasattr(editor.jobs[job], "get"):
                 raise _invalid(display_path(spec.path), f"job {job!r} is not a mapping; fix the spec first", "invalid")
             editor.add_need(job, need)
-            return self._save(workflow, spec, editor)
+
+        return self._edit(workflow, change)
 
     def remove_job(self, workflow: str, job: str) -> Written:
-        from ccspec.spec.edit import SpecEditor
-
-        with self._lock:
-            spec = self._spec(workflow)
-            editor = SpecEditor(spec.path)
+        def change(editor: SpecEditor, spec: SpecFile) -> None:
             if not hasattr(editor.jobs, "keys") or job not in editor.jobs:
                 raise NotFound(f"workflow {workflow!r} has no job {job!r}")
             editor.remove_job(job)
-            return self._save(workflow, spec, editor)
 
-    def _save(self, workflow: str, spec: SpecFile, editor: Any) -> Written:
-        try:
-            editor.save()
-        except SpecInvalid as exc:
-            raise Invalid.from_diagnostics(exc.diagnostics) from exc
-        return Written(workflow=workflow, spec=spec.path.name, created=False)
+        return self._edit(workflow, change)
+
+    def _edit(self, workflow: str, change: Callable[[SpecEditor, SpecFile], None]) -> Written:
+        """Edit the spec's text, validate the result, and write it if the file is still the
+        text the edit was made from; otherwise make the edit again on the new text."""
+        from ccspec.spec.edit import SpecEditor
+
+        for _ in range(_ATTEMPTS):
+            spec = self._spec(workflow)
+            before = spec.path.read_text()
+            editor = SpecEditor(spec.path, before)
+            change(editor, spec)
+            text = editor.text()
+            self._validate(text, spec.path)
+            with self._lock:
+                if spec.path.read_text() == before:
+                    write_if_changed(spec.path, text)
+                    return Written(workflow=workflow, spec=spec.path.name, created=False)
+        raise Conflict(f"the spec of workflow {workflow!r} kept changing while this edit was checked; send it again")
 
 
 def _declared_name(text: str) -> str | None:

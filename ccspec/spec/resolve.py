@@ -349,7 +349,7 @@ class _Resolver:
             try:
                 return render(value, ctx), set()
             except TemplateProblem as p:
-                self.error(path, p.message, p.code)
+                self.error(path, p.message + _where(path) if p.code == "template-sandbox" else p.message, p.code)
                 return value, set()
         if isinstance(value, dict):
             out: dict[Any, Any] = {}
@@ -442,3 +442,11 @@ def _merge_resources(default: Resources | None, own: Resources | None) -> Resour
     if own is None:
         return default
     return default.model_copy(update={k: getattr(own, k) for k in own.model_fields_set})
+
+
+def _where(path: ValuePath) -> str:
+    """` in field F of job J` for a problem found while rendering the template at `path`."""
+    if len(path) >= 3 and path[0] == "jobs":
+        field = ".".join(str(p) for p in path[2:])
+        return f" (in field {field!r} of job {path[1]!r})"
+    return f" (in {'.'.join(str(p) for p in path)!r})"

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ccspec.errors import Diagnostic, UsageError
+from ccspec.spec.budget import overall
 from ccspec.spec.checks import check_cycles, check_files, find_repo_root
 from ccspec.spec.models import NAME_PATTERN, NAME_RULE, Workflow
 from ccspec.spec.quoting import check_quoted_q
@@ -31,6 +32,7 @@ from ccspec.spec.source import Source, parse_text, read_source
 __all__ = ["SpecReport", "collector_paused", "discover", "display_path", "validate_paths", "validate_source", "validate_text"]
 
 SPEC_SUFFIXES = (".yaml", ".yml")
+SPEC_TEMPLATE_SECONDS = 60.0  # all the templates of one spec, rendered while it is validated
 
 
 @dataclass
@@ -171,8 +173,9 @@ def validate_source(source: Source, path: Path, *, overrides: Mapping[str, Any] 
     if spec.name is None and not re.match(NAME_PATTERN, name):
         report.diagnostics.append(Diagnostic(source.file, 1, 1, f"the file name gives the workflow name {name!r}, which is not valid ({NAME_RULE}); rename the file or set `name:`", "invalid-name"))
     vars = {**spec.vars, **{k: v for k, v in (overrides or {}).items() if k in spec.vars}}
-    resolved, found = resolve(source, spec, name=name, vars=vars, file=path.resolve(),
-                              invalid=frozenset(bad.get("jobs", set()) | bad.get("hosts", set())))
+    with overall(SPEC_TEMPLATE_SECONDS):  # each template has its own limits; this bounds them all
+        resolved, found = resolve(source, spec, name=name, vars=vars, file=path.resolve(),
+                                  invalid=frozenset(bad.get("jobs", set()) | bad.get("hosts", set())))
     report.diagnostics.extend(found)
     order, cycles = check_cycles(resolved, source)
     report.diagnostics.extend(cycles)
