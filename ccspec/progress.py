@@ -12,6 +12,7 @@ is pure; the engine feeds it bytes.
 from __future__ import annotations
 
 import json
+import math
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ def parse_value(text: str) -> Any:
     if text in ("true", "false", "null") or _NUMBER.match(text) or text[:1] in "[{\"":
         try:
             return json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # a job's output, not ours: nested too deep is text
             pass
     return text
 
@@ -142,10 +143,12 @@ class LogMiner:
         changed = False
         if "progress" in values:
             try:
-                self.progress = max(0.0, min(100.0, float(values["progress"])))
-                changed = True
+                value = float(values["progress"])
             except ValueError:
-                pass
+                value = math.nan
+            if math.isfinite(value):  # "nan" and "inf" parse as floats: no percentage
+                self.progress = max(0.0, min(100.0, value))
+                changed = True
         if "message" in values:
             self.message = values["message"]
             changed = True

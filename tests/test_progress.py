@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
+import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ccspec import job
 from ccspec.progress import LogMiner, parse_line, parse_value
@@ -55,3 +59,37 @@ def test_python_helpers_print_the_protocol() -> None:
     assert miner.progress == 40 and miner.message == 'epoch "2"' and miner.outputs == {"scores": [0.5, 0.75]}
     with pytest.raises(ValueError):
         job.output("two words", 1)
+
+
+_PREFIXES = [b"# ccspec output ", b"# ccspec progress=", b"# ccspec progress ", b"# cloudmesh ", b"#ccspec ", b"  # ccspec ", b""]
+_PIECES = [b"=", b" ", b'"', b"'", b"[", b"]", b"{", b"}", b"\\", b"message=", b"progress=", b"status=",
+           b"nan", b"inf", b"-1e999", b"1e999", b"NaN", b"\r", b"\xff\xfe", b"\x00", b"k", b"1", b"-", b"."]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_PREFIXES), st.lists(st.one_of(st.sampled_from(_PIECES), st.binary(max_size=8)),
+                                                              max_size=12)), max_size=20))
+def test_any_job_output_leaves_the_miner_consistent(lines: list[tuple[bytes, list[bytes]]]) -> None:
+    """Whatever a job prints, mining never raises, progress is a finite percentage, and
+    outputs are named by text and can be recorded as JSON."""
+    miner = LogMiner()
+    for prefix, pieces in lines:
+        miner.feed(prefix + b"".join(pieces) + b"\n")
+    assert miner.progress is None or (math.isfinite(miner.progress) and 0 <= miner.progress <= 100)
+    assert all(isinstance(k, str) for k in miner.outputs)
+    json.dumps(miner.outputs)
+
+
+@pytest.mark.parametrize("line", [b"# ccspec output deep=" + b"[" * 100_000, b"# ccspec output deep=" + b'{"a": ' * 5_000])
+def test_an_output_nested_too_deep_for_json_is_kept_as_text(line: bytes) -> None:
+    miner = LogMiner()
+    miner.feed(line + b"\n")
+    assert miner.outputs["deep"] == line.decode().partition("=")[2].strip()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN", "1e999"])
+def test_a_progress_that_is_no_number_is_ignored(value: str) -> None:
+    miner = LogMiner()
+    miner.feed(b"# ccspec progress=40\n")
+    miner.feed(f"# ccspec progress={value}\n".encode())
+    assert miner.progress == 40
