@@ -290,6 +290,9 @@ class _Controller:
         finally:
             with self.cond:
                 self.engine = None
+        if outcome.lost is not None:  # another apply took the workflow over: it runs it now
+            self.r.say(f"{self.name}: {outcome.lost}; trying again at the next resync")
+            return
         if outcome.views:
             failed = len(outcome.failed)
             self.r.say(f"{self.name}: {'handed over' if not outcome.interrupted and self._newer() else 'done'} "
