@@ -5,7 +5,8 @@ jobs at once.
 Layout under the host's workdir W (default ~/ccspec):
 
     W/.ccspec/blobs/SHA256        every shipped file, once per content
-    W/.ccspec/runs/WF/JOB/N/      an attempt's run folder: pid, exit_code, log (and slurm_id)
+    W/.ccspec/runs/WF/JOB/N/      an attempt's run folder: pid, exit_code, log (and slurm_id),
+                                  and the launch's claim launch.ID.TIME (ccspec.targets.claims)
     W/WF/                         the jobs' working folder: scripts, notebooks and inputs at
                                   their paths relative to the spec, copied from the blobs
 
