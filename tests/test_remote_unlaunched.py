@@ -41,17 +41,30 @@ def remote_dir() -> str:
 
 def ssh_model(svc: TestServices, remote_dir: str) -> SshHost:
     """The test ssh host, as the spec's `ssh_host()` names it."""
-    return SshHost(type="ssh", host="127.0.0.1", port=svc.ssh_port, user=svc.ssh_user, key=str(svc.ssh_key),
-                   workdir=remote_dir)
+    return SshHost(
+        type="ssh",
+        host="127.0.0.1",
+        port=svc.ssh_port,
+        user=svc.ssh_user,
+        key=str(svc.ssh_key),
+        workdir=remote_dir,
+    )
 
 
 def record_launch(repo: Path, job: str, host: str) -> Attempt:
     """What a runner killed between recording a launch and the host's answer leaves."""
     store = StateStore(repo / ".ccspec")
     try:
-        return store.begin_attempt("flow", job, job, host=host, fingerprint="sha256:" + "0" * 64, parts={},
-                                   run_dir=Path(".ccspec", "runs", "flow", job, "1"),
-                                   log_path=repo / ".ccspec" / "logs" / "flow" / job / "1.log")
+        return store.begin_attempt(
+            "flow",
+            job,
+            job,
+            host=host,
+            fingerprint="sha256:" + "0" * 64,
+            parts={},
+            run_dir=Path(".ccspec", "runs", "flow", job, "1"),
+            log_path=repo / ".ccspec" / "logs" / "flow" / job / "1.log",
+        )
     finally:
         store.close()
 
@@ -82,8 +95,9 @@ SSH_FLOW = """
 """
 
 
-def test_an_ssh_launch_that_never_reached_the_host_runs_once_at_once(repo: Path, svc: TestServices,
-                                                                      remote_dir: str) -> None:
+def test_an_ssh_launch_that_never_reached_the_host_runs_once_at_once(
+    repo: Path, svc: TestServices, remote_dir: str
+) -> None:
     write(repo, SSH_FLOW.format(host=ssh_host(svc, remote_dir)))
     recorded = record_launch(repo, "a", "box")
     out, took = timed_apply(repo)
@@ -104,8 +118,17 @@ def _launch(repo: Path, host: Host, run: str, attempt: Attempt) -> Submitted:
     ccspec's own launches (a launch whose answer the killed runner never got)."""
     job = ResolvedJob("a", "a", "run", "x", run=run)
     assert attempt.run_dir and attempt.log_path and attempt.created
-    launch = RemoteLaunch(attempt.id, "flow", job, attempt.number, repo, attempt.run_dir, Path(attempt.log_path), {},
-                          claim=launch_claim(attempt.id, attempt.created))
+    launch = RemoteLaunch(
+        attempt.id,
+        "flow",
+        job,
+        attempt.number,
+        repo,
+        attempt.run_dir,
+        Path(attempt.log_path),
+        {},
+        claim=launch_claim(attempt.id, attempt.created),
+    )
     backend = backend_for(host)
     try:
         return backend.submit([launch])[0]
@@ -113,8 +136,9 @@ def _launch(repo: Path, host: Host, run: str, attempt: Attempt) -> Submitted:
         backend.close()
 
 
-def test_an_ssh_launch_that_reached_the_host_is_followed_not_repeated(repo: Path, svc: TestServices,
-                                                                       remote_dir: str) -> None:
+def test_an_ssh_launch_that_reached_the_host_is_followed_not_repeated(
+    repo: Path, svc: TestServices, remote_dir: str
+) -> None:
     write(repo, SSH_FLOW.format(host=ssh_host(svc, remote_dir)))
     attempt = record_launch(repo, "a", "box")
     submitted = _launch(repo, ssh_model(svc, remote_dir), SSH_RUN, attempt)
@@ -136,7 +160,9 @@ SLURM_FLOW = """
 """
 
 
-def test_a_slurm_launch_that_was_never_submitted_runs_once_at_once(repo: Path, svc: TestServices) -> None:
+def test_a_slurm_launch_that_was_never_submitted_runs_once_at_once(
+    repo: Path, svc: TestServices
+) -> None:
     write(repo, SLURM_FLOW.format(host=slurm_host(svc, repo / "slurm-work"), repo=repo))
     record_launch(repo, "a", "hpc")
     _, took = timed_apply(repo)
@@ -146,13 +172,17 @@ def test_a_slurm_launch_that_was_never_submitted_runs_once_at_once(repo: Path, s
     assert attempts(repo, "a") == [(1, "lost"), (2, "succeeded")]
 
 
-def test_a_slurm_job_submitted_before_its_id_was_kept_is_followed_not_repeated(repo: Path, svc: TestServices) -> None:
+def test_a_slurm_job_submitted_before_its_id_was_kept_is_followed_not_repeated(
+    repo: Path, svc: TestServices
+) -> None:
     """sbatch ran but the job's id reached neither the runner nor the run folder: squeue
     finds it by its comment (ccspec:WF/JOB/N). It is held until the apply found it."""
     workdir = repo / "slurm-work"
     write(repo, SLURM_FLOW.format(host=slurm_host(svc, workdir), repo=repo))
     attempt = record_launch(repo, "a", "hpc")
-    held = SlurmHost(type="slurm", partition=svc.slurm_partition, workdir=str(workdir), sbatch={"hold": True})
+    held = SlurmHost(
+        type="slurm", partition=svc.slurm_partition, workdir=str(workdir), sbatch={"hold": True}
+    )
     submitted = _launch(repo, held, f"echo ran >> {repo}/LEDGER; sleep 1", attempt)
     assert submitted.error is None and submitted.handle
     id_file = workdir / ".ccspec" / "runs" / "flow" / "a" / "1" / "slurm_id"

@@ -32,12 +32,16 @@ from ccspec.targets.remote import RemoteLayout, Tracked
 
 __all__ = ["CLAIM_CHECK", "Fenced", "fence", "launch_claim"]
 
-Fenced = Literal["never", "claimed", "started"]  # claimed: the launch took its claim; nothing in the folder yet
+Fenced = Literal[
+    "never", "claimed", "started"
+]  # claimed: the launch took its claim; nothing in the folder yet
 
 # One line of a launch function, with the run folder in $r and the claim's name in $m: gives
 # up (and says so, as `@@ KEY err ...`) when a later runner settled the launch already.
-CLAIM_CHECK = ("mkdir \"$r/$m\" 2>/dev/null || { printf '@@ %s err %s\\n' \"$k\" "
-               "'the launch was settled as never started by a later ccspec run'; return 0; }")
+CLAIM_CHECK = (
+    'mkdir "$r/$m" 2>/dev/null || { printf \'@@ %s err %s\\n\' "$k" '
+    "'the launch was settled as never started by a later ccspec run'; return 0; }"
+)
 
 # `C KEY RUN_DIR CLAIM` prints `@@ KEY fenced|launched started|-`.
 FENCE_FUNCTION = r"""
@@ -62,14 +66,24 @@ def fence(layout: RemoteLayout, tracked: Sequence[Tracked]) -> dict[int, Fenced]
     chosen = [t for t in tracked if t.claim]
     if not chosen:
         return {}
-    lines = [FENCE_FUNCTION, *(f"C {t.attempt_id} {shlex.quote(layout.path(t.run_dir))} {shlex.quote(t.claim or '')}"
-                               for t in chosen)]
+    lines = [
+        FENCE_FUNCTION,
+        *(
+            f"C {t.attempt_id} {shlex.quote(layout.path(t.run_dir))} {shlex.quote(t.claim or '')}"
+            for t in chosen
+        ),
+    ]
     result = layout.shell.run("\n".join(lines))
     wanted = {t.attempt_id for t in chosen}
     found: dict[int, Fenced] = {}
     for line in result.text.splitlines():
         fields = line.split(" ")
-        if len(fields) != 4 or fields[0] != "@@" or not fields[1].isdigit() or int(fields[1]) not in wanted:
+        if (
+            len(fields) != 4
+            or fields[0] != "@@"
+            or not fields[1].isdigit()
+            or int(fields[1]) not in wanted
+        ):
             continue
         key, took, traces = int(fields[1]), fields[2], fields[3]
         if traces == "started":
