@@ -176,7 +176,7 @@ def test_a_slurm_job_submitted_before_its_id_was_kept_is_followed_not_repeated(
     repo: Path, svc: TestServices
 ) -> None:
     """sbatch ran but the job's id reached neither the runner nor the run folder: squeue
-    finds it by its comment (ccspec:WF/JOB/N). It is held until the apply found it."""
+    finds it by its comment (ccspec:WF/JOB/N/CLAIM). It is held until the apply found it."""
     workdir = repo / "slurm-work"
     write(repo, SLURM_FLOW.format(host=slurm_host(svc, workdir), repo=repo))
     attempt = record_launch(repo, "a", "hpc")
@@ -196,7 +196,7 @@ def test_a_slurm_job_submitted_before_its_id_was_kept_is_followed_not_repeated(
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-            subprocess.run(["scancel", submitted.handle], check=False)  # no held job left behind
+        subprocess.run(["scancel", submitted.handle], check=False)  # no held job left behind
     assert proc.returncode == 0, out + err
     assert id_file.read_text().strip() == submitted.handle
     assert "attached" in out

@@ -155,7 +155,7 @@ class SlurmBackend:
         return _template().render(  # type: ignore[attr-defined]
             workflow=launch.workflow, job_id=job.id, attempt=launch.attempt,
             job_name=f"ccspec.{launch.workflow}.{job.id}"[:200],
-            comment=f"ccspec:{launch.workflow}/{job.id}/{launch.attempt}",
+            comment=f"ccspec:{launch.workflow}/{job.id}/{launch.attempt}/{launch.claim}",  # unique: the claim
             run_dir=self.layout.path(launch.run_dir), cwd=self.layout.job_folder(launch),
             options=sbatch_options(launch, self.host),
             command=shlex.join([*self.layout.env_argv(launch), *self.layout.argv(launch)]),
@@ -253,8 +253,9 @@ class SlurmBackend:
 
     def fence(self, tracked: Sequence[Tracked]) -> dict[int, Fenced]:
         """A claimed launch ran sbatch right after it took its claim; when its id did not
-        reach the run folder, squeue finds the job by its comment (ccspec:WF/JOB/N) and the
-        id is written there for the polls. Claimed and not found: followed (never twice)."""
+        reach the run folder, squeue finds the job by its comment (ccspec:WF/JOB/N/CLAIM: the
+        claim tells it from the same attempt of another state folder) and the id is written
+        there for the polls. Claimed and not found: followed (never twice)."""
         found = fence(self.layout, tracked)
         claimed = [t for t in tracked if found.get(t.attempt_id) == "claimed"]
         if claimed:
@@ -269,7 +270,7 @@ class SlurmBackend:
             if len(parts) < 3:
                 continue
             workflow, job, number = parts[-3:]
-            keys[f"ccspec:{workflow}/{job}/{number}"] = t
+            keys[f"ccspec:{workflow}/{job}/{number}/{t.claim}"] = t
             names.add(f"ccspec.{workflow}.{job}"[:200])
         self.queries += 1
         result = self.shell.run(f"squeue -h -t all --name={q(','.join(sorted(names)))} -o '%i|%k'")
