@@ -63,6 +63,7 @@ REMOTE_CONFIRM = 30.0  # seconds a remote host has to confirm a forced kill befo
 UNKNOWN = "state unknown: "  # the message of a job whose host could not be asked
 LOCAL_SLOTS = "@local"  # the slot pool -j bounds: every local-type host shares this machine
 REMOVED_RUNNING = "removed from the spec; still running"  # a job followed until it ends, then forgotten
+NEVER_REACHED = "never started: the runner stopped before the launch reached the host"  # launched again
 
 
 @dataclass
@@ -498,7 +499,7 @@ class Engine:
         view.progress, view.message, view.outputs, view.miner = None, None, {}, LogMiner()
         view.mine_at = time.monotonic() + PROGRESS_EVERY / 5  # a quick first look, then twice a second
         if host.type != "local":
-            self._launch_remote(view, job, planned_job, host, attempt.id)
+            self._launch_remote(view, job, planned_job, host, attempt)
             return True
         try:
             launch = self._launch_spec(job, view)
@@ -522,15 +523,18 @@ class Engine:
         planned = self._planned.get(job_id)
         return planned.value if planned is not None else None
 
-    def _launch_remote(self, view: JobView, job: ResolvedJob, planned_job: ResolvedJob, host: Host, attempt_id: int) -> None:
+    def _launch_remote(self, view: JobView, job: ResolvedJob, planned_job: ResolvedJob, host: Host, attempt: Attempt) -> None:
         assert view.run_dir is not None and view.log_path is not None
+        attempt_id = attempt.id
         env = {k: str(v) for k, v in {**host.env, **job.env}.items()}
         env.update({"CCSPEC_WORKFLOW": self.workflow.name, "CCSPEC_JOB": job.id, "CCSPEC_ATTEMPT": str(view.attempt)})
+        from ccspec.targets.claims import launch_claim
         from ccspec.targets.remote import RemoteLaunch, job_files
 
         files = job_files(job, self.workflow.base_dir, self.facts.inputs.get(planned_job.id, ()))
         launch = RemoteLaunch(attempt_id, self.workflow.name, job, view.attempt, self.workflow.base_dir,
-                              view.run_dir.as_posix(), view.log_path.resolve(), env, files, _fetched(job, view.log_path))
+                              view.run_dir.as_posix(), view.log_path.resolve(), env, files, _fetched(job, view.log_path),
+                              claim=launch_claim(attempt_id, attempt.created or 0.0))
         self.remote[attempt_id] = view.id
         view.deadline = time.monotonic() + job.timeout if job.timeout else None
         make_dirs(view.log_path.parent)  # 0700, as every folder under the state folder
@@ -735,9 +739,14 @@ class Engine:
 
     def _attach(self) -> None:
         """Follow attempts that an earlier (killed) runner launched; never launch them twice."""
-        for attempt in self.store.active_attempts(self.workflow.name):
+        active = self.store.active_attempts(self.workflow.name)
+        fenced = self._fence_unanswered(active)
+        for attempt in active:
             view = self.views.get(attempt.job)
             host = self.workflow.hosts.get(attempt.host)
+            if attempt.id in fenced:  # it never reached its host, and now never will: launched again below
+                self._never_started(attempt, view, NEVER_REACHED)
+                continue
             if host is not None and host.type != "local":
                 if view is None and attempt.run_dir and attempt.log_path:  # else `ccspec status` settles it
                     view = self._removed_view(attempt)
@@ -750,10 +759,7 @@ class Engine:
             handle = attempt.handle or self._recover_handle(attempt)
             run_dir = Path(attempt.run_dir) if attempt.run_dir else None
             if handle is None or run_dir is None:
-                self.store.finish_attempt(attempt.id, JobState.LOST, exit_code=None, outputs={}, progress=None, message=None,
-                                          reason="the launch was recorded but the job never started")
-                if view is not None and view.action is Action.ATTACH:
-                    view.action = Action.RETRY
+                self._never_started(attempt, view, "the launch was recorded but the job never started")
                 continue
             status: Status | None = self.local.poll({handle: run_dir})[handle]
             view = view or self._removed_view(attempt)
@@ -777,6 +783,35 @@ class Engine:
             if status is not None and status.state in FINAL:
                 self._mine(view, final=True)
                 self._record_exit(view, status.state, status.exit_code, status.reason, status.finished)
+
+    def _never_started(self, attempt: Attempt, view: JobView | None, reason: str) -> None:
+        """Settle an attempt whose launch never happened; its job (still pending) runs again."""
+        self.store.finish_attempt(attempt.id, JobState.LOST, exit_code=None, outputs={}, progress=None, message=None,
+                                  reason=reason)
+        if view is not None and view.action is Action.ATTACH:
+            view.action = Action.RETRY
+
+    def _fence_unanswered(self, active: list[Attempt]) -> set[int]:
+        """Remote launches recorded with no answer (the runner died before the host's): one
+        command per host takes their claims (ccspec.targets.claims); the ids of those that
+        never reached their host. A host that cannot be asked now: its jobs are followed."""
+        from ccspec.targets.claims import launch_claim
+        from ccspec.targets.remote import Tracked
+
+        unanswered: dict[str, list[Tracked]] = {}
+        for a in active:
+            host = self.workflow.hosts.get(a.host)
+            if host is not None and host.type != "local" and a.handle is None and a.run_dir and a.created:
+                unanswered.setdefault(a.host, []).append(
+                    Tracked(a.id, None, a.run_dir, Path(a.log_path or "."), a.created, claim=launch_claim(a.id, a.created)))
+        never: set[int] = set()
+        for name, tracked in unanswered.items():
+            try:  # the host's worker thread has nothing to do yet: its backend is free
+                found = self._worker(name).backend.fence(tracked)
+            except (TargetError, OSError):
+                continue
+            never.update(i for i, answer in found.items() if answer == "never")
+        return never
 
     def _removed_view(self, attempt: Attempt) -> JobView | None:
         """A view of a job that left the spec while it ran, to follow it until it ends (its

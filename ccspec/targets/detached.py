@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from ccspec.errors import TargetError
 from ccspec.states import FINAL, JobState
 from ccspec.targets.base import Status
+from ccspec.targets.claims import CLAIM_CHECK, Fenced, fence
 from ccspec.targets.remote import (
     START_GRACE,
     RemoteLaunch,
@@ -30,20 +31,22 @@ __all__ = ["DetachedBackend"]
 
 q = shlex.quote
 
-# L KEY RUN_DIR CWD ARGV...: start ARGV detached in CWD with its output in RUN_DIR/log and
-# print "@@ KEY ok PID" (the pid is the wrapper's: it leads the job's own session). The log is
-# made 0600 first (it may show secrets); the job keeps the host's umask U.
+# L KEY RUN_DIR CWD CLAIM ARGV...: take the launch's claim (ccspec.targets.claims), start ARGV
+# detached in CWD with its output in RUN_DIR/log and print "@@ KEY ok PID" (the pid is the
+# wrapper's: it leads the job's own session). The log is made 0600 first (it may show
+# secrets); the job keeps the host's umask U.
 LAUNCH_FUNCTION = r"""
 command -v setsid >/dev/null 2>&1 && S=setsid || S=
 U=$(umask)
 L() {
-  k=$1 r=$2 c=$3; shift 3
+  k=$1 r=$2 c=$3 m=$4; shift 4
   if [ ! -d "$c" ] || [ ! -d "$r" ]; then printf '@@ %s err missing folder %s\n' "$k" "$c"; return 0; fi
+  CLAIM_CHECK
   umask 077; : >> "$r/log"; umask "$U"
   ( cd "$c" && exec $S nohup "$@" > "$r/log" 2>&1 < /dev/null ) &
   printf '@@ %s ok %s\n' "$k" "$!"
 }
-"""
+""".replace("CLAIM_CHECK", CLAIM_CHECK)
 
 
 class DetachedBackend:
@@ -68,7 +71,8 @@ class DetachedBackend:
                 failed.append(Submitted(launch.attempt_id, None, f"cannot ship files to {self.label}: {exc}"))
                 continue
             run, cwd = self.layout.path(launch.run_dir), self.layout.job_folder(launch)
-            lines.append(f"{{ {stage}; }} 2>/dev/null; L {launch.attempt_id} {q(run)} {q(cwd)} {shlex.join(argv)}")
+            lines.append(f"{{ {stage}; }} 2>/dev/null; L {launch.attempt_id} {q(run)} {q(cwd)} {q(launch.claim)} "
+                         f"{shlex.join(argv)}")
         if len(lines) == 1:
             return failed
         result = self.shell.run("\n".join(lines))
@@ -115,6 +119,10 @@ class DetachedBackend:
         fetch_results(self.layout, [t for t in tracked if t.fetch and (s := states.get(t.attempt_id)) is not None
                                     and s.state in FINAL])
         return states
+
+    def fence(self, tracked: Sequence[Tracked]) -> dict[int, Fenced]:
+        """A claimed launch was started right after it took its claim: follow it."""
+        return {i: "started" if f == "claimed" else f for i, f in fence(self.layout, tracked).items()}
 
     def cancel(self, tracked: Sequence[Tracked], force: bool) -> None:
         sig = "KILL" if force else "TERM"

@@ -5,7 +5,8 @@ jobs at once.
 Layout under the host's workdir W (default ~/ccspec):
 
     W/.ccspec/blobs/SHA256        every shipped file, once per content
-    W/.ccspec/runs/WF/JOB/N/      an attempt's run folder: pid, exit_code, log (and slurm_id)
+    W/.ccspec/runs/WF/JOB/N/      an attempt's run folder: pid, exit_code, log (and slurm_id),
+                                  and the launch's claim launch.ID.TIME (ccspec.targets.claims)
     W/WF/                         the jobs' working folder: scripts, notebooks and inputs at
                                   their paths relative to the spec, copied from the blobs
 
@@ -22,7 +23,7 @@ import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ccspec.fingerprint import hash_file
 from ccspec.interpreters import interpreter_argv
@@ -31,6 +32,9 @@ from ccspec.spec.resolved import ResolvedJob
 from ccspec.state.private import make_dirs, opener
 from ccspec.targets.base import Status
 from ccspec.targets.shells import Shell
+
+if TYPE_CHECKING:
+    from ccspec.targets.claims import Fenced
 
 __all__ = ["Backend", "RemoteLaunch", "RemoteLayout", "Submitted", "Tracked", "parse_poll", "poll_lines"]
 
@@ -54,6 +58,7 @@ class RemoteLaunch:
     env: Mapping[str, str]  # the job's and host's env plus CCSPEC_* (not this machine's env)
     files: Mapping[str, Path] = field(default_factory=dict)  # path relative to the spec -> local file
     fetch: Mapping[str, Path] = field(default_factory=dict)  # run-folder files to bring back when it ends
+    claim: str = "launch"  # taken in the run folder right before the start (ccspec.targets.claims)
 
 
 @dataclass
@@ -67,6 +72,7 @@ class Tracked:
     since: float  # wall time of the launch, for the start grace
     last: Status | None = None
     fetch: Mapping[str, Path] = field(default_factory=dict)  # files of the run folder to bring back when it ends
+    claim: str | None = None  # a launch recorded with no answer: its claim, for `Backend.fence`
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,10 @@ class Backend(Protocol):
     def submit(self, launches: Sequence[RemoteLaunch]) -> list[Submitted]: ...
 
     def poll(self, tracked: Sequence[Tracked]) -> dict[int, Status | None]: ...
+
+    def fence(self, tracked: Sequence[Tracked]) -> dict[int, Fenced]:
+        """Whether unanswered launches reached the host (see ccspec.targets.claims)."""
+        ...
 
     def cancel(self, tracked: Sequence[Tracked], force: bool) -> None: ...
 

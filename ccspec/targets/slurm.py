@@ -18,12 +18,14 @@ import shlex
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 from ccspec.errors import TargetError
 from ccspec.resources import template_path
 from ccspec.spec.models import SlurmHost
 from ccspec.states import FINAL, JobState
 from ccspec.targets.base import Status
+from ccspec.targets.claims import CLAIM_CHECK, Fenced, fence
 from ccspec.targets.remote import (
     START_GRACE,
     RemoteLaunch,
@@ -40,9 +42,13 @@ __all__ = ["SlurmBackend", "map_state", "sbatch_options"]
 
 q = shlex.quote
 
+# S KEY RUN_DIR CLAIM: take the launch's claim (ccspec.targets.claims), then sbatch the run
+# folder's job.sbatch and keep its id in RUN_DIR/slurm_id.
 SUBMIT_FUNCTION = r"""
 U=$(umask)
 S() {
+  k=$1 r=$2 m=$3
+  CLAIM_CHECK
   umask 077; : >> "$2/log"; umask "$U"  # Slurm appends to it and keeps its mode: 0600 (the log may show secrets)
   if o=$(sbatch --parsable "$2/job.sbatch" 2>&1); then
     i=${o%%;*}; echo "$i" > "$2/slurm_id"; printf '@@ %s ok %s\n' "$1" "$i"
@@ -50,7 +56,7 @@ S() {
     printf '@@ %s err %s\n' "$1" "$(printf '%s' "$o" | tr '\n' ' ')"
   fi
 }
-"""
+""".replace("CLAIM_CHECK", CLAIM_CHECK)
 
 QUEUED_STATES = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SUSPENDED"}
 RUNNING_STATES = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING"}
@@ -149,7 +155,7 @@ class SlurmBackend:
         return _template().render(  # type: ignore[attr-defined]
             workflow=launch.workflow, job_id=job.id, attempt=launch.attempt,
             job_name=f"ccspec.{launch.workflow}.{job.id}"[:200],
-            comment=f"ccspec:{launch.workflow}/{job.id}/{launch.attempt}",
+            comment=f"ccspec:{launch.workflow}/{job.id}/{launch.attempt}/{launch.claim}",  # unique: the claim
             run_dir=self.layout.path(launch.run_dir), cwd=self.layout.job_folder(launch),
             options=sbatch_options(launch, self.host),
             command=shlex.join([*self.layout.env_argv(launch), *self.layout.argv(launch)]),
@@ -167,7 +173,7 @@ class SlurmBackend:
                 continue
             run = q(self.layout.path(launch.run_dir))
             eof = f"CCSPEC_{secrets.token_hex(8)}"
-            lines.append(f"{stage} && cat > {run}/job.sbatch <<'{eof}'\n{script}{eof}\nS {launch.attempt_id} {run}")
+            lines.append(f"{stage} && cat > {run}/job.sbatch <<'{eof}'\n{script}{eof}\nS {launch.attempt_id} {run} {q(launch.claim)}")
         if len(lines) == 1:
             return failed
         result = self.shell.run("\n".join(lines))
@@ -244,6 +250,38 @@ class SlurmBackend:
         fetch_results(self.layout, [t for t in tracked if t.fetch and (s := states.get(t.attempt_id)) is not None
                                     and s.state in FINAL])
         return states
+
+    def fence(self, tracked: Sequence[Tracked]) -> dict[int, Fenced]:
+        """A claimed launch ran sbatch right after it took its claim; when its id did not
+        reach the run folder, squeue finds the job by its comment (ccspec:WF/JOB/N/CLAIM: the
+        claim tells it from the same attempt of another state folder) and the id is written
+        there for the polls. Claimed and not found: followed (never twice)."""
+        found = fence(self.layout, tracked)
+        claimed = [t for t in tracked if found.get(t.attempt_id) == "claimed"]
+        if claimed:
+            self._find_submitted(claimed)
+        return {i: "started" if f == "claimed" else f for i, f in found.items()}
+
+    def _find_submitted(self, tracked: Sequence[Tracked]) -> None:
+        keys: dict[str, Tracked] = {}
+        names: set[str] = set()
+        for t in tracked:  # the run folder is .ccspec/runs/WF/JOB/N: the names that render() gives
+            parts = PurePosixPath(t.run_dir).parts
+            if len(parts) < 3:
+                continue
+            workflow, job, number = parts[-3:]
+            keys[f"ccspec:{workflow}/{job}/{number}/{t.claim}"] = t
+            names.add(f"ccspec.{workflow}.{job}"[:200])
+        self.queries += 1
+        result = self.shell.run(f"squeue -h -t all --name={q(','.join(sorted(names)))} -o '%i|%k'")
+        lines = []
+        for line in result.text.splitlines():
+            slurm_id, _, comment = line.partition("|")
+            match = keys.pop(comment.strip(), None)
+            if match is not None and slurm_id.isdigit():
+                lines.append(f"echo {slurm_id} > {q(self.layout.path(match.run_dir))}/slurm_id")
+        if lines:
+            self.shell.run("\n".join(lines))
 
     def _sacct(self, ids: list[str]) -> tuple[dict[str, SlurmRecord], bool]:
         fmt = "-n -P -o JobID,State,ExitCode -j " + ",".join(ids)
