@@ -26,7 +26,6 @@ import yaml
 from bench.reliability import outages
 from bench.reliability.lib import (
     SLURM_RESOURCES,
-    PeakMemory,
     TrialResult,
     Workspace,
     check_settled,
@@ -37,6 +36,7 @@ from bench.reliability.lib import (
     internal_error,
     note_failures,
     run,
+    run_measured,
     sampling,
     services,
     slurm_host,
@@ -291,22 +291,22 @@ def big_output_trial(mb: int = 1024, limit_mb: float = RSS_LIMIT_MB) -> TrialRes
         ws.write_spec("big", doc)
         result.inputs = len(keys)
         result.faults = 1
-        proc = start(ws, "apply", "specs/big.yaml")
-        memory = PeakMemory(proc.pid, RSS_GUARD_MB)
-        memory.start()
-        done = finish(proc, timeout=900)
-        memory.join(timeout=5)
+        applied = run_measured(ws, "apply", "specs/big.yaml", guard_mb=RSS_GUARD_MB)
+        done = applied.done
         result.runs += 1
         result.count_exit(done.code)
-        peak = max(done.max_rss_mb, memory.peak_mb)
-        result.facts.update(apply_peak_rss_mb=round(peak, 1), apply_seconds=round(done.seconds, 1))
-        if memory.guarded:
+        result.facts.update(
+            apply_peak_rss_mb=round(done.max_rss_mb, 1), apply_seconds=round(done.seconds, 1)
+        )
+        if applied.guarded:
             result.error(f"apply passed {RSS_GUARD_MB:.0f} MB resident and was killed (guard)")
-        if peak > limit_mb:
-            result.error(f"apply peaked at {peak:.0f} MB (limit {limit_mb:.0f} MB)")
+        if done.max_rss_mb > limit_mb:
+            result.error(f"apply peaked at {done.max_rss_mb:.0f} MB (limit {limit_mb:.0f} MB)")
         if bug := internal_error(done):
             result.error(f"apply: {bug}")
-        logs = finish(start(ws, "logs", "big", "big", discard=True), timeout=600)
+        logs = run_measured(
+            ws, "logs", "big", "big", guard_mb=RSS_GUARD_MB, timeout=600, discard=True
+        ).done
         result.runs += 1
         result.count_exit(logs.code)
         if bug := internal_error(logs):
@@ -316,7 +316,7 @@ def big_output_trial(mb: int = 1024, limit_mb: float = RSS_LIMIT_MB) -> TrialRes
             result.error(
                 f"`ccspec logs` peaked at {logs.max_rss_mb:.0f} MB (limit {limit_mb:.0f} MB)"
             )
-        if memory.guarded:  # the harness killed apply: nothing to count
+        if applied.guarded:  # the harness killed apply: nothing to count
             result.note("jobs not counted: apply was killed by the memory guard")
         else:
             check_recorded_time(ws, result)

@@ -9,6 +9,7 @@ tests/test_reliability.py only see `TrialResult`.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -37,7 +38,7 @@ __all__ = [
     "SLURM_RESOURCES",
     "Finished",
     "Ledger",
-    "PeakMemory",
+    "Measured",
     "Running",
     "StatusSampler",
     "TestServices",
@@ -54,6 +55,7 @@ __all__ = [
     "job_states",
     "note_failures",
     "run",
+    "run_measured",
     "sampling",
     "services",
     "slurm_host",
@@ -226,7 +228,8 @@ def start(ws: Workspace, *args: str, discard: bool = False) -> Running:
 
 
 def finish(running: Running, timeout: float = 300.0) -> Finished:
-    """Reap the command with os.wait4 (for its peak RSS); SIGKILL it after `timeout` seconds."""
+    """Reap the command with os.wait4; SIGKILL it after `timeout` seconds. Its max_rss_mb
+    counts this process's size too (see _MEASURE): measure memory with `run_measured`."""
     deadline = time.monotonic() + timeout
     timed_out = False
     while True:
@@ -364,39 +367,79 @@ def job_states(status_file: Path) -> dict[str, str]:
     return {str(k): str(v.get("state")) for k, v in (jobs or {}).items() if isinstance(v, dict)}
 
 
-class PeakMemory(threading.Thread):
-    """Samples /proc/PID/status (VmHWM: the peak resident set) of one process every 50 ms,
-    and SIGKILLs it when its resident set passes `guard_mb` (so a leak cannot take the shared
-    machine down; the trial then reports the guard)."""
+# Runs a command from a fresh, small Python process, guards it and reports its peak RSS. A
+# child's ru_maxrss also counts the memory of the process that forked it (up to its exec): a
+# command started by the harness (or by a pytest worker of a few hundred MB) would report the
+# starter's size, so the starter here is this small process. It polls the command's resident
+# set every 20 ms and SIGKILLs it past the guard (a leak must not take the shared machine
+# down), then prints {"code", "peak_mb", "guarded"} as JSON on its own stdout.
+_MEASURE = r"""
+import json, os, signal, subprocess, sys, time
+guard_mb, out, err = float(sys.argv[1]), sys.argv[2], sys.argv[3]
+with open(out, "wb") as fout, open(err, "wb") as ferr:
+    proc = subprocess.Popen(sys.argv[4:], stdout=fout, stderr=ferr, stdin=subprocess.DEVNULL)
+guarded = False
+while True:
+    pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+    if pid:
+        break
+    try:
+        with open(f"/proc/{proc.pid}/status") as fh:
+            rss = next((int(line.split()[1]) for line in fh if line.startswith("VmRSS:")), 0)
+    except OSError:
+        rss = 0
+    if rss / 1024 > guard_mb and not guarded:
+        guarded = True
+        os.kill(proc.pid, signal.SIGKILL)
+    time.sleep(0.02)
+print(json.dumps({"code": os.waitstatus_to_exitcode(status), "peak_mb": usage.ru_maxrss / 1024,
+                  "guarded": guarded}))
+"""
 
-    def __init__(self, pid: int, guard_mb: float) -> None:
-        super().__init__(name=f"rss:{pid}", daemon=True)
-        self.pid = pid
-        self.guard_mb = guard_mb
-        self.peak_mb = 0.0
-        self.guarded = False
 
-    def run(self) -> None:
-        while True:
-            try:
-                text = Path(f"/proc/{self.pid}/status").read_text()
-            except OSError:
-                return
-            fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-            if fields.get("State", "").strip().startswith("Z"):
-                return
-            hwm = _kb(fields.get("VmHWM", "0 kB")) / 1024
-            self.peak_mb = max(self.peak_mb, hwm)
-            if _kb(fields.get("VmRSS", "0 kB")) / 1024 > self.guard_mb:
-                self.guarded = True
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.pid, signal.SIGKILL)
-                return
-            time.sleep(0.05)
+@dataclass
+class Measured:
+    """A ccspec command run by `run_measured`: how it ended, its peak RSS, whether the guard
+    killed it."""
+
+    done: Finished
+    guarded: bool
 
 
-def _kb(value: str) -> float:
-    return float(value.split()[0]) if value.split() else 0.0
+def run_measured(
+    ws: Workspace, *args: str, guard_mb: float, timeout: float = 900.0, discard: bool = False
+) -> Measured:
+    """`ccspec ARGS` to the end, its peak RSS measured from a small starter process (see
+    _MEASURE); its standard output to /dev/null when `discard`."""
+    out, err = ws.output_files()
+    started = time.monotonic()
+    argv = [*ccspec_argv(), *args]
+    report = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _MEASURE,
+            str(guard_mb),
+            os.devnull if discard else str(out),
+            str(err),
+            *argv,
+        ],
+        cwd=ws.root,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    found = json.loads(report.stdout)
+    done = Finished(
+        argv=argv,
+        code=int(found["code"]),
+        out="" if discard else out.read_text(errors="replace"),
+        err=err.read_text(errors="replace"),
+        max_rss_mb=float(found["peak_mb"]),
+        seconds=time.monotonic() - started,
+    )
+    return Measured(done, bool(found["guarded"]))
 
 
 def ssh_host(svc: TestServices, workdir: str) -> dict[str, object]:
