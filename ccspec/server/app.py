@@ -14,7 +14,8 @@ Read-only by default. Paths (DESIGN.md, contract)::
     POST /api/workflows, POST /api/workflows/{name}/jobs, POST /api/workflows/{name}/needs,
     DELETE /api/workflows/{name}/jobs/{job}  writes: --allow-write and a bearer token
 
-Errors are turned into responses in one place (`ApiError` -> `ErrorBody`); access, body
+Errors are turned into responses in one place (any `CcspecError`, the API's own `ApiError`
+included -> `ErrorBody`, by ccspec.server.errors.failure); access, body
 limits and safe headers are the `Guard`'s; request counting is `MetricsMiddleware`'s.
 """
 
@@ -36,10 +37,11 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ccspec import __version__
+from ccspec.errors import CcspecError
 from ccspec.server import logs
 from ccspec.server.auth import COOKIE, Access
 from ccspec.server.dashboard import CSP, Dashboard, static_dir
-from ccspec.server.errors import ApiError
+from ccspec.server.errors import failure
 from ccspec.server.guard import Guard
 from ccspec.server.hot import CachedReads, respond
 from ccspec.server.metrics import Metrics, MetricsMiddleware
@@ -95,10 +97,15 @@ class ServeConfig:
     environ: Mapping[str, str] = field(default_factory=dict)  # environment secrets are masked
 
 
+STATE_ERRORS = (500, 503)  # what a route reading the state store may answer (ccspec.server.errors.STATUS)
+
+
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     text = {400: "The body is not JSON", 401: "No token, or a wrong one", 403: "Writing is disabled", 404: "No such workflow, job or attempt",
             409: "It exists already", 413: "Request body over the limit", 416: "Range outside the log",
-            422: "Invalid request or spec: every problem, as `ccspec validate` prints them"}
+            422: "Invalid request or spec: every problem, as `ccspec validate` prints them",
+            500: "The state cannot be read (e.g. a newer ccspec wrote it): the detail says why",
+            503: "The state database is locked or its folder cannot be written: try again later"}
     return {code: {"model": ErrorBody, "description": text[code]} for code in codes}
 
 
@@ -160,9 +167,9 @@ def create_app(config: ServeConfig) -> FastAPI:
     app.state.metrics = metrics
     app.state.begin_shutdown = begin_shutdown
 
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> Response:
-        return JSONResponse(exc.body().model_dump(), status_code=exc.status, headers=exc.headers)
+    @app.exception_handler(CcspecError)
+    async def ccspec_error(request: Request, exc: CcspecError) -> Response:
+        return failure(exc)
 
     @app.exception_handler(RequestValidationError)
     async def request_error(request: Request, exc: RequestValidationError) -> Response:
@@ -206,32 +213,34 @@ def create_app(config: ServeConfig) -> FastAPI:
     # -- reads -------------------------------------------------------------------------
 
     @app.get("/api/workflows", response_model=WorkflowList, tags=["workflows"],
-             summary="Every workflow: phase and job counts", responses=_errors(401))
+             summary="Every workflow: phase and job counts", responses=_errors(401, *STATE_ERRORS))
     async def list_workflows(request: Request) -> Response:
         return _cached_response(request, await cached(request, ("list",), reader.workflow_list))
 
     @app.get("/api/workflows/{name}", response_model=WorkflowDetail, tags=["workflows"],
              summary="One workflow and every job: state, progress, times, outputs, fingerprints",
-             responses={304: {"description": "Not modified (If-None-Match)"}, **_errors(401, 404, 422)})
+             responses={304: {"description": "Not modified (If-None-Match)"},
+                        **_errors(401, 404, 422, *STATE_ERRORS)})
     async def get_workflow(request: Request, name: Name) -> Response:
         return _cached_response(request, await cached(request, ("workflow", name), lambda: reader.workflow(name)))
 
     @app.get("/api/workflows/{name}/jobs/{job}", response_model=JobDetail, tags=["workflows"],
-             summary="One job, its fingerprint's parts and every attempt", responses=_errors(401, 404, 422))
+             summary="One job, its fingerprint's parts and every attempt",
+             responses=_errors(401, 404, 422, *STATE_ERRORS))
     async def get_job(request: Request, name: Name, job: JobId) -> Response:
         return _cached_response(request, await cached(request, ("job", name, job), lambda: reader.job(name, job)))
 
     @app.get("/api/workflows/{name}/graph.svg", tags=["workflows"], summary="The live graph, nodes coloured by state",
              response_class=Response,
              responses={200: {"content": {"image/svg+xml": {"schema": {"type": "string"}}}, "description": "SVG"},
-                        **_errors(401, 404, 422)})
+                        **_errors(401, 404, 422, *STATE_ERRORS)})
     async def get_graph(request: Request, name: Name) -> Response:
         return _cached_response(request, await cached(request, ("graph", name), lambda: reader.graph(name)))
 
     @app.get("/api/workflows/{name}/spec", tags=["workflows"], summary="The spec file as YAML (secret values masked)",
              response_class=Response,
              responses={200: {"content": {"application/yaml": {"schema": SPEC_BODY}}, "description": "YAML"},
-                        **_errors(401, 404, 422)})
+                        **_errors(401, 404, 422, *STATE_ERRORS)})
     async def get_spec(request: Request, name: Name) -> Response:
         return _cached_response(request, await cached(request, ("spec", name), lambda: reader.spec_text(name)))
 
@@ -242,7 +251,7 @@ def create_app(config: ServeConfig) -> FastAPI:
              responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Log text"},
                         206: {"content": {"text/plain": {"schema": {"type": "string"}}},
                               "description": "The bytes a Range header asked for"},
-                        **_errors(401, 404, 416, 422)})
+                        **_errors(401, 404, 416, 422, *STATE_ERRORS)})
     async def get_log(request: Request, name: Name, job: JobId,
                       attempt: Annotated[int | None, Query(ge=1, le=1_000_000, description="Attempt number (default: the last)")] = None,
                       tail: Annotated[int | None, Query(ge=0, le=MAX_TAIL, description="Only the last N lines")] = None,
@@ -309,7 +318,7 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @app.get("/metrics", tags=["service"], summary="Prometheus metrics", response_class=Response,
              responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"},
-                        **_errors(401)})
+                        **_errors(401, *STATE_ERRORS)})
     async def get_metrics() -> Response:
         rows = await run_in_threadpool(reader.metrics_rows)
         text = metrics.text(rows, sse_clients=hub.clients, last_event=hub.last_id)
