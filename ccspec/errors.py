@@ -13,14 +13,18 @@ Terraform's tfdiags does. Exceptions are for conditions that stop a command::
     ├── LeaseLost               another apply took the lease over while this one ran (exit 4)
     ├── AttemptNumberTaken      the attempt's number is recorded already (exit 1; the engine
     │                           catches it: another runner launched that attempt)
+    ├── ApiError                an HTTP status for `ccspec serve` (ccspec.server.errors:
+    │                           NotFound 404, Conflict 409, Invalid 422, ...)
     └── TargetError             a place where jobs run misbehaved
         ├── TemporaryTargetError    retry later (connection dropped, scheduler busy)
         │   └── HostUnreachable     the host could not be reached this time
         └── PermanentTargetError    retrying will not help (bad partition, auth refused)
 
-The CLI catches `CcspecError` in one place; anything else is a bug (exit 3). The modules
-that raise the state and host errors (ccspec.state.store, ccspec.state.busy,
-ccspec.targets.shells) re-export them under their old names.
+The CLI catches `CcspecError` in one place; anything else is a bug (exit 3). `ccspec serve`
+translates any of them in one exception handler too (ccspec.server.errors.failure: an
+ErrorBody with the status of its class). The modules that raise the state and host errors
+(ccspec.state.store, ccspec.state.busy, ccspec.targets.shells) re-export them under their
+old names.
 """
 
 from __future__ import annotations

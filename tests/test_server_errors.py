@@ -86,3 +86,25 @@ def test_a_state_error_inside_a_route_is_a_json_error_body(tmp_path: Path) -> No
         assert response.headers["content-type"] == "application/json"
         body = ErrorBody.model_validate(json.loads(response.text))
         assert "was written by a newer ccspec (schema 99); upgrade ccspec" in body.detail
+
+
+def test_a_wrong_method_is_answered_with_every_allowed_one(tmp_path: Path) -> None:
+    """405s name the methods of every route of the path, whichever router declares them."""
+    repo = make_repo(tmp_path / "repo", demo=DEMO)
+    server = start_server(repo, "--allow-write", token="t0ken-0123456789abcdef")
+    try:
+        with server.client() as client:
+            answers = {
+                path: client.request("PUT", path)
+                for path in ("/healthz", "/api/workflows", "/api/workflows/demo/jobs/a")
+            }
+    finally:
+        server.stop()
+    assert {path: r.headers.get("allow") for path, r in answers.items()} == {
+        "/healthz": "GET, HEAD",
+        "/api/workflows": "GET, HEAD, POST",
+        "/api/workflows/demo/jobs/a": "DELETE, GET, HEAD",
+    }
+    for response in answers.values():
+        assert response.status_code == 405
+        assert ErrorBody.model_validate_json(response.text).detail == "Method Not Allowed"
