@@ -8,22 +8,45 @@ Terraform's tfdiags does. Exceptions are for conditions that stop a command::
     ├── SpecInvalid             one or more specs have diagnostics (carries them)
     ├── UsageError              bad command-line input (exit 2)
     ├── StateFolderUnwritable   the state folder is full, read-only or failing (exit 5)
+    ├── StateBusy               the state database stayed locked by another process (exit 1)
+    ├── LeaseHeld               another apply holds the workflow's lease (exit 1)
+    ├── LeaseLost               another apply took the lease over while this one ran (exit 4)
+    ├── AttemptNumberTaken      the attempt's number is recorded already (exit 1; the engine
+    │                           catches it: another runner launched that attempt)
+    ├── ApiError                an HTTP status for `ccspec serve` (ccspec.server.errors:
+    │                           NotFound 404, Conflict 409, Invalid 422, ...)
     └── TargetError             a place where jobs run misbehaved
         ├── TemporaryTargetError    retry later (connection dropped, scheduler busy)
+        │   └── HostUnreachable     the host could not be reached this time
         └── PermanentTargetError    retrying will not help (bad partition, auth refused)
 
-The CLI catches `CcspecError` in one place; anything else is a bug (exit 3).
+The CLI catches `CcspecError` in one place; anything else is a bug (exit 3). `ccspec serve`
+translates any of them in one exception handler too (ccspec.server.errors.failure: an
+ErrorBody with the status of its class). The modules that raise the state and host errors
+(ccspec.state.store, ccspec.state.busy, ccspec.targets.shells) re-export them under their
+old names.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import sqlite3
 
 __all__ = [
+    "AttemptNumberTaken",
     "CcspecError",
     "Diagnostic",
+    "HostUnreachable",
+    "LeaseHeld",
+    "LeaseLost",
     "PermanentTargetError",
     "SpecInvalid",
+    "StateBusy",
     "StateFolderUnwritable",
     "TargetError",
     "TemporaryTargetError",
@@ -77,6 +100,59 @@ class StateFolderUnwritable(CcspecError):
         super().__init__(message)
 
 
+class StateBusy(CcspecError):
+    """The state database stayed locked by other processes for longer than we wait."""
+
+    def __init__(self, path: Path, waited: float, cause: sqlite3.OperationalError) -> None:
+        super().__init__(
+            f"{path} stayed locked for {waited:.0f}s ({cause}): another process holds it "
+            "(a ccspec command stuck mid-write, or a program with the database open); "
+            "stop that process, then run the command again"
+        )
+        self.path = path
+
+
+class LeaseHeld(CcspecError):
+    """Another runner holds the workflow's lease."""
+
+    def __init__(self, workflow: str, pid: int, host: str, since: float) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since))
+        self.doing = f"being applied by pid {pid} on {host} since {stamp}"
+        super().__init__(f"workflow {workflow!r} is {self.doing}; wait for it, run `ccspec cancel`, or pass --wait")
+        self.pid = pid
+        self.host = host
+        self.since = since
+
+
+class LeaseLost(CcspecError):
+    """Another runner took the workflow's lease over while this one ran: it did not renew the
+    lease in time (it was stopped, or stalled), so the lease expired and was taken. The
+    runner launches nothing more and leaves its running jobs to the new holder."""
+
+    exit_code = 4
+
+    def __init__(self, workflow: str, holder: tuple[int, str, float] | None) -> None:
+        if holder is None:
+            who = "another apply"
+        else:
+            pid, host, since = holder
+            who = f"pid {pid} on {host} at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(since))}"
+        super().__init__(f"workflow {workflow!r} was taken over by {who}: this apply did not renew its lease in "
+                         "time, so it launched nothing more and left its running jobs to the new holder")
+        self.workflow = workflow
+        self.taken_by = holder
+
+
+class AttemptNumberTaken(CcspecError):
+    """An attempt of the job already has the number asked for (or a higher one)."""
+
+    def __init__(self, workflow: str, job: str, number: int, highest: int) -> None:
+        super().__init__(f"job {job!r} of workflow {workflow!r} already has attempt {highest}; "
+                         f"attempt {number} cannot be recorded again")
+        self.number = number
+        self.highest = highest
+
+
 class SpecInvalid(CcspecError):
     """Raised by the Python API when a spec has diagnostics."""
 
@@ -98,3 +174,7 @@ class TemporaryTargetError(TargetError):
 
 class PermanentTargetError(TargetError):
     """Retrying will not help: the job fails with this message as its reason."""
+
+
+class HostUnreachable(TemporaryTargetError):
+    """The host could not be reached this time; the caller retries later."""

@@ -1,6 +1,9 @@
-"""The API's errors, turned into responses in one place (`ccspec.server.app`)::
+"""The API's errors, and every `CcspecError`, turned into responses in one place.
 
-    ApiError                    an HTTP status, a sentence, maybe problems and headers
+The API's own errors belong to ccspec's one error tree (ccspec/errors.py)::
+
+    CcspecError
+    └── ApiError                an HTTP status, a sentence, maybe problems and headers
     ├── NotFound (404)          no such workflow, job, attempt or spec
     ├── Unauthorized (401)      no token, or a wrong one
     ├── Forbidden (403)         writing is disabled
@@ -9,17 +12,32 @@
     ├── RangeNotSatisfiable (416)
     └── Invalid (422)           the spec would be invalid: every problem, as `ccspec validate`
 
-Raised by the reader, the writers and the auth checks; never built inside a response.
+Raised by the reader, the writers and the auth checks; never built inside a response. Any
+other `CcspecError` a route lets escape (the state store's, the spec pipeline's) gets the
+status `STATUS` gives its class: `failure` builds the response, and the one exception
+handler `ccspec.server.app` registers for `CcspecError` calls it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from ccspec.errors import Diagnostic
+from starlette.responses import JSONResponse
+
+from ccspec.errors import (
+    CcspecError,
+    Diagnostic,
+    LeaseHeld,
+    SpecInvalid,
+    StateBusy,
+    StateFolderUnwritable,
+    TemporaryTargetError,
+    UsageError,
+)
 from ccspec.server.models import ErrorBody, Problem
 
 __all__ = [
+    "STATUS",
     "ApiError",
     "Conflict",
     "Forbidden",
@@ -28,11 +46,24 @@ __all__ = [
     "RangeNotSatisfiable",
     "TooLarge",
     "Unauthorized",
+    "failure",
     "problem_of",
+    "status_of",
 ]
 
+# The status of a CcspecError that is not an ApiError, by class (the nearest in its MRO
+# wins); any other is 500: the server could not answer, and the detail says why.
+STATUS: dict[type[CcspecError], int] = {
+    UsageError: 400,
+    LeaseHeld: 409,  # another apply holds the workflow
+    SpecInvalid: 422,
+    StateBusy: 503,  # temporary: the state database is locked, or its folder cannot be written
+    StateFolderUnwritable: 503,
+    TemporaryTargetError: 503,
+}
 
-class ApiError(Exception):
+
+class ApiError(CcspecError):
     status = 500
 
     def __init__(self, detail: str, *, problems: Iterable[Problem] = (), headers: Mapping[str, str] | None = None) -> None:
@@ -88,3 +119,23 @@ class Invalid(ApiError):
 def problem_of(d: Diagnostic) -> Problem:
     return Problem(text=f"{d} [{d.code}]", message=d.message, code=d.code, file=d.file, line=d.line, col=d.col,
                    severity=d.severity)
+
+
+def status_of(exc: CcspecError) -> int:
+    if isinstance(exc, ApiError):
+        return exc.status
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def failure(exc: CcspecError) -> JSONResponse:
+    """The response for `exc`: its status, and an ErrorBody (every problem of a SpecInvalid)."""
+    if isinstance(exc, ApiError):
+        body, headers = exc.body(), exc.headers
+    elif isinstance(exc, SpecInvalid):
+        body, headers = Invalid.from_diagnostics(exc.diagnostics).body(), {}
+    else:
+        body, headers = ErrorBody(detail=str(exc)), {}
+    return JSONResponse(body.model_dump(), status_code=status_of(exc), headers=headers)

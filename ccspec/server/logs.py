@@ -3,7 +3,8 @@
 Byte ranges come from `offset`/`length` or an HTTP `Range: bytes=...` header (answered with
 206). Secrets are masked by as many `*` as they have bytes, so offsets stay valid; a secret
 that straddles the edge of a range is masked too, because a few bytes around the range are
-read with it. Bodies are streamed in chunks, never read whole. Used by `ccspec.server.app`.
+read with it. Bodies are streamed in chunks, never read whole. Used by
+`ccspec.server.routes.logs`.
 """
 
 from __future__ import annotations

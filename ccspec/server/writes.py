@@ -4,7 +4,7 @@ Each one changes a spec file under the specs folder and nothing else: git stays 
 of truth and the reconciler (or the next `ccspec apply`) picks the change up. Edits go
 through `SpecEditor` (ruamel round-trip: comments and order kept); every result is
 validated first and an invalid one is refused (422, each problem as `ccspec validate` prints
-it) with the file untouched. Called by `ccspec.server.app`.
+it) with the file untouched. Called by `ccspec.server.routes.writes`.
 
 Validation runs outside the write lock, under one deadline for all of the spec's templates
 (`UPLOAD_SECONDS`), and stops at once when the server stops: a slow or hostile spec holds up

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from ccspec.errors import CcspecError
+# StateBusy is re-exported: raised here
+from ccspec.errors import StateBusy
 
 __all__ = ["OPEN_PATIENCE", "StateBusy", "is_busy", "retry_busy"]
 
@@ -26,18 +27,6 @@ LONGEST_DELAY = 0.25
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 
 T = TypeVar("T")
-
-
-class StateBusy(CcspecError):
-    """The state database stayed locked by other processes for longer than we wait."""
-
-    def __init__(self, path: Path, waited: float, cause: sqlite3.OperationalError) -> None:
-        super().__init__(
-            f"{path} stayed locked for {waited:.0f}s ({cause}): another process holds it "
-            "(a ccspec command stuck mid-write, or a program with the database open); "
-            "stop that process, then run the command again"
-        )
-        self.path = path
 
 
 def is_busy(exc: sqlite3.OperationalError) -> bool:

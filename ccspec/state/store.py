@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ccspec.errors import CcspecError
+# AttemptNumberTaken, LeaseHeld and LeaseLost are re-exported: raised here
+from ccspec.errors import AttemptNumberTaken, CcspecError, LeaseHeld, LeaseLost
 from ccspec.processes import pid_alive
 from ccspec.state.busy import OPEN_PATIENCE, retry_busy
 from ccspec.state.private import prepare as prepare_private
@@ -139,47 +140,6 @@ class Attempt:
     progress: float | None
     message: str | None
     outputs: Mapping[str, Any]
-
-
-class LeaseHeld(CcspecError):
-    """Another runner holds the workflow's lease."""
-
-    def __init__(self, workflow: str, pid: int, host: str, since: float) -> None:
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since))
-        self.doing = f"being applied by pid {pid} on {host} since {stamp}"
-        super().__init__(f"workflow {workflow!r} is {self.doing}; wait for it, run `ccspec cancel`, or pass --wait")
-        self.pid = pid
-        self.host = host
-        self.since = since
-
-
-class LeaseLost(CcspecError):
-    """Another runner took the workflow's lease over while this one ran: it did not renew the
-    lease in time (it was stopped, or stalled), so the lease expired and was taken. The
-    runner launches nothing more and leaves its running jobs to the new holder."""
-
-    exit_code = 4
-
-    def __init__(self, workflow: str, holder: tuple[int, str, float] | None) -> None:
-        if holder is None:
-            who = "another apply"
-        else:
-            pid, host, since = holder
-            who = f"pid {pid} on {host} at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(since))}"
-        super().__init__(f"workflow {workflow!r} was taken over by {who}: this apply did not renew its lease in "
-                         "time, so it launched nothing more and left its running jobs to the new holder")
-        self.workflow = workflow
-        self.taken_by = holder
-
-
-class AttemptNumberTaken(CcspecError):
-    """An attempt of the job already has the number asked for (or a higher one)."""
-
-    def __init__(self, workflow: str, job: str, number: int, highest: int) -> None:
-        super().__init__(f"job {job!r} of workflow {workflow!r} already has attempt {highest}; "
-                         f"attempt {number} cannot be recorded again")
-        self.number = number
-        self.highest = highest
 
 
 _ENCODER = json.JSONEncoder(sort_keys=True, default=str)  # one for every record: json.dumps makes one a call

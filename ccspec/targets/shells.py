@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ccspec.errors import TemporaryTargetError
+# HostUnreachable is re-exported: raised here
+from ccspec.errors import HostUnreachable, TemporaryTargetError
 from ccspec.fdwait import wait_readable
 
 __all__ = ["HostUnreachable", "LocalShell", "Result", "Shell", "SshShell", "WslShell", "ssh_config_path"]
@@ -32,10 +33,6 @@ COMMAND_TIMEOUT = 120.0
 INLINE_LIMIT = 32 * 1024  # seconds a remote command may take (submits of many jobs included)
 KEEPALIVE = 15  # seconds between ssh keepalives, so idle connections survive NAT and firewalls
 RECONNECT_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
-
-
-class HostUnreachable(TemporaryTargetError):
-    """The host could not be reached this time; the caller retries later."""
 
 
 @dataclass(frozen=True)
