@@ -311,8 +311,8 @@ def graph(workflow: str, output: str | None, state_opt: str | None) -> None:
             raise UsageError(f"{workflow!r} is neither a spec file nor an applied workflow")
         spec = Path(recorded)
     [resolved] = _load((str(spec),), ())
-    recorded = store.recorded_jobs(resolved.name)
-    nodes = [GraphNode(j.id, recorded[j.id].state.value if j.id in recorded else "planned", j.needs, None, None, j.host)
+    records = store.recorded_jobs(resolved.name)
+    nodes = [GraphNode(j.id, records[j.id].state.value if j.id in records else "planned", j.needs, None, None, j.host)
              for j in resolved.jobs.values()]
     source = dot_source(resolved.name, nodes)
     if output is None or output.endswith(".dot"):
@@ -590,7 +590,7 @@ def skip_pydantic_plugin_discovery() -> None:
         return
     loader = types.ModuleType(_PLUGIN_LOADER, "ccspec: no pydantic plugins in the ccspec command")
     loader.get_plugins = lambda: ()  # type: ignore[attr-defined]
-    loader.__getattr__ = _real_plugin_loader  # type: ignore[attr-defined]
+    loader.__dict__["__getattr__"] = _real_plugin_loader  # PEP 562: the module's own fallback
     sys.modules[_PLUGIN_LOADER] = loader
 
 
