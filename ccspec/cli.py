@@ -19,6 +19,7 @@ import click
 from ccspec import __version__
 
 if TYPE_CHECKING:  # imported inside the commands: `ccspec --help` stays fast
+    from ccspec.spec.resolved import ResolvedWorkflow
     from ccspec.state.store import StateStore
 
 __all__ = ["cli", "main"]
@@ -75,7 +76,7 @@ def _common(f: Any) -> Any:
     return click.argument("paths", nargs=-1, required=True, type=click.Path())(f)
 
 
-def _load(paths: tuple[str, ...], var_pairs: tuple[str, ...], *, record_invalid: bool = False) -> list[Any]:
+def _load(paths: tuple[str, ...], var_pairs: tuple[str, ...], *, record_invalid: bool = False) -> list[ResolvedWorkflow]:
     """Resolved workflows, or an error listing every problem. With `record_invalid` (apply),
     an invalid spec's status file gets its errors, as the reconciler would write them."""
     from ccspec.errors import SpecInvalid
@@ -85,7 +86,7 @@ def _load(paths: tuple[str, ...], var_pairs: tuple[str, ...], *, record_invalid:
     reports, problems = load_specs(paths, parse_overrides(var_pairs), record_invalid=record_invalid)
     if problems:
         raise SpecInvalid(problems)  # exit 2; nothing is launched
-    return [r.workflow for r in reports]
+    return [r.workflow for r in reports if r.workflow is not None]  # one without has a problem above
 
 
 @cli.command()

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ccspec.engine import LEASE_TTL, Engine, JobView, Outcome
 from ccspec.errors import CcspecError, Diagnostic
-from ccspec.fingerprint import Facts, fingerprints, gather_facts
+from ccspec.fingerprint import Facts, Fingerprint, fingerprints, gather_facts
 from ccspec.planner import Action, Plan, make_plan
 from ccspec.redact import Redactor, masked_diagnostics
 from ccspec.report.status import JobStatus, render_status, status_document, write_if_changed
@@ -28,9 +28,10 @@ from ccspec.report.writer import StatusWriter
 from ccspec.spec.resolve import resolve_at_launch, upstream_context
 from ccspec.spec.resolved import ResolvedWorkflow
 from ccspec.spec.validate import SpecReport, collector_paused, validate_paths
-from ccspec.state.store import Attempt, StateStore
+from ccspec.state.store import Attempt, RecordedJob, StateStore
 
 if TYPE_CHECKING:
+    from ccspec.progress import LogMiner
     from ccspec.spec.models import Host
     from ccspec.targets.base import Status
 
@@ -62,8 +63,8 @@ class Planned:
     workflow: ResolvedWorkflow
     plan: Plan
     facts: Facts
-    fingerprints: dict[str, Any]
-    recorded: Mapping[str, Any]
+    fingerprints: dict[str, Fingerprint]
+    recorded: Mapping[str, RecordedJob]
     # how it was made, to make it again if it is stale when the lease is held (`current_plan`)
     source: ResolvedWorkflow | None = None
     replace: tuple[str, ...] = ()
@@ -389,7 +390,7 @@ def _cancel_remote(hosts: Mapping[str, Host], attempts: list[Attempt]) -> dict[i
     return problems
 
 
-def _mine_all(log_path: str | None) -> Any:
+def _mine_all(log_path: str | None) -> LogMiner:
     from ccspec.logfile import mine_log
     from ccspec.progress import LogMiner
 
