@@ -51,9 +51,11 @@ def load(path: PathLike, vars: Mapping[str, Any] | None = None) -> ResolvedWorkf
 
 def edit(path: PathLike) -> SpecEditor:
     """Open a spec for editing; `save()` validates and keeps comments and order."""
+    from pathlib import Path
+
     from ccspec.spec.edit import SpecEditor
 
-    return SpecEditor(path)
+    return SpecEditor(Path(path))
 
 
 def plan(path: PathLike, vars: Mapping[str, Any] | None = None, *, state: PathLike | None = None,

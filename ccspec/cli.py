@@ -19,6 +19,7 @@ import click
 from ccspec import __version__
 
 if TYPE_CHECKING:  # imported inside the commands: `ccspec --help` stays fast
+    from ccspec.spec.resolved import ResolvedWorkflow
     from ccspec.state.store import StateStore
 
 __all__ = ["cli", "main"]
@@ -75,7 +76,7 @@ def _common(f: Any) -> Any:
     return click.argument("paths", nargs=-1, required=True, type=click.Path())(f)
 
 
-def _load(paths: tuple[str, ...], var_pairs: tuple[str, ...], *, record_invalid: bool = False) -> list[Any]:
+def _load(paths: tuple[str, ...], var_pairs: tuple[str, ...], *, record_invalid: bool = False) -> list[ResolvedWorkflow]:
     """Resolved workflows, or an error listing every problem. With `record_invalid` (apply),
     an invalid spec's status file gets its errors, as the reconciler would write them."""
     from ccspec.errors import SpecInvalid
@@ -85,7 +86,7 @@ def _load(paths: tuple[str, ...], var_pairs: tuple[str, ...], *, record_invalid:
     reports, problems = load_specs(paths, parse_overrides(var_pairs), record_invalid=record_invalid)
     if problems:
         raise SpecInvalid(problems)  # exit 2; nothing is launched
-    return [r.workflow for r in reports]
+    return [r.workflow for r in reports if r.workflow is not None]  # one without has a problem above
 
 
 @cli.command()
@@ -311,8 +312,8 @@ def graph(workflow: str, output: str | None, state_opt: str | None) -> None:
             raise UsageError(f"{workflow!r} is neither a spec file nor an applied workflow")
         spec = Path(recorded)
     [resolved] = _load((str(spec),), ())
-    recorded = store.recorded_jobs(resolved.name)
-    nodes = [GraphNode(j.id, recorded[j.id].state.value if j.id in recorded else "planned", j.needs, None, None, j.host)
+    records = store.recorded_jobs(resolved.name)
+    nodes = [GraphNode(j.id, records[j.id].state.value if j.id in records else "planned", j.needs, None, None, j.host)
              for j in resolved.jobs.values()]
     source = dot_source(resolved.name, nodes)
     if output is None or output.endswith(".dot"):
@@ -590,7 +591,7 @@ def skip_pydantic_plugin_discovery() -> None:
         return
     loader = types.ModuleType(_PLUGIN_LOADER, "ccspec: no pydantic plugins in the ccspec command")
     loader.get_plugins = lambda: ()  # type: ignore[attr-defined]
-    loader.__getattr__ = _real_plugin_loader  # type: ignore[attr-defined]
+    loader.__dict__["__getattr__"] = _real_plugin_loader  # PEP 562: the module's own fallback
     sys.modules[_PLUGIN_LOADER] = loader
 
 

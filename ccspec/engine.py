@@ -829,7 +829,7 @@ class Engine:
     def _attach_remote(self, attempt: Attempt, view: JobView | None) -> None:
         """The host's worker polls the attempt like one it launched; its run folder tells
         the handle when the submission's answer was lost with the earlier runner."""
-        from ccspec.targets.remote import Tracked
+        from ccspec.targets.remote import Tracked, launched_at
 
         if view is None or not attempt.run_dir or not attempt.log_path:
             return  # the job left the spec: `ccspec status` settles its record
@@ -845,7 +845,7 @@ class Engine:
         job = self.jobs.get(view.id)
         fetch = _fetched(job, view.log_path) if job is not None else {}
         self._worker(attempt.host).watch(Tracked(attempt.id, attempt.handle, attempt.run_dir, view.log_path.resolve(),
-                                                 attempt.created, fetch=fetch))
+                                                 launched_at(attempt.created), fetch=fetch))
         self.report("attached", view)
 
     def _hold_slots(self, view: JobView) -> None:

@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ccspec.engine import LEASE_TTL, Engine, JobView, Outcome
 from ccspec.errors import CcspecError, Diagnostic
-from ccspec.fingerprint import Facts, fingerprints, gather_facts
+from ccspec.fingerprint import Facts, Fingerprint, fingerprints, gather_facts
 from ccspec.planner import Action, Plan, make_plan
 from ccspec.redact import Redactor, masked_diagnostics
 from ccspec.report.status import JobStatus, render_status, status_document, write_if_changed
@@ -28,7 +28,12 @@ from ccspec.report.writer import StatusWriter
 from ccspec.spec.resolve import resolve_at_launch, upstream_context
 from ccspec.spec.resolved import ResolvedWorkflow
 from ccspec.spec.validate import SpecReport, collector_paused, validate_paths
-from ccspec.state.store import StateStore
+from ccspec.state.store import Attempt, RecordedJob, StateStore
+
+if TYPE_CHECKING:
+    from ccspec.progress import LogMiner
+    from ccspec.spec.models import Host
+    from ccspec.targets.base import Status
 
 __all__ = ["Planned", "apply_workflow", "current_plan", "leased", "load_specs", "plan_workflow", "state_dir", "write_invalid_status"]
 
@@ -58,8 +63,8 @@ class Planned:
     workflow: ResolvedWorkflow
     plan: Plan
     facts: Facts
-    fingerprints: dict[str, Any]
-    recorded: Mapping[str, Any]
+    fingerprints: dict[str, Fingerprint]
+    recorded: Mapping[str, RecordedJob]
     # how it was made, to make it again if it is stale when the lease is held (`current_plan`)
     source: ResolvedWorkflow | None = None
     replace: tuple[str, ...] = ()
@@ -262,21 +267,20 @@ class _signals:
             signal.signal(sig, handler)
 
 
-def settle(store: StateStore, workflow: str, hosts: Mapping[str, Any] | None = None, *,
+def settle(store: StateStore, workflow: str, hosts: Mapping[str, Host] | None = None, *,
            redactor: Redactor | None = None) -> int:
     """Collect the results of detached attempts that finished while no runner watched them
     (ccspec was killed): local ones from their run folders, remote ones with one poll per
     host (`hosts`: the spec's hosts). Leaves everything to the runner holding the lease.
     `redactor`: the workflow's, to record outputs and messages with its secrets masked."""
     from ccspec.states import FINAL, JobState
-    from ccspec.targets.base import Status
     from ccspec.targets.local import LocalTarget
 
     if store.lease_holder(workflow) is not None:
         return 0
     local = LocalTarget()
-    found: list[tuple[Any, Status]] = []
-    remote: dict[str, list[Any]] = {}
+    found: list[tuple[Attempt, Status]] = []
+    remote: dict[str, list[Attempt]] = {}
     for attempt in store.active_attempts(workflow):
         if not attempt.run_dir:
             continue
@@ -294,7 +298,7 @@ def settle(store: StateStore, workflow: str, hosts: Mapping[str, Any] | None = N
         if status is not None:
             found.append((attempt, status))
     for name, attempts in remote.items():
-        found.extend(_poll_remote(hosts[name], attempts))  # type: ignore[index]
+        found.extend(_poll_remote((hosts or {})[name], attempts))
     settled = 0
     for attempt, status in found:
         if status.state not in FINAL:
@@ -310,14 +314,15 @@ def settle(store: StateStore, workflow: str, hosts: Mapping[str, Any] | None = N
     return settled
 
 
-def _poll_remote(host: Any, attempts: list[Any]) -> list[tuple[Any, Any]]:
+def _poll_remote(host: Host, attempts: list[Attempt]) -> list[tuple[Attempt, Status]]:
     """One poll of a remote host for the given attempts (their logs are mirrored on the way)."""
     from ccspec.errors import TargetError
     from ccspec.targets.hosts import backend_for
-    from ccspec.targets.remote import Tracked
+    from ccspec.targets.remote import Tracked, launched_at
 
     backend = backend_for(host)
-    tracked = [Tracked(a.id, a.handle, a.run_dir, Path(a.log_path), a.created) for a in attempts if a.log_path]
+    tracked = [Tracked(a.id, a.handle, a.run_dir, Path(a.log_path), launched_at(a.created))
+               for a in attempts if a.log_path and a.run_dir]
     try:
         states = backend.poll(tracked)
     except (TargetError, OSError):
@@ -328,7 +333,7 @@ def _poll_remote(host: Any, attempts: list[Any]) -> list[tuple[Any, Any]]:
     return [(by_id[i], s) for i, s in states.items() if s is not None]
 
 
-def spec_hosts(store: StateStore, workflow: str) -> Mapping[str, Any]:
+def spec_hosts(store: StateStore, workflow: str) -> Mapping[str, Host]:
     """The hosts of a workflow's spec as last applied (empty when the file is gone or invalid)."""
     path = store.spec_path(workflow)
     if not path or not Path(path).is_file():
@@ -339,7 +344,7 @@ def spec_hosts(store: StateStore, workflow: str) -> Mapping[str, Any]:
     return report.workflow.hosts if report.workflow is not None else {}
 
 
-def cancel_attempts(store: StateStore, hosts: Mapping[str, Any], attempts: list[Any], reason: str) -> dict[int, str]:
+def cancel_attempts(store: StateStore, hosts: Mapping[str, Host], attempts: list[Attempt], reason: str) -> dict[int, str]:
     """Stop active attempts wherever they run (local process groups; one cancel command per
     remote host) and record them cancelled with `reason`. Returns, by attempt id, why some
     could not be stopped; those stay recorded as running."""
@@ -362,19 +367,20 @@ def cancel_attempts(store: StateStore, hosts: Mapping[str, Any], attempts: list[
     return problems
 
 
-def _cancel_remote(hosts: Mapping[str, Any], attempts: list[Any]) -> dict[int, str]:
+def _cancel_remote(hosts: Mapping[str, Host], attempts: list[Attempt]) -> dict[int, str]:
     """Cancel remote attempts, one command per host; returns why some could not be."""
     from ccspec.errors import TargetError
     from ccspec.targets.hosts import backend_for
-    from ccspec.targets.remote import Tracked
+    from ccspec.targets.remote import Tracked, launched_at
 
     problems: dict[int, str] = {}
-    by_host: dict[str, list[Any]] = {}
+    by_host: dict[str, list[Attempt]] = {}
     for attempt in attempts:
         by_host.setdefault(attempt.host, []).append(attempt)
     for name, group in by_host.items():
         backend = backend_for(hosts[name])
-        tracked = [Tracked(a.id, a.handle, a.run_dir, Path(a.log_path or "."), a.created) for a in group if a.run_dir]
+        tracked = [Tracked(a.id, a.handle, a.run_dir, Path(a.log_path or "."), launched_at(a.created))
+                   for a in group if a.run_dir]
         try:
             backend.cancel(tracked, False)
         except (TargetError, OSError) as exc:
@@ -384,7 +390,7 @@ def _cancel_remote(hosts: Mapping[str, Any], attempts: list[Any]) -> dict[int, s
     return problems
 
 
-def _mine_all(log_path: str | None) -> Any:
+def _mine_all(log_path: str | None) -> LogMiner:
     from ccspec.logfile import mine_log
     from ccspec.progress import LogMiner
 

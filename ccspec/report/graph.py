@@ -78,7 +78,7 @@ def dot_source(name: str, nodes: Iterable[GraphNode]) -> str:
             counts[n.state] = counts.get(n.state, 0) + 1
         text = f"{len(nodes)} jobs: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
         graph.node("summary", text + "\n(too many to draw; see the status file)")
-        return graph.source
+        return str(graph.source)
     known = {n.id for n in nodes}
     for n in nodes:
         graph.node(n.id, _label(n), fillcolor=COLOURS.get(n.state, "#ffffff"))
@@ -86,7 +86,7 @@ def dot_source(name: str, nodes: Iterable[GraphNode]) -> str:
         for need in n.needs:
             if need in known:
                 graph.edge(need, n.id)
-    return graph.source
+    return str(graph.source)
 
 
 def render(source: str, fmt: str = "svg") -> bytes:

@@ -159,6 +159,7 @@ def validate_source(source: Source, path: Path, *, overrides: Mapping[str, Any] 
     report = SpecReport(path, source.file, list(problems or []), source=source)
     data = source.data
     bad: dict[str, set[str]] = {}
+    spec: Workflow | None
     try:
         spec = Workflow.model_validate(data)
     except ValidationError as exc:

@@ -33,11 +33,13 @@ __all__ = [
     "translate",
 ]
 
-# SQLite's primary result codes (the low byte of an extended code) and errno values, by kind
+# SQLite's primary result codes (the low byte of an extended code; sqlite3 names them only
+# from Python 3.11) and errno values, by kind
+SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN = 8, 10, 13, 14
 _SQLITE_KINDS = {
-    sqlite3.SQLITE_FULL: "full",
-    sqlite3.SQLITE_READONLY: "read-only",
-    sqlite3.SQLITE_IOERR: "io",
+    SQLITE_FULL: "full",
+    SQLITE_READONLY: "read-only",
+    SQLITE_IOERR: "io",
 }
 _OS_KINDS = {errno.ENOSPC: "full", errno.EDQUOT: "quota", errno.EROFS: "read-only", errno.EIO: "io"}
 # the store checkpoints its write-ahead log every 4,000 pages of 4 KiB: the log may grow that large
@@ -119,7 +121,7 @@ def _kind(exc: BaseException, folder: Path) -> str | None:
             code = getattr(seen, "sqlite_errorcode", None)
             if code is None:
                 return None
-            if code & 0xFF in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR):
+            if code & 0xFF in (SQLITE_CANTOPEN, SQLITE_IOERR):
                 # SQLite says "disk I/O error" when it cannot grow its shared-memory file on a
                 # full disk, and "unable to open" for a missing folder too: the disk says why
                 problem = folder_problem(folder)

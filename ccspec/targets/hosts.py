@@ -27,8 +27,8 @@ def backend_for(host: Host) -> Backend:
                  if host.ssh else LocalShell())
         return SlurmBackend(login, host, host.workdir or DEFAULT_WORKDIR)
     if isinstance(host, WslHost):
-        shell = WslShell(host.distro, host.user, host.wsl_exe)
-        return DetachedBackend(shell, wsl_path(host.workdir) if host.workdir else DEFAULT_WORKDIR)
+        wsl = WslShell(host.distro, host.user, host.wsl_exe)
+        return DetachedBackend(wsl, wsl_path(host.workdir) if host.workdir else DEFAULT_WORKDIR)
     raise ValueError(f"no remote backend for a host of type {host.type!r}")
 
 

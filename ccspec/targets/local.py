@@ -272,7 +272,7 @@ class LocalTarget:
         self._reapers[handle] = reap
         self._callbacks[handle] = on_exit
         try:
-            fd = os.pidfd_open(pid)  # type: ignore[attr-defined]
+            fd = os.pidfd_open(pid)
         except ProcessLookupError:  # a launcher's job that ended already (and was reaped)
             self._exited.put((handle, reap()))
             self.wake()

@@ -20,6 +20,7 @@ import functools
 import json
 import os
 import shlex
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -36,7 +37,9 @@ from ccspec.targets.shells import Shell
 if TYPE_CHECKING:
     from ccspec.targets.claims import Fenced
 
-__all__ = ["Backend", "RemoteLaunch", "RemoteLayout", "Submitted", "Tracked", "parse_poll", "poll_lines"]
+__all__ = [
+    "Backend", "RemoteLaunch", "RemoteLayout", "Submitted", "Tracked", "launched_at", "parse_poll", "poll_lines",
+]
 
 q = shlex.quote
 LOG_CHUNK = 8 << 20  # bytes of one job's log read per poll; the rest comes with the next poll
@@ -75,6 +78,12 @@ class Tracked:
     claim: str | None = None  # a launch recorded with no answer: its claim, for `Backend.fence`
 
 
+def launched_at(created: float | None) -> float:
+    """`Tracked.since` of a recorded attempt. One recorded without a launch time gets the whole
+    start grace from now: judged lost at once, a job still starting would run twice."""
+    return time.time() if created is None else created
+
+
 @dataclass(frozen=True)
 class Submitted:
     attempt_id: int
@@ -85,8 +94,10 @@ class Submitted:
 class Backend(Protocol):
     """The synchronous half of a remote target; a HostWorker drives it from one thread."""
 
-    label: str
     queues: bool  # jobs wait in a scheduler queue before they run (Slurm)
+
+    @property
+    def label(self) -> str: ...
 
     def submit(self, launches: Sequence[RemoteLaunch]) -> list[Submitted]: ...
 

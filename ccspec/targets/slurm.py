@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 
 from ccspec.errors import TargetError
 from ccspec.resources import template_path
@@ -37,6 +38,9 @@ from ccspec.targets.remote import (
     poll_lines,
 )
 from ccspec.targets.shells import Shell
+
+if TYPE_CHECKING:
+    import jinja2
 
 __all__ = ["SlurmBackend", "map_state", "sbatch_options"]
 
@@ -130,10 +134,11 @@ def sbatch_options(launch: RemoteLaunch, host: SlurmHost) -> list[str]:
 
 
 @functools.lru_cache(maxsize=1)
-def _template() -> object:
+def _template() -> jinja2.Template:
     import jinja2
 
-    return jinja2.Template(template_path("sbatch.sh.j2").read_text(), keep_trailing_newline=True)
+    template: jinja2.Template = jinja2.Template(template_path("sbatch.sh.j2").read_text(), keep_trailing_newline=True)
+    return template
 
 
 class SlurmBackend:
@@ -152,7 +157,7 @@ class SlurmBackend:
 
     def render(self, launch: RemoteLaunch) -> str:
         job = launch.job
-        return _template().render(  # type: ignore[attr-defined]
+        return _template().render(
             workflow=launch.workflow, job_id=job.id, attempt=launch.attempt,
             job_name=f"ccspec.{launch.workflow}.{job.id}"[:200],
             comment=f"ccspec:{launch.workflow}/{job.id}/{launch.attempt}/{launch.claim}",  # unique: the claim
