@@ -110,7 +110,7 @@ def main() -> int:
                          "met": median <= TARGET_S, "values_s": values}
         print(f"{case:<6} {median * 1000:7.0f}ms {p90 * 1000:7.0f}ms {values[-1] * 1000:7.0f}ms   "
               f"{'met' if median <= TARGET_S else 'MISSED'}")
-    data = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    data = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
             "target_s": TARGET_S, "cases": summary}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
 """The repository's own promises: CI runs the README's test command, code is ruff-clean,
-templates and schemas ship inside the package."""
+ruff-formatted and mypy --strict clean, templates and schemas ship inside the package."""
 
 from __future__ import annotations
 
@@ -24,6 +24,18 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 def test_ruff_clean() -> None:
     result = subprocess.run([sys.executable, "-m", "ruff", "check", "ccspec", "tests", "bench"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_mypy_strict_clean() -> None:
+    """`mypy --strict` with the pydantic plugin ([tool.mypy] in pyproject.toml) finds nothing in ccspec/."""
+    result = subprocess.run([sys.executable, "-m", "mypy"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format_clean() -> None:
+    result = subprocess.run([sys.executable, "-m", "ruff", "format", "--check", "ccspec", "tests", "bench"], cwd=REPO,
+                            capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 
 

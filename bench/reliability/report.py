@@ -59,7 +59,7 @@ tmpfs trial (the issue asks for the right state there).
 def machine_facts(seed: int, mode: str, seconds: float) -> dict[str, str]:
     """Date, seed, commit and the machine the trials ran on."""
     return {
-        "date (UTC)": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        "date (UTC)": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M"),
         "mode": mode,
         "seed": str(seed),
         "commit": _command(["git", "describe", "--always", "--dirty", "--abbrev=12"]),

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, quote
 
+from starlette.types import Message, Receive
+
 from ccspec.server.auth import COOKIE, WRITE_METHODS, Access, denial
 from ccspec.server.errors import ApiError, TooLarge, Unauthorized
 
@@ -97,10 +99,10 @@ class Guard:
         return b"".join(chunks)
 
 
-def _replay(body: bytes, receive: Any) -> Any:
+def _replay(body: bytes, receive: Receive) -> Receive:
     sent = False
 
-    async def replay() -> dict[str, Any]:
+    async def replay() -> Message:
         nonlocal sent
         if not sent:
             sent = True

@@ -18,9 +18,9 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -52,7 +52,7 @@ _STATES = {s.value: s for s in JobState}
 
 def stamp_time(stamp: float | None) -> datetime | None:
     """A time as the status file shows it: UTC, to the second (durations are in `seconds`)."""
-    return None if stamp is None else datetime.fromtimestamp(int(stamp), tz=timezone.utc)
+    return None if stamp is None else datetime.fromtimestamp(int(stamp), tz=UTC)
 
 
 @dataclass(frozen=True)
@@ -447,7 +447,7 @@ def event_info(row: Mapping[str, Any], redactor: Redactor) -> EventInfo:
     kind = str(row["kind"])
     data = row.get("data") or {}
     state = data.get("state") if kind == "state" else kind
-    return EventInfo(id=int(row["id"]), time=stamp_time(float(row["time"])) or datetime.now(timezone.utc),
+    return EventInfo(id=int(row["id"]), time=stamp_time(float(row["time"])) or datetime.now(UTC),
                      workflow=str(row["workflow"]), kind=kind, job=row.get("job"), attempt_id=row.get("attempt"),
                      state=_STATES.get(str(state)) if state is not None else None,
                      data=redactor.value(dict(data)) if isinstance(data, dict) else {})
@@ -464,7 +464,7 @@ def redacted_spec(text: str, secrets: list[str], redactor: Redactor) -> str:
             yaml.preserve_quotes = True
             data = yaml.load(text)
             vars_ = data.get("vars") if hasattr(data, "get") else None
-            if hasattr(vars_, "keys"):
+            if isinstance(vars_, MutableMapping):
                 for name in secrets:
                     if name in vars_:
                         vars_[name] = "***"

@@ -19,7 +19,7 @@ import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from starlette.concurrency import run_in_threadpool
 
@@ -109,7 +109,7 @@ class EventHub:
         if message is not None:
             redactor = await run_in_threadpool(self.reader.redactor_of, workflow)
             message = redactor.text(message)
-        return EventInfo(id=None, time=datetime.now(timezone.utc), workflow=workflow, kind="progress", job=job,
+        return EventInfo(id=None, time=datetime.now(UTC), workflow=workflow, kind="progress", job=job,
                          attempt_id=attempt, progress=round(min(100.0, max(0.0, progress or 0.0)), 1), message=message)
 
     def publish(self, event: EventInfo) -> None:
@@ -149,16 +149,16 @@ class EventHub:
                 return
             while not stopping():
                 try:
-                    event = await asyncio.wait_for(subscriber.queue.get(), KEEPALIVE)
-                except asyncio.TimeoutError:
+                    news = await asyncio.wait_for(subscriber.queue.get(), KEEPALIVE)
+                except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue
-                if event is None:
+                if news is None:
                     return
-                if event.id is not None:
-                    if event.id <= sent:
+                if news.id is not None:
+                    if news.id <= sent:
                         continue  # already sent from the backlog
-                    sent = event.id
-                yield format_event(event)
+                    sent = news.id
+                yield format_event(news)
         finally:
             self.subscribers.discard(subscriber)
