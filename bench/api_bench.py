@@ -59,8 +59,10 @@ def spec_text(jobs: int, width: int) -> str:
         for j in range(width):
             name = f"l{layer}-j{j}"
             out.append(f"  {name}:")
-            out.append(f"    run: echo '# ccspec progress=100 message=\"done {name}\"'; "
-                       f"echo '# ccspec output rows={j}'; echo '# ccspec output name={name}'")
+            out.append(
+                f"    run: echo '# ccspec progress=100 message=\"done {name}\"'; "
+                f"echo '# ccspec output rows={j}'; echo '# ccspec output name={name}'"
+            )
             ps = parents(layer, j, width)
             if ps:
                 out.append(f"    needs: [{', '.join(ps)}]")
@@ -78,7 +80,10 @@ def wait_healthy(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0
     while time.monotonic() < end:
         if proc.poll() is not None:
             raise SystemExit(f"ccspec serve exited with {proc.returncode}")
-        with contextlib.suppress(OSError), urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r,
+        ):
             if r.status == 200:
                 return
         time.sleep(0.1)
@@ -89,8 +94,14 @@ class _Client(asyncio.Protocol):
     """One keep-alive connection sending GETs back to back. Body bytes are counted, not
     kept: the client must cost little CPU, since it shares the machine with the server."""
 
-    def __init__(self, request: bytes, stop_at: float, latencies: list[float], errors: list[str],
-                 done: asyncio.Future[int]) -> None:
+    def __init__(
+        self,
+        request: bytes,
+        stop_at: float,
+        latencies: list[float],
+        errors: list[str],
+        done: asyncio.Future[int],
+    ) -> None:
         self.request = request
         self.stop_at = stop_at
         self.latencies = latencies
@@ -142,33 +153,53 @@ class _Client(asyncio.Protocol):
             self.done.set_result(self.body_bytes)
 
 
-async def client(port: int, path: str, stop_at: float, latencies: list[float], errors: list[str],
-                 accept_encoding: str | None) -> int:
+async def client(
+    port: int,
+    path: str,
+    stop_at: float,
+    latencies: list[float],
+    errors: list[str],
+    accept_encoding: str | None,
+) -> int:
     """Run one connection until `stop_at`; returns the body size of its last response."""
     loop = asyncio.get_running_loop()
     extra = f"Accept-Encoding: {accept_encoding}\r\n" if accept_encoding else ""
     request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n{extra}\r\n".encode()
     done: asyncio.Future[int] = loop.create_future()
-    await loop.create_connection(lambda: _Client(request, stop_at, latencies, errors, done), "127.0.0.1", port)
+    await loop.create_connection(
+        lambda: _Client(request, stop_at, latencies, errors, done), "127.0.0.1", port
+    )
     return await done
 
 
-async def load(port: int, path: str, clients: int, seconds: float, accept_encoding: str | None = None) -> dict[str, Any]:
+async def load(
+    port: int, path: str, clients: int, seconds: float, accept_encoding: str | None = None
+) -> dict[str, Any]:
     latencies: list[float] = []
     errors: list[str] = []
     began = time.perf_counter()
     stop_at = began + seconds
-    sizes = await asyncio.gather(*(client(port, path, stop_at, latencies, errors, accept_encoding) for _ in range(clients)))
+    sizes = await asyncio.gather(
+        *(client(port, path, stop_at, latencies, errors, accept_encoding) for _ in range(clients))
+    )
     elapsed = time.perf_counter() - began
     latencies.sort()
 
     def q(p: float) -> float:
         return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 2)
 
-    return {"requests": len(latencies), "errors": len(errors), "seconds": round(elapsed, 2),
-            "requests_per_s": round(len(latencies) / elapsed, 1), "p50_ms": q(0.50), "p95_ms": q(0.95),
-            "p99_ms": q(0.99), "max_ms": round(latencies[-1] * 1000, 2), "mean_ms": round(sum(latencies) / len(latencies) * 1000, 2),
-            "body_bytes": max(sizes)}
+    return {
+        "requests": len(latencies),
+        "errors": len(errors),
+        "seconds": round(elapsed, 2),
+        "requests_per_s": round(len(latencies) / elapsed, 1),
+        "p50_ms": q(0.50),
+        "p95_ms": q(0.95),
+        "p99_ms": q(0.99),
+        "max_ms": round(latencies[-1] * 1000, 2),
+        "mean_ms": round(sum(latencies) / len(latencies) * 1000, 2),
+        "body_bytes": max(sizes),
+    }
 
 
 def progress_writer(db: Path, stop: threading.Event, every: float) -> None:
@@ -178,7 +209,10 @@ def progress_writer(db: Path, stop: threading.Event, every: float) -> None:
     n = 0
     while not stop.wait(every):
         n += 1
-        conn.execute("UPDATE attempts SET progress=?, message=? WHERE id=?", (100.0 - n % 2, f"tick {n}", attempt))
+        conn.execute(
+            "UPDATE attempts SET progress=?, message=? WHERE id=?",
+            (100.0 - n % 2, f"tick {n}", attempt),
+        )
     conn.close()
 
 
@@ -189,8 +223,12 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
-    parser.add_argument("--ccspec", default=None, help="ccspec executable (default: beside this Python)")
-    parser.add_argument("--no-changing", action="store_true", help="skip the scenario with updates during the load")
+    parser.add_argument(
+        "--ccspec", default=None, help="ccspec executable (default: beside this Python)"
+    )
+    parser.add_argument(
+        "--no-changing", action="store_true", help="skip the scenario with updates during the load"
+    )
     parser.add_argument("--json", default=str(HERE / "results" / "api.json"))
     args = parser.parse_args()
 
@@ -202,14 +240,20 @@ def main() -> int:
         (folder / "specs").mkdir()
         (folder / "specs" / "layered.yaml").write_text(spec_text(args.jobs, args.width))
         began = time.perf_counter()
-        applied = subprocess.run([ccspec, "apply", "specs/", "-j", "2"], cwd=folder, capture_output=True, text=True)
+        applied = subprocess.run(
+            [ccspec, "apply", "specs/", "-j", "2"], cwd=folder, capture_output=True, text=True
+        )
         apply_s = time.perf_counter() - began
         if applied.returncode != 0:
             print(applied.stdout[-2000:], applied.stderr[-2000:], file=sys.stderr)
             return 1
         port = free_port()
-        server = subprocess.Popen([ccspec, "serve", "--port", str(port)], cwd=folder,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        server = subprocess.Popen(
+            [ccspec, "serve", "--port", str(port)],
+            cwd=folder,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         results: dict[str, Any] = {}
         try:
             wait_healthy(port, server)
@@ -218,10 +262,14 @@ def main() -> int:
                 jobs_seen = len(json.loads(r.read())["jobs"])
             asyncio.run(load(port, path, args.clients, args.warmup))
             results["steady"] = asyncio.run(load(port, path, args.clients, args.seconds))
-            results["steady, gzip"] = asyncio.run(load(port, path, args.clients, args.seconds, "gzip"))
+            results["steady, gzip"] = asyncio.run(
+                load(port, path, args.clients, args.seconds, "gzip")
+            )
             if not args.no_changing:
                 stop = threading.Event()
-                thread = threading.Thread(target=progress_writer, args=(folder / ".ccspec" / "state.db", stop, 0.25))
+                thread = threading.Thread(
+                    target=progress_writer, args=(folder / ".ccspec" / "state.db", stop, 0.25)
+                )
                 thread.start()
                 try:
                     results["changing"] = asyncio.run(load(port, path, args.clients, args.seconds))
@@ -236,7 +284,9 @@ def main() -> int:
                 server.kill()
                 server.wait()
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True
+    ).stdout.strip()
     document = {
         "environment": {
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -245,20 +295,36 @@ def main() -> int:
             "python": platform.python_version(),
             "ccspec": [ccspec, version([ccspec, "--version"]), commit],
         },
-        "setup": {"jobs": args.jobs, "jobs_in_response": jobs_seen, "clients": args.clients, "seconds": args.seconds,
-                  "warmup_seconds": args.warmup, "request": "GET /api/workflows/layered", "apply_seconds": round(apply_s, 2),
-                  "server": "ccspec serve --port PORT (defaults: 127.0.0.1, read-only, no access log)"},
-        "target": {"p99_ms_at_most": TARGET_P99_MS, "met": results["steady"]["p99_ms"] <= TARGET_P99_MS},
+        "setup": {
+            "jobs": args.jobs,
+            "jobs_in_response": jobs_seen,
+            "clients": args.clients,
+            "seconds": args.seconds,
+            "warmup_seconds": args.warmup,
+            "request": "GET /api/workflows/layered",
+            "apply_seconds": round(apply_s, 2),
+            "server": "ccspec serve --port PORT (defaults: 127.0.0.1, read-only, no access log)",
+        },
+        "target": {
+            "p99_ms_at_most": TARGET_P99_MS,
+            "met": results["steady"]["p99_ms"] <= TARGET_P99_MS,
+        },
         "results": results,
     }
-    print(f"{args.jobs} jobs, {args.clients} clients, {args.seconds:.0f} s each (load average at start "
-          f"{load_at_start[0]:.2f}):")
+    print(
+        f"{args.jobs} jobs, {args.clients} clients, {args.seconds:.0f} s each (load average at start "
+        f"{load_at_start[0]:.2f}):"
+    )
     print("| scenario | requests/s | p50 ms | p95 ms | p99 ms | max ms | errors | body bytes |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in results.items():
-        print(f"| {name} | {r['requests_per_s']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['max_ms']} | "
-              f"{r['errors']} | {r['body_bytes']:,} |")
-    print(f"target p99 <= {TARGET_P99_MS:.0f} ms (steady): {'met' if document['target']['met'] else 'MISSED'}")
+        print(
+            f"| {name} | {r['requests_per_s']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['max_ms']} | "
+            f"{r['errors']} | {r['body_bytes']:,} |"
+        )
+    print(
+        f"target p99 <= {TARGET_P99_MS:.0f} ms (steady): {'met' if document['target']['met'] else 'MISSED'}"
+    )
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
     return 0 if all(r["errors"] == 0 for r in results.values()) else 1

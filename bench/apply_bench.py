@@ -245,13 +245,21 @@ def run_once(
     return wall, code, usage.ru_maxrss / 1024, tail  # ru_maxrss is in KiB on Linux
 
 
-def timed_child(argv: list[str], cwd: Path, env: dict[str, str], timeout: float,
-                out: Any) -> tuple[float, int, Any]:
+def timed_child(
+    argv: list[str], cwd: Path, env: dict[str, str], timeout: float, out: Any
+) -> tuple[float, int, Any]:
     """Run argv in its own session with stdout and stderr into `out`; return (wall seconds,
     exit code, resource usage from wait4). On timeout its process group is killed (-9)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     timer = threading.Timer(timeout, _kill_group, (proc.pid,))
     timer.start()
     try:
@@ -323,9 +331,15 @@ class Bench:
         self.results.append(result)
         return result
 
-
-    def paired(self, a: tuple[str, list[str], Callable[[], None]], b: tuple[str, list[str], Callable[[], None]],
-               folder: Path, jobs: int, rounds: int, check: Callable[[], str]) -> dict[str, object]:
+    def paired(
+        self,
+        a: tuple[str, list[str], Callable[[], None]],
+        b: tuple[str, list[str], Callable[[], None]],
+        folder: Path,
+        jobs: int,
+        rounds: int,
+        check: Callable[[], str],
+    ) -> dict[str, object]:
         """Side by side: `rounds` rounds, each running a and b once in a random order (each
         after its setup). A shared VM's speed drifts by 10-20% within minutes; rows measured
         one after the other put that drift into their ratio, a round's two runs share it."""
@@ -486,8 +500,12 @@ def verdict(value: float | None, limit: float) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="timed runs per command")
-    parser.add_argument("--paired", type=int, default=15,
-                        help="part 1: rounds of ccspec and make side by side, in random order (0 skips)")
+    parser.add_argument(
+        "--paired",
+        type=int,
+        default=15,
+        help="part 1: rounds of ccspec and make side by side, in random order (0 skips)",
+    )
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs first (small DAG)")
     parser.add_argument("--layers", type=int, default=10)
     parser.add_argument("--small-width", type=int, default=100, help="jobs a layer, part 1")
@@ -578,7 +596,10 @@ def main() -> int:
     payload: dict[str, object] = {"environment": meta}
     failed = False
 
-    with tempfile.TemporaryDirectory(prefix="ccspec-apply-bench-") as tmp, contextlib.ExitStack() as done_with:
+    with (
+        tempfile.TemporaryDirectory(prefix="ccspec-apply-bench-") as tmp,
+        contextlib.ExitStack() as done_with,
+    ):
         done_with.callback(lambda: [shutil.rmtree(t, ignore_errors=True) for t in SET_ASIDE])
         child_env, meta["child_env"] = child_environment(args.inherit_env, Path(tmp))
         bench = Bench(child_env, args.runs, args.warmup, args.timeout)
@@ -601,14 +622,26 @@ def main() -> int:
             small.append(cc)
             # The picture of a graph is laid out once per shape and kept in the user's cache
             # (the warm-up run above laid it out): this row pays for the layout every time.
-            layouts = Path(child_env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ccspec" / "layouts"
+            layouts = (
+                Path(child_env.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+                / "ccspec"
+                / "layouts"
+            )
 
             def fresh_shape() -> None:
                 fresh_ccspec(folder)
                 shutil.rmtree(layouts, ignore_errors=True)
 
-            small.append(bench.measure(f"ccspec apply -j {j} ({NEW_SHAPE})", ccspec_apply, folder, n,
-                                       setup=fresh_shape, check=done))
+            small.append(
+                bench.measure(
+                    f"ccspec apply -j {j} ({NEW_SHAPE})",
+                    ccspec_apply,
+                    folder,
+                    n,
+                    setup=fresh_shape,
+                    check=done,
+                )
+            )
             cc_p = None
             if not args.no_patched:
                 cc_p = bench.measure(
@@ -663,8 +696,14 @@ def main() -> int:
                     small.append(sm_d)
             pairs: dict[str, object] = {}
             if args.paired > 0 and cc.times and mk.times:
-                pairs = bench.paired((f"ccspec apply -j {j}", ccspec_apply, lambda: fresh_ccspec(folder)),
-                                     (f"make -j{j}", make_run, lambda: fresh_out(folder)), folder, n, args.paired, done)
+                pairs = bench.paired(
+                    (f"ccspec apply -j {j}", ccspec_apply, lambda: fresh_ccspec(folder)),
+                    (f"make -j{j}", make_run, lambda: fresh_out(folder)),
+                    folder,
+                    n,
+                    args.paired,
+                    done,
+                )
                 failed |= "error" in pairs
             ratios = {
                 "ccspec/make": ratio(cc, mk),
@@ -700,11 +739,13 @@ def main() -> int:
             if "ratio_median_of_rounds" in pairs:
                 medians = pairs["medians"]
                 low, high = pairs["ratio_95"]  # type: ignore[misc]
-                print(f"side by side, {pairs['rounds']} rounds of ccspec and make in random order: medians "
-                      + ", ".join(f"{k} {v:.3f} s" for k, v in medians.items())  # type: ignore[union-attr]
-                      + f"; ccspec/make per round: median {say(ratios['ccspec/make_paired'])} "
-                      f"(target <= {TARGET_X_MAKE}: {verdict(ratios['ccspec/make_paired'], TARGET_X_MAKE)}), "
-                      f"geometric mean {say(pairs['ratio_geometric_mean'])} (95%: {low:.2f}-{high:.2f})")  # type: ignore[arg-type]
+                print(
+                    f"side by side, {pairs['rounds']} rounds of ccspec and make in random order: medians "
+                    + ", ".join(f"{k} {v:.3f} s" for k, v in medians.items())  # type: ignore[union-attr]
+                    + f"; ccspec/make per round: median {say(ratios['ccspec/make_paired'])} "
+                    f"(target <= {TARGET_X_MAKE}: {verdict(ratios['ccspec/make_paired'], TARGET_X_MAKE)}), "
+                    f"geometric mean {say(pairs['ratio_geometric_mean'])} (95%: {low:.2f}-{high:.2f})"
+                )  # type: ignore[arg-type]
             elif "error" in pairs:
                 print(f"side by side: FAILED ({pairs['error']})")
             failed |= any(r.error for r in small)

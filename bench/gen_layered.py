@@ -42,7 +42,7 @@ def makefile(layers: int, width: int) -> str:
 
 def snakefile(layers: int, width: int) -> str:
     """One wildcard rule: Snakemake's fastest encoding of this DAG."""
-    return f'''WIDTH = {width}
+    return f"""WIDTH = {width}
 LAYERS = {layers}
 
 def parents(wildcards):
@@ -59,7 +59,7 @@ rule job:
     output: "out/l{{layer}}-j{{j}}"
     wildcard_constraints: layer="\\\\d+", j="\\\\d+"
     shell: "echo l{{wildcards.layer}}-j{{wildcards.j}} > {{output}}"
-'''
+"""
 
 
 def main() -> None:

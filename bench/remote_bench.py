@@ -553,8 +553,13 @@ def slurm_part(
         counted by the shims."""
         wait_idle(real["squeue"])
         log = folder / "shim.log"
-        run = run_once(r.argv, folder, {**env, "CCSPEC_BENCH_SHIM_LOG": str(log)}, args.timeout,
-                       folder / "output.txt")
+        run = run_once(
+            r.argv,
+            folder,
+            {**env, "CCSPEC_BENCH_SHIM_LOG": str(log)},
+            args.timeout,
+            folder / "output.txt",
+        )
         run.shim = read_shim_log(log, run.started_at)
         return run
 

@@ -120,7 +120,6 @@ def table(results: list[Result], baseline: Result) -> str:
     return "\n".join(lines)
 
 
-
 def add_inherit_env(parser: argparse.ArgumentParser) -> None:
     """The benchmarks' shared --inherit-env option (see `child_environment`)."""
     parser.add_argument(
@@ -144,6 +143,7 @@ def child_environment(inherit: bool, folder: Path) -> tuple[dict[str, str], dict
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["PYTHONPYCACHEPREFIX"] = str(folder / "pycache")
     return env, {k: env.get(k) for k in ("PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE")}
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -57,7 +57,9 @@ def wait_file(path: Path, timeout: float = 30.0) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--ccspec", default=default_ccspec())
     parser.add_argument("--json", default=str(HERE / "results" / "watch.json"))
@@ -72,8 +74,14 @@ def main() -> int:
         out.mkdir()
         env = {**os.environ, "PYTHONPYCACHEPREFIX": str(repo / ".pycache")}
         env.pop("PYTHONDONTWRITEBYTECODE", None)
-        proc = subprocess.Popen([args.ccspec, "watch", "specs/", "--interval", "1h"], cwd=repo, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            [args.ccspec, "watch", "specs/", "--interval", "1h"],
+            cwd=repo,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         lines: list[str] = []
         reader = threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True)
         reader.start()
@@ -106,13 +114,28 @@ def main() -> int:
         values.sort()
         median = statistics.median(values)
         p90 = values[int(0.9 * (len(values) - 1))]
-        summary[case] = {"runs": len(values), "median_s": median, "p90_s": p90, "max_s": values[-1],
-                         "met": median <= TARGET_S, "values_s": values}
-        print(f"{case:<6} {median * 1000:7.0f}ms {p90 * 1000:7.0f}ms {values[-1] * 1000:7.0f}ms   "
-              f"{'met' if median <= TARGET_S else 'MISSED'}")
-    data = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-            "target_s": TARGET_S, "cases": summary}
+        summary[case] = {
+            "runs": len(values),
+            "median_s": median,
+            "p90_s": p90,
+            "max_s": values[-1],
+            "met": median <= TARGET_S,
+            "values_s": values,
+        }
+        print(
+            f"{case:<6} {median * 1000:7.0f}ms {p90 * 1000:7.0f}ms {values[-1] * 1000:7.0f}ms   "
+            f"{'met' if median <= TARGET_S else 'MISSED'}"
+        )
+    data = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "target_s": TARGET_S,
+        "cases": summary,
+    }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(data, indent=2) + "\n")
     return 0

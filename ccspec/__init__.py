@@ -28,7 +28,9 @@ __version__ = "0.1.0"
 PathLike = str | os.PathLike[str]
 
 
-def validate(paths: PathLike | Iterable[PathLike], vars: Mapping[str, Any] | None = None) -> list[SpecReport]:
+def validate(
+    paths: PathLike | Iterable[PathLike], vars: Mapping[str, Any] | None = None
+) -> list[SpecReport]:
     """Validate spec files and folders; one report (with its diagnostics) per spec file."""
     from ccspec.spec.validate import validate_paths
 
@@ -58,8 +60,14 @@ def edit(path: PathLike) -> SpecEditor:
     return SpecEditor(Path(path))
 
 
-def plan(path: PathLike, vars: Mapping[str, Any] | None = None, *, state: PathLike | None = None,
-         replace: Iterable[str] = (), targets: Iterable[str] = ()) -> Plan:
+def plan(
+    path: PathLike,
+    vars: Mapping[str, Any] | None = None,
+    *,
+    state: PathLike | None = None,
+    replace: Iterable[str] = (),
+    targets: Iterable[str] = (),
+) -> Plan:
     """What `apply` would run for one spec, and why."""
     from ccspec.runner import plan_workflow, state_dir
     from ccspec.state.store import StateStore
@@ -71,8 +79,16 @@ def plan(path: PathLike, vars: Mapping[str, Any] | None = None, *, state: PathLi
         store.close()
 
 
-def apply(path: PathLike, vars: Mapping[str, Any] | None = None, *, state: PathLike | None = None, jobs: int | None = None,
-          replace: Iterable[str] = (), targets: Iterable[str] = (), wait: bool = False) -> Outcome:
+def apply(
+    path: PathLike,
+    vars: Mapping[str, Any] | None = None,
+    *,
+    state: PathLike | None = None,
+    jobs: int | None = None,
+    replace: Iterable[str] = (),
+    targets: Iterable[str] = (),
+    wait: bool = False,
+) -> Outcome:
     """Run what is new, changed or failed in one spec; returns every job's final view.
 
     `wait`: wait while another apply holds the workflow, then plan again what is still to do.
@@ -84,8 +100,14 @@ def apply(path: PathLike, vars: Mapping[str, Any] | None = None, *, state: PathL
     store = StateStore(folder)
     try:
         planned = plan_workflow(load(path, vars), store, replace=replace, targets=targets)
-        return apply_workflow(planned, store, folder=folder, jobs=jobs or os.cpu_count() or 1,
-                              reporter=lambda event, view: None, wait=wait)
+        return apply_workflow(
+            planned,
+            store,
+            folder=folder,
+            jobs=jobs or os.cpu_count() or 1,
+            reporter=lambda event, view: None,
+            wait=wait,
+        )
     finally:
         store.close()
 

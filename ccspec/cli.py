@@ -48,9 +48,21 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text", show_default=True,
-              help="text for people, json for tools, github for GitHub Actions annotations.")
-@click.option("--var", "var_pairs", multiple=True, metavar="NAME=VALUE", help="Override a variable (repeatable).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "github"]),
+    default="text",
+    show_default=True,
+    help="text for people, json for tools, github for GitHub Actions annotations.",
+)
+@click.option(
+    "--var",
+    "var_pairs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Override a variable (repeatable).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print problems only, no summary.")
 def validate(paths: tuple[str, ...], fmt: str, var_pairs: tuple[str, ...], quiet: bool) -> None:
     """Check spec files and folders; exit 0 when all are valid, 1 otherwise."""
@@ -71,12 +83,25 @@ def validate(paths: tuple[str, ...], fmt: str, var_pairs: tuple[str, ...], quiet
 
 
 def _common(f: Any) -> Any:
-    f = click.option("--state", "state_opt", metavar="DIR", help="State folder (default .ccspec, or $CCSPEC_STATE).")(f)
-    f = click.option("--var", "var_pairs", multiple=True, metavar="NAME=VALUE", help="Override a variable (repeatable).")(f)
+    f = click.option(
+        "--state",
+        "state_opt",
+        metavar="DIR",
+        help="State folder (default .ccspec, or $CCSPEC_STATE).",
+    )(f)
+    f = click.option(
+        "--var",
+        "var_pairs",
+        multiple=True,
+        metavar="NAME=VALUE",
+        help="Override a variable (repeatable).",
+    )(f)
     return click.argument("paths", nargs=-1, required=True, type=click.Path())(f)
 
 
-def _load(paths: tuple[str, ...], var_pairs: tuple[str, ...], *, record_invalid: bool = False) -> list[ResolvedWorkflow]:
+def _load(
+    paths: tuple[str, ...], var_pairs: tuple[str, ...], *, record_invalid: bool = False
+) -> list[ResolvedWorkflow]:
     """Resolved workflows, or an error listing every problem. With `record_invalid` (apply),
     an invalid spec's status file gets its errors, as the reconciler would write them."""
     from ccspec.errors import SpecInvalid
@@ -86,17 +111,32 @@ def _load(paths: tuple[str, ...], var_pairs: tuple[str, ...], *, record_invalid:
     reports, problems = load_specs(paths, parse_overrides(var_pairs), record_invalid=record_invalid)
     if problems:
         raise SpecInvalid(problems)  # exit 2; nothing is launched
-    return [r.workflow for r in reports if r.workflow is not None]  # one without has a problem above
+    return [
+        r.workflow for r in reports if r.workflow is not None
+    ]  # one without has a problem above
 
 
 @cli.command()
 @_common
-@click.option("--replace", multiple=True, metavar="JOB", help="Plan JOB to run even if it is up to date.")
+@click.option(
+    "--replace", multiple=True, metavar="JOB", help="Plan JOB to run even if it is up to date."
+)
 @click.option("--target", multiple=True, metavar="JOB", help="Plan only JOB and the jobs it needs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when something would run, 0 when nothing would.")
-def plan(paths: tuple[str, ...], var_pairs: tuple[str, ...], state_opt: str | None, replace: tuple[str, ...],
-         target: tuple[str, ...], as_json: bool, detailed_exitcode: bool) -> None:
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 2 when something would run, 0 when nothing would.",
+)
+def plan(
+    paths: tuple[str, ...],
+    var_pairs: tuple[str, ...],
+    state_opt: str | None,
+    replace: tuple[str, ...],
+    target: tuple[str, ...],
+    as_json: bool,
+    detailed_exitcode: bool,
+) -> None:
     """Show what apply would run, and why."""
     import json
 
@@ -107,12 +147,33 @@ def plan(paths: tuple[str, ...], var_pairs: tuple[str, ...], state_opt: str | No
     store = StateStore(state_dir(state_opt))
     plans = [plan_workflow(w, store, replace=replace, targets=target).plan for w in workflows]
     if as_json:
-        click.echo(json.dumps({"workflows": [{
-            "name": p.workflow, "counts": p.counts(),
-            "jobs": [{"id": j.id, "name": j.name, "action": j.action.value, "reason_code": j.reason.code,
-                      "reason": j.reason.detail, "host": j.host, "dynamic": j.dynamic,
-                      "fingerprint": j.fingerprint.value if j.fingerprint else None} for j in p.jobs],
-        } for p in plans]}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "workflows": [
+                        {
+                            "name": p.workflow,
+                            "counts": p.counts(),
+                            "jobs": [
+                                {
+                                    "id": j.id,
+                                    "name": j.name,
+                                    "action": j.action.value,
+                                    "reason_code": j.reason.code,
+                                    "reason": j.reason.detail,
+                                    "host": j.host,
+                                    "dynamic": j.dynamic,
+                                    "fingerprint": j.fingerprint.value if j.fingerprint else None,
+                                }
+                                for j in p.jobs
+                            ],
+                        }
+                        for p in plans
+                    ]
+                },
+                indent=2,
+            )
+        )
     else:
         for p in plans:
             counts = p.counts()
@@ -126,12 +187,26 @@ def plan(paths: tuple[str, ...], var_pairs: tuple[str, ...], state_opt: str | No
 
 @cli.command()
 @_common
-@click.option("-j", "--jobs", "jobs_n", type=click.IntRange(min=1), default=None, help="Jobs at once (default: CPU count).")
+@click.option(
+    "-j",
+    "--jobs",
+    "jobs_n",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Jobs at once (default: CPU count).",
+)
 @click.option("--replace", multiple=True, metavar="JOB", help="Run JOB even if it is up to date.")
 @click.option("--target", multiple=True, metavar="JOB", help="Run only JOB and the jobs it needs.")
 @click.option("--wait", is_flag=True, help="Wait for another apply of the same workflow to finish.")
-def apply(paths: tuple[str, ...], var_pairs: tuple[str, ...], state_opt: str | None, jobs_n: int | None,
-          replace: tuple[str, ...], target: tuple[str, ...], wait: bool) -> None:
+def apply(
+    paths: tuple[str, ...],
+    var_pairs: tuple[str, ...],
+    state_opt: str | None,
+    jobs_n: int | None,
+    replace: tuple[str, ...],
+    target: tuple[str, ...],
+    wait: bool,
+) -> None:
     """Run what is new, changed or failed; exit 0 when every job succeeded or was up to date."""
     from ccspec.console import make_reporter
     from ccspec.runner import apply_workflow, leased, plan_workflow, state_dir
@@ -143,11 +218,21 @@ def apply(paths: tuple[str, ...], var_pairs: tuple[str, ...], state_opt: str | N
     failed = interrupted = False
     lost: LeaseLost | None = None
     for workflow in workflows:
-        with leased(store, workflow.name, wait=wait, waiting=lambda line: click.echo(line, err=True)) as token:
-            planned = plan_workflow(workflow, store, replace=replace, targets=target)  # under the lease: still to do
+        with leased(
+            store, workflow.name, wait=wait, waiting=lambda line: click.echo(line, err=True)
+        ) as token:
+            planned = plan_workflow(
+                workflow, store, replace=replace, targets=target
+            )  # under the lease: still to do
             with make_reporter(workflow.name, planned.plan) as reporter:
-                outcome = apply_workflow(planned, store, folder=folder, jobs=jobs_n or os.cpu_count() or 1, reporter=reporter,
-                                         lease=token)
+                outcome = apply_workflow(
+                    planned,
+                    store,
+                    folder=folder,
+                    jobs=jobs_n or os.cpu_count() or 1,
+                    reporter=reporter,
+                    lease=token,
+                )
         failed = failed or not outcome.ok
         interrupted = interrupted or outcome.interrupted
         lost = lost or outcome.lost
@@ -161,7 +246,9 @@ def apply(paths: tuple[str, ...], var_pairs: tuple[str, ...], state_opt: str | N
 @cli.command()
 @_common
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def status(paths: tuple[str, ...], var_pairs: tuple[str, ...], state_opt: str | None, as_json: bool) -> None:
+def status(
+    paths: tuple[str, ...], var_pairs: tuple[str, ...], state_opt: str | None, as_json: bool
+) -> None:
     """Show the recorded state of the workflows' jobs."""
     import json
 
@@ -173,37 +260,88 @@ def status(paths: tuple[str, ...], var_pairs: tuple[str, ...], state_opt: str | 
 
     workflows = _load(paths, var_pairs)
     store = StateStore(state_dir(state_opt))
-    redactors = {w.name: redactor_for(w.vars, w.spec.secrets, environ=os.environ) for w in workflows}
+    redactors = {
+        w.name: redactor_for(w.vars, w.spec.secrets, environ=os.environ) for w in workflows
+    }
     for w in workflows:
         try:
-            settle(store, w.name, w.hosts, redactor=redactors[w.name])  # jobs that finished while no runner watched them
+            settle(
+                store, w.name, w.hosts, redactor=redactors[w.name]
+            )  # jobs that finished while no runner watched them
         except StateFolderUnwritable as exc:  # what is recorded can still be shown
             click.echo(f"ccspec: {exc}; showing the state as last recorded", err=True)
     # masked again as shown: a state folder an older ccspec wrote may hold secrets
-    docs = [status_document(w.name, job_statuses(store, w.name), redact=redactors[w.name]) for w in workflows]
+    docs = [
+        status_document(w.name, job_statuses(store, w.name), redact=redactors[w.name])
+        for w in workflows
+    ]
     if as_json:
         click.echo(json.dumps({"workflows": docs}, indent=2, default=str))
         return
     for doc in docs:
-        click.echo(f"{doc['workflow']}: {doc['phase']} " + " ".join(f"{k}={v}" for k, v in doc["counts"].items()))
+        click.echo(
+            f"{doc['workflow']}: {doc['phase']} "
+            + " ".join(f"{k}={v}" for k, v in doc["counts"].items())
+        )
         for job_id, entry in doc["jobs"].items():
             progress = f" {entry['progress']:.0f}%" if "progress" in entry else ""
             reason = f" ({entry['reason']})" if "reason" in entry else ""
-            click.echo(f"  {job_id:<30} {entry['state']:<10} attempt {entry.get('attempt', 0)}{progress}{reason}")
+            click.echo(
+                f"  {job_id:<30} {entry['state']:<10} attempt {entry.get('attempt', 0)}{progress}{reason}"
+            )
 
 
 @cli.command()
 @_common
-@click.option("-j", "--jobs", "jobs_n", type=click.IntRange(min=1), default=None, help="Jobs at once on this machine (default: CPUs).")
-@click.option("--interval", default="30s", show_default=True, help="Resync period: re-plan every spec, follow running jobs.")
+@click.option(
+    "-j",
+    "--jobs",
+    "jobs_n",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Jobs at once on this machine (default: CPUs).",
+)
+@click.option(
+    "--interval",
+    default="30s",
+    show_default=True,
+    help="Resync period: re-plan every spec, follow running jobs.",
+)
 @click.option("--prune", is_flag=True, help="Cancel the running jobs of a spec that is deleted.")
-@click.option("--serve", "serve_too", is_flag=True, help="Also serve the status API and dashboard (as `ccspec serve`).")
-@click.option("--host", default="127.0.0.1", show_default=True, help="With --serve: address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="With --serve: port.")
-@click.option("--allow-write", is_flag=True, help="With --serve: allow uploads and spec edits (with a token); "
-              "the reconciler runs what they change.")
-def watch(paths: tuple[str, ...], var_pairs: tuple[str, ...], state_opt: str | None, jobs_n: int | None,
-          interval: str, prune: bool, serve_too: bool, host: str, port: int, allow_write: bool) -> None:
+@click.option(
+    "--serve",
+    "serve_too",
+    is_flag=True,
+    help="Also serve the status API and dashboard (as `ccspec serve`).",
+)
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="With --serve: address to listen on."
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="With --serve: port.",
+)
+@click.option(
+    "--allow-write",
+    is_flag=True,
+    help="With --serve: allow uploads and spec edits (with a token); "
+    "the reconciler runs what they change.",
+)
+def watch(
+    paths: tuple[str, ...],
+    var_pairs: tuple[str, ...],
+    state_opt: str | None,
+    jobs_n: int | None,
+    interval: str,
+    prune: bool,
+    serve_too: bool,
+    host: str,
+    port: int,
+    allow_write: bool,
+) -> None:
     """Keep the workflows in PATHS converged: run what a saved spec adds or changes, as it is saved.
 
     Ctrl-C stops watching; running jobs go on, and the next watch or apply re-attaches."""
@@ -229,10 +367,19 @@ def watch(paths: tuple[str, ...], var_pairs: tuple[str, ...], state_opt: str | N
     def say(line: str) -> None:
         click.echo(line)
 
-    reconciler = Reconciler([Path(p) for p in paths], state=state_dir(state_opt), jobs=jobs_n or os.cpu_count() or 1,
-                            interval=period, prune=prune, overrides=parse_overrides(var_pairs), say=say)
+    reconciler = Reconciler(
+        [Path(p) for p in paths],
+        state=state_dir(state_opt),
+        jobs=jobs_n or os.cpu_count() or 1,
+        interval=period,
+        prune=prune,
+        overrides=parse_overrides(var_pairs),
+        say=say,
+    )
     click.echo(f"watching {', '.join(paths)} (resync every {period:g}s; Ctrl-C stops)")
-    if serve_too:  # the server owns the main thread (and its signals); the reconciler runs beside it
+    if (
+        serve_too
+    ):  # the server owns the main thread (and its signals); the reconciler runs beside it
         import threading
 
         from ccspec.server import run
@@ -265,7 +412,9 @@ def watch(paths: tuple[str, ...], var_pairs: tuple[str, ...], state_opt: str | N
 @click.argument("workflow")
 @click.argument("job")
 @click.option("--attempt", type=int, default=None, help="Attempt number (default: the last).")
-@click.option("-f", "--follow", is_flag=True, help="Keep printing as the log grows, until the job ends.")
+@click.option(
+    "-f", "--follow", is_flag=True, help="Keep printing as the log grows, until the job ends."
+)
 @click.option("--state", "state_opt", metavar="DIR", help="State folder.")
 def logs(workflow: str, job: str, attempt: int | None, follow: bool, state_opt: str | None) -> None:
     """Print a job's log."""
@@ -281,19 +430,31 @@ def logs(workflow: str, job: str, attempt: int | None, follow: bool, state_opt: 
     attempts = store.attempts(workflow, job)
     if not attempts:
         raise UsageError(f"no attempts recorded for job {job!r} of workflow {workflow!r}")
-    chosen = attempts[-1] if attempt is None else next((a for a in attempts if a.number == attempt), None)
+    chosen = (
+        attempts[-1]
+        if attempt is None
+        else next((a for a in attempts if a.number == attempt), None)
+    )
     if chosen is None or not chosen.log_path:
         raise UsageError(f"job {job!r} has no attempt {attempt}; it has {len(attempts)}")
     from ccspec.logfile import copy_log, log_redactor
 
     # streamed in chunks, secrets masked (also across chunk edges), however long the log
     ended = (lambda: store.attempt(chosen.id).state in FINAL) if follow else None
-    copy_log(chosen.log_path, sys.stdout.buffer, log_redactor(store.spec_path(workflow)), ended=ended)
+    copy_log(
+        chosen.log_path, sys.stdout.buffer, log_redactor(store.spec_path(workflow)), ended=ended
+    )
 
 
 @cli.command()
 @click.argument("workflow")
-@click.option("-o", "--output", type=click.Path(), default=None, help="FILE.svg, FILE.dot or FILE.png (default: DOT to stdout).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(),
+    default=None,
+    help="FILE.svg, FILE.dot or FILE.png (default: DOT to stdout).",
+)
 @click.option("--state", "state_opt", metavar="DIR", help="State folder.")
 def graph(workflow: str, output: str | None, state_opt: str | None) -> None:
     """Draw a workflow's DAG (a spec file, or the name of an applied workflow)."""
@@ -313,8 +474,17 @@ def graph(workflow: str, output: str | None, state_opt: str | None) -> None:
         spec = Path(recorded)
     [resolved] = _load((str(spec),), ())
     records = store.recorded_jobs(resolved.name)
-    nodes = [GraphNode(j.id, records[j.id].state.value if j.id in records else "planned", j.needs, None, None, j.host)
-             for j in resolved.jobs.values()]
+    nodes = [
+        GraphNode(
+            j.id,
+            records[j.id].state.value if j.id in records else "planned",
+            j.needs,
+            None,
+            None,
+            j.host,
+        )
+        for j in resolved.jobs.values()
+    ]
     source = dot_source(resolved.name, nodes)
     if output is None or output.endswith(".dot"):
         if output is None:
@@ -350,10 +520,15 @@ def cancel(workflow: str, jobs_: tuple[str, ...], state_opt: str | None) -> None
     chosen = [a for a in store.active_attempts(workflow) if not jobs_ or a.job in named]
     for job_id in sorted(named.keys() - {a.job for a in chosen}):
         click.echo(f"{job_id} of {workflow!r} is not running ({named[job_id]}); nothing to cancel")
-    problems = cancel_attempts(store, spec_hosts(store, workflow), chosen, "cancelled by `ccspec cancel`")
+    problems = cancel_attempts(
+        store, spec_hosts(store, workflow), chosen, "cancelled by `ccspec cancel`"
+    )
     for attempt in chosen:
         if attempt.id in problems:
-            click.echo(f"could not cancel {attempt.job} on {attempt.host}: {problems[attempt.id]}", err=True)
+            click.echo(
+                f"could not cancel {attempt.job} on {attempt.host}: {problems[attempt.id]}",
+                err=True,
+            )
     count = len(chosen) - len(problems)
     click.echo(f"cancelled {count} job(s) of {workflow!r}")
     if problems:
@@ -368,7 +543,9 @@ def _named_jobs(store: StateStore, workflow: str, names: tuple[str, ...]) -> dic
 
     workflows = store.workflows()
     if workflow not in workflows:
-        raise UsageError(f"no workflow {workflow!r} was ever applied with this state folder{suggest(workflow, workflows)}")
+        raise UsageError(
+            f"no workflow {workflow!r} was ever applied with this state folder{suggest(workflow, workflows)}"
+        )
     recorded = store.recorded_jobs(workflow)
     out: dict[str, str] = {}
     for name in names:
@@ -421,24 +598,65 @@ def init(folder: str, name: str) -> None:
     if not schema_file.exists():
         schema_file.parent.mkdir(parents=True, exist_ok=True)
         schema_file.write_text(schema_text())
-    click.echo(f"wrote {spec} and {schema_file}; next: ccspec validate {spec.parent} && ccspec apply {spec.parent}")
+    click.echo(
+        f"wrote {spec} and {schema_file}; next: ccspec validate {spec.parent} && ccspec apply {spec.parent}"
+    )
 
 
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on. Anything but this machine's loopback wants a token.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on.")
-@click.option("--state", "state_opt", metavar="DIR", help="State folder (default .ccspec, or $CCSPEC_STATE).")
-@click.option("--specs", "specs_dir", default="specs", show_default=True, metavar="DIR",
-              help="Folder of spec files: where uploads go and edits happen.")
-@click.option("--allow-write", is_flag=True,
-              help="Allow uploading workflows and editing specs (with the token; one is made up and printed if none is set).")
-@click.option("--token-file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="File holding the bearer token (default: $CCSPEC_TOKEN). With a token, reads want it too.")
-@click.option("--max-upload", default="1M", show_default=True, metavar="SIZE", help="Largest request body: 512K, 2M...")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on. Anything but this machine's loopback wants a token.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="Port to listen on.",
+)
+@click.option(
+    "--state", "state_opt", metavar="DIR", help="State folder (default .ccspec, or $CCSPEC_STATE)."
+)
+@click.option(
+    "--specs",
+    "specs_dir",
+    default="specs",
+    show_default=True,
+    metavar="DIR",
+    help="Folder of spec files: where uploads go and edits happen.",
+)
+@click.option(
+    "--allow-write",
+    is_flag=True,
+    help="Allow uploading workflows and editing specs (with the token; one is made up and printed if none is set).",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="File holding the bearer token (default: $CCSPEC_TOKEN). With a token, reads want it too.",
+)
+@click.option(
+    "--max-upload",
+    default="1M",
+    show_default=True,
+    metavar="SIZE",
+    help="Largest request body: 512K, 2M...",
+)
 @click.option("--access-log", is_flag=True, help="Print a line per request.")
-def serve(host: str, port: int, state_opt: str | None, specs_dir: str, allow_write: bool, token_file: str | None,
-          max_upload: str, access_log: bool) -> None:
+def serve(
+    host: str,
+    port: int,
+    state_opt: str | None,
+    specs_dir: str,
+    allow_write: bool,
+    token_file: str | None,
+    max_upload: str,
+    access_log: bool,
+) -> None:
     """Serve the status API (OpenAPI GUI at /docs), the live dashboard (/) and server-sent events."""
     from ccspec.server import run
 
@@ -448,8 +666,15 @@ def serve(host: str, port: int, state_opt: str | None, specs_dir: str, allow_wri
     run(app, host, port, access_log=access_log)
 
 
-def _server_app(host: str, port: int, state_opt: str | None, specs_dir: str, allow_write: bool, token_file: str | None,
-                max_upload: str) -> Any:
+def _server_app(
+    host: str,
+    port: int,
+    state_opt: str | None,
+    specs_dir: str,
+    allow_write: bool,
+    token_file: str | None,
+    max_upload: str,
+) -> Any:
     """The API app for `serve` and `watch --serve`, with its warnings and token printed."""
     import ipaddress
     import re
@@ -458,7 +683,11 @@ def _server_app(host: str, port: int, state_opt: str | None, specs_dir: str, all
     from ccspec.errors import UsageError
     from ccspec.runner import state_dir
 
-    token = (Path(token_file).read_text().strip() if token_file else os.environ.get("CCSPEC_TOKEN", "").strip()) or None
+    token = (
+        Path(token_file).read_text().strip()
+        if token_file
+        else os.environ.get("CCSPEC_TOKEN", "").strip()
+    ) or None
     made_up = allow_write and token is None
     if made_up:
         from ccspec.server.auth import new_token
@@ -466,31 +695,50 @@ def _server_app(host: str, port: int, state_opt: str | None, specs_dir: str, all
         token = new_token()
     size = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)(i?[bB])?\s*", max_upload)
     if size is None or int(size.group(1)) == 0:
-        raise UsageError(f"--max-upload {max_upload!r}: expected a size in bytes, or with K, M or G")
+        raise UsageError(
+            f"--max-upload {max_upload!r}: expected a size in bytes, or with K, M or G"
+        )
     limit = int(size.group(1)) * 1024 ** " KMG".index((size.group(2) or " ").upper())
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = False
     if not loopback and token is None:
-        for line in ("", "!" * 78, f"WARNING: ccspec serve listens on {host}:{port} WITHOUT A TOKEN.",
-                     "Anyone who can reach this port can read every workflow, job output and log.",
-                     "Set CCSPEC_TOKEN (or --token-file) to require a bearer token, or serve on 127.0.0.1.",
-                     "!" * 78, ""):
+        for line in (
+            "",
+            "!" * 78,
+            f"WARNING: ccspec serve listens on {host}:{port} WITHOUT A TOKEN.",
+            "Anyone who can reach this port can read every workflow, job output and log.",
+            "Set CCSPEC_TOKEN (or --token-file) to require a bearer token, or serve on 127.0.0.1.",
+            "!" * 78,
+            "",
+        ):
             click.secho(line, fg="red", bold=True, err=True)
 
     from ccspec.server import ServeConfig, create_app
 
-    config = ServeConfig(state=state_dir(state_opt), specs=Path(specs_dir), token=token, allow_write=allow_write,
-                         max_upload=limit, environ=dict(os.environ))
+    config = ServeConfig(
+        state=state_dir(state_opt),
+        specs=Path(specs_dir),
+        token=token,
+        allow_write=allow_write,
+        max_upload=limit,
+        environ=dict(os.environ),
+    )
     app = create_app(config)
     shown = f"[{host}]" if ":" in host else host
     mode = "read-write" if allow_write else "read-only"
-    click.echo(f"ccspec serve: http://{shown}:{port}/ (dashboard), /docs (API), {mode}; state {config.state}, "
-               f"specs {config.specs}/", err=True)
+    click.echo(
+        f"ccspec serve: http://{shown}:{port}/ (dashboard), /docs (API), {mode}; state {config.state}, "
+        f"specs {config.specs}/",
+        err=True,
+    )
     if made_up:
-        click.echo(f"token (send `Authorization: Bearer TOKEN`; set CCSPEC_TOKEN to choose it): {token}\n"
-                   f"dashboard: http://{shown}:{port}/?token={token}", err=True)
+        click.echo(
+            f"token (send `Authorization: Bearer TOKEN`; set CCSPEC_TOKEN to choose it): {token}\n"
+            f"dashboard: http://{shown}:{port}/?token={token}",
+            err=True,
+        )
     return app
 
 
@@ -525,7 +773,9 @@ def main(argv: list[str] | None = None) -> NoReturn:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(1)
-    except OSError as exc:  # a full or read-only disk under a file ccspec writes; anything else is a bug
+    except (
+        OSError
+    ) as exc:  # a full or read-only disk under a file ccspec writes; anything else is a bug
         from ccspec.state.unwritable import for_file
 
         error = for_file(exc)
@@ -557,7 +807,11 @@ def run() -> NoReturn:
     import atexit
     import threading
 
-    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+    if any(
+        t.is_alive() and not t.daemon
+        for t in threading.enumerate()
+        if t is not threading.main_thread()
+    ):
         sys.exit(code)  # the usual exit: it waits for them, then runs the atexit handlers
     atexit._run_exitfuncs()
     if code is not None and not isinstance(code, int):
@@ -620,12 +874,15 @@ def _internal_error(exc: BaseException, debug: bool) -> NoReturn:
     path = os.path.join(folder, f"ccspec-crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt")
     where = path
     try:
-        with open(path, "w", encoding="utf-8", opener=_private) as fh:  # 0600: a message may quote a secret
+        with open(
+            path, "w", encoding="utf-8", opener=_private
+        ) as fh:  # 0600: a message may quote a secret
             fh.write(f"ccspec {__version__}, argv: {sys.argv!r}\n{text}")
     except OSError:
         where = "(could not write it; run again with --debug)"
-    click.echo(f"ccspec: internal error ({type(exc).__name__}: {exc}); this is a bug in ccspec.\n"
-               f"The full traceback is in {where}; please include it when you report the bug.", err=True)
+    click.echo(
+        f"ccspec: internal error ({type(exc).__name__}: {exc}); this is a bug in ccspec.\n"
+        f"The full traceback is in {where}; please include it when you report the bug.",
+        err=True,
+    )
     sys.exit(EXIT_INTERNAL)
-
-

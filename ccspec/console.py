@@ -16,13 +16,28 @@ from ccspec.planner import Plan
 
 __all__ = ["make_reporter", "plain_reporter"]
 
-_SHOWN = {"started", "queued", "running", "unknown", "attached", "succeeded", "failed", "timed_out", "cancelled", "skipped", "lost", "retrying"}
+_SHOWN = {
+    "started",
+    "queued",
+    "running",
+    "unknown",
+    "attached",
+    "succeeded",
+    "failed",
+    "timed_out",
+    "cancelled",
+    "skipped",
+    "lost",
+    "retrying",
+}
 
 
 @contextlib.contextmanager
 def make_reporter(workflow: str, plan: Plan) -> Iterator[Any]:
     runs = len(plan.to_run)
-    lines = [f"{workflow}: {runs} to run, {sum(1 for j in plan.jobs if j.action.value == 'up_to_date')} up to date"]
+    lines = [
+        f"{workflow}: {runs} to run, {sum(1 for j in plan.jobs if j.action.value == 'up_to_date')} up to date"
+    ]
     lines.extend(f"  {job.line()}" for job in plan.jobs if job.action.value != "up_to_date")
     sys.stdout.write("\n".join(lines) + "\n")  # one write, not one per job
     sys.stdout.flush()
@@ -113,11 +128,16 @@ def _live(workflow: str) -> Iterator[Any]:
         now = time.time()
         for v in views.values():
             elapsed = "" if v.started is None else f"{(v.finished or now) - v.started:.1f}s"
-            bar = ProgressBar(total=100, completed=v.progress or (100 if v.state.value == "succeeded" else 0), width=20)
+            bar = ProgressBar(
+                total=100,
+                completed=v.progress or (100 if v.state.value == "succeeded" else 0),
+                width=20,
+            )
             t.add_row(v.id, v.state.value, bar, elapsed, (v.message or v.reason or "")[:60])
         return t
 
     with Live(table(), console=console, refresh_per_second=4, transient=False) as live:
+
         def report(event: str, view: JobView | None) -> None:
             if event == "idle":
                 return

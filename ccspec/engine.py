@@ -59,11 +59,17 @@ PROGRESS_EVERY = 0.5  # seconds between log reads of running jobs
 FLUSH_AFTER = 0.2  # seconds a deferred state write may wait for the next commit
 LEASE_TTL = 15.0
 KILL_GRACE = 5.0  # seconds between TERM and KILL
-REMOTE_CONFIRM = 30.0  # seconds a remote host has to confirm a forced kill before ccspec records it anyway
+REMOTE_CONFIRM = (
+    30.0  # seconds a remote host has to confirm a forced kill before ccspec records it anyway
+)
 UNKNOWN = "state unknown: "  # the message of a job whose host could not be asked
 LOCAL_SLOTS = "@local"  # the slot pool -j bounds: every local-type host shares this machine
-REMOVED_RUNNING = "removed from the spec; still running"  # a job followed until it ends, then forgotten
-NEVER_REACHED = "never started: the runner stopped before the launch reached the host"  # launched again
+REMOVED_RUNNING = (
+    "removed from the spec; still running"  # a job followed until it ends, then forgotten
+)
+NEVER_REACHED = (
+    "never started: the runner stopped before the launch reached the host"  # launched again
+)
 
 
 @dataclass
@@ -107,21 +113,37 @@ class Outcome:
 
     @property
     def failed(self) -> list[JobView]:
-        return [v for v in self.views.values() if v.state in (JobState.FAILED, JobState.TIMED_OUT, JobState.LOST)]
+        return [
+            v
+            for v in self.views.values()
+            if v.state in (JobState.FAILED, JobState.TIMED_OUT, JobState.LOST)
+        ]
 
     @property
     def ok(self) -> bool:
-        return not self.interrupted and all(v.state is JobState.SUCCEEDED for v in self.views.values())
+        return not self.interrupted and all(
+            v.state is JobState.SUCCEEDED for v in self.views.values()
+        )
 
 
 Reporter = Callable[[str, JobView | None], None]  # (event, view) -> None
 
 
 class Engine:
-    def __init__(self, workflow: ResolvedWorkflow, plan: Plan, store: StateStore, *, state_dir: Path,
-                 jobs: int, reporter: Reporter, lease: str | None = None,
-                 fingerprints: dict[str, Fingerprint] | None = None, facts: Facts | None = None,
-                 recorded: Mapping[str, RecordedJob] | None = None) -> None:
+    def __init__(
+        self,
+        workflow: ResolvedWorkflow,
+        plan: Plan,
+        store: StateStore,
+        *,
+        state_dir: Path,
+        jobs: int,
+        reporter: Reporter,
+        lease: str | None = None,
+        fingerprints: dict[str, Fingerprint] | None = None,
+        facts: Facts | None = None,
+        recorded: Mapping[str, RecordedJob] | None = None,
+    ) -> None:
         self.workflow = workflow
         self.plan = plan
         self.store = store
@@ -133,7 +155,9 @@ class Engine:
         self.local = LocalTarget()
         self.jobs: dict[str, ResolvedJob] = dict(workflow.jobs)
         self.fingerprints: dict[str, str] = {k: v.value for k, v in (fingerprints or {}).items()}
-        self._planned = dict(fingerprints or {})  # as planned: reused at launch when nothing it hashed moved
+        self._planned = dict(
+            fingerprints or {}
+        )  # as planned: reused at launch when nothing it hashed moved
         self.facts = facts or Facts()
         # the environment every local job starts from, read once (os.environ decodes on every access)
         self._base_env = dict(os.environ)
@@ -163,10 +187,14 @@ class Engine:
         self.workers: dict[str, HostWorker] = {}  # remote host name -> its worker thread
         self.remote: dict[int, str] = {}  # attempt id -> job id, for remote attempts
         self.busy: dict[str, int] = {}  # slot pool -> jobs holding a slot
-        self.parked: dict[str, list[tuple[float, str]]] = {}  # slot pool -> ready jobs waiting for it
+        self.parked: dict[
+            str, list[tuple[float, str]]
+        ] = {}  # slot pool -> ready jobs waiting for it
         self._next_lease = time.monotonic() + LEASE_TTL / 3
         self._removed = {j.id: j for j in plan.jobs if j.action is Action.REMOVED}  # left the spec
-        self._kept: set[str] = set()  # of those, jobs still out there on a host nobody can ask: recorded as they are
+        self._kept: set[str] = (
+            set()
+        )  # of those, jobs still out there on a host nobody can ask: recorded as they are
         recorded = recorded if recorded is not None else store.recorded_jobs(workflow.name)
         last = store.last_attempts(workflow.name)
         for planned in plan.jobs:
@@ -176,8 +204,13 @@ class Engine:
             rec = recorded.get(planned.id)
             done = planned.action is Action.UP_TO_DATE
             view = JobView(
-                planned.id, job.name, job.host, JobState.SUCCEEDED if done else JobState.PENDING, planned.action,
-                reason=None if done else str(planned.reason), retries_left=job.retries,
+                planned.id,
+                job.name,
+                job.host,
+                JobState.SUCCEEDED if done else JobState.PENDING,
+                planned.action,
+                reason=None if done else str(planned.reason),
+                retries_left=job.retries,
                 fingerprint=planned.fingerprint.value if planned.fingerprint else None,
                 attempt=rec.attempts if rec else 0,
             )
@@ -185,8 +218,16 @@ class Engine:
                 view.outputs = dict(rec.outputs)  # as stored: secrets masked
                 attempt = last.get(planned.id)
                 if attempt is not None and attempt.state is JobState.SUCCEEDED:
-                    view.started, view.finished, view.exit_code = attempt.started, attempt.finished, attempt.exit_code
-                    view.progress, view.message, view.host = attempt.progress, attempt.message, attempt.host
+                    view.started, view.finished, view.exit_code = (
+                        attempt.started,
+                        attempt.finished,
+                        attempt.exit_code,
+                    )
+                    view.progress, view.message, view.host = (
+                        attempt.progress,
+                        attempt.message,
+                        attempt.host,
+                    )
             self.views[planned.id] = view
 
     # -- the loop ----------------------------------------------------------------------
@@ -204,7 +245,9 @@ class Engine:
                     self._launch_ready()
                 if not self.unfinished:
                     break
-                self.local.wait(0)  # exits that already happened: handled with no commit of the handles between
+                self.local.wait(
+                    0
+                )  # exits that already happened: handled with no commit of the handles between
                 if self.events.empty():
                     # Handles and ends of attempts ride along with the next launch's commit, or
                     # are committed once they have waited FLUSH_AFTER (a runner killed before
@@ -215,7 +258,9 @@ class Engine:
                         self.store.flush()
                     elif age is not None:
                         timeout = min(timeout, FLUSH_AFTER - age)
-                    self.report("idle", None)  # reporters write out what they gathered before the engine sleeps
+                    self.report(
+                        "idle", None
+                    )  # reporters write out what they gathered before the engine sleeps
                     self.local.make_prepared()  # run folders of ready jobs, while the running ones run
                     self.local.wait(timeout)  # child exits (via pidfds), remote events or a wake-up
                 while True:
@@ -246,7 +291,9 @@ class Engine:
 
             host = self.workflow.hosts[host_name]
             shortest, longest = poll_intervals(host)
-            worker = HostWorker(backend_for(host), self._post, min_interval=shortest, max_interval=longest)
+            worker = HostWorker(
+                backend_for(host), self._post, min_interval=shortest, max_interval=longest
+            )
             self.workers[host_name] = worker
         return worker
 
@@ -281,7 +328,9 @@ class Engine:
             self.busy[pool] -= 1
             waiting = self.parked.get(pool)
             if waiting:  # one freed slot lets one parked job try again
-                heapq.heappush(self.ready, heapq.heappop(waiting))  # its folder was asked for before
+                heapq.heappush(
+                    self.ready, heapq.heappop(waiting)
+                )  # its folder was asked for before
         view.slots = ()
 
     def handover(self) -> None:
@@ -309,10 +358,15 @@ class Engine:
             self.unfinished += 1
             if view.state is JobState.PENDING:
                 self.waiting[view.id] = sum(
-                    1 for n in self.jobs[view.id].needs if n in self.views and self.views[n].state is not JobState.SUCCEEDED)
+                    1
+                    for n in self.jobs[view.id].needs
+                    if n in self.views and self.views[n].state is not JobState.SUCCEEDED
+                )
                 if self.waiting[view.id] == 0:
                     self._make_ready(view.id)
-        for view in list(self.views.values()):  # a need that already failed (e.g. a lost re-attached job)
+        for view in list(
+            self.views.values()
+        ):  # a need that already failed (e.g. a lost re-attached job)
             if view.state in FINAL and view.state is not JobState.SUCCEEDED:
                 self._skip_descendants(view)
 
@@ -322,7 +376,11 @@ class Engine:
             owner = self._by_handle.pop(handle, None)
             if owner is not None:
                 view = self.views.get(owner[0])
-                if view is not None and view.attempt_id == owner[1] and view.state is JobState.RUNNING:
+                if (
+                    view is not None
+                    and view.attempt_id == owner[1]
+                    and view.state is JobState.RUNNING
+                ):
                     self._exited(view, code)
         elif kind == "interrupt":
             self._cancel_all(force=bool(payload) or self.stopping)
@@ -353,13 +411,21 @@ class Engine:
             return
         if result.handle is None:
             self.remote.pop(result.attempt_id, None)
-            self._record_exit(view, JobState.FAILED, None, result.error or "the host refused the job")
+            self._record_exit(
+                view, JobState.FAILED, None, result.error or "the host refused the job"
+            )
             return
         queues = self.workers[view.host].backend.queues
         view.handle, view.started = result.handle, time.time()
         view.state = JobState.QUEUED if queues else JobState.RUNNING
-        self.store.set_handle(result.attempt_id, result.handle, state=view.state, started=view.started,
-                              workflow=self.workflow.name, job=view.id)
+        self.store.set_handle(
+            result.attempt_id,
+            result.handle,
+            state=view.state,
+            started=view.started,
+            workflow=self.workflow.name,
+            job=view.id,
+        )
         if view.killing is not None:  # cancelled while the launch was under way
             self._cancel_job(view, force=False)
         self.report("queued" if queues else "started", view)
@@ -376,9 +442,13 @@ class Engine:
             self.remote.pop(attempt_id, None)
             self._mine(view, final=True)
             if view.killing is not None:  # ccspec stopped it: record why, as for local jobs
-                self._record_exit(view, view.killing, status.exit_code, view.reason, status.finished)
+                self._record_exit(
+                    view, view.killing, status.exit_code, view.reason, status.finished
+                )
             else:
-                self._record_exit(view, status.state, status.exit_code, status.reason, status.finished)
+                self._record_exit(
+                    view, status.state, status.exit_code, status.reason, status.finished
+                )
             return
         reachable_again = bool(view.message and view.message.startswith(UNKNOWN))
         if reachable_again:
@@ -387,8 +457,14 @@ class Engine:
         if status.state is not view.state or (not removed and status.reason != view.reason):
             if status.state is JobState.RUNNING and view.state is JobState.QUEUED:
                 view.started = time.time()
-                self.store.set_handle(attempt_id, view.handle or "", state=JobState.RUNNING, started=view.started,
-                                      workflow=self.workflow.name, job=view.id)
+                self.store.set_handle(
+                    attempt_id,
+                    view.handle or "",
+                    state=JobState.RUNNING,
+                    started=view.started,
+                    workflow=self.workflow.name,
+                    job=view.id,
+                )
             view.state = status.state
             if view.killing is None and not removed:
                 view.reason = status.reason
@@ -449,7 +525,9 @@ class Engine:
         job = planned_job = self.jobs[view.id]
         if job.deferred or job.fanout_pending:
             outputs = _Outputs(self.views)
-            concrete, problems = resolve_at_launch(self.workflow, job, upstream_context(self.workflow, job, outputs))
+            concrete, problems = resolve_at_launch(
+                self.workflow, job, upstream_context(self.workflow, job, outputs)
+            )
             if problems:
                 self._final(view, JobState.FAILED, "; ".join(problems))
                 return False
@@ -467,8 +545,11 @@ class Engine:
         # The fingerprint is taken of the job as planned (templates that read upstream outputs
         # unrendered), with fresh file contents, so the next plan computes the same value.
         fp = self._planned.get(planned_job.id)
-        if fp is None or planned_job.inputs or any(
-                self.fingerprints.get(n) != self._planned_value(n) for n in planned_job.needs):
+        if (
+            fp is None
+            or planned_job.inputs
+            or any(self.fingerprints.get(n) != self._planned_value(n) for n in planned_job.needs)
+        ):
             parents = {n: self.fingerprints.get(n, "") for n in planned_job.needs}
             gather_facts(self.workflow, [planned_job], self.facts)
             fp = fingerprint(planned_job, self.facts, parents)
@@ -480,24 +561,51 @@ class Engine:
         # mirrored into the same local log file.
         job_dir = self._logs / job.id
         number = view.attempt + 1
-        run_dir = (job_dir / str(number) if host.type == "local"
-                   else Path(".ccspec", "runs", self.workflow.name, job.id, str(number)))
+        run_dir = (
+            job_dir / str(number)
+            if host.type == "local"
+            else Path(".ccspec", "runs", self.workflow.name, job.id, str(number))
+        )
         log_path = job_dir / f"{number}.log"
         try:
-            attempt = self.store.begin_attempt(self.workflow.name, job.id, job.name, host=job.host, fingerprint=fp.value,
-                                               parts=fp.parts, run_dir=run_dir, log_path=log_path, number=number,
-                                               lease=self.lease)
-        except AttemptNumberTaken as taken:  # e.g. a job removed from the spec and added back: its attempts stay
+            attempt = self.store.begin_attempt(
+                self.workflow.name,
+                job.id,
+                job.name,
+                host=job.host,
+                fingerprint=fp.value,
+                parts=fp.parts,
+                run_dir=run_dir,
+                log_path=log_path,
+                number=number,
+                lease=self.lease,
+            )
+        except (
+            AttemptNumberTaken
+        ) as taken:  # e.g. a job removed from the spec and added back: its attempts stay
             view.attempt = taken.highest
             return self._launch(view)
         except LeaseLost as lost:
             self._stop_running(view)
             self._lose_lease(lost)
             return False
-        view.attempt, view.attempt_id, view.run_dir, view.log_path = attempt.number, attempt.id, run_dir, log_path
-        view.state, view.reason, view.exit_code, view.started, view.finished = JobState.LAUNCHING, None, None, time.time(), None
+        view.attempt, view.attempt_id, view.run_dir, view.log_path = (
+            attempt.number,
+            attempt.id,
+            run_dir,
+            log_path,
+        )
+        view.state, view.reason, view.exit_code, view.started, view.finished = (
+            JobState.LAUNCHING,
+            None,
+            None,
+            time.time(),
+            None,
+        )
         view.progress, view.message, view.outputs, view.miner = None, None, {}, LogMiner()
-        view.mine_at = time.monotonic() + PROGRESS_EVERY / 5  # a quick first look, then twice a second
+        view.mine_at = (
+            time.monotonic() + PROGRESS_EVERY / 5
+        )  # a quick first look, then twice a second
         if host.type != "local":
             self._launch_remote(view, job, planned_job, host, attempt)
             return True
@@ -505,15 +613,30 @@ class Engine:
             launch = self._launch_spec(job, view)
             handle = self.local.submit(launch, lambda h, code: self.events.put(("exit", (h, code))))
         except (TargetError, OSError) as exc:
-            unwritable.check(exc, self.state_dir)  # a full or read-only state folder stops the run (exit 5)
-            self.store.finish_attempt(attempt.id, JobState.FAILED, exit_code=None, reason=self._masked(str(exc)), outputs={},
-                                      progress=None, message=None)
+            unwritable.check(
+                exc, self.state_dir
+            )  # a full or read-only state folder stops the run (exit 5)
+            self.store.finish_attempt(
+                attempt.id,
+                JobState.FAILED,
+                exit_code=None,
+                reason=self._masked(str(exc)),
+                outputs={},
+                progress=None,
+                message=None,
+            )
             self._final(view, JobState.FAILED, str(exc), record=False)
             return False
         self._by_handle[handle] = (view.id, attempt.id)
         view.handle, view.started = handle, time.time()
-        self.store.set_handle(attempt.id, handle, started=view.started,  # the same instant in views and records
-                              workflow=self.workflow.name, job=job.id, soon=True)
+        self.store.set_handle(
+            attempt.id,
+            handle,
+            started=view.started,  # the same instant in views and records
+            workflow=self.workflow.name,
+            job=job.id,
+            soon=True,
+        )
         view.state = JobState.RUNNING
         view.deadline = time.monotonic() + job.timeout if job.timeout else None
         self.report("started", view)
@@ -523,18 +646,41 @@ class Engine:
         planned = self._planned.get(job_id)
         return planned.value if planned is not None else None
 
-    def _launch_remote(self, view: JobView, job: ResolvedJob, planned_job: ResolvedJob, host: Host, attempt: Attempt) -> None:
+    def _launch_remote(
+        self,
+        view: JobView,
+        job: ResolvedJob,
+        planned_job: ResolvedJob,
+        host: Host,
+        attempt: Attempt,
+    ) -> None:
         assert view.run_dir is not None and view.log_path is not None
         attempt_id = attempt.id
         env = {k: str(v) for k, v in {**host.env, **job.env}.items()}
-        env.update({"CCSPEC_WORKFLOW": self.workflow.name, "CCSPEC_JOB": job.id, "CCSPEC_ATTEMPT": str(view.attempt)})
+        env.update(
+            {
+                "CCSPEC_WORKFLOW": self.workflow.name,
+                "CCSPEC_JOB": job.id,
+                "CCSPEC_ATTEMPT": str(view.attempt),
+            }
+        )
         from ccspec.targets.claims import launch_claim
         from ccspec.targets.remote import RemoteLaunch, job_files
 
         files = job_files(job, self.workflow.base_dir, self.facts.inputs.get(planned_job.id, ()))
-        launch = RemoteLaunch(attempt_id, self.workflow.name, job, view.attempt, self.workflow.base_dir,
-                              view.run_dir.as_posix(), view.log_path.resolve(), env, files, _fetched(job, view.log_path),
-                              claim=launch_claim(attempt_id, attempt.created or 0.0))
+        launch = RemoteLaunch(
+            attempt_id,
+            self.workflow.name,
+            job,
+            view.attempt,
+            self.workflow.base_dir,
+            view.run_dir.as_posix(),
+            view.log_path.resolve(),
+            env,
+            files,
+            _fetched(job, view.log_path),
+            claim=launch_claim(attempt_id, attempt.created or 0.0),
+        )
         self.remote[attempt_id] = view.id
         view.deadline = time.monotonic() + job.timeout if job.timeout else None
         make_dirs(view.log_path.parent)  # 0700, as every folder under the state folder
@@ -544,9 +690,11 @@ class Engine:
     def _fan_out(self, view: JobView, members: list[ResolvedJob]) -> None:
         """Replace a pending fan-out by its jobs, now that the matrix is known."""
         ids = [m.id for m in members]
-        self.workflow = replace(self.workflow, groups={**self.workflow.groups, view.name: tuple(ids)})
+        self.workflow = replace(
+            self.workflow, groups={**self.workflow.groups, view.name: tuple(ids)}
+        )
         index = self.order.index(view.id)
-        self.order[index:index + 1] = ids
+        self.order[index : index + 1] = ids
         del self.views[view.id]
         self.jobs.pop(view.id)
         self.unfinished += len(members) - 1
@@ -556,8 +704,15 @@ class Engine:
         for i, member in enumerate(members):
             self.jobs[member.id] = member
             rec = recorded.get(member.id)
-            self.views[member.id] = JobView(member.id, member.name, member.host, JobState.PENDING, Action.CREATE,
-                                            retries_left=member.retries, attempt=rec.attempts if rec else 0)
+            self.views[member.id] = JobView(
+                member.id,
+                member.name,
+                member.host,
+                JobState.PENDING,
+                Action.CREATE,
+                retries_left=member.retries,
+                attempt=rec.attempts if rec else 0,
+            )
             self.position[member.id] = base + (i + 1) / (len(members) + 1)
             self.children[member.id] = list(children)
             self.waiting[member.id] = 0
@@ -574,32 +729,63 @@ class Engine:
         cwd = job_cwd(job, base)
         # absolute without Path.resolve(), which stats every component of every path (~0.2 ms)
         run_dir = self._local_run_dir(job.id, view.attempt)
-        log_path = run_dir.with_name(f"{view.attempt}.log")  # logs/WF/JOB/N.log beside logs/WF/JOB/N/
-        env = {**self._base_env, **{k: str(v) for k, v in job.env.items()}, "CCSPEC_WORKFLOW": self.workflow.name,
-               "CCSPEC_JOB": job.id, "CCSPEC_ATTEMPT": str(view.attempt), "CCSPEC_RUN_DIR": str(run_dir)}
+        log_path = run_dir.with_name(
+            f"{view.attempt}.log"
+        )  # logs/WF/JOB/N.log beside logs/WF/JOB/N/
+        env = {
+            **self._base_env,
+            **{k: str(v) for k, v in job.env.items()},
+            "CCSPEC_WORKFLOW": self.workflow.name,
+            "CCSPEC_JOB": job.id,
+            "CCSPEC_ATTEMPT": str(view.attempt),
+            "CCSPEC_RUN_DIR": str(run_dir),
+        }
         argv = command(job, base, run_dir, log_path)
-        return Launch(self.workflow.name, job.id, view.attempt, argv, env, cwd, run_dir, log_path,
-                      job.timeout, wrapped=len(argv) > 2 and argv[2] is _run_wrapper())
+        return Launch(
+            self.workflow.name,
+            job.id,
+            view.attempt,
+            argv,
+            env,
+            cwd,
+            run_dir,
+            log_path,
+            job.timeout,
+            wrapped=len(argv) > 2 and argv[2] is _run_wrapper(),
+        )
 
     # -- outcomes ----------------------------------------------------------------------
 
     def _exited(self, view: JobView, code: int | None) -> None:
         if view.state in FINAL:
             return
-        ended = exit_time(view.run_dir) if view.run_dir is not None else None  # not after reading a long log
+        ended = (
+            exit_time(view.run_dir) if view.run_dir is not None else None
+        )  # not after reading a long log
         self._mine(view, final=True)
         if view.killing is not None:
             state, reason = view.killing, view.reason
-        elif code is None:  # not our child, and its wrapper wrote no exit code: killed by KILL, or a full folder
+        elif (
+            code is None
+        ):  # not our child, and its wrapper wrote no exit code: killed by KILL, or a full folder
             state, reason = JobState.LOST, lost_reason(view.run_dir)
         elif code == 0:
             state, reason = JobState.SUCCEEDED, None
         else:
-            state, reason = JobState.FAILED, f"exit code {code}" if code > 0 else f"killed by signal {-code}"
+            state, reason = (
+                JobState.FAILED,
+                f"exit code {code}" if code > 0 else f"killed by signal {-code}",
+            )
         self._record_exit(view, state, code, reason, ended)
 
-    def _record_exit(self, view: JobView, state: JobState, code: int | None, reason: str | None,
-                     ended: float | None = None) -> None:
+    def _record_exit(
+        self,
+        view: JobView,
+        state: JobState,
+        code: int | None,
+        reason: str | None,
+        ended: float | None = None,
+    ) -> None:
         """`ended`: when the attempt ended by its own account (its wrapper's exit-code file),
         else now."""
         assert view.attempt_id is not None
@@ -609,22 +795,47 @@ class Engine:
             view.progress = 100.0
         now = time.time()
         view.finished = now if ended is None else max(min(ended, now), view.started or 0.0)
-        self.store.finish_attempt(view.attempt_id, state, exit_code=code, reason=reason, outputs=self.redactor.value(view.outputs),
-                                  progress=view.progress, message=view.message, finished=view.finished,
-                                  soon=True,  # with the next launch's record, or before the loop sleeps
-                                  workflow=self.workflow.name, job=view.id)
-        view.exit_code, view.deadline, view.kill_at, view.killing, view.forced = code, None, None, None, False
-        if state in (JobState.FAILED, JobState.TIMED_OUT, JobState.LOST) and view.retries_left > 0 and not self.stopping:
+        self.store.finish_attempt(
+            view.attempt_id,
+            state,
+            exit_code=code,
+            reason=reason,
+            outputs=self.redactor.value(view.outputs),
+            progress=view.progress,
+            message=view.message,
+            finished=view.finished,
+            soon=True,  # with the next launch's record, or before the loop sleeps
+            workflow=self.workflow.name,
+            job=view.id,
+        )
+        view.exit_code, view.deadline, view.kill_at, view.killing, view.forced = (
+            code,
+            None,
+            None,
+            None,
+            False,
+        )
+        if (
+            state in (JobState.FAILED, JobState.TIMED_OUT, JobState.LOST)
+            and view.retries_left > 0
+            and not self.stopping
+        ):
             view.retries_left -= 1
             used = self.jobs[view.id].retries - view.retries_left
             delay = min(30.0, 0.5 * 2 ** (used - 1))
-            view.state, view.reason, view.retry_at = JobState.PENDING, f"{reason}; retry {used} in {delay:g}s", time.monotonic() + delay
+            view.state, view.reason, view.retry_at = (
+                JobState.PENDING,
+                f"{reason}; retry {used} in {delay:g}s",
+                time.monotonic() + delay,
+            )
             self.retrying[view.id] = view
             self.report("retrying", view)
             return
         self._final(view, state, reason, record=False)
 
-    def _final(self, view: JobView, state: JobState, reason: str | None, *, record: bool = True) -> None:
+    def _final(
+        self, view: JobView, state: JobState, reason: str | None, *, record: bool = True
+    ) -> None:
         reason = self._masked(reason)
         was_final = view.state in FINAL
         view.state, view.reason = state, reason
@@ -642,11 +853,17 @@ class Engine:
             for child in self.children.get(view.id, ()):
                 left = self.waiting.get(child, 1) - 1
                 self.waiting[child] = left
-                if left == 0 and child in self.views and self.views[child].state is JobState.PENDING:
+                if (
+                    left == 0
+                    and child in self.views
+                    and self.views[child].state is JobState.PENDING
+                ):
                     self._make_ready(child)
         elif not self.stopping:  # when stopping, every pending job is cancelled instead
             self._skip_descendants(view)
-        if view.action is Action.REMOVED:  # it left the spec and has ended: recorded, then forgotten
+        if (
+            view.action is Action.REMOVED
+        ):  # it left the spec and has ended: recorded, then forgotten
             self.store.flush()
             self.store.forget_jobs(self.workflow.name, [view.id])
             del self.views[view.id]
@@ -655,34 +872,58 @@ class Engine:
 
     def _tick(self) -> None:
         now = time.monotonic()
-        for view in [v for v in self.retrying.values() if v.retry_at is not None and v.retry_at <= now]:
+        for view in [
+            v for v in self.retrying.values() if v.retry_at is not None and v.retry_at <= now
+        ]:
             del self.retrying[view.id]
             view.retry_at = None
             self._make_ready(view.id)
         for view in list(self.running.values()):
-            if view.kill_at is not None and now >= view.kill_at and view.forced:  # the host never confirmed
+            if (
+                view.kill_at is not None and now >= view.kill_at and view.forced
+            ):  # the host never confirmed
                 self.remote.pop(view.attempt_id or 0, None)
                 assert view.killing is not None
-                self._record_exit(view, view.killing, None, f"{view.reason} ({view.host} did not confirm the kill)")
+                self._record_exit(
+                    view,
+                    view.killing,
+                    None,
+                    f"{view.reason} ({view.host} did not confirm the kill)",
+                )
                 continue
             if view.kill_at is not None and now >= view.kill_at:
                 self._cancel_job(view, force=True)
             elif view.deadline is not None and now >= view.deadline and view.killing is None:
-                self._kill(view, JobState.TIMED_OUT, f"timed out after {self.jobs[view.id].timeout:g}s")
-            if now >= view.mine_at and self._mine(view):  # a log is read twice a second, not on every event
+                self._kill(
+                    view, JobState.TIMED_OUT, f"timed out after {self.jobs[view.id].timeout:g}s"
+                )
+            if now >= view.mine_at and self._mine(
+                view
+            ):  # a log is read twice a second, not on every event
                 assert view.attempt_id is not None
-                self.store.update_progress(view.attempt_id, view.progress, view.message, self.redactor.value(view.outputs))
+                self.store.update_progress(
+                    view.attempt_id, view.progress, view.message, self.redactor.value(view.outputs)
+                )
                 self.report("progress", view)
-            if view.handle in self._attached and view.run_dir:  # not our child: no exit event will come
+            if (
+                view.handle in self._attached and view.run_dir
+            ):  # not our child: no exit event will come
                 status = self.local.poll({view.handle: view.run_dir})[view.handle]
                 if status is not None and status.state in FINAL:
                     self._attached.discard(view.handle)
                     self._mine(view, final=True)
-                    self._record_exit(view, view.killing or status.state, status.exit_code,
-                                      view.reason if view.killing else status.reason, status.finished)
+                    self._record_exit(
+                        view,
+                        view.killing or status.state,
+                        status.exit_code,
+                        view.reason if view.killing else status.reason,
+                        status.finished,
+                    )
         if self.lease and now >= self._next_lease:
             if not self.store.renew_lease(self.workflow.name, self.lease, LEASE_TTL):
-                self._lose_lease(LeaseLost(self.workflow.name, self.store.lease_holder(self.workflow.name)))
+                self._lose_lease(
+                    LeaseLost(self.workflow.name, self.store.lease_holder(self.workflow.name))
+                )
             self._next_lease = now + LEASE_TTL / 3
         self.report("tick", None)
 
@@ -696,7 +937,9 @@ class Engine:
         view.mine_at = time.monotonic() + PROGRESS_EVERY
         if view.miner is None or view.log_path is None:
             return False
-        changed = mine_log(view.miner, view.log_path, final=final)  # in bounded chunks; a small log is one read
+        changed = mine_log(
+            view.miner, view.log_path, final=final
+        )  # in bounded chunks; a small log is one read
         if changed:
             view.progress, view.message = view.miner.progress, self._masked(view.miner.message)
             view.outputs = dict(view.miner.outputs)
@@ -726,7 +969,10 @@ class Engine:
     def _cancel_all(self, force: bool) -> None:
         self.stopping = True
         for view in list(self.views.values()):
-            if view.state in (JobState.RUNNING, JobState.LAUNCHING, JobState.QUEUED) and view.id in self.running:
+            if (
+                view.state in (JobState.RUNNING, JobState.LAUNCHING, JobState.QUEUED)
+                and view.id in self.running
+            ):
                 if force:
                     view.killing, view.reason = JobState.CANCELLED, "cancelled (forced)"
                     self._cancel_job(view, force=True)
@@ -744,11 +990,15 @@ class Engine:
         for attempt in active:
             view = self.views.get(attempt.job)
             host = self.workflow.hosts.get(attempt.host)
-            if attempt.id in fenced:  # it never reached its host, and now never will: launched again below
+            if (
+                attempt.id in fenced
+            ):  # it never reached its host, and now never will: launched again below
                 self._never_started(attempt, view, NEVER_REACHED)
                 continue
             if host is not None and host.type != "local":
-                if view is None and attempt.run_dir and attempt.log_path:  # else `ccspec status` settles it
+                if (
+                    view is None and attempt.run_dir and attempt.log_path
+                ):  # else `ccspec status` settles it
                     view = self._removed_view(attempt)
                 self._attach_remote(attempt, view)
                 self._kept.add(attempt.job)  # not forgotten before its end is recorded
@@ -759,18 +1009,32 @@ class Engine:
             handle = attempt.handle or self._recover_handle(attempt)
             run_dir = Path(attempt.run_dir) if attempt.run_dir else None
             if handle is None or run_dir is None:
-                self._never_started(attempt, view, "the launch was recorded but the job never started")
+                self._never_started(
+                    attempt, view, "the launch was recorded but the job never started"
+                )
                 continue
             status: Status | None = self.local.poll({handle: run_dir})[handle]
             view = view or self._removed_view(attempt)
             if view is None:  # the job is not planned (--target): just settle the record
                 if status is not None and status.state in FINAL:
-                    self.store.finish_attempt(attempt.id, status.state, exit_code=status.exit_code, reason=status.reason,
-                                              outputs={}, progress=None, message=None)
+                    self.store.finish_attempt(
+                        attempt.id,
+                        status.state,
+                        exit_code=status.exit_code,
+                        reason=status.reason,
+                        outputs={},
+                        progress=None,
+                        message=None,
+                    )
                 continue
             if attempt.handle is None:
                 self.store.set_handle(attempt.id, handle)
-            view.attempt, view.attempt_id, view.handle, view.run_dir = attempt.number, attempt.id, handle, run_dir
+            view.attempt, view.attempt_id, view.handle, view.run_dir = (
+                attempt.number,
+                attempt.id,
+                handle,
+                run_dir,
+            )
             view.log_path = Path(attempt.log_path) if attempt.log_path else None
             view.started, view.miner = attempt.started or attempt.created, LogMiner()
             view.fingerprint = attempt.fingerprint
@@ -782,12 +1046,21 @@ class Engine:
             self.report("attached", view)
             if status is not None and status.state in FINAL:
                 self._mine(view, final=True)
-                self._record_exit(view, status.state, status.exit_code, status.reason, status.finished)
+                self._record_exit(
+                    view, status.state, status.exit_code, status.reason, status.finished
+                )
 
     def _never_started(self, attempt: Attempt, view: JobView | None, reason: str) -> None:
         """Settle an attempt whose launch never happened; its job (still pending) runs again."""
-        self.store.finish_attempt(attempt.id, JobState.LOST, exit_code=None, outputs={}, progress=None, message=None,
-                                  reason=reason)
+        self.store.finish_attempt(
+            attempt.id,
+            JobState.LOST,
+            exit_code=None,
+            outputs={},
+            progress=None,
+            message=None,
+            reason=reason,
+        )
         if view is not None and view.action is Action.ATTACH:
             view.action = Action.RETRY
 
@@ -801,9 +1074,23 @@ class Engine:
         unanswered: dict[str, list[Tracked]] = {}
         for a in active:
             host = self.workflow.hosts.get(a.host)
-            if host is not None and host.type != "local" and a.handle is None and a.run_dir and a.created:
+            if (
+                host is not None
+                and host.type != "local"
+                and a.handle is None
+                and a.run_dir
+                and a.created
+            ):
                 unanswered.setdefault(a.host, []).append(
-                    Tracked(a.id, None, a.run_dir, Path(a.log_path or "."), a.created, claim=launch_claim(a.id, a.created)))
+                    Tracked(
+                        a.id,
+                        None,
+                        a.run_dir,
+                        Path(a.log_path or "."),
+                        a.created,
+                        claim=launch_claim(a.id, a.created),
+                    )
+                )
         never: set[int] = set()
         for name, tracked in unanswered.items():
             try:  # the host's worker thread has nothing to do yet: its backend is free
@@ -820,7 +1107,9 @@ class Engine:
         if planned is None:
             return None
         state = JobState.QUEUED if attempt.state is JobState.QUEUED else JobState.RUNNING
-        view = JobView(attempt.job, planned.name, attempt.host, state, Action.REMOVED, reason=REMOVED_RUNNING)
+        view = JobView(
+            attempt.job, planned.name, attempt.host, state, Action.REMOVED, reason=REMOVED_RUNNING
+        )
         self.views[view.id] = view
         self.unfinished += 1
         self.store.set_job_state(self.workflow.name, view.id, view.name, state, REMOVED_RUNNING)
@@ -835,7 +1124,11 @@ class Engine:
             return  # the job left the spec: `ccspec status` settles its record
         view.attempt, view.attempt_id, view.handle = attempt.number, attempt.id, attempt.handle
         view.run_dir, view.log_path = Path(attempt.run_dir), Path(attempt.log_path)
-        view.started, view.miner, view.host = attempt.started or attempt.created, LogMiner(), attempt.host
+        view.started, view.miner, view.host = (
+            attempt.started or attempt.created,
+            LogMiner(),
+            attempt.host,
+        )
         view.fingerprint = attempt.fingerprint
         if attempt.fingerprint:
             self.fingerprints[view.id] = attempt.fingerprint
@@ -844,14 +1137,27 @@ class Engine:
         self._hold_slots(view)
         job = self.jobs.get(view.id)
         fetch = _fetched(job, view.log_path) if job is not None else {}
-        self._worker(attempt.host).watch(Tracked(attempt.id, attempt.handle, attempt.run_dir, view.log_path.resolve(),
-                                                 launched_at(attempt.created), fetch=fetch))
+        self._worker(attempt.host).watch(
+            Tracked(
+                attempt.id,
+                attempt.handle,
+                attempt.run_dir,
+                view.log_path.resolve(),
+                launched_at(attempt.created),
+                fetch=fetch,
+            )
+        )
         self.report("attached", view)
 
     def _hold_slots(self, view: JobView) -> None:
         """An attached job holds its slots whatever the limits (it runs already)."""
         self.running[view.id] = view
-        view.slots = tuple(pool for pool, _ in self._pools(self.jobs[view.id].host if view.id in self.jobs else view.host))
+        view.slots = tuple(
+            pool
+            for pool, _ in self._pools(
+                self.jobs[view.id].host if view.id in self.jobs else view.host
+            )
+        )
         for pool in view.slots:
             self.busy[pool] = self.busy.get(pool, 0) + 1
 
@@ -873,7 +1179,11 @@ class Engine:
 
 def _fetched(job: ResolvedJob, log_path: Path) -> dict[str, Path]:
     """Files a remote attempt's run folder holds that ccspec keeps next to the local log."""
-    return {"executed.ipynb": log_path.resolve().with_suffix(".ipynb")} if job.kind == "notebook" else {}
+    return (
+        {"executed.ipynb": log_path.resolve().with_suffix(".ipynb")}
+        if job.kind == "notebook"
+        else {}
+    )
 
 
 POSIX_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash"})
@@ -913,8 +1223,18 @@ def command(job: ResolvedJob, base: Path, run_dir: Path, log_path: Path) -> list
             return [shell, "/c", job.run or ""]
         if shell.lower().startswith(("powershell", "pwsh")):
             return [shell, "-NoProfile", "-Command", job.run or ""]
-        if os.path.basename(shell) in POSIX_SHELLS:  # one process: the shell runs the wrapper and the command
-            return [shell, "-c", _run_wrapper(), shell, job.run or "", os.path.abspath(log_path), str(job_cwd(job, base))]
+        if (
+            os.path.basename(shell) in POSIX_SHELLS
+        ):  # one process: the shell runs the wrapper and the command
+            return [
+                shell,
+                "-c",
+                _run_wrapper(),
+                shell,
+                job.run or "",
+                os.path.abspath(log_path),
+                str(job_cwd(job, base)),
+            ]
         return [shell, "-c", job.run or ""]
     if job.kind == "script":
         script = str((base / (job.script or "")).resolve())
@@ -924,4 +1244,12 @@ def command(job: ResolvedJob, base: Path, run_dir: Path, log_path: Path) -> list
     executed = str(log_path.resolve().with_suffix(".ipynb"))
     import json
 
-    return [sys.executable, "-m", "ccspec.notebook", notebook, executed, json.dumps(dict(job.parameters)), job.kernel or ""]
+    return [
+        sys.executable,
+        "-m",
+        "ccspec.notebook",
+        notebook,
+        executed,
+        json.dumps(dict(job.parameters)),
+        job.kernel or "",
+    ]

@@ -118,7 +118,9 @@ class LeaseHeld(CcspecError):
     def __init__(self, workflow: str, pid: int, host: str, since: float) -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since))
         self.doing = f"being applied by pid {pid} on {host} since {stamp}"
-        super().__init__(f"workflow {workflow!r} is {self.doing}; wait for it, run `ccspec cancel`, or pass --wait")
+        super().__init__(
+            f"workflow {workflow!r} is {self.doing}; wait for it, run `ccspec cancel`, or pass --wait"
+        )
         self.pid = pid
         self.host = host
         self.since = since
@@ -137,8 +139,10 @@ class LeaseLost(CcspecError):
         else:
             pid, host, since = holder
             who = f"pid {pid} on {host} at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(since))}"
-        super().__init__(f"workflow {workflow!r} was taken over by {who}: this apply did not renew its lease in "
-                         "time, so it launched nothing more and left its running jobs to the new holder")
+        super().__init__(
+            f"workflow {workflow!r} was taken over by {who}: this apply did not renew its lease in "
+            "time, so it launched nothing more and left its running jobs to the new holder"
+        )
         self.workflow = workflow
         self.taken_by = holder
 
@@ -147,8 +151,10 @@ class AttemptNumberTaken(CcspecError):
     """An attempt of the job already has the number asked for (or a higher one)."""
 
     def __init__(self, workflow: str, job: str, number: int, highest: int) -> None:
-        super().__init__(f"job {job!r} of workflow {workflow!r} already has attempt {highest}; "
-                         f"attempt {number} cannot be recorded again")
+        super().__init__(
+            f"job {job!r} of workflow {workflow!r} already has attempt {highest}; "
+            f"attempt {number} cannot be recorded again"
+        )
         self.number = number
         self.highest = highest
 

@@ -18,7 +18,16 @@ from typing import Any
 
 from ccspec.spec.resolved import ResolvedJob, ResolvedWorkflow
 
-__all__ = ["Facts", "Fingerprint", "definition", "fingerprint", "fingerprints", "gather_facts", "hash_file", "input_files"]
+__all__ = [
+    "Facts",
+    "Fingerprint",
+    "definition",
+    "fingerprint",
+    "fingerprints",
+    "gather_facts",
+    "hash_file",
+    "input_files",
+]
 
 _CHUNK = 1 << 20
 MISSING = "missing"
@@ -35,7 +44,9 @@ class Facts:
     """File contents the fingerprints depend on, keyed by path relative to the spec folder."""
 
     files: dict[str, str] = field(default_factory=dict)
-    inputs: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # job id -> [(path, hash)]
+    inputs: dict[str, list[tuple[str, str]]] = field(
+        default_factory=dict
+    )  # job id -> [(path, hash)]
 
 
 def _sha(data: bytes) -> str:
@@ -53,7 +64,9 @@ def hash_file(path: Path) -> str:
         return MISSING
 
 
-def gather_facts(workflow: ResolvedWorkflow, jobs: list[ResolvedJob] | None = None, facts: Facts | None = None) -> Facts:
+def gather_facts(
+    workflow: ResolvedWorkflow, jobs: list[ResolvedJob] | None = None, facts: Facts | None = None
+) -> Facts:
     """Hash the scripts, notebooks and declared inputs of `jobs` (default: all)."""
     facts = facts or Facts()
     base = workflow.base_dir
@@ -85,9 +98,18 @@ def input_files(base: Path, pattern: str) -> list[Path]:
 def definition(job: ResolvedJob) -> dict[str, Any]:
     """What the job does, as data: the part of the fingerprint written in the spec."""
     return {
-        "kind": job.kind, "run": job.run, "shell": job.shell, "script": job.script, "args": list(job.args),
-        "interpreter": job.interpreter, "notebook": job.notebook, "parameters": job.parameters,
-        "kernel": job.kernel, "env": dict(job.env), "workdir": job.workdir, "inputs": list(job.inputs),
+        "kind": job.kind,
+        "run": job.run,
+        "shell": job.shell,
+        "script": job.script,
+        "args": list(job.args),
+        "interpreter": job.interpreter,
+        "notebook": job.notebook,
+        "parameters": job.parameters,
+        "kernel": job.kernel,
+        "env": dict(job.env),
+        "workdir": job.workdir,
+        "inputs": list(job.inputs),
         "matrix": dict(job.matrix),
     }
 
@@ -107,7 +129,9 @@ def fingerprint(job: ResolvedJob, facts: Facts, upstream: Mapping[str, str]) -> 
         "file": facts.files.get(file_rel, MISSING) if file_rel else "",
         "inputs": _sha(_canonical(found)) if found else _NO_INPUTS,
         # ids and fingerprints hold no newline or space: plain text is an unambiguous encoding
-        "upstream": _sha("\n".join(sorted(f"{n} {upstream.get(n, MISSING)}" for n in job.needs)).encode()),
+        "upstream": _sha(
+            "\n".join(sorted(f"{n} {upstream.get(n, MISSING)}" for n in job.needs)).encode()
+        ),
     }
     whole = "\n".join(f"{k} {parts[k]}" for k in ("definition", "file", "inputs", "upstream"))
     return Fingerprint("sha256:" + _sha(whole.encode()), parts)

@@ -17,11 +17,14 @@ FORMATS = ("text", "json", "github")
 
 def format_report(diagnostics: Sequence[Diagnostic], files: Sequence[str], fmt: str) -> str:
     if fmt == "json":
-        return json.dumps({
-            "valid": not any(d.severity == "error" for d in diagnostics),
-            "files": list(files),
-            "diagnostics": [d.as_dict() for d in diagnostics],
-        }, indent=2)
+        return json.dumps(
+            {
+                "valid": not any(d.severity == "error" for d in diagnostics),
+                "files": list(files),
+                "diagnostics": [d.as_dict() for d in diagnostics],
+            },
+            indent=2,
+        )
     if fmt == "github":
         return "\n".join(_github(d) for d in diagnostics)
     return "\n".join(_text(d) for d in diagnostics)
@@ -42,7 +45,9 @@ def summary(diagnostics: Sequence[Diagnostic], files: Sequence[str]) -> str:
     if not errors:
         return f"{specs} valid" + (f", {warnings}" if warned else "")
     bad = len({d.file for d in errors})
-    return f"{len(errors)} problem{'s' if len(errors) != 1 else ''} in {bad} of {specs}" + (f"; {warnings}" if warned else "")
+    return f"{len(errors)} problem{'s' if len(errors) != 1 else ''} in {bad} of {specs}" + (
+        f"; {warnings}" if warned else ""
+    )
 
 
 def _github(d: Diagnostic) -> str:

@@ -28,7 +28,9 @@ SUFFIXES: dict[str, list[str]] = {
 }
 
 
-def interpreter_argv(script: str, interpreter: str | None, *, python: str = "python") -> list[str] | None:
+def interpreter_argv(
+    script: str, interpreter: str | None, *, python: str = "python"
+) -> list[str] | None:
     """The argv prefix that runs `script`, or None when the suffix is unknown.
 
     `python` names the Python to use for `.py` files (the runner's own locally, the host's

@@ -27,4 +27,8 @@ def progress(percent: float, message: str | None = None, *, file: TextIO | None 
 def output(name: str, value: Any, *, file: TextIO | None = None) -> None:
     if not name or "=" in name or any(c.isspace() for c in name):
         raise ValueError(f"output name {name!r} must be one word without '='")
-    print(f"# ccspec output {name}={json.dumps(value, default=str)}", file=file or sys.stdout, flush=True)
+    print(
+        f"# ccspec output {name}={json.dumps(value, default=str)}",
+        file=file or sys.stdout,
+        flush=True,
+    )

@@ -21,11 +21,15 @@ from ccspec.redact import Redactor, environment_secrets, redactor_for
 __all__ = ["CHUNK", "MINE_BUDGET", "copy_log", "log_redactor", "mine_log"]
 
 CHUNK = 1 << 20  # bytes of one read
-MINE_BUDGET = 64 * CHUNK  # bytes one look at a running job's log reads at most: the loop stays responsive
+MINE_BUDGET = (
+    64 * CHUNK
+)  # bytes one look at a running job's log reads at most: the loop stays responsive
 FOLLOW_EVERY = 0.2  # seconds between reads of a followed log that has not grown
 
 
-def mine_log(miner: LogMiner, path: Path | str, *, final: bool = False, budget: int | None = None) -> bool:
+def mine_log(
+    miner: LogMiner, path: Path | str, *, final: bool = False, budget: int | None = None
+) -> bool:
     """Feed `miner` the log from its offset on, a chunk at a time; True when what it found
     changed. `final`: the attempt has ended, read to the end of the log and flush the last
     line. Otherwise read at most `budget` bytes (default MINE_BUDGET); the rest waits for the
@@ -52,8 +56,15 @@ def mine_log(miner: LogMiner, path: Path | str, *, final: bool = False, budget: 
         os.close(fd)
 
 
-def copy_log(path: Path | str, out: BinaryIO, redactor: Redactor, *, ended: Callable[[], bool] | None = None,
-             every: float = FOLLOW_EVERY, chunk: int = CHUNK) -> int:
+def copy_log(
+    path: Path | str,
+    out: BinaryIO,
+    redactor: Redactor,
+    *,
+    ended: Callable[[], bool] | None = None,
+    every: float = FOLLOW_EVERY,
+    chunk: int = CHUNK,
+) -> int:
     """Write the log to `out` with secrets masked (`StreamRedactor`: a secret split across
     two chunks is masked too); returns the bytes written. With `ended`, follow the log as it
     grows until `ended()` is true and everything is written (a log that does not exist yet

@@ -24,13 +24,27 @@ def main(argv: list[str]) -> int:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    with contextlib.suppress(OSError):  # 0600 like the log beside it (papermill keeps the mode of a file there)
+    with contextlib.suppress(
+        OSError
+    ):  # 0600 like the log beside it (papermill keeps the mode of a file there)
         os.close(os.open(executed, os.O_WRONLY | os.O_CREAT, 0o600))
     try:
-        papermill.execute_notebook(source, executed, parameters=params, kernel_name=kernel, log_output=True,
-                                   progress_bar=False, cwd=os.getcwd(), stdout_file=sys.stdout, stderr_file=sys.stderr)
+        papermill.execute_notebook(
+            source,
+            executed,
+            parameters=params,
+            kernel_name=kernel,
+            log_output=True,
+            progress_bar=False,
+            cwd=os.getcwd(),
+            stdout_file=sys.stdout,
+            stderr_file=sys.stderr,
+        )
     except PapermillExecutionError as exc:
-        print(f"notebook failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue} (executed notebook: {executed})", file=sys.stderr)
+        print(
+            f"notebook failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue} (executed notebook: {executed})",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

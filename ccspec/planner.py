@@ -31,7 +31,14 @@ class Action(str, Enum):
 
     @property
     def symbol(self) -> str:
-        return {"create": "+", "rerun": "~", "retry": "!", "attach": ">", "up_to_date": "=", "removed": "-"}[self.value]
+        return {
+            "create": "+",
+            "rerun": "~",
+            "retry": "!",
+            "attach": ">",
+            "up_to_date": "=",
+            "removed": "-",
+        }[self.value]
 
     @property
     def words(self) -> str:
@@ -96,8 +103,14 @@ _PART_REASONS = {
 }
 
 
-def make_plan(workflow: ResolvedWorkflow, fingerprints: Mapping[str, Fingerprint], recorded: Mapping[str, RecordedJob],
-              *, replace: Iterable[str] = (), targets: Iterable[str] = ()) -> Plan:
+def make_plan(
+    workflow: ResolvedWorkflow,
+    fingerprints: Mapping[str, Fingerprint],
+    recorded: Mapping[str, RecordedJob],
+    *,
+    replace: Iterable[str] = (),
+    targets: Iterable[str] = (),
+) -> Plan:
     replace_ids = _ids(workflow, replace)
     wanted = _with_ancestors(workflow, _ids(workflow, targets)) if targets else set(workflow.jobs)
     decided: dict[str, PlannedJob] = {}
@@ -106,33 +119,62 @@ def make_plan(workflow: ResolvedWorkflow, fingerprints: Mapping[str, Fingerprint
             continue
         rec = recorded.get(job_id)
         fp = fingerprints.get(job_id)
-        action, reason = _decide(job_id, job.needs, job.script is not None, fp, rec, replace_ids, decided, recorded)
+        action, reason = _decide(
+            job_id, job.needs, job.script is not None, fp, rec, replace_ids, decided, recorded
+        )
         if job.fanout_pending and action is not Action.UP_TO_DATE:
             reason = Reason(reason.code, f"{reason.detail}; jobs known after upstream")
-        decided[job_id] = PlannedJob(job_id, job.name, action, reason, fp, job.host, dynamic=job.fanout_pending)
+        decided[job_id] = PlannedJob(
+            job_id, job.name, action, reason, fp, job.host, dynamic=job.fanout_pending
+        )
     removed = []
     pending_groups = {j.name for j in workflow.jobs.values() if j.fanout_pending}
     for job_id, rec in sorted(recorded.items()):
         if job_id not in workflow.jobs and rec.name not in pending_groups and not targets:
-            reason = (Reason("removed_running", "no longer in the spec; still running: followed until it ends")
-                      if rec.state in ACTIVE else Reason("not_in_spec", "no longer in the spec"))
+            reason = (
+                Reason(
+                    "removed_running",
+                    "no longer in the spec; still running: followed until it ends",
+                )
+                if rec.state in ACTIVE
+                else Reason("not_in_spec", "no longer in the spec")
+            )
             removed.append(PlannedJob(job_id, rec.name, Action.REMOVED, reason, None, None))
     return Plan(workflow.name, (*decided.values(), *removed))
 
 
-def _decide(job_id: str, needs: tuple[str, ...], is_script: bool, fp: Fingerprint | None, rec: RecordedJob | None,
-            replace: set[str], decided: Mapping[str, PlannedJob], recorded: Mapping[str, RecordedJob]) -> tuple[Action, Reason]:
+def _decide(
+    job_id: str,
+    needs: tuple[str, ...],
+    is_script: bool,
+    fp: Fingerprint | None,
+    rec: RecordedJob | None,
+    replace: set[str],
+    decided: Mapping[str, PlannedJob],
+    recorded: Mapping[str, RecordedJob],
+) -> tuple[Action, Reason]:
     if job_id in replace:
         return Action.RERUN, Reason("replaced", "forced with --replace")
-    if rec is None or (rec.attempts == 0 and rec.success_seq is None and rec.state not in UNSUCCESSFUL):
+    if rec is None or (
+        rec.attempts == 0 and rec.success_seq is None and rec.state not in UNSUCCESSFUL
+    ):
         return Action.CREATE, Reason("never_ran", "never ran")
     if rec.state in ACTIVE:
         if fp is not None and rec.fingerprint == fp.value:
             return Action.ATTACH, Reason("running", f"still {rec.state.value} from an earlier run")
-        return Action.RERUN, Reason("changed_while_running", "definition changed while it was running")
+        return Action.RERUN, Reason(
+            "changed_while_running", "definition changed while it was running"
+        )
     if rec.state in UNSUCCESSFUL:
-        if fp is not None and rec.fingerprint and rec.fingerprint != fp.value and rec.state is not JobState.SKIPPED:
-            return Action.RERUN, _changed(rec.parts, fp, is_script, f" since it {rec.state.value.replace('_', ' ')}")
+        if (
+            fp is not None
+            and rec.fingerprint
+            and rec.fingerprint != fp.value
+            and rec.state is not JobState.SKIPPED
+        ):
+            return Action.RERUN, _changed(
+                rec.parts, fp, is_script, f" since it {rec.state.value.replace('_', ' ')}"
+            )
         detail = rec.state.value.replace("_", " ") + (f": {rec.reason}" if rec.reason else "")
         return Action.RETRY, Reason(f"last_{rec.state.value}", detail)
     if fp is not None and rec.success_fingerprint != fp.value:
@@ -143,14 +185,26 @@ def _decide(job_id: str, needs: tuple[str, ...], is_script: bool, fp: Fingerprin
             return Action.RERUN, Reason("upstream_runs", f"{parent} will run")
     for parent in needs:
         prec = recorded.get(parent)
-        if prec is not None and prec.success_seq is not None and (rec.success_seq or 0) < prec.success_seq:
-            return Action.RERUN, Reason("upstream_ran_again", f"{parent} ran again since this job succeeded")
+        if (
+            prec is not None
+            and prec.success_seq is not None
+            and (rec.success_seq or 0) < prec.success_seq
+        ):
+            return Action.RERUN, Reason(
+                "upstream_ran_again", f"{parent} ran again since this job succeeded"
+            )
     return Action.UP_TO_DATE, Reason("up_to_date", "up to date")
 
 
-def _changed(before: Mapping[str, str], fp: Fingerprint, is_script: bool, suffix: str = "") -> Reason:
-    changed = [p for p in ("definition", "file", "inputs", "upstream") if before.get(p) != fp.parts.get(p)]
-    code, text = _PART_REASONS[changed[0]] if changed else ("fingerprint_changed", "fingerprint changed")
+def _changed(
+    before: Mapping[str, str], fp: Fingerprint, is_script: bool, suffix: str = ""
+) -> Reason:
+    changed = [
+        p for p in ("definition", "file", "inputs", "upstream") if before.get(p) != fp.parts.get(p)
+    ]
+    code, text = (
+        _PART_REASONS[changed[0]] if changed else ("fingerprint_changed", "fingerprint changed")
+    )
     return Reason(code, text.format(kind="script" if is_script else "notebook") + suffix)
 
 

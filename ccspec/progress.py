@@ -29,7 +29,7 @@ _NUMBER = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")
 def parse_value(text: str) -> Any:
     """An output value: JSON when it parses (numbers, lists, objects, quoted text), else text."""
     text = text.strip()
-    if text in ("true", "false", "null") or _NUMBER.match(text) or text[:1] in "[{\"":
+    if text in ("true", "false", "null") or _NUMBER.match(text) or text[:1] in '[{"':
         try:
             return json.loads(text)
         except (ValueError, RecursionError):  # a job's output, not ours: nested too deep is text
@@ -57,7 +57,7 @@ def parse_line(line: str) -> tuple[str, dict[str, Any]] | None:
         return None
     who, rest = match.groups()
     if who == "ccspec" and rest.startswith("output "):
-        key, sep, value = rest[len("output "):].strip().partition("=")
+        key, sep, value = rest[len("output ") :].strip().partition("=")
         if not sep or not key:
             return None
         return "output", {key.strip(): parse_value(value)}

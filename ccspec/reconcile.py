@@ -49,7 +49,9 @@ DEBOUNCE = 0.1  # seconds of quiet after the last file event before re-planning
 DEBOUNCE_MAX = 0.5  # ...but never wait longer than this while events keep coming
 TRACK_EVERY = 2.0  # seconds between polls of jobs whose spec is invalid or gone
 RETRY_FIRST = 1.0  # seconds before a failed pass is tried again; doubling up to the resync interval
-RETRY_LEAST = 0.1  # ...but never sooner than this after a failure, whatever the interval: no busy loop
+RETRY_LEAST = (
+    0.1  # ...but never sooner than this after a failure, whatever the interval: no busy loop
+)
 
 Say = Callable[[str], None]
 
@@ -61,8 +63,13 @@ def is_spec_file(path: Path) -> bool:
 def _ours(path: Path) -> bool:
     """Files ccspec writes beside the specs (and their temporary names): not events."""
     name = path.name
-    return (name.endswith((".status.yaml", ".status.yml", ".svg")) or ".status.yaml." in name
-            or ".svg." in name or name.startswith(".ccspec") or "/.ccspec/" in path.as_posix())
+    return (
+        name.endswith((".status.yaml", ".status.yml", ".svg"))
+        or ".status.yaml." in name
+        or ".svg." in name
+        or name.startswith(".ccspec")
+        or "/.ccspec/" in path.as_posix()
+    )
 
 
 def _warm_up_pictures() -> None:
@@ -114,14 +121,22 @@ class _Controller:
         self.closing = False
         self.backoff = Backoff(first=RETRY_FIRST, cap=max(reconciler.interval, RETRY_LEAST))
         self.failure: str | None = None  # the error of the failing passes, as said once
-        self.failure_kind: tuple[str, ...] = ()  # its type and where it was raised: a retry failing alike is not said again
+        self.failure_kind: tuple[
+            str, ...
+        ] = ()  # its type and where it was raised: a retry failing alike is not said again
         self.failing_since = 0.0  # Unix time of the first of them
         self.owed_full = False  # a failed pass was not a resync: its retry must not be one either
         self.thread = threading.Thread(target=self._loop, name=f"reconcile-{name}", daemon=True)
         self.thread.start()
 
-    def want(self, workflow: Any | None, *, deleted: bool = False, invalid: Any | None = None,
-             resync: bool = False) -> None:
+    def want(
+        self,
+        workflow: Any | None,
+        *,
+        deleted: bool = False,
+        invalid: Any | None = None,
+        resync: bool = False,
+    ) -> None:
         with self.cond:
             d = self.desired
             hosts = workflow.hosts if workflow is not None else d.hosts
@@ -149,7 +164,9 @@ class _Controller:
                     return
                 try:
                     store = self._attempt(store, desired)
-                except Exception:  # saying the failure failed too (stdout closed): the thread goes on
+                except (
+                    Exception
+                ):  # saying the failure failed too (stdout closed): the thread goes on
                     store = None
         finally:
             if store is not None:
@@ -184,7 +201,9 @@ class _Controller:
             if store is None:
                 store = StateStore(state_dir(str(self.r.state)))
             self._converge(store, desired)
-        except Exception as exc:  # one workflow's trouble must stop neither it for good nor the others
+        except (
+            Exception
+        ) as exc:  # one workflow's trouble must stop neither it for good nor the others
             if store is not None:  # the retry starts on a fresh connection
                 with contextlib.suppress(Exception):
                     store.close()
@@ -207,11 +226,17 @@ class _Controller:
             self.failure_kind = kind
             from ccspec.errors import CcspecError
 
-            known = isinstance(exc, CcspecError)  # a condition ccspec explains, not a bug: no traceback
-            self.failure = " ".join((str(exc) if known else f"{type(exc).__name__}: {exc}").split())[:500]
-            self.r.say(f"{self.name}: reconcile failed ({self.failure}); trying again in {due - now:g}s, then at "
-                       f"growing intervals of up to {self.backoff.cap:g}s until it works"
-                       + ("" if known else f"; traceback in {_traceback_file(exc, self.name)}"))
+            known = isinstance(
+                exc, CcspecError
+            )  # a condition ccspec explains, not a bug: no traceback
+            self.failure = " ".join(
+                (str(exc) if known else f"{type(exc).__name__}: {exc}").split()
+            )[:500]
+            self.r.say(
+                f"{self.name}: reconcile failed ({self.failure}); trying again in {due - now:g}s, then at "
+                f"growing intervals of up to {self.backoff.cap:g}s until it works"
+                + ("" if known else f"; traceback in {_traceback_file(exc, self.name)}")
+            )
         self._write_error(desired, pass_error_line(self.failure or "", self.failing_since))
 
     def _succeeded(self, desired: _Desired) -> None:
@@ -226,7 +251,11 @@ class _Controller:
 
     def _write_error(self, desired: _Desired, line: str | None) -> None:
         """The reconcile error into the status file beside the spec (None: out of it)."""
-        spec = desired.workflow.file if desired.workflow is not None else getattr(desired.invalid, "file", None)
+        spec = (
+            desired.workflow.file
+            if desired.workflow is not None
+            else getattr(desired.invalid, "file", None)
+        )
         if spec is None:
             return  # a deleted spec has no status file to keep
         path = Path(spec).parent / f"{self.name}.status.yaml"
@@ -249,7 +278,11 @@ class _Controller:
             if desired.deleted and self.r.prune:
                 self._prune(store, desired)
             # follow what it started earlier; an invalid spec's secrets are still masked
-            redactor = source_redactor(desired.invalid, self.r.overrides) if desired.invalid is not None else None
+            redactor = (
+                source_redactor(desired.invalid, self.r.overrides)
+                if desired.invalid is not None
+                else None
+            )
             settle(store, self.name, desired.hosts, redactor=redactor)
             if desired.invalid is not None:  # its errors, and the jobs it ran, in its status file
                 self._write_invalid(store, desired.invalid)
@@ -265,9 +298,15 @@ class _Controller:
         workflow = desired.workflow
         assert workflow is not None  # _converge calls this only with a workflow
         planned = plan_workflow(workflow, store)
-        if desired.resync:  # a periodic pass launches new and changed jobs, not unchanged failures again
-            news = [j for j in planned.plan.jobs if j.action in (Action.CREATE, Action.ATTACH)
-                    or (j.action is Action.RERUN and j.reason.code != "upstream_runs")]
+        if (
+            desired.resync
+        ):  # a periodic pass launches new and changed jobs, not unchanged failures again
+            news = [
+                j
+                for j in planned.plan.jobs
+                if j.action in (Action.CREATE, Action.ATTACH)
+                or (j.action is Action.RERUN and j.reason.code != "upstream_runs")
+            ]
             if not news and not planned.plan.is_empty:
                 return
         started_at = time.monotonic()
@@ -282,8 +321,15 @@ class _Controller:
                 self.engine = engine
 
         try:
-            outcome = apply_workflow(planned, store, folder=self.r.state, jobs=self.r.jobs,
-                                     reporter=plain_reporter(workflow.name, self.r.say), signals=False, started=started)
+            outcome = apply_workflow(
+                planned,
+                store,
+                folder=self.r.state,
+                jobs=self.r.jobs,
+                reporter=plain_reporter(workflow.name, self.r.say),
+                signals=False,
+                started=started,
+            )
         except LeaseHeld as exc:
             self.r.say(f"{self.name}: {exc}; trying again at the next resync")
             return
@@ -295,8 +341,11 @@ class _Controller:
             return
         if outcome.views:
             failed = len(outcome.failed)
-            self.r.say(f"{self.name}: {'handed over' if not outcome.interrupted and self._newer() else 'done'} "
-                       f"in {time.monotonic() - started_at:.1f}s" + (f", {failed} failed" if failed else ""))
+            self.r.say(
+                f"{self.name}: {'handed over' if not outcome.interrupted and self._newer() else 'done'} "
+                f"in {time.monotonic() - started_at:.1f}s"
+                + (f", {failed} failed" if failed else "")
+            )
 
     def _write_invalid(self, store: Any, report: Any) -> None:
         from ccspec.redact import masked_diagnostics, source_redactor
@@ -304,9 +353,12 @@ class _Controller:
         from ccspec.runner import job_statuses
 
         redactor = source_redactor(report, self.r.overrides)
-        doc = status_document(self.name, job_statuses(store, self.name),
-                              [str(d) for d in masked_diagnostics(report, self.r.overrides)],
-                              redact=redactor if redactor is not None else ())
+        doc = status_document(
+            self.name,
+            job_statuses(store, self.name),
+            [str(d) for d in masked_diagnostics(report, self.r.overrides)],
+            redact=redactor if redactor is not None else (),
+        )
         write_if_changed(report.file.parent / f"{self.name}.status.yaml", render_status(doc))
 
     def _newer(self) -> bool:
@@ -318,13 +370,26 @@ class _Controller:
 
         active = store.active_attempts(self.name)
         if active:
-            problems = cancel_attempts(store, desired.hosts, active, "its spec was deleted (--prune)")
-            self.r.say(f"{self.name}: spec deleted, cancelled {len(active) - len(problems)} running job(s)")
+            problems = cancel_attempts(
+                store, desired.hosts, active, "its spec was deleted (--prune)"
+            )
+            self.r.say(
+                f"{self.name}: spec deleted, cancelled {len(active) - len(problems)} running job(s)"
+            )
 
 
 class Reconciler:
-    def __init__(self, folders: Iterable[Path], *, state: Path, jobs: int, interval: float = 30.0,
-                 prune: bool = False, overrides: Mapping[str, Any] | None = None, say: Say = print) -> None:
+    def __init__(
+        self,
+        folders: Iterable[Path],
+        *,
+        state: Path,
+        jobs: int,
+        interval: float = 30.0,
+        prune: bool = False,
+        overrides: Mapping[str, Any] | None = None,
+        say: Say = print,
+    ) -> None:
         self.folders = [Path(f).resolve() for f in folders]
         self.state = state
         self.jobs = jobs
@@ -355,7 +420,10 @@ class Reconciler:
                 if self._stop.is_set():
                     break
                 if changed:
-                    self._pass(specs_touched(changed, self.names.keys() | set(self._spec_files())), resync=False)
+                    self._pass(
+                        specs_touched(changed, self.names.keys() | set(self._spec_files())),
+                        resync=False,
+                    )
                 if time.monotonic() >= next_resync:
                     self._pass(self._spec_files() | set(self.names), resync=True)
                     next_resync = time.monotonic() + self.interval
@@ -403,7 +471,9 @@ class Reconciler:
             if folder.is_file():
                 found.add(folder)
             elif folder.is_dir():
-                found.update(p.resolve() for p in folder.iterdir() if p.is_file() and is_spec_file(p))
+                found.update(
+                    p.resolve() for p in folder.iterdir() if p.is_file() and is_spec_file(p)
+                )
         return found
 
     def _pass(self, specs: Iterable[Path], *, resync: bool) -> None:
@@ -414,8 +484,14 @@ class Reconciler:
                 name = self.names.pop(path, None)
                 self.digests.pop(path, None)
                 if name is not None:
-                    self.say(f"{name}: spec {path.name} deleted" + ("; cancelling its jobs" if self.prune else
-                                                                  "; its running jobs keep running"))
+                    self.say(
+                        f"{name}: spec {path.name} deleted"
+                        + (
+                            "; cancelling its jobs"
+                            if self.prune
+                            else "; its running jobs keep running"
+                        )
+                    )
                     self._controller(name).want(None, deleted=True)
                 continue
             try:
@@ -424,15 +500,21 @@ class Reconciler:
                 continue
             if resync and digest == self.digests.get(path) and path in self.names:
                 controller = self._controller(self.names[path])
-                last = controller.desired  # unchanged spec: the same wish again, re-planned (files may have changed)
-                controller.want(last.workflow, deleted=last.deleted, invalid=last.invalid, resync=True)
+                last = (
+                    controller.desired
+                )  # unchanged spec: the same wish again, re-planned (files may have changed)
+                controller.want(
+                    last.workflow, deleted=last.deleted, invalid=last.invalid, resync=True
+                )
                 continue
             report = validate_file(path, overrides=self.overrides or None)
             self.digests[path] = digest
             name = report.name or path.stem
             self.names[path] = name
             if report.workflow is None:
-                self.say(f"{name}: {path.name} is invalid ({len(report.diagnostics)} error(s)); nothing new is launched")
+                self.say(
+                    f"{name}: {path.name} is invalid ({len(report.diagnostics)} error(s)); nothing new is launched"
+                )
                 self._controller(name).want(None, invalid=report)
                 continue
             self._controller(name).want(report.workflow, resync=resync)
@@ -495,7 +577,9 @@ def _traceback_file(exc: Exception, workflow: str) -> str:
 
     folder = os.environ.get("CCSPEC_CRASH_DIR") or tempfile.gettempdir()
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", workflow)[:64]
-    path = os.path.join(folder, f"ccspec-reconcile-{safe}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt")
+    path = os.path.join(
+        folder, f"ccspec-reconcile-{safe}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
+    )
     try:
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(f"ccspec watch: a reconcile pass of workflow {workflow!r} failed\n")

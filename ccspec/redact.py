@@ -40,9 +40,12 @@ __all__ = [
 
 MASK = "***"
 MIN_LENGTH = 4  # shorter values are masked only where they are a whole value, not inside text
-ENV_MIN_LENGTH = 8  # `TOKENIZERS_PARALLELISM=false` is a setting, not a secret: real ones are longer
+ENV_MIN_LENGTH = (
+    8  # `TOKENIZERS_PARALLELISM=false` is a setting, not a secret: real ones are longer
+)
 SECRET_NAME = re.compile(
-    r"(?i)(token|secret|passw(or)?d|passphrase|credential|api_?key|private_?key|access_?key|auth)")
+    r"(?i)(token|secret|passw(or)?d|passphrase|credential|api_?key|private_?key|access_?key|auth)"
+)
 
 
 def _leaves(value: Any) -> Iterator[str]:
@@ -67,7 +70,11 @@ def secret_values(vars: Mapping[str, Any], secrets: Iterable[str]) -> list[str]:
 def environment_secrets(environ: Mapping[str, str]) -> list[str]:
     """Values of environment variables whose names mark them as secret (at least
     ENV_MIN_LENGTH characters: shorter ones are settings such as `false` or `1`)."""
-    return [value for name, value in environ.items() if len(value) >= ENV_MIN_LENGTH and SECRET_NAME.search(name)]
+    return [
+        value
+        for name, value in environ.items()
+        if len(value) >= ENV_MIN_LENGTH and SECRET_NAME.search(name)
+    ]
 
 
 @dataclass(frozen=True)
@@ -79,7 +86,9 @@ class Redactor:
     values: tuple[str, ...] = ()
     names: frozenset[str] = frozenset()
     _pattern: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
-    _bytes_pattern: re.Pattern[bytes] | None = field(default=None, init=False, repr=False, compare=False)
+    _bytes_pattern: re.Pattern[bytes] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
     _whole: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -89,7 +98,9 @@ class Redactor:
         inner = [v for v in unique if len(v) >= MIN_LENGTH]
         if inner:
             object.__setattr__(self, "_pattern", re.compile("|".join(re.escape(v) for v in inner)))
-            object.__setattr__(self, "_bytes_pattern", re.compile(b"|".join(re.escape(v.encode()) for v in inner)))
+            object.__setattr__(
+                self, "_bytes_pattern", re.compile(b"|".join(re.escape(v.encode()) for v in inner))
+            )
 
     def __bool__(self) -> bool:
         return bool(self.values or self.names)
@@ -117,7 +128,11 @@ class Redactor:
             return {k: MASK if k in self.names else self.value(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
             return [self.value(v) for v in value]
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and str(value) in self._whole:
+        if (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and str(value) in self._whole
+        ):
             return MASK
         return value
 
@@ -153,15 +168,22 @@ class StreamRedactor:
         return out
 
 
-def redactor_for(vars: Mapping[str, Any], secrets: Iterable[str], *, environ: Mapping[str, str] | None = None,
-                 extra: Iterable[str] = ()) -> Redactor:
+def redactor_for(
+    vars: Mapping[str, Any],
+    secrets: Iterable[str],
+    *,
+    environ: Mapping[str, str] | None = None,
+    extra: Iterable[str] = (),
+) -> Redactor:
     """The Redactor of one workflow: its secret vars, the environment's secrets, `extra`."""
     names = [s for s in secrets if isinstance(s, str)]
     values = [*secret_values(vars, names), *environment_secrets(environ or {}), *extra]
     return Redactor(tuple(values), frozenset(names))
 
 
-def source_redactor(report: SpecReport, overrides: Mapping[str, Any] | None = None) -> Redactor | None:
+def source_redactor(
+    report: SpecReport, overrides: Mapping[str, Any] | None = None
+) -> Redactor | None:
     """The Redactor of a spec read as far as it goes (it may be invalid): the secrets named in
     its file, with the `--var` values given for them; None when it names none."""
     data = report.source.data if report.source is not None else None
@@ -169,10 +191,14 @@ def source_redactor(report: SpecReport, overrides: Mapping[str, Any] | None = No
     names = data.get("secrets") if isinstance(data, dict) else None
     if not isinstance(vars, dict) or not isinstance(names, list):
         return None
-    return redactor_for({**vars, **{k: v for k, v in (overrides or {}).items() if k in vars}}, names)
+    return redactor_for(
+        {**vars, **{k: v for k, v in (overrides or {}).items() if k in vars}}, names
+    )
 
 
-def masked_diagnostics(report: SpecReport, overrides: Mapping[str, Any] | None = None) -> list[Diagnostic]:
+def masked_diagnostics(
+    report: SpecReport, overrides: Mapping[str, Any] | None = None
+) -> list[Diagnostic]:
     """A spec's problems with its secrets masked (a message may quote a value, e.g. a host
     named by a secret var): they go to terminals, CI logs and status files."""
     redactor = source_redactor(report, overrides) if report.diagnostics else None

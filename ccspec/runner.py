@@ -35,16 +35,32 @@ if TYPE_CHECKING:
     from ccspec.spec.models import Host
     from ccspec.targets.base import Status
 
-__all__ = ["Planned", "apply_workflow", "current_plan", "leased", "load_specs", "plan_workflow", "state_dir", "write_invalid_status"]
+__all__ = [
+    "Planned",
+    "apply_workflow",
+    "current_plan",
+    "leased",
+    "load_specs",
+    "plan_workflow",
+    "state_dir",
+    "write_invalid_status",
+]
+
 
 def state_dir(option: str | None = None) -> Path:
     return Path(option or os.environ.get("CCSPEC_STATE") or ".ccspec")
 
 
-def load_specs(paths: Iterable[str], overrides: Mapping[str, Any] | None = None, *,
-               record_invalid: bool = False) -> tuple[list[SpecReport], list[Diagnostic]]:
+def load_specs(
+    paths: Iterable[str],
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    record_invalid: bool = False,
+) -> tuple[list[SpecReport], list[Diagnostic]]:
     reports = validate_paths(paths, overrides)
-    problems = [d for r in reports for d in masked_diagnostics(r, overrides) if d.severity == "error"]  # `validate` shows warnings
+    problems = [
+        d for r in reports for d in masked_diagnostics(r, overrides) if d.severity == "error"
+    ]  # `validate` shows warnings
     for report in reports:
         if record_invalid and not report.valid:
             write_invalid_status(report, overrides)
@@ -72,13 +88,26 @@ class Planned:
     seen: int = -1  # the workflow's last event before the records were read
 
 
-def plan_workflow(workflow: ResolvedWorkflow, store: StateStore, *, replace: Iterable[str] = (), targets: Iterable[str] = ()) -> Planned:
+def plan_workflow(
+    workflow: ResolvedWorkflow,
+    store: StateStore,
+    *,
+    replace: Iterable[str] = (),
+    targets: Iterable[str] = (),
+) -> Planned:
     """Fingerprint and plan; fan-outs whose upstream is up to date are expanded from the
     outputs recorded last time, so their jobs are planned one by one."""
-    seen = store.last_event(workflow.name)  # first: anything recorded while planning makes the plan stale
+    seen = store.last_event(
+        workflow.name
+    )  # first: anything recorded while planning makes the plan stale
     with collector_paused():  # tens of thousands of small records, no cycles
         planned = _plan_workflow(workflow, store, list(replace), list(targets))
-    planned.source, planned.replace, planned.targets, planned.seen = workflow, tuple(replace), tuple(targets), seen
+    planned.source, planned.replace, planned.targets, planned.seen = (
+        workflow,
+        tuple(replace),
+        tuple(targets),
+        seen,
+    )
     return planned
 
 
@@ -91,8 +120,12 @@ def current_plan(planned: Planned, store: StateStore) -> Planned:
     return plan_workflow(planned.source, store, replace=planned.replace, targets=planned.targets)
 
 
-def _plan_workflow(workflow: ResolvedWorkflow, store: StateStore, replace: list[str], targets: list[str]) -> Planned:
-    unknown = [n for n in [*replace, *targets] if n not in workflow.jobs and n not in workflow.groups]
+def _plan_workflow(
+    workflow: ResolvedWorkflow, store: StateStore, replace: list[str], targets: list[str]
+) -> Planned:
+    unknown = [
+        n for n in [*replace, *targets] if n not in workflow.jobs and n not in workflow.groups
+    ]
     if unknown:
         raise CcspecError(f"no job {unknown[0]!r} in workflow {workflow.name!r}")
     recorded = store.recorded_jobs(workflow.name)
@@ -108,15 +141,21 @@ def _plan_workflow(workflow: ResolvedWorkflow, store: StateStore, replace: list[
     return Planned(workflow, plan, facts, fps, recorded)
 
 
-def _expand_known_fanouts(workflow: ResolvedWorkflow, plan: Plan, recorded: Mapping[str, Any]) -> ResolvedWorkflow | None:
+def _expand_known_fanouts(
+    workflow: ResolvedWorkflow, plan: Plan, recorded: Mapping[str, Any]
+) -> ResolvedWorkflow | None:
     by_id = plan.by_id()
     for job in workflow.jobs.values():
         if not job.fanout_pending:
             continue
-        if not all(by_id.get(n) is not None and by_id[n].action is Action.UP_TO_DATE for n in job.needs):
+        if not all(
+            by_id.get(n) is not None and by_id[n].action is Action.UP_TO_DATE for n in job.needs
+        ):
             continue
         outputs = {k: dict(r.outputs) for k, r in recorded.items()}
-        members, problems = resolve_at_launch(workflow, job, upstream_context(workflow, job, outputs))
+        members, problems = resolve_at_launch(
+            workflow, job, upstream_context(workflow, job, outputs)
+        )
         if problems or not members:
             continue
         return _replace_job(workflow, job.id, members)
@@ -134,16 +173,29 @@ def _replace_job(workflow: ResolvedWorkflow, job_id: str, members: list[Any]) ->
                 jobs[m.id] = m
             continue
         if job_id in job.needs:
-            job = dc_replace(job, needs=tuple(n for need in job.needs for n in (ids if need == job_id else [need])))
+            job = dc_replace(
+                job,
+                needs=tuple(n for need in job.needs for n in (ids if need == job_id else [need])),
+            )
         jobs[key] = job
     groups = {**workflow.groups, workflow.jobs[job_id].name: tuple(ids)}
     return dc_replace(workflow, jobs=jobs, groups=groups)
 
 
-def apply_workflow(planned: Planned, store: StateStore, *, folder: Path, jobs: int, reporter: Callable[[str, JobView | None], None],
-                   wait: bool = False, svg: bool = True, signals: bool = True,
-                   started: Callable[[Engine], None] | None = None, lease: str | None = None,
-                   waiting: Callable[[str], None] | None = None) -> Outcome:
+def apply_workflow(
+    planned: Planned,
+    store: StateStore,
+    *,
+    folder: Path,
+    jobs: int,
+    reporter: Callable[[str, JobView | None], None],
+    wait: bool = False,
+    svg: bool = True,
+    signals: bool = True,
+    started: Callable[[Engine], None] | None = None,
+    lease: str | None = None,
+    waiting: Callable[[str], None] | None = None,
+) -> Outcome:
     """Run a plan under the workflow's lease; SIGINT/SIGTERM cancel, a second one forces.
 
     A plan with nothing to do whose status file and picture are what the last run wrote
@@ -165,15 +217,35 @@ def apply_workflow(planned: Planned, store: StateStore, *, folder: Path, jobs: i
         workflow = planned.workflow
         store.touch_workflow(workflow.name, str(workflow.file))
         files = _beside(workflow, svg)
-        if planned.plan.is_empty and store.written(workflow.name) == (store.last_event(workflow.name), _digest(files)):
+        if planned.plan.is_empty and store.written(workflow.name) == (
+            store.last_event(workflow.name),
+            _digest(files),
+        ):
             return Outcome({}, False)
-        engine = Engine(workflow, planned.plan, store, state_dir=folder, jobs=jobs, reporter=lambda e, v: None,
-                        lease=token, fingerprints=planned.fingerprints, facts=planned.facts, recorded=planned.recorded)
-        writer = StatusWriter(workflow, lambda: engine.views, lambda i: engine.jobs[i].needs if i in engine.jobs else (), svg)
+        engine = Engine(
+            workflow,
+            planned.plan,
+            store,
+            state_dir=folder,
+            jobs=jobs,
+            reporter=lambda e, v: None,
+            lease=token,
+            fingerprints=planned.fingerprints,
+            facts=planned.facts,
+            recorded=planned.recorded,
+        )
+        writer = StatusWriter(
+            workflow,
+            lambda: engine.views,
+            lambda i: engine.jobs[i].needs if i in engine.jobs else (),
+            svg,
+        )
 
         def report(event: str, view: JobView | None) -> None:
             reporter(event, view)
-            if engine.lost is None:  # once the lease is lost, the files beside the spec are the new holder's
+            if (
+                engine.lost is None
+            ):  # once the lease is lost, the files beside the spec are the new holder's
                 writer(event, view)
 
         engine.report = report
@@ -199,7 +271,13 @@ def apply_workflow(planned: Planned, store: StateStore, *, folder: Path, jobs: i
 
 
 @contextlib.contextmanager
-def leased(store: StateStore, workflow: str, *, wait: bool = False, waiting: Callable[[str], None] | None = None) -> Iterator[str]:
+def leased(
+    store: StateStore,
+    workflow: str,
+    *,
+    wait: bool = False,
+    waiting: Callable[[str], None] | None = None,
+) -> Iterator[str]:
     """Hold the workflow's lease (its token) for a plan made under it and the apply of that
     plan: the plan then shows what is still to do. LeaseHeld, unless `wait`; `waiting` is
     told once whom it waits for."""
@@ -212,7 +290,10 @@ def leased(store: StateStore, workflow: str, *, wait: bool = False, waiting: Cal
 
 def _beside(workflow: ResolvedWorkflow, svg: bool) -> list[Path]:
     folder = workflow.file.parent
-    return [folder / f"{workflow.name}.status.yaml", *([folder / f"{workflow.name}.svg"] if svg else [])]
+    return [
+        folder / f"{workflow.name}.status.yaml",
+        *([folder / f"{workflow.name}.svg"] if svg else []),
+    ]
 
 
 def _digest(paths: list[Path]) -> str:
@@ -228,7 +309,9 @@ def _digest(paths: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def _acquire(store: StateStore, workflow: str, wait: bool, waiting: Callable[[str], None] | None = None) -> str:
+def _acquire(
+    store: StateStore, workflow: str, wait: bool, waiting: Callable[[str], None] | None = None
+) -> str:
     from ccspec.state.store import LeaseHeld
 
     told = False
@@ -255,7 +338,11 @@ class _signals:
     def _handler(self, signum: int, frame: FrameType | None) -> None:
         self.count += 1
         if self.count == 1:
-            print("\ncancelling running jobs (press Ctrl-C again to kill them at once)", file=sys.stderr, flush=True)
+            print(
+                "\ncancelling running jobs (press Ctrl-C again to kill them at once)",
+                file=sys.stderr,
+                flush=True,
+            )
         self.engine.interrupt(force=self.count > 1)
 
     def __enter__(self) -> None:
@@ -267,8 +354,13 @@ class _signals:
             signal.signal(sig, handler)
 
 
-def settle(store: StateStore, workflow: str, hosts: Mapping[str, Host] | None = None, *,
-           redactor: Redactor | None = None) -> int:
+def settle(
+    store: StateStore,
+    workflow: str,
+    hosts: Mapping[str, Host] | None = None,
+    *,
+    redactor: Redactor | None = None,
+) -> int:
     """Collect the results of detached attempts that finished while no runner watched them
     (ccspec was killed): local ones from their run folders, remote ones with one poll per
     host (`hosts`: the spec's hosts). Leaves everything to the runner holding the lease.
@@ -306,10 +398,16 @@ def settle(store: StateStore, workflow: str, hosts: Mapping[str, Host] | None = 
         miner = _mine_all(attempt.log_path)
         progress = 100.0 if status.state is JobState.SUCCEEDED else miner.progress
         mask = redactor or Redactor()
-        store.finish_attempt(attempt.id, status.state, exit_code=status.exit_code, reason=status.reason,
-                             outputs=mask.value(dict(miner.outputs)), progress=progress,
-                             message=None if miner.message is None else mask.text(miner.message),
-                             finished=status.finished)  # when it ended, not when it was found
+        store.finish_attempt(
+            attempt.id,
+            status.state,
+            exit_code=status.exit_code,
+            reason=status.reason,
+            outputs=mask.value(dict(miner.outputs)),
+            progress=progress,
+            message=None if miner.message is None else mask.text(miner.message),
+            finished=status.finished,
+        )  # when it ended, not when it was found
         settled += 1
     return settled
 
@@ -321,8 +419,11 @@ def _poll_remote(host: Host, attempts: list[Attempt]) -> list[tuple[Attempt, Sta
     from ccspec.targets.remote import Tracked, launched_at
 
     backend = backend_for(host)
-    tracked = [Tracked(a.id, a.handle, a.run_dir, Path(a.log_path), launched_at(a.created))
-               for a in attempts if a.log_path and a.run_dir]
+    tracked = [
+        Tracked(a.id, a.handle, a.run_dir, Path(a.log_path), launched_at(a.created))
+        for a in attempts
+        if a.log_path and a.run_dir
+    ]
     try:
         states = backend.poll(tracked)
     except (TargetError, OSError):
@@ -344,7 +445,9 @@ def spec_hosts(store: StateStore, workflow: str) -> Mapping[str, Host]:
     return report.workflow.hosts if report.workflow is not None else {}
 
 
-def cancel_attempts(store: StateStore, hosts: Mapping[str, Host], attempts: list[Attempt], reason: str) -> dict[int, str]:
+def cancel_attempts(
+    store: StateStore, hosts: Mapping[str, Host], attempts: list[Attempt], reason: str
+) -> dict[int, str]:
     """Stop active attempts wherever they run (local process groups; one cancel command per
     remote host) and record them cancelled with `reason`. Returns, by attempt id, why some
     could not be stopped; those stay recorded as running."""
@@ -360,8 +463,15 @@ def cancel_attempts(store: StateStore, hosts: Mapping[str, Host], attempts: list
                 continue
             if attempt not in remote and attempt.handle and attempt.run_dir:
                 local.cancel(attempt.handle, Path(attempt.run_dir))
-            store.finish_attempt(attempt.id, JobState.CANCELLED, exit_code=None, reason=reason,
-                                 outputs=attempt.outputs, progress=attempt.progress, message=attempt.message)
+            store.finish_attempt(
+                attempt.id,
+                JobState.CANCELLED,
+                exit_code=None,
+                reason=reason,
+                outputs=attempt.outputs,
+                progress=attempt.progress,
+                message=attempt.message,
+            )
     finally:
         local.close()
     return problems
@@ -379,8 +489,11 @@ def _cancel_remote(hosts: Mapping[str, Host], attempts: list[Attempt]) -> dict[i
         by_host.setdefault(attempt.host, []).append(attempt)
     for name, group in by_host.items():
         backend = backend_for(hosts[name])
-        tracked = [Tracked(a.id, a.handle, a.run_dir, Path(a.log_path or "."), launched_at(a.created))
-                   for a in group if a.run_dir]
+        tracked = [
+            Tracked(a.id, a.handle, a.run_dir, Path(a.log_path or "."), launched_at(a.created))
+            for a in group
+            if a.run_dir
+        ]
         try:
             backend.cancel(tracked, False)
         except (TargetError, OSError) as exc:
@@ -406,10 +519,20 @@ def job_statuses(store: StateStore, workflow: str) -> list[JobStatus]:
     attempts = {a.job: a for a in store.attempts(workflow)}  # last attempt of each job
     for job_id, rec in sorted(store.recorded_jobs(workflow).items()):
         a = attempts.get(job_id)
-        out.append(JobStatus(job_id, rec.state, a.host if a else None, rec.attempts, rec.fingerprint,
-                             a.started if a else None, a.finished if a else None, a.exit_code if a else None,
-                             a.progress if a else None, a.message if a else None, rec.reason,
-                             dict(a.outputs) if a and a.outputs else dict(rec.outputs)))
+        out.append(
+            JobStatus(
+                job_id,
+                rec.state,
+                a.host if a else None,
+                rec.attempts,
+                rec.fingerprint,
+                a.started if a else None,
+                a.finished if a else None,
+                a.exit_code if a else None,
+                a.progress if a else None,
+                a.message if a else None,
+                rec.reason,
+                dict(a.outputs) if a and a.outputs else dict(rec.outputs),
+            )
+        )
     return out
-
-

@@ -31,7 +31,7 @@ def _names_checked(node: Any) -> Any:
     out = {k: _names_checked(v) for k, v in node.items()}
     patterns = out.get("patternProperties")
     if isinstance(patterns, dict) and len(patterns) == 1 and "additionalProperties" not in out:
-        (pattern, value), = patterns.items()
+        ((pattern, value),) = patterns.items()
         del out["patternProperties"]
         out["propertyNames"] = {"pattern": pattern}
         out["additionalProperties"] = value

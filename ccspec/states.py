@@ -23,6 +23,17 @@ class JobState(str, Enum):
         return self.value
 
 
-FINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.TIMED_OUT, JobState.CANCELLED, JobState.SKIPPED, JobState.LOST})
+FINAL = frozenset(
+    {
+        JobState.SUCCEEDED,
+        JobState.FAILED,
+        JobState.TIMED_OUT,
+        JobState.CANCELLED,
+        JobState.SKIPPED,
+        JobState.LOST,
+    }
+)
 UNSUCCESSFUL = FINAL - {JobState.SUCCEEDED}
-ACTIVE = frozenset({JobState.LAUNCHING, JobState.RUNNING, JobState.QUEUED})  # an attempt may be out there
+ACTIVE = frozenset(
+    {JobState.LAUNCHING, JobState.RUNNING, JobState.QUEUED}
+)  # an attempt may be out there

@@ -65,9 +65,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def ccspec(repo: Path, *args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ccspec", *args], cwd=repo, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+def ccspec(
+    repo: Path, *args: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ccspec", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def make_repo(root: Path, **specs: str) -> Path:
@@ -100,19 +108,29 @@ class Server:
         return err
 
 
-def start_server(repo: Path, *args: str, token: str | None = None, host: str = "127.0.0.1") -> Server:
+def start_server(
+    repo: Path, *args: str, token: str | None = None, host: str = "127.0.0.1"
+) -> Server:
     """`ccspec serve` in `repo` on a free port; returns once /healthz answers."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "CCSPEC_TOKEN"}
     if token is not None:
         env["CCSPEC_TOKEN"] = token
-    proc = subprocess.Popen([sys.executable, "-m", "ccspec", "serve", "--host", host, "--port", str(port), *args],
-                            cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ccspec", "serve", "--host", host, "--port", str(port), *args],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
         if proc.poll() is not None:
-            raise AssertionError(f"ccspec serve exited with {proc.returncode}: {proc.communicate()[1]}")
+            raise AssertionError(
+                f"ccspec serve exited with {proc.returncode}: {proc.communicate()[1]}"
+            )
         try:
             if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
                 return Server(proc, url, repo, token)

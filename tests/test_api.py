@@ -10,12 +10,24 @@ from tests.conftest import REPO
 
 
 def test_exported_names_are_pinned() -> None:
-    assert sorted(ccspec.__all__) == ["SpecEditor", "__version__", "apply", "edit", "load", "plan", "validate"]
+    assert sorted(ccspec.__all__) == [
+        "SpecEditor",
+        "__version__",
+        "apply",
+        "edit",
+        "load",
+        "plan",
+        "validate",
+    ]
 
 
 def test_load_and_validate(tmp_path: Path) -> None:
     workflow = ccspec.load(REPO / "specs" / "quickstart.yaml", vars={"rows": 10})
-    assert workflow.name == "quickstart" and list(workflow.jobs) == ["generate", "summarise", "report"]
+    assert workflow.name == "quickstart" and list(workflow.jobs) == [
+        "generate",
+        "summarise",
+        "report",
+    ]
     assert workflow.jobs["generate"].args == ("10", "7")
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1\njobs: {a: {run: x, needs: [b]}}\n")
@@ -28,7 +40,9 @@ def test_load_and_validate(tmp_path: Path) -> None:
 
 def test_build_plan_apply_from_python(repo: Path) -> None:
     spec = repo / "flow.yaml"
-    spec.write_text("# my workflow\nversion: 1\njobs:\n  # the first job\n  a: {run: echo a > a.out}\n")
+    spec.write_text(
+        "# my workflow\nversion: 1\njobs:\n  # the first job\n  a: {run: echo a > a.out}\n"
+    )
     editor = ccspec.edit(spec)
     editor.add_job("b", run="cat a.out > b.out", needs=["a"])
     editor.add_job("c", run="echo c > c.out")
@@ -39,7 +53,11 @@ def test_build_plan_apply_from_python(repo: Path) -> None:
     assert text.index("a:") < text.index("b:") < text.index("c:")
     state = repo / ".ccspec"
     planned = ccspec.plan(spec, state=state)
-    assert [(j.id, j.action.value) for j in planned.jobs] == [("a", "create"), ("b", "create"), ("c", "create")]
+    assert [(j.id, j.action.value) for j in planned.jobs] == [
+        ("a", "create"),
+        ("b", "create"),
+        ("c", "create"),
+    ]
     outcome = ccspec.apply(spec, state=state, jobs=2)
     assert outcome.ok and (repo / "c.out").read_text() == "c\n"
     assert ccspec.plan(spec, state=state).is_empty

@@ -43,7 +43,8 @@ def _spec(repo: Path) -> None:
     run = textwrap.indent(BIG_JOB.strip(), " " * 8)
     (repo / "flow.yaml").write_text(
         "version: 1\njobs:\n  big:\n    run: |\n" + run + "\n"
-        '  after: {needs: [big], run: "echo {{ jobs.big.outputs.last }} > after.txt"}\n')
+        '  after: {needs: [big], run: "echo {{ jobs.big.outputs.last }} > after.txt"}\n'
+    )
 
 
 # Run a command from a fresh, small Python process and report its peak RSS: a child's
@@ -64,8 +65,13 @@ print(json.dumps({"code": os.waitstatus_to_exitcode(status), "peak_mb": usage.ru
 def _measured(repo: Path, *args: str, timeout: float = 600) -> dict[str, Any]:
     """`ccspec ARGS` in `repo`: its exit code, peak RSS in MB (it and the children it reaped),
     the bytes it printed and their last 64."""
-    result = subprocess.run([sys.executable, "-c", MEASURE, sys.executable, "-m", "ccspec", *args], cwd=repo,
-                            capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, "-c", MEASURE, sys.executable, "-m", "ccspec", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert result.returncode == 0, result.stderr
     found: dict[str, Any] = json.loads(result.stdout)
     return found
@@ -97,12 +103,16 @@ def test_a_job_printing_300_mb(repo: Path) -> None:
     assert attempt.started is not None and attempt.finished is not None
     assert -TICK <= began - attempt.started < 0.5
     assert -TICK <= exit_written - ended < 0.5
-    assert abs(attempt.finished - exit_written) < 0.01, f"recorded {attempt.finished - exit_written:.3f}s after the job ended"
+    assert abs(attempt.finished - exit_written) < 0.01, (
+        f"recorded {attempt.finished - exit_written:.3f}s after the job ended"
+    )
 
     # `ccspec logs` streams the whole log through a pipe with flat memory
     shown = _measured(repo, "logs", "flow", "big")
     assert shown["code"] == 0
-    assert shown["bytes"] == size and shown["tail"].endswith('nearly done"\r\n# ccspec output last=42')
+    assert shown["bytes"] == size and shown["tail"].endswith(
+        'nearly done"\r\n# ccspec output last=42'
+    )
     peak = shown["peak_mb"]
     assert peak < LOGS_MB, f"ccspec logs peaked at {peak:.0f} MB"
 
@@ -110,7 +120,8 @@ def test_a_job_printing_300_mb(repo: Path) -> None:
 def test_logs_mask_a_secret_that_a_read_splits(repo: Path) -> None:
     """The secret is printed so that it straddles the end of `ccspec logs`' first read."""
     secret = "sk-live-0123456789abcdef"
-    (repo / "flow.yaml").write_text(textwrap.dedent(f"""
+    (repo / "flow.yaml").write_text(
+        textwrap.dedent(f"""
         version: 1
         vars: {{token: {secret}}}
         secrets: [token]
@@ -118,12 +129,21 @@ def test_logs_mask_a_secret_that_a_read_splits(repo: Path) -> None:
           leak:
             env: {{TOKEN: "{{{{ vars.token }}}}"}}
             run: head -c {CHUNK - 10} /dev/zero | tr '\\0' a; printf '%s\\n' "$TOKEN"; echo "again $TOKEN"
-    """))
-    applied = subprocess.run([sys.executable, "-m", "ccspec", "apply", "flow.yaml"], cwd=repo,
-                             capture_output=True, timeout=120)
+    """)
+    )
+    applied = subprocess.run(
+        [sys.executable, "-m", "ccspec", "apply", "flow.yaml"],
+        cwd=repo,
+        capture_output=True,
+        timeout=120,
+    )
     assert applied.returncode == 0, applied.stderr
-    shown = subprocess.run([sys.executable, "-m", "ccspec", "logs", "flow", "leak"], cwd=repo,
-                           capture_output=True, timeout=60)
+    shown = subprocess.run(
+        [sys.executable, "-m", "ccspec", "logs", "flow", "leak"],
+        cwd=repo,
+        capture_output=True,
+        timeout=60,
+    )
     assert shown.returncode == 0, shown.stderr
     assert secret.encode() not in shown.stdout
     masked = b"*" * len(secret)
@@ -137,15 +157,24 @@ def test_a_job_that_ended_unwatched_keeps_its_own_end(repo: Path, command: str) 
     (the next apply re-attaching, or `status` settling it) records when it ended, by the
     wrapper's exit-code file, not when it was collected."""
     (repo / "flow.yaml").write_text('version: 1\njobs:\n  bg: {run: "touch started; sleep 0.3"}\n')
-    runner = subprocess.Popen([sys.executable, "-m", "ccspec", "apply", "flow.yaml"], cwd=repo,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "ccspec", "apply", "flow.yaml"],
+        cwd=repo,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_for(lambda: (repo / "started").exists())
     runner.kill()
     runner.wait()
     exit_file = repo / ".ccspec" / "logs" / "flow" / "bg" / "1" / "exit_code"
     wait_for(exit_file.exists)
-    result = subprocess.run([sys.executable, "-m", "ccspec", command, "flow.yaml"], cwd=repo, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "ccspec", command, "flow.yaml"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     [attempt] = StateStore(repo / ".ccspec").attempts("flow", "bg")
     assert attempt.state is JobState.SUCCEEDED and attempt.finished is not None

@@ -25,55 +25,79 @@ print(json.dumps({"metadata": "importlib.metadata" in sys.modules,
 
 def _report(tmp: Path, body: str, env: dict[str, str] | None = None) -> dict[str, bool]:
     (tmp / "flow.yaml").write_text(SPEC)
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(body) + REPORT], cwd=tmp, capture_output=True,
-                          text=True, timeout=120, env={**os.environ, **(env or {})})
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(body) + REPORT],
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.splitlines()[-1])
 
 
 def test_the_command_validates_without_plugin_discovery(tmp_path: Path) -> None:
-    seen = _report(tmp_path, """
+    seen = _report(
+        tmp_path,
+        """
         import ccspec.cli
         ccspec.cli.skip_pydantic_plugin_discovery()
         from ccspec.spec.validate import validate_paths
         reports = validate_paths(["flow.yaml"])
         assert reports[0].valid and reports[0].workflow.jobs["one"].run == "true"
-    """)
+    """,
+    )
     assert seen == {"metadata": False, "real_loader": False}
 
 
 def test_a_program_importing_ccspec_keeps_pydantic_plugins(tmp_path: Path) -> None:
-    seen = _report(tmp_path, """
+    seen = _report(
+        tmp_path,
+        """
         import ccspec
         assert ccspec.load("flow.yaml").jobs["one"].run == "true"
-    """)
+    """,
+    )
     assert seen == {"metadata": True, "real_loader": True}
 
 
 def test_pydantics_own_switch_leaves_pydantic_as_it_is(tmp_path: Path) -> None:
-    seen = _report(tmp_path, """
+    seen = _report(
+        tmp_path,
+        """
         import ccspec.cli
         ccspec.cli.skip_pydantic_plugin_discovery()
         import ccspec
         ccspec.load("flow.yaml")
-    """, env={"PYDANTIC_DISABLE_PLUGINS": "some-plugin"})
+    """,
+        env={"PYDANTIC_DISABLE_PLUGINS": "some-plugin"},
+    )
     assert seen == {"metadata": True, "real_loader": True}
 
 
 def test_any_other_name_of_the_loader_loads_the_real_one(tmp_path: Path) -> None:
-    seen = _report(tmp_path, """
+    seen = _report(
+        tmp_path,
+        """
         import ccspec.cli
         ccspec.cli.skip_pydantic_plugin_discovery()
         from pydantic.plugin._loader import PYDANTIC_ENTRY_POINT_GROUP
         assert PYDANTIC_ENTRY_POINT_GROUP == "pydantic"
-    """)
+    """,
+    )
     assert seen["real_loader"]
 
 
 def test_the_command_line_runs_with_it(tmp_path: Path) -> None:
     (tmp_path / "flow.yaml").write_text(SPEC)
-    done = subprocess.run([sys.executable, "-m", "ccspec", "apply", "flow.yaml"], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "ccspec", "apply", "flow.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "one succeeded" in done.stdout
 
@@ -95,19 +119,29 @@ ccspec.cli.run()
 
 def test_the_collector_is_off_for_start_up_and_on_while_jobs_run(tmp_path: Path) -> None:
     (tmp_path / "flow.yaml").write_text(SPEC)
-    for argv, expected in ((["validate", "flow.yaml"], {"at_exit": False}),
-                           (["apply", "flow.yaml"], {"during_run": True, "at_exit": False})):
-        done = subprocess.run([sys.executable, "-c", GC_REPORT, *argv], cwd=tmp_path, capture_output=True, text=True,
-                              timeout=120)
+    for argv, expected in (
+        (["validate", "flow.yaml"], {"at_exit": False}),
+        (["apply", "flow.yaml"], {"during_run": True, "at_exit": False}),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-c", GC_REPORT, *argv],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         assert json.loads(done.stdout.splitlines()[-1]) == expected, argv
 
 
 def test_the_python_api_leaves_the_collector_as_it_was(tmp_path: Path) -> None:
-    seen = _report(tmp_path, """
+    seen = _report(
+        tmp_path,
+        """
         import gc, ccspec
         assert gc.isenabled()
         assert ccspec.apply("flow.yaml").ok
         assert gc.isenabled()
-    """)
+    """,
+    )
     assert seen["metadata"]  # (the API path: plugin discovery as usual)

@@ -15,8 +15,17 @@ GOOD = "version: 1\njobs:\n  a: {run: echo a}\n  b: {run: echo b, needs: [a]}\n"
 BAD = "version: 1\njobs:\n  a: {run: echo a, neds: [b]}\n  b: {run: echo b, needs: [zz]}\n"
 
 
-def ccspec(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ccspec", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=60)
+def ccspec(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ccspec", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=60,
+    )
 
 
 @pytest.fixture
@@ -53,7 +62,10 @@ def test_json_format(folder: Path) -> None:
     data = json.loads(result.stdout)
     assert result.returncode == 1 and data["valid"] is False
     assert len(data["files"]) == 2
-    assert {(d["line"], d["col"], d["code"]) for d in data["diagnostics"]} == {(3, 20, "unknown-key"), (4, 28, "unknown-need")}
+    assert {(d["line"], d["col"], d["code"]) for d in data["diagnostics"]} == {
+        (3, 20, "unknown-key"),
+        (4, 28, "unknown-need"),
+    }
 
 
 def test_github_format(folder: Path) -> None:
@@ -78,7 +90,9 @@ def test_usage_errors_exit_2(folder: Path) -> None:
 
 def test_var_override_is_typed(repo: Path) -> None:
     spec = repo / "v.yaml"
-    spec.write_text("version: 1\nvars: {n: 1}\njobs:\n  a:\n    matrix: {i: \"{{ range(vars.n) | list }}\"}\n    run: echo {{ matrix.i }}\n")
+    spec.write_text(
+        'version: 1\nvars: {n: 1}\njobs:\n  a:\n    matrix: {i: "{{ range(vars.n) | list }}"}\n    run: echo {{ matrix.i }}\n'
+    )
     assert ccspec("validate", str(spec), "--var", "n=3").returncode == 0
     result = ccspec("validate", str(spec), "--var", "n=0")
     assert result.returncode == 1 and "is an empty list" in result.stdout
@@ -90,7 +104,9 @@ def test_duplicate_workflow_names_across_files(folder: Path) -> None:
     assert result.returncode == 1 and "workflow name 'good' is also used by" in result.stdout
 
 
-def test_internal_error_exits_3_and_keeps_the_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_internal_error_exits_3_and_keeps_the_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     # A bug is simulated by breaking a library function in-process; the crash handler is what is tested.
     from ccspec import cli
     from ccspec.spec import validate as validate_module
@@ -127,9 +143,17 @@ def test_console_script_and_help() -> None:
 def test_init_starts_a_repository_that_validates_and_runs(repo: Path) -> None:
     result = ccspec("init", str(repo), "--name", "first")
     assert result.returncode == 0, result.stderr
-    assert (repo / "schemas" / "workflow.schema.json").read_text() == (REPO / "schemas" / "workflow.schema.json").read_text()
+    assert (repo / "schemas" / "workflow.schema.json").read_text() == (
+        REPO / "schemas" / "workflow.schema.json"
+    ).read_text()
     assert ccspec("validate", str(repo / "specs")).returncode == 0
-    applied = subprocess.run([sys.executable, "-m", "ccspec", "apply", "specs"], cwd=repo, capture_output=True, text=True, timeout=60)
+    applied = subprocess.run(
+        [sys.executable, "-m", "ccspec", "apply", "specs"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert (repo / ".ccspec" / "logs" / "first" / "shout" / "1.log").read_text() == "HELLO\n"
     again = ccspec("init", str(repo), "--name", "first")

@@ -18,7 +18,9 @@ def _view(name: str, state: JobState) -> JobView:
     return JobView(name, name, "local", state, Action.CREATE, attempt=1, started=time.time())
 
 
-def test_lines_wait_for_the_engine_to_sleep_then_come_in_order(capfd: pytest.CaptureFixture[str]) -> None:
+def test_lines_wait_for_the_engine_to_sleep_then_come_in_order(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
     report = _lines("flow")
     report("started", _view("a", JobState.RUNNING))
     report("started", _view("b", JobState.RUNNING))
@@ -26,8 +28,10 @@ def test_lines_wait_for_the_engine_to_sleep_then_come_in_order(capfd: pytest.Cap
     assert capfd.readouterr().out == ""
     report("idle", None)  # the engine is about to wait: out they go
     out = capfd.readouterr().out.splitlines()
-    assert [line.split(" ", 1)[1] for line in out] == ["flow/a started (attempt 1 on local)",
-                                                       "flow/b started (attempt 1 on local)"]
+    assert [line.split(" ", 1)[1] for line in out] == [
+        "flow/a started (attempt 1 on local)",
+        "flow/b started (attempt 1 on local)",
+    ]
     report("succeeded", _view("a", JobState.SUCCEEDED))
     time.sleep(LINES_EVERY)
     report("tick", None)  # a busy engine that never sleeps still prints every LINES_EVERY

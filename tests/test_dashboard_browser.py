@@ -31,8 +31,11 @@ def find_browser() -> str:
         found = shutil.which(name)
         if found:
             return found
-    pytest.fail("no headless browser: install Debian's chromium (`apt-get install -y chromium`; "
-                "`bash .ci/bootstrap test` does it when run as root)", pytrace=False)
+    pytest.fail(
+        "no headless browser: install Debian's chromium (`apt-get install -y chromium`; "
+        "`bash .ci/bootstrap test` does it when run as root)",
+        pytrace=False,
+    )
 
 
 class Browser:
@@ -48,21 +51,43 @@ class Browser:
             os.dup2(from_child, 4)
 
         self.proc = subprocess.Popen(
-            [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-             "--hide-scrollbars", "--remote-debugging-pipe", f"--user-data-dir={profile}", "--window-size=1280,900",
-             "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(3, 4), preexec_fn=fds)
+            [
+                binary,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--hide-scrollbars",
+                "--remote-debugging-pipe",
+                f"--user-data-dir={profile}",
+                "--window-size=1280,900",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(3, 4),
+            preexec_fn=fds,
+        )
         os.close(to_child)
         os.close(from_child)
         self._buffer = b""
         self._next = 0
         self.events: list[dict[str, Any]] = []
         target = self.call("Target.createTarget", url="about:blank")["targetId"]
-        self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)[
+            "sessionId"
+        ]
         self.call("Page.enable", session=True)
         self.call("Runtime.enable", session=True)
-        self.call("Emulation.setDeviceMetricsOverride", session=True, width=1280, height=900, deviceScaleFactor=1,
-                  mobile=False)
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            session=True,
+            width=1280,
+            height=900,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
 
     def _read(self, timeout: float) -> dict[str, Any]:
         import select
@@ -79,7 +104,9 @@ class Browser:
         message, self._buffer = self._buffer.split(b"\0", 1)
         return json.loads(message)  # type: ignore[no-any-return]
 
-    def call(self, method: str, *, session: bool = False, timeout: float = 30, **params: Any) -> dict[str, Any]:
+    def call(
+        self, method: str, *, session: bool = False, timeout: float = 30, **params: Any
+    ) -> dict[str, Any]:
         self._next += 1
         message: dict[str, Any] = {"id": self._next, "method": method, "params": params}
         if session:
@@ -96,12 +123,22 @@ class Browser:
     def open(self, url: str) -> None:
         self.events.clear()
         self.call("Page.navigate", session=True, url=url)
-        self.wait(lambda: any(e.get("method") == "Page.loadEventFired" for e in self.events)
-                  or self.js("document.readyState") == "complete", "the page to load")
+        self.wait(
+            lambda: (
+                any(e.get("method") == "Page.loadEventFired" for e in self.events)
+                or self.js("document.readyState") == "complete"
+            ),
+            "the page to load",
+        )
 
     def js(self, expression: str) -> Any:
-        result = self.call("Runtime.evaluate", session=True, expression=expression, returnByValue=True,
-                           awaitPromise=True)
+        result = self.call(
+            "Runtime.evaluate",
+            session=True,
+            expression=expression,
+            returnByValue=True,
+            awaitPromise=True,
+        )
         if "exceptionDetails" in result:
             raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
@@ -114,7 +151,9 @@ class Browser:
             time.sleep(0.1)
 
     def screenshot(self, path: Path) -> Path:
-        data = self.call("Page.captureScreenshot", session=True, format="png", captureBeyondViewport=False)["data"]
+        data = self.call(
+            "Page.captureScreenshot", session=True, format="png", captureBeyondViewport=False
+        )["data"]
         path.write_bytes(base64.b64decode(data))
         return path
 
@@ -139,9 +178,9 @@ def check_png(path: Path) -> None:
     assert len(data) > 15_000, f"{path}: {len(data)} bytes, too small for a rendered page"
     chunks, at = [], 8
     while at < len(data):
-        length = struct.unpack(">I", data[at:at + 4])[0]
-        if data[at + 4:at + 8] == b"IDAT":
-            chunks.append(data[at + 8:at + 8 + length])
+        length = struct.unpack(">I", data[at : at + 4])[0]
+        if data[at + 4 : at + 8] == b"IDAT":
+            chunks.append(data[at + 8 : at + 8 + length])
         at += 12 + length
     pixels = zlib.decompress(b"".join(chunks))
     assert len(set(pixels)) > 40, f"{path}: almost uniform"
@@ -158,50 +197,96 @@ def test_dashboard_follows_a_job_live(tmp_path: Path) -> None:
     run: subprocess.Popen[str] | None = None
     try:
         browser.open(server.url + "/")
-        rows = browser.js("[...document.querySelectorAll('#workflows tbody tr')].map(r => [r.dataset.workflow, r.dataset.phase])")
+        rows = browser.js(
+            "[...document.querySelectorAll('#workflows tbody tr')].map(r => [r.dataset.workflow, r.dataset.phase])"
+        )
         assert rows == [["demo", "failed"], ["slow", "pending"]]
         check_png(browser.screenshot(tmp_path / "workflows.png"))
 
         browser.open(server.url + "/workflows/demo")
-        states = browser.js("Object.fromEntries([...document.querySelectorAll('#jobs tbody tr')]"
-                            ".map(r => [r.dataset.job, r.dataset.state]))")
-        assert states == {"a": "succeeded", "d": "succeeded", "train-mlp": "succeeded", "train-cnn": "succeeded",
-                          "b": "failed", "c": "skipped"}
-        browser.wait(lambda: browser.js("document.getElementById('graph').complete && "
-                                        "document.getElementById('graph').naturalWidth > 0"), "the graph")
+        states = browser.js(
+            "Object.fromEntries([...document.querySelectorAll('#jobs tbody tr')]"
+            ".map(r => [r.dataset.job, r.dataset.state]))"
+        )
+        assert states == {
+            "a": "succeeded",
+            "d": "succeeded",
+            "train-mlp": "succeeded",
+            "train-cnn": "succeeded",
+            "b": "failed",
+            "c": "skipped",
+        }
+        browser.wait(
+            lambda: browser.js(
+                "document.getElementById('graph').complete && "
+                "document.getElementById('graph').naturalWidth > 0"
+            ),
+            "the graph",
+        )
         assert "s3cr3t" not in browser.js("document.body.innerText")
         check_png(browser.screenshot(tmp_path / "demo.png"))
 
-        run = subprocess.Popen([sys.executable, "-m", "ccspec", "apply", "specs/slow.yaml"], cwd=repo,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        run = subprocess.Popen(
+            [sys.executable, "-m", "ccspec", "apply", "specs/slow.yaml"],
+            cwd=repo,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         with server.client() as http:
-            browser.wait(lambda: (http.get("/api/workflows/slow").json()["jobs"] or [{}])[0].get("state") == "running",
-                         "the job to run")
+            browser.wait(
+                lambda: (
+                    (http.get("/api/workflows/slow").json()["jobs"] or [{}])[0].get("state")
+                    == "running"
+                ),
+                "the job to run",
+            )
         browser.open(server.url + "/workflows/slow")
         row = "document.querySelector('#jobs tr[data-job=\"wait\"]')"
         assert browser.js(f"{row}.dataset.state") == "running"
         browser.wait(lambda: browser.js("document.body.dataset.sse") == "open", "the event stream")
-        browser.wait(lambda: browser.js(f"{row}.querySelector('progress').value") == 10, "progress 10%")
+        browser.wait(
+            lambda: browser.js(f"{row}.querySelector('progress').value") == 10, "progress 10%"
+        )
         check_png(browser.screenshot(tmp_path / "running.png"))
 
         gate.write_text("open")  # the job goes on and ends; only server-sent events tell the page
-        browser.wait(lambda: browser.js(f"{row}.dataset.state") == "succeeded", "the live update to succeeded")
-        browser.wait(lambda: browser.js("document.getElementById('phase').textContent") == "succeeded",
-                     "the phase to follow")
-        browser.wait(lambda: browser.js(f"{row}.querySelector('progress').value") == 100, "the progress bar")
+        browser.wait(
+            lambda: browser.js(f"{row}.dataset.state") == "succeeded",
+            "the live update to succeeded",
+        )
+        browser.wait(
+            lambda: browser.js("document.getElementById('phase').textContent") == "succeeded",
+            "the phase to follow",
+        )
+        browser.wait(
+            lambda: browser.js(f"{row}.querySelector('progress').value") == 100, "the progress bar"
+        )
         shown = "fetch(document.getElementById('graph').src).then(r => r.text())"
-        browser.wait(lambda: ">succeeded<" in browser.js(shown), "the graph to show the job succeeded", timeout=15)
+        browser.wait(
+            lambda: ">succeeded<" in browser.js(shown),
+            "the graph to show the job succeeded",
+            timeout=15,
+        )
         dom = browser.js("document.documentElement.outerHTML")
         (tmp_path / "slow.html").write_text(dom)
         assert 'data-job="wait" data-state="succeeded"' in dom
         check_png(browser.screenshot(tmp_path / "succeeded.png"))
 
         browser.open(server.url + "/workflows/slow/jobs/wait")
-        browser.wait(lambda: "passed the gate" in browser.js("document.getElementById('log').textContent"), "the log")
+        browser.wait(
+            lambda: "passed the gate" in browser.js("document.getElementById('log').textContent"),
+            "the log",
+        )
         check_png(browser.screenshot(tmp_path / "job.png"))
 
-        browser.open(server.url + "/docs")  # the OpenAPI GUI renders from ccspec's own files, no CDN
-        browser.wait(lambda: browser.js("document.querySelectorAll('.opblock').length") >= 10, "Swagger UI's operations")
+        browser.open(
+            server.url + "/docs"
+        )  # the OpenAPI GUI renders from ccspec's own files, no CDN
+        browser.wait(
+            lambda: browser.js("document.querySelectorAll('.opblock').length") >= 10,
+            "Swagger UI's operations",
+        )
         assert "/api/workflows/{name}" in browser.js("document.body.innerText")
         check_png(browser.screenshot(tmp_path / "docs.png"))
     finally:

@@ -35,7 +35,9 @@ jobs:
   report: {run: "echo {{ jobs.train.outputs }}", needs: [train, fan], timeout: 10m}
 """,
 ]
-ALPHABET = st.sampled_from([*":{}[]-&*!|>'\"#,?%@`\t\n x1{}", "{{", "}}", "{%", "<<: *a", "&a ", "- ", ": ", "\n  "])
+ALPHABET = st.sampled_from(
+    [*":{}[]-&*!|>'\"#,?%@`\t\n x1{}", "{{", "}}", "{%", "<<: *a", "&a ", "- ", ": ", "\n  "]
+)
 
 
 def assert_sane(report: SpecReport) -> None:
@@ -46,7 +48,11 @@ def assert_sane(report: SpecReport) -> None:
         assert report.workflow is not None and not report.diagnostics
 
 
-@settings(max_examples=int(os.environ.get("CCSPEC_FUZZ_EXAMPLES", "250")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("CCSPEC_FUZZ_EXAMPLES", "250")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(seed=st.sampled_from(SEEDS), data=st.data())
 def test_text_mutations_never_crash(seed: str, data: st.DataObject) -> None:
     text = seed
@@ -54,9 +60,13 @@ def test_text_mutations_never_crash(seed: str, data: st.DataObject) -> None:
         at = data.draw(st.integers(0, len(text)))
         kind = data.draw(st.sampled_from(["insert", "delete", "duplicate-line"]))
         if kind == "insert":
-            text = text[:at] + "".join(data.draw(st.lists(ALPHABET, min_size=1, max_size=4))) + text[at:]
+            text = (
+                text[:at]
+                + "".join(data.draw(st.lists(ALPHABET, min_size=1, max_size=4)))
+                + text[at:]
+            )
         elif kind == "delete":
-            text = text[:at] + text[at + data.draw(st.integers(1, 20)):]
+            text = text[:at] + text[at + data.draw(st.integers(1, 20)) :]
         else:
             lines = text.splitlines(keepends=True)
             i = min(at, len(lines) - 1)
@@ -66,11 +76,56 @@ def test_text_mutations_never_crash(seed: str, data: st.DataObject) -> None:
 
 
 VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-5, 10**6) | st.floats(allow_nan=True)
-    | st.sampled_from(["", "x", "{{ vars.epochs }}", "{{ nope }}", "{{ jobs.fetch.outputs.x }}", "{{ ''.__class__ }}", "{% if %}",
-                       "30m", "4G", "slurm", "ssh", "local", "fetch", "../../x.py", "/abs.sh", "Bad Name", "a" * 70])
+    st.none()
+    | st.booleans()
+    | st.integers(-5, 10**6)
+    | st.floats(allow_nan=True)
+    | st.sampled_from(
+        [
+            "",
+            "x",
+            "{{ vars.epochs }}",
+            "{{ nope }}",
+            "{{ jobs.fetch.outputs.x }}",
+            "{{ ''.__class__ }}",
+            "{% if %}",
+            "30m",
+            "4G",
+            "slurm",
+            "ssh",
+            "local",
+            "fetch",
+            "../../x.py",
+            "/abs.sh",
+            "Bad Name",
+            "a" * 70,
+        ]
+    )
     | st.text(max_size=12),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.sampled_from(["run", "needs", "matrix", "type", "host", "x", "Bad", "jobs", "vars", "include", "exclude", "model"]) | st.text(max_size=5), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "run",
+                    "needs",
+                    "matrix",
+                    "type",
+                    "host",
+                    "x",
+                    "Bad",
+                    "jobs",
+                    "vars",
+                    "include",
+                    "exclude",
+                    "model",
+                ]
+            )
+            | st.text(max_size=5),
+            children,
+            max_size=3,
+        )
+    ),
     max_leaves=8,
 )
 
@@ -86,7 +141,11 @@ def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return out
 
 
-@settings(max_examples=int(os.environ.get("CCSPEC_FUZZ_EXAMPLES", "250")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("CCSPEC_FUZZ_EXAMPLES", "250")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(seed=st.sampled_from(SEEDS), data=st.data())
 def test_structural_mutations_never_crash(seed: str, data: st.DataObject) -> None:
     doc = yaml.safe_load(seed)

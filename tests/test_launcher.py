@@ -22,7 +22,9 @@ from ccspec.targets.base import Launch
 from ccspec.targets.launcher import BashLauncher, eligible
 from ccspec.targets.local import PREPARE_AHEAD, LocalTarget, read_exit_code
 
-pytestmark = pytest.mark.skipif(not BashLauncher.available, reason="the launcher needs Linux pidfds")
+pytestmark = pytest.mark.skipif(
+    not BashLauncher.available, reason="the launcher needs Linux pidfds"
+)
 
 # What a job can observe of its shell and process. Differences a subshell cannot avoid are
 # left out: $BASH_SUBSHELL, $BASHPID-dependent values, the session id, $_ and counters.
@@ -44,7 +46,9 @@ yes | head -n 1
 """
 
 
-def _launch(tmp: Path, name: str, command: str, env: dict[str, str], run_dir: Path | None = None) -> Launch:
+def _launch(
+    tmp: Path, name: str, command: str, env: dict[str, str], run_dir: Path | None = None
+) -> Launch:
     run_dir = run_dir or tmp / "runs" / name
     log = tmp / f"{name}.log"
     argv = ["bash", "-c", _run_wrapper(), "bash", command, str(log), str(tmp)]
@@ -65,7 +69,12 @@ def _run(target: LocalTarget, launch: Launch, timeout: float = 20) -> tuple[str,
 def test_a_forked_job_sees_what_a_spawned_job_sees(tmp_path: Path) -> None:
     target = LocalTarget()
     try:
-        env = {**os.environ, "CCSPEC_WORKFLOW": "wf", "SPEC_VAR": "from the spec: ünïcode", "LANG": "C.UTF-8"}
+        env = {
+            **os.environ,
+            "CCSPEC_WORKFLOW": "wf",
+            "SPEC_VAR": "from the spec: ünïcode",
+            "LANG": "C.UTF-8",
+        }
         forked = _launch(tmp_path, "forked", PROBE, env)
         # `: $$` makes the same probe start its own bash: the spawned reference
         spawned = _launch(tmp_path, "spawned", PROBE + ": $$\n", env)
@@ -96,18 +105,38 @@ def test_the_launcher_takes_over_environment_changes_and_removals(tmp_path: Path
         env.pop("HOME", None)
         # values travel as shell words: quotes, expansions and backslashes must stay as they are
         quoted = "it's $(touch expanded) `touch expanded` ${HOME} \\ end"
-        env.update({"CCSPEC_RUN_DIR": str(tmp_path / "r"), "WITH_SPACES": "a b\nc", "EMPTY": "", "QUOTED": quoted})
+        env.update(
+            {
+                "CCSPEC_RUN_DIR": str(tmp_path / "r"),
+                "WITH_SPACES": "a b\nc",
+                "EMPTY": "",
+                "QUOTED": quoted,
+            }
+        )
         (tmp_path / "r").mkdir()
         log = tmp_path / "log"
-        pid = launcher.launch('printf "%s|" "${HOME-unset}" "$WITH_SPACES" "${EMPTY-unset}" "$QUOTED"', str(log),
-                              str(tmp_path), _run_wrapper(), env)
+        pid = launcher.launch(
+            'printf "%s|" "${HOME-unset}" "$WITH_SPACES" "${EMPTY-unset}" "$QUOTED"',
+            str(log),
+            str(tmp_path),
+            _run_wrapper(),
+            env,
+        )
         assert pid is not None
         _wait_file(tmp_path / "r" / "exit_code")
         assert log.read_text() == f"unset|a b\nc||{quoted}|"
         assert not (tmp_path / "expanded").exists()
         # names a subshell cannot take over go back to the caller, which spawns
-        assert launcher.launch("true", str(log), str(tmp_path), _run_wrapper(), {**env, "BASH_ENV": "/x"}) is None
-        assert launcher.launch("true", str(log), str(tmp_path), _run_wrapper(), {**env, "A-B": "1"}) is None
+        assert (
+            launcher.launch(
+                "true", str(log), str(tmp_path), _run_wrapper(), {**env, "BASH_ENV": "/x"}
+            )
+            is None
+        )
+        assert (
+            launcher.launch("true", str(log), str(tmp_path), _run_wrapper(), {**env, "A-B": "1"})
+            is None
+        )
         assert not launcher.broken
     finally:
         launcher.close()
@@ -120,7 +149,9 @@ def _wait_file(path: Path, timeout: float = 10) -> None:
         time.sleep(0.02)
 
 
-@pytest.mark.parametrize("command", ["echo $$ > own", "echo ${$} > own", "exec sh -c 'echo $$ > own'"])
+@pytest.mark.parametrize(
+    "command", ["echo $$ > own", "echo ${$} > own", "exec sh -c 'echo $$ > own'"]
+)
 def test_commands_that_need_their_own_shell_are_spawned(tmp_path: Path, command: str) -> None:
     target = LocalTarget()
     try:
@@ -170,13 +201,19 @@ def test_a_job_killed_behind_ccspecs_back_is_lost(tmp_path: Path) -> None:
 def test_a_forked_job_outlives_the_runner_and_the_next_apply_collects_it(tmp_path: Path) -> None:
     """SIGKILL the runner while a forked job runs: the launcher ends at end of input, the
     job goes on, and the next apply collects its exit code without running it again."""
-    (tmp_path / "flow.yaml").write_text(textwrap.dedent("""
+    (tmp_path / "flow.yaml").write_text(
+        textwrap.dedent("""
         version: 1
         jobs:
           slow: {run: "echo run >> trace; sleep 2; echo done > slow.out"}
-    """))
-    proc = subprocess.Popen([sys.executable, "-m", "ccspec", "apply", "flow.yaml"], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """)
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ccspec", "apply", "flow.yaml"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     pid_file: Path | None = None
     end = time.monotonic() + 20
     while pid_file is None:
@@ -188,8 +225,13 @@ def test_a_forked_job_outlives_the_runner_and_the_next_apply_collects_it(tmp_pat
     proc.communicate()
     job_pid = int(pid_file.read_text())
     assert pid_alive(job_pid)
-    result = subprocess.run([sys.executable, "-m", "ccspec", "apply", "flow.yaml"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "ccspec", "apply", "flow.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "slow.out").read_text() == "done\n"
     assert (tmp_path / "trace").read_text() == "run\n"  # exactly once
@@ -203,8 +245,12 @@ def test_a_record_cut_short_runs_nothing(tmp_path: Path) -> None:
     assert launcher._start()
     spare = launcher._read_pid()
     (tmp_path / "r").mkdir()
-    record = launcher._record(f"touch {tmp_path}/ran", f"{tmp_path}/log", str(tmp_path),
-                              {**os.environ, "CCSPEC_RUN_DIR": f"{tmp_path}/r"})
+    record = launcher._record(
+        f"touch {tmp_path}/ran",
+        f"{tmp_path}/log",
+        str(tmp_path),
+        {**os.environ, "CCSPEC_RUN_DIR": f"{tmp_path}/r"},
+    )
     assert record is not None
     os.write(launcher._records, record[:-1])  # its last byte never comes
     launcher.close()
@@ -225,12 +271,26 @@ def test_text_beyond_ascii_reaches_the_job_byte_for_byte(tmp_path: Path) -> None
         run_dir.mkdir(parents=True)
         log = folder / "journal ü.log"
         odd = os.fsdecode(b"raw \xff byte")  # not UTF-8: carried as the byte it is
-        env = {**os.environ, "LANG": "C.UTF-8", "CCSPEC_RUN_DIR": str(run_dir), "GREETING": "grüße 'ok' ✓", "ODD": odd}
-        pid = launcher.launch("printf '%s|' 'naïve ✓' \"$GREETING\" \"$PWD\" \"$ODD\"", str(log), str(folder),
-                              _run_wrapper(), env)
+        env = {
+            **os.environ,
+            "LANG": "C.UTF-8",
+            "CCSPEC_RUN_DIR": str(run_dir),
+            "GREETING": "grüße 'ok' ✓",
+            "ODD": odd,
+        }
+        pid = launcher.launch(
+            'printf \'%s|\' \'naïve ✓\' "$GREETING" "$PWD" "$ODD"',
+            str(log),
+            str(folder),
+            _run_wrapper(),
+            env,
+        )
         assert pid is not None
         _wait_file(run_dir / "exit_code")
-        assert log.read_bytes() == "naïve ✓|grüße 'ok' ✓|".encode() + os.fsencode(folder) + b"|raw \xff byte|"
+        assert (
+            log.read_bytes()
+            == "naïve ✓|grüße 'ok' ✓|".encode() + os.fsencode(folder) + b"|raw \xff byte|"
+        )
         assert (run_dir / "exit_code").read_text().strip() == "0"
         assert not launcher.broken
     finally:
@@ -245,11 +305,18 @@ def test_a_launcher_started_again_after_close_hands_out_its_own_spares(tmp_path:
         for name in ("one", "two", "three"):
             run_dir = tmp_path / name
             run_dir.mkdir()
-            pid = launcher.launch(f"echo {name}", str(tmp_path / f"{name}.log"), str(tmp_path), _run_wrapper(),
-                                  {**os.environ, "CCSPEC_RUN_DIR": str(run_dir)})
+            pid = launcher.launch(
+                f"echo {name}",
+                str(tmp_path / f"{name}.log"),
+                str(tmp_path),
+                _run_wrapper(),
+                {**os.environ, "CCSPEC_RUN_DIR": str(run_dir)},
+            )
             assert pid is not None
             _wait_file(run_dir / "exit_code")
-            assert (run_dir / "pid").read_text().strip() == str(pid)  # the pid handed out is the job's
+            assert (run_dir / "pid").read_text().strip() == str(
+                pid
+            )  # the pid handed out is the job's
             assert (tmp_path / f"{name}.log").read_text() == f"{name}\n"
             if name == "one":
                 time.sleep(0.5)  # the next spares' pids arrive: the next read takes more than one
@@ -267,15 +334,25 @@ def test_a_wrapper_without_its_set_up_function_is_refused(tmp_path: Path) -> Non
     launcher = BashLauncher("/bin/bash", wrapper)
     try:
         (tmp_path / "r").mkdir()
-        assert launcher.launch("touch ran", str(tmp_path / "log"), str(tmp_path), wrapper,
-                               {**os.environ, "CCSPEC_RUN_DIR": str(tmp_path / "r")}) is None
+        assert (
+            launcher.launch(
+                "touch ran",
+                str(tmp_path / "log"),
+                str(tmp_path),
+                wrapper,
+                {**os.environ, "CCSPEC_RUN_DIR": str(tmp_path / "r")},
+            )
+            is None
+        )
         assert launcher.broken
     finally:
         launcher.close()
     assert not (tmp_path / "ran").exists()
 
 
-def test_run_folders_asked_for_ahead_are_made_while_the_runner_waits_up_to_a_limit(tmp_path: Path) -> None:
+def test_run_folders_asked_for_ahead_are_made_while_the_runner_waits_up_to_a_limit(
+    tmp_path: Path,
+) -> None:
     """The runner asks for the run folders of jobs that are ready, at most PREPARE_AHEAD
     waiting at a time, and makes a few each time before it waits. A launch uses its
     folder made ahead, or makes it."""
@@ -285,12 +362,21 @@ def test_run_folders_asked_for_ahead_are_made_while_the_runner_waits_up_to_a_lim
         for folder in folders:
             target.prepare(folder)
         target.make_prepared(3)
-        assert [f.exists() for f in folders[:4]] == [True, True, True, False]  # in the order asked, three
+        assert [f.exists() for f in folders[:4]] == [
+            True,
+            True,
+            True,
+            False,
+        ]  # in the order asked, three
         target.make_prepared(PREPARE_AHEAD)
         assert all(f.exists() for f in folders[:PREPARE_AHEAD])
-        assert not any(f.exists() for f in folders[PREPARE_AHEAD:])  # beyond the limit: made by their launch
+        assert not any(
+            f.exists() for f in folders[PREPARE_AHEAD:]
+        )  # beyond the limit: made by their launch
         for name, folder in (("ahead", folders[0]), ("own", folders[-1])):
-            handle, code = _run(target, _launch(tmp_path, name, f"echo {name}", dict(os.environ), run_dir=folder))
+            handle, code = _run(
+                target, _launch(tmp_path, name, f"echo {name}", dict(os.environ), run_dir=folder)
+            )
             assert code == 0 and read_exit_code(folder) == 0
             assert (folder / "pid").read_text().strip() == handle
             assert (tmp_path / f"{name}.log").read_text() == f"{name}\n"
@@ -311,13 +397,23 @@ def test_an_apply_launches_jobs_in_the_run_folders_made_ahead(tmp_path: Path) ->
     from ccspec.state.store import StateStore
 
     jobs = "".join(f"  j{i}: {{run: 'sleep 0.1; echo {i} > out{i}'}}\n" for i in range(6))
-    (tmp_path / "flow.yaml").write_text(f"version: 1\njobs:\n{jobs}  last: {{run: 'cat out* > all', needs: [j0, j1, j2, j3, j4, j5]}}\n")
+    (tmp_path / "flow.yaml").write_text(
+        f"version: 1\njobs:\n{jobs}  last: {{run: 'cat out* > all', needs: [j0, j1, j2, j3, j4, j5]}}\n"
+    )
     store = StateStore(tmp_path / ".ccspec")
     engines: list[Engine] = []
     try:
         planned = plan_workflow(ccspec.load(tmp_path / "flow.yaml"), store)
-        outcome = apply_workflow(planned, store, folder=tmp_path / ".ccspec", jobs=2, reporter=lambda e, v: None,
-                                 svg=False, signals=False, started=engines.append)
+        outcome = apply_workflow(
+            planned,
+            store,
+            folder=tmp_path / ".ccspec",
+            jobs=2,
+            reporter=lambda e, v: None,
+            svg=False,
+            signals=False,
+            started=engines.append,
+        )
     finally:
         store.close()
     assert outcome.ok
@@ -361,5 +457,7 @@ def test_a_burst_of_launches_gets_each_job_the_pid_handed_out_for_it(tmp_path: P
     turn comes on a pipe of its own), so every pid handed out is that job's. In a fresh
     process whose pipes get the fd numbers they go to in the launcher (0-23), as a busy
     runner's may: handing them over must not overwrite one with another."""
-    done = subprocess.run([sys.executable, "-c", BURST, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", BURST, str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stdout + done.stderr

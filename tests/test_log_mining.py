@@ -14,13 +14,15 @@ from hypothesis import strategies as st
 from ccspec.logfile import CHUNK, mine_log
 from ccspec.progress import MAX_LINE, LogMiner
 
-LOG = (b"start\n"
-       b"  # ccspec progress=10 message=\"warming up\"\n"
-       b"ordinary # not a protocol line\n"
-       b"# ccspec output n=3\r\n"
-       b"# cloudmesh status=running progress=40 pid=12\n"
-       b"#ccspec output name=\"a b\"\n"
-       b"# ccspec output last=[1, 2]")  # no newline at the end
+LOG = (
+    b"start\n"
+    b'  # ccspec progress=10 message="warming up"\n'
+    b"ordinary # not a protocol line\n"
+    b"# ccspec output n=3\r\n"
+    b"# cloudmesh status=running progress=40 pid=12\n"
+    b'#ccspec output name="a b"\n'
+    b"# ccspec output last=[1, 2]"
+)  # no newline at the end
 
 
 def found(miner: LogMiner) -> tuple[float | None, str | None, str | None, dict[str, object]]:
@@ -50,14 +52,33 @@ def test_every_split_point_finds_the_same() -> None:
 
 
 def test_byte_by_byte() -> None:
-    miner = mined(*(LOG[i:i + 1] for i in range(len(LOG))))
+    miner = mined(*(LOG[i : i + 1] for i in range(len(LOG))))
     assert found(miner) == WHOLE and miner.offset == len(LOG)
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.sampled_from([b"x" * 7, b"\n", b"\r\n", b"#", b" ", b"# ccspec output k=", b"1", b"2",
-                                 b"# ccspec progress=", b"5", b"# cloudmesh status=ok", b"message=m"]), max_size=60),
-       st.lists(st.integers(min_value=0, max_value=400), max_size=8))
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                b"x" * 7,
+                b"\n",
+                b"\r\n",
+                b"#",
+                b" ",
+                b"# ccspec output k=",
+                b"1",
+                b"2",
+                b"# ccspec progress=",
+                b"5",
+                b"# cloudmesh status=ok",
+                b"message=m",
+            ]
+        ),
+        max_size=60,
+    ),
+    st.lists(st.integers(min_value=0, max_value=400), max_size=8),
+)
 def test_any_chunking_finds_what_one_read_finds(pieces: list[bytes], cuts: list[int]) -> None:
     log = b"".join(pieces)
     bounds = sorted({min(c, len(log)) for c in cuts} | {0, len(log)})
@@ -72,8 +93,11 @@ def test_an_over_long_line_is_skipped_to_its_end() -> None:
     after = b"# ccspec output after=1\n"
     # in one chunk, and in pieces that cross it
     assert found(mined(long_line + after))[3] == {"after": 1}
-    pieces = [long_line[i:i + 4096] for i in range(0, len(long_line), 4096)]
-    assert found(mined(b"# ccspec output before=0\n", *pieces, after))[3] == {"before": 0, "after": 1}
+    pieces = [long_line[i : i + 4096] for i in range(0, len(long_line), 4096)]
+    assert found(mined(b"# ccspec output before=0\n", *pieces, after))[3] == {
+        "before": 0,
+        "after": 1,
+    }
     # a line of exactly MAX_LINE bytes is still read
     fits = b"# ccspec output fits=" + b"y" * (MAX_LINE - len(b"# ccspec output fits=")) + b"\n"
     assert found(mined(fits[:100], fits[100:]))[3] == {"fits": "y" * (MAX_LINE - 21)}
@@ -89,7 +113,7 @@ def test_an_over_long_last_line_without_newline_is_dropped_at_the_end() -> None:
 
 def test_crlf_and_a_final_line_without_newline() -> None:
     miner = LogMiner()
-    assert miner.feed(b"# ccspec progress=20 message=\"crlf\"\r\n# ccspec output x=") is True
+    assert miner.feed(b'# ccspec progress=20 message="crlf"\r\n# ccspec output x=') is True
     assert (miner.progress, miner.message) == (20.0, "crlf")
     assert miner.feed(b"5") is False  # the line is not finished yet
     assert miner.feed(b"", final=True) is True  # the end of the log finishes it
@@ -122,7 +146,9 @@ def test_mine_log_reads_a_file_in_chunks(tmp_path: Path) -> None:
         fh.write(b"# ccspec progress=99")
     size = log.stat().st_size
     miner = LogMiner()
-    assert mine_log(miner, log, budget=CHUNK) is False  # a running job: at most the budget, then later
+    assert (
+        mine_log(miner, log, budget=CHUNK) is False
+    )  # a running job: at most the budget, then later
     assert miner.offset == CHUNK
     assert mine_log(miner, log, budget=CHUNK) is True
     assert miner.offset == 2 * CHUNK and miner.outputs == {"edge": 7}
@@ -131,7 +157,9 @@ def test_mine_log_reads_a_file_in_chunks(tmp_path: Path) -> None:
     assert mine_log(LogMiner(), tmp_path / "missing.log", final=True) is False
 
 
-def test_the_status_api_reads_tails_and_ranges_of_a_long_log_in_bounded_chunks(tmp_path: Path) -> None:
+def test_the_status_api_reads_tails_and_ranges_of_a_long_log_in_bounded_chunks(
+    tmp_path: Path,
+) -> None:
     from ccspec.redact import Redactor
     from ccspec.server.logs import locate, read_slice
 

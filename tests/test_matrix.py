@@ -8,18 +8,28 @@ from ccspec.spec.matrix import MatrixError, combinations, job_id, slug
 def test_product_in_written_order() -> None:
     combos = combinations({"model": ["mlp", "cnn"], "size": [1, 2]})
     assert combos == [
-        {"model": "mlp", "size": 1}, {"model": "mlp", "size": 2},
-        {"model": "cnn", "size": 1}, {"model": "cnn", "size": 2},
+        {"model": "mlp", "size": 1},
+        {"model": "mlp", "size": 2},
+        {"model": "cnn", "size": 1},
+        {"model": "cnn", "size": 2},
     ]
-    assert [job_id("train", c) for c in combos] == ["train-mlp-1", "train-mlp-2", "train-cnn-1", "train-cnn-2"]
+    assert [job_id("train", c) for c in combos] == [
+        "train-mlp-1",
+        "train-mlp-2",
+        "train-cnn-1",
+        "train-cnn-2",
+    ]
 
 
 def test_exclude_and_include() -> None:
-    combos = combinations({
-        "model": ["mlp", "cnn"], "size": [1, 2],
-        "exclude": [{"model": "cnn", "size": 2}],
-        "include": [{"model": "rnn", "size": 1}, {"model": "mlp", "size": 1}],
-    })
+    combos = combinations(
+        {
+            "model": ["mlp", "cnn"],
+            "size": [1, 2],
+            "exclude": [{"model": "cnn", "size": 2}],
+            "include": [{"model": "rnn", "size": 1}, {"model": "mlp", "size": 1}],
+        }
+    )
     assert [job_id("t", c) for c in combos] == ["t-mlp-1", "t-mlp-2", "t-cnn-1", "t-rnn-1"]
 
 
@@ -27,7 +37,10 @@ def test_list_of_combinations_from_upstream() -> None:
     assert combinations([{"part": 0}, {"part": 1}]) == [{"part": 0}, {"part": 1}]
 
 
-@pytest.mark.parametrize(("value", "expected"), [("Hello World", "hello-world"), (True, "true"), (0.5, "0.5"), ("a/b", "a-b"), ("x_y", "x_y")])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("Hello World", "hello-world"), (True, "true"), (0.5, "0.5"), ("a/b", "a-b"), ("x_y", "x_y")],
+)
 def test_slug(value: object, expected: str) -> None:
     assert slug(value) == expected
 

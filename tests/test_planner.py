@@ -25,12 +25,28 @@ SPEC = """
 """
 
 
-def recorded_ok(workflow: ResolvedWorkflow, seq_base: int = 1, **overrides: Any) -> dict[str, RecordedJob]:
+def recorded_ok(
+    workflow: ResolvedWorkflow, seq_base: int = 1, **overrides: Any
+) -> dict[str, RecordedJob]:
     fps = fingerprints(workflow, Facts())
     out = {}
     for i, (job_id, fp) in enumerate(fps.items()):
-        out[job_id] = RecordedJob(workflow.name, job_id, job_id, JobState.SUCCEEDED, None, fp.value, fp.parts,
-                                  fp.value, fp.parts, seq_base + i, {}, 1, seq_base + i, 0.0)
+        out[job_id] = RecordedJob(
+            workflow.name,
+            job_id,
+            job_id,
+            JobState.SUCCEEDED,
+            None,
+            fp.value,
+            fp.parts,
+            fp.value,
+            fp.parts,
+            seq_base + i,
+            {},
+            1,
+            seq_base + i,
+            0.0,
+        )
     for job_id, changes in overrides.items():
         out[job_id] = _with(out[job_id], changes)
     return out
@@ -42,7 +58,9 @@ def _with(rec: RecordedJob, changes: Mapping[str, Any]) -> RecordedJob:
     return replace(rec, **changes)
 
 
-def actions(workflow: ResolvedWorkflow, recorded: Mapping[str, RecordedJob], **kw: Any) -> dict[str, tuple[str, str]]:
+def actions(
+    workflow: ResolvedWorkflow, recorded: Mapping[str, RecordedJob], **kw: Any
+) -> dict[str, tuple[str, str]]:
     plan = make_plan(workflow, fingerprints(workflow, Facts()), recorded, **kw)
     return {j.id: (j.action.value, j.reason.code) for j in plan.jobs}
 
@@ -63,19 +81,27 @@ def test_nothing_changed_is_empty(wf: ResolvedWorkflow) -> None:
     assert plan.is_empty and not plan.to_run
 
 
-def test_changed_var_reruns_the_job_and_its_descendants_only(wf: ResolvedWorkflow, check: SpecWriter) -> None:
+def test_changed_var_reruns_the_job_and_its_descendants_only(
+    wf: ResolvedWorkflow, check: SpecWriter
+) -> None:
     old = recorded_ok(wf)
     new = check(SPEC, n=2).workflow
     assert new is not None
     assert actions(new, old) == {
-        "a": ("rerun", "definition_changed"), "b": ("rerun", "upstream_changed"),
-        "c": ("rerun", "upstream_changed"), "d": ("up_to_date", "up_to_date"),
+        "a": ("rerun", "definition_changed"),
+        "b": ("rerun", "upstream_changed"),
+        "c": ("rerun", "upstream_changed"),
+        "d": ("up_to_date", "up_to_date"),
     }
 
 
-def test_scheduler_settings_are_not_part_of_the_fingerprint(wf: ResolvedWorkflow, check: SpecWriter) -> None:
+def test_scheduler_settings_are_not_part_of_the_fingerprint(
+    wf: ResolvedWorkflow, check: SpecWriter
+) -> None:
     old = recorded_ok(wf)
-    edited = SPEC.replace("resources: {mem: 1G}}", "resources: {mem: 64G, cpus: 8}, timeout: 1h, retries: 3}")
+    edited = SPEC.replace(
+        "resources: {mem: 1G}}", "resources: {mem: 64G, cpus: 8}, timeout: 1h, retries: 3}"
+    )
     assert edited != SPEC
     bigger = check(edited).workflow
     assert bigger is not None
@@ -83,7 +109,9 @@ def test_scheduler_settings_are_not_part_of_the_fingerprint(wf: ResolvedWorkflow
 
 
 def test_failed_job_is_retried_and_descendants_follow(wf: ResolvedWorkflow) -> None:
-    rec = recorded_ok(wf, b={"state": JobState.FAILED, "reason": "exit code 1"}, c={"state": JobState.SKIPPED})
+    rec = recorded_ok(
+        wf, b={"state": JobState.FAILED, "reason": "exit code 1"}, c={"state": JobState.SKIPPED}
+    )
     got = actions(wf, rec)
     assert got["b"] == ("retry", "last_failed") and got["c"] == ("retry", "last_skipped")
     assert got["a"] == ("up_to_date", "up_to_date")

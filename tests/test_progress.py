@@ -17,11 +17,17 @@ from ccspec.progress import LogMiner, parse_line, parse_value
 @pytest.mark.parametrize(
     ("line", "parsed"),
     [
-        ('# ccspec progress=40 message="epoch 2 of 5"', ("progress", {"progress": "40", "message": "epoch 2 of 5"})),
+        (
+            '# ccspec progress=40 message="epoch 2 of 5"',
+            ("progress", {"progress": "40", "message": "epoch 2 of 5"}),
+        ),
         ("# ccspec output accuracy=0.973", ("output", {"accuracy": 0.973})),
         ("  #ccspec output path=/tmp/a b.csv", ("output", {"path": "/tmp/a b.csv"})),
         ('# ccspec output parts=[{"part": 1}]', ("output", {"parts": [{"part": 1}]})),
-        ("# cloudmesh status=running progress=40 pid=123", ("progress", {"status": "running", "progress": "40", "pid": "123"})),
+        (
+            "# cloudmesh status=running progress=40 pid=123",
+            ("progress", {"status": "running", "progress": "40", "pid": "123"}),
+        ),
         ("ordinary output", None),
         ("# ccspec output novalue", None),
         ("# ccspec something else", None),
@@ -31,7 +37,18 @@ def test_parse_line(line: str, parsed: object) -> None:
     assert parse_line(line) == parsed
 
 
-@pytest.mark.parametrize(("text", "value"), [("1", 1), ("-2.5e3", -2500.0), ("true", True), ("null", None), ('"q"', "q"), ("[1,", "[1,"), ("abc", "abc")])
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("1", 1),
+        ("-2.5e3", -2500.0),
+        ("true", True),
+        ("null", None),
+        ('"q"', "q"),
+        ("[1,", "[1,"),
+        ("abc", "abc"),
+    ],
+)
 def test_parse_value(text: str, value: object) -> None:
     assert parse_value(text) == value
 
@@ -47,7 +64,9 @@ def test_miner_reads_incrementally_and_keeps_partial_lines() -> None:
     tail = LogMiner()
     tail.feed(b"# ccspec output last=1", final=True)
     assert tail.outputs == {"last": 1}
-    assert miner.offset == len(b"start\n# ccspec progress=10\n# ccspec output n=3\n# cloudmesh status=done progress=250\n") + len(b"no newline at the end: # ccspec output last=1")
+    assert miner.offset == len(
+        b"start\n# ccspec progress=10\n# ccspec output n=3\n# cloudmesh status=done progress=250\n"
+    ) + len(b"no newline at the end: # ccspec output last=1")
 
 
 def test_python_helpers_print_the_protocol() -> None:
@@ -56,19 +75,62 @@ def test_python_helpers_print_the_protocol() -> None:
     job.output("scores", [0.5, 0.75], file=out)
     miner = LogMiner()
     miner.feed(out.getvalue().encode(), final=True)
-    assert miner.progress == 40 and miner.message == 'epoch "2"' and miner.outputs == {"scores": [0.5, 0.75]}
+    assert (
+        miner.progress == 40
+        and miner.message == 'epoch "2"'
+        and miner.outputs == {"scores": [0.5, 0.75]}
+    )
     with pytest.raises(ValueError):
         job.output("two words", 1)
 
 
-_PREFIXES = [b"# ccspec output ", b"# ccspec progress=", b"# ccspec progress ", b"# cloudmesh ", b"#ccspec ", b"  # ccspec ", b""]
-_PIECES = [b"=", b" ", b'"', b"'", b"[", b"]", b"{", b"}", b"\\", b"message=", b"progress=", b"status=",
-           b"nan", b"inf", b"-1e999", b"1e999", b"NaN", b"\r", b"\xff\xfe", b"\x00", b"k", b"1", b"-", b"."]
+_PREFIXES = [
+    b"# ccspec output ",
+    b"# ccspec progress=",
+    b"# ccspec progress ",
+    b"# cloudmesh ",
+    b"#ccspec ",
+    b"  # ccspec ",
+    b"",
+]
+_PIECES = [
+    b"=",
+    b" ",
+    b'"',
+    b"'",
+    b"[",
+    b"]",
+    b"{",
+    b"}",
+    b"\\",
+    b"message=",
+    b"progress=",
+    b"status=",
+    b"nan",
+    b"inf",
+    b"-1e999",
+    b"1e999",
+    b"NaN",
+    b"\r",
+    b"\xff\xfe",
+    b"\x00",
+    b"k",
+    b"1",
+    b"-",
+    b".",
+]
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(_PREFIXES), st.lists(st.one_of(st.sampled_from(_PIECES), st.binary(max_size=8)),
-                                                              max_size=12)), max_size=20))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(_PREFIXES),
+            st.lists(st.one_of(st.sampled_from(_PIECES), st.binary(max_size=8)), max_size=12),
+        ),
+        max_size=20,
+    )
+)
 def test_any_job_output_leaves_the_miner_consistent(lines: list[tuple[bytes, list[bytes]]]) -> None:
     """Whatever a job prints, mining never raises, progress is a finite percentage, and
     outputs are named by text and can be recorded as JSON."""
@@ -80,7 +142,10 @@ def test_any_job_output_leaves_the_miner_consistent(lines: list[tuple[bytes, lis
     json.dumps(miner.outputs)
 
 
-@pytest.mark.parametrize("line", [b"# ccspec output deep=" + b"[" * 100_000, b"# ccspec output deep=" + b'{"a": ' * 5_000])
+@pytest.mark.parametrize(
+    "line",
+    [b"# ccspec output deep=" + b"[" * 100_000, b"# ccspec output deep=" + b'{"a": ' * 5_000],
+)
 def test_an_output_nested_too_deep_for_json_is_kept_as_text(line: bytes) -> None:
     miner = LogMiner()
     miner.feed(line + b"\n")

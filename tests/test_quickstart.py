@@ -13,7 +13,13 @@ from tests.conftest import REPO
 
 
 def apply(folder: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ccspec", "apply", "specs/"], cwd=folder, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "ccspec", "apply", "specs/"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_quickstart_runs_once_and_reruns_only_what_changed(repo: Path) -> None:
@@ -29,7 +35,9 @@ def test_quickstart_runs_once_and_reruns_only_what_changed(repo: Path) -> None:
     jobs = status["jobs"]
     assert jobs["generate"]["outputs"]["rows"] == 500
     assert 40 < jobs["summarise"]["outputs"]["mean"] < 60
-    assert 0.5 < jobs["report"]["outputs"]["within_one_stdev"] < 0.65  # computed in the notebook from the parameters
+    assert (
+        0.5 < jobs["report"]["outputs"]["within_one_stdev"] < 0.65
+    )  # computed in the notebook from the parameters
     executed = list((repo / ".ccspec" / "logs" / "quickstart" / "report").glob("*.ipynb"))
     assert executed, "the executed notebook is kept next to the job's log"
     assert (specs / "quickstart.svg").read_bytes().startswith(b"<?xml")
@@ -41,5 +49,7 @@ def test_quickstart_runs_once_and_reruns_only_what_changed(repo: Path) -> None:
     script.write_text(script.read_text() + "\n# an edit\n")
     third = apply(repo)
     assert third.returncode == 0
-    assert "~ summarise: rerun (script changed)" in third.stdout and "~ report: rerun" in third.stdout
+    assert (
+        "~ summarise: rerun (script changed)" in third.stdout and "~ report: rerun" in third.stdout
+    )
     assert "generate" not in third.stdout.split("up to date", 1)[1]

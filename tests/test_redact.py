@@ -21,17 +21,34 @@ def test_secret_values_take_the_listed_vars_and_their_leaves() -> None:
     assert secret_values(vars, []) == []
 
 
-@pytest.mark.parametrize(("name", "secret"), [
-    ("API_TOKEN", True), ("DB_PASSWORD", True), ("github_token", True), ("AWS_SECRET_ACCESS_KEY", True),
-    ("SSH_PASSPHRASE", True), ("MY_APIKEY", True), ("PRIVATE_KEY", True), ("HTTP_AUTH", True),
-    ("HOME", False), ("PATH", False), ("OMP_NUM_THREADS", False), ("TOKENIZERS_PARALLELISM", True),
-])
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("API_TOKEN", True),
+        ("DB_PASSWORD", True),
+        ("github_token", True),
+        ("AWS_SECRET_ACCESS_KEY", True),
+        ("SSH_PASSPHRASE", True),
+        ("MY_APIKEY", True),
+        ("PRIVATE_KEY", True),
+        ("HTTP_AUTH", True),
+        ("HOME", False),
+        ("PATH", False),
+        ("OMP_NUM_THREADS", False),
+        ("TOKENIZERS_PARALLELISM", True),
+    ],
+)
 def test_environment_secrets_go_by_name(name: str, secret: bool) -> None:
     assert environment_secrets({name: "some-value"}) == (["some-value"] if secret else [])
 
 
 def test_short_environment_values_are_settings_not_secrets() -> None:
-    assert environment_secrets({"API_TOKEN": "", "TOKENIZERS_PARALLELISM": "false", "AUTH_RETRIES": "3"}) == []
+    assert (
+        environment_secrets(
+            {"API_TOKEN": "", "TOKENIZERS_PARALLELISM": "false", "AUTH_RETRIES": "3"}
+        )
+        == []
+    )
     assert not Redactor(("",))
 
 
@@ -49,8 +66,18 @@ def test_short_values_are_masked_only_whole() -> None:
 
 def test_value_masks_nested_data_and_secret_names() -> None:
     r = Redactor(("s3cr3t-value", "424242"), frozenset({"token"}))
-    data = {"token": "anything", "nested": [{"msg": "x s3cr3t-value y"}, 424242, 4242, True], "ok": 1.5, "n": None}
-    assert r.value(data) == {"token": MASK, "nested": [{"msg": f"x {MASK} y"}, MASK, 4242, True], "ok": 1.5, "n": None}
+    data = {
+        "token": "anything",
+        "nested": [{"msg": "x s3cr3t-value y"}, 424242, 4242, True],
+        "ok": 1.5,
+        "n": None,
+    }
+    assert r.value(data) == {
+        "token": MASK,
+        "nested": [{"msg": f"x {MASK} y"}, MASK, 4242, True],
+        "ok": 1.5,
+        "n": None,
+    }
 
 
 def test_empty_redactor_changes_nothing() -> None:
@@ -68,8 +95,12 @@ def test_bytes_keep_their_length() -> None:
 
 
 def test_redactor_for_a_workflow() -> None:
-    r = redactor_for({"token": "abcd1234", "rows": 10}, ["token"], environ={"CI_JOB_TOKEN": "envsecret", "HOME": "/root"},
-                     extra=["servetoken"])
+    r = redactor_for(
+        {"token": "abcd1234", "rows": 10},
+        ["token"],
+        environ={"CI_JOB_TOKEN": "envsecret", "HOME": "/root"},
+        extra=["servetoken"],
+    )
     assert r.text("abcd1234 envsecret servetoken /root 10") == f"{MASK} {MASK} {MASK} /root 10"
     assert r.value({"token": "x"}) == {"token": MASK}
 
@@ -79,7 +110,9 @@ def test_redactor_for_a_workflow() -> None:
     parts=st.lists(st.text(alphabet="abcxyz \n", max_size=30), max_size=8),
     cuts=st.lists(st.integers(min_value=0, max_value=300), max_size=10),
 )
-def test_stream_matches_whole_redaction_however_it_is_cut(secrets: list[str], parts: list[str], cuts: list[int]) -> None:
+def test_stream_matches_whole_redaction_however_it_is_cut(
+    secrets: list[str], parts: list[str], cuts: list[int]
+) -> None:
     r = Redactor(tuple(secrets))
     data = "".join(p + secrets[i % len(secrets)] for i, p in enumerate(parts)).encode()
     stream = r.stream()

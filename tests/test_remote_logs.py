@@ -46,7 +46,10 @@ def test_a_poll_brings_a_bounded_share_of_long_logs(tmp_path: Path) -> None:
     workdir, mirror = tmp_path / "host", tmp_path / "mirror"
     mirror.mkdir()
     jobs = [_job(workdir, i) for i in range(JOBS)]
-    tracked = [Tracked(i, str(1000 + i), run_dir, mirror / f"{i}.log", time.time()) for i, (run_dir, _) in enumerate(jobs)]
+    tracked = [
+        Tracked(i, str(1000 + i), run_dir, mirror / f"{i}.log", time.time())
+        for i, (run_dir, _) in enumerate(jobs)
+    ]
     backend = DetachedBackend(LocalShell(), str(workdir))
     sizes = [0] * JOBS
     polls = 0
@@ -59,8 +62,12 @@ def test_a_poll_brings_a_bounded_share_of_long_logs(tmp_path: Path) -> None:
         grown = [b - a for a, b in zip(sizes, now, strict=True)]
         assert sum(grown) <= POLL_LOG_BUDGET and max(grown) <= LOG_CHUNK
         sizes = now
-        if polls == -(-JOBS * LOG_CHUNK // POLL_LOG_BUDGET):  # the budget is shared in turns: no job
-            assert all(sizes)  # waits behind the others' long logs longer than it takes to serve each once
+        if polls == -(
+            -JOBS * LOG_CHUNK // POLL_LOG_BUDGET
+        ):  # the budget is shared in turns: no job
+            assert all(
+                sizes
+            )  # waits behind the others' long logs longer than it takes to serve each once
         for t in tracked:
             status = states.get(t.attempt_id)
             if t.attempt_id in done or status is None:
@@ -84,9 +91,12 @@ def test_an_ssh_job_with_a_long_log_ends_when_it_ended(repo: Path) -> None:
     recorded end is still its own, and the output at the end of the log is found."""
     svc = services()
     workdir = f"~/t/{uuid.uuid4().hex[:12]}"
-    host = (f"{{type: ssh, host: 127.0.0.1, port: {svc.ssh_port}, user: {svc.ssh_user}, key: {svc.ssh_key}, "
-            f"workdir: {workdir}}}")
-    (repo / "flow.yaml").write_text(textwrap.dedent(f"""
+    host = (
+        f"{{type: ssh, host: 127.0.0.1, port: {svc.ssh_port}, user: {svc.ssh_user}, key: {svc.ssh_key}, "
+        f"workdir: {workdir}}}"
+    )
+    (repo / "flow.yaml").write_text(
+        textwrap.dedent(f"""
         version: 1
         hosts: {{box: {host}}}
         jobs:
@@ -97,18 +107,28 @@ def test_an_ssh_job_with_a_long_log_ends_when_it_ended(repo: Path) -> None:
               echo '# ccspec output last=42'
               date +%s.%N > ended
           after: {{needs: [big], run: "echo {{{{ jobs.big.outputs.last }}}} > after.txt"}}
-    """))
-    result = subprocess.run([sys.executable, "-m", "ccspec", "apply", "flow.yaml"], cwd=repo, capture_output=True,
-                            text=True, timeout=300)
+    """)
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "ccspec", "apply", "flow.yaml"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (repo / "after.txt").read_text().strip() == "42"
     [attempt] = StateStore(repo / ".ccspec").attempts("flow", "big")
     ended = float(ssh(f"cat {workdir}/flow/ended").stdout)
     assert attempt.finished is not None
-    assert abs(attempt.finished - ended) < 0.5, f"recorded {attempt.finished - ended:.1f}s after the job ended"
+    assert abs(attempt.finished - ended) < 0.5, (
+        f"recorded {attempt.finished - ended:.1f}s after the job ended"
+    )
     # its log is fetched poll after poll without backing off: the dependant starts soon
     [after] = StateStore(repo / ".ccspec").attempts("flow", "after")
-    assert after.started is not None and after.started - ended < 4, f"after started {after.started - ended:.1f}s later"
+    assert after.started is not None and after.started - ended < 4, (
+        f"after started {after.started - ended:.1f}s later"
+    )
 
 
 def test_results_are_fetched_in_bounded_pieces(tmp_path: Path) -> None:
@@ -145,8 +165,10 @@ def test_jobs_that_keep_printing_do_not_starve_the_others(tmp_path: Path) -> Non
         (folder / "pid").write_text(f"{os.getpid()}\n")  # alive: this test's own process
         (folder / "log").write_bytes(b"# ccspec output short=1\n" if i == 2 else b"")
         folders.append(folder)
-    tracked = [Tracked(i, str(os.getpid()), f".ccspec/runs/flow/j{i}/1", mirror / f"{i}.log", time.time())
-               for i in range(3)]
+    tracked = [
+        Tracked(i, str(os.getpid()), f".ccspec/runs/flow/j{i}/1", mirror / f"{i}.log", time.time())
+        for i in range(3)
+    ]
     backend = DetachedBackend(LocalShell(), str(workdir))
     for _ in range(2):
         for folder in folders[:2]:
@@ -163,7 +185,9 @@ def test_a_long_answer_over_ssh_arrives_whole() -> None:
     svc = services()
     shell = SshShell("127.0.0.1", user=svc.ssh_user, port=svc.ssh_port, key=str(svc.ssh_key))
     try:
-        sizes = [len(shell.run(f"head -c {POLL_LOG_BUDGET} /dev/zero; exit 3").out) for _ in range(10)]
+        sizes = [
+            len(shell.run(f"head -c {POLL_LOG_BUDGET} /dev/zero; exit 3").out) for _ in range(10)
+        ]
     finally:
         shell.close()
     assert sizes == [POLL_LOG_BUDGET] * 10

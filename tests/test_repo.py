@@ -23,19 +23,30 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 
 def test_ruff_clean() -> None:
-    result = subprocess.run([sys.executable, "-m", "ruff", "check", "ccspec", "tests", "bench"], cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "ccspec", "tests", "bench"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout
 
 
 def test_mypy_strict_clean() -> None:
     """`mypy --strict` with the pydantic plugin ([tool.mypy] in pyproject.toml) finds nothing in ccspec/."""
-    result = subprocess.run([sys.executable, "-m", "mypy"], cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy"], cwd=REPO, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_ruff_format_clean() -> None:
-    result = subprocess.run([sys.executable, "-m", "ruff", "format", "--check", "ccspec", "tests", "bench"], cwd=REPO,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", "ccspec", "tests", "bench"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout
 
 
@@ -47,5 +58,7 @@ def test_pre_commit_hook_runs_validate() -> None:
 
 
 def test_module_entry_point() -> None:
-    result = subprocess.run([sys.executable, "-m", "ccspec", "--help"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "ccspec", "--help"], capture_output=True, text=True
+    )
     assert result.returncode == 0

@@ -96,7 +96,9 @@ def test_lone_expression_lists_splice_into_args(check: SpecWriter, repo: Path) -
 
 
 def test_notebook_parameters_keep_native_types(check: SpecWriter, repo: Path) -> None:
-    (repo / "n.ipynb").write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
+    (repo / "n.ipynb").write_text(
+        '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
+    )
     report = check("""
         version: 1
         vars: {rates: [0.1, 0.01]}
@@ -152,15 +154,21 @@ def test_paths_inside_and_outside_the_repository(check: SpecWriter, repo: Path) 
     (repo / "sub").mkdir()
     (repo / "tools.py").write_text("")
     (repo / "sub" / "ok.py").write_text("")
-    report = check("""
+    report = check(
+        """
         version: 1
         jobs:
           a: {script: ../tools.py}
           b: {script: ok.py}
           c: {script: ../../etc/passwd}
           d: {script: /etc/hostname}
-    """, name="sub/flow.yaml")
-    assert sorted((d.line, d.code) for d in report.diagnostics) == [(6, "path-outside-repo"), (7, "path-outside-repo")]
+    """,
+        name="sub/flow.yaml",
+    )
+    assert sorted((d.line, d.code) for d in report.diagnostics) == [
+        (6, "path-outside-repo"),
+        (7, "path-outside-repo"),
+    ]
 
 
 def test_allow_outside_repo(check: SpecWriter) -> None:

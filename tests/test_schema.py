@@ -18,11 +18,15 @@ EXAMPLES = sorted(p for p in (REPO / "specs").glob("*.yaml") if not p.name.endsw
 
 
 def test_committed_schema_is_not_stale() -> None:
-    assert SCHEMA_FILE.read_text() == schema_text(), "regenerate: ccspec schema > schemas/workflow.schema.json"
+    assert SCHEMA_FILE.read_text() == schema_text(), (
+        "regenerate: ccspec schema > schemas/workflow.schema.json"
+    )
 
 
 def test_schema_command_prints_it() -> None:
-    out = subprocess.run([sys.executable, "-m", "ccspec", "schema"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "ccspec", "schema"], capture_output=True, text=True, check=True
+    ).stdout
     assert out == SCHEMA_FILE.read_text()
 
 
@@ -30,18 +34,33 @@ def test_schema_command_prints_it() -> None:
 def test_examples_carry_the_schema_comment_and_satisfy_it(spec: object) -> None:
     text = spec.read_text()  # type: ignore[attr-defined]
     assert text.startswith("# yaml-language-server: $schema=../schemas/workflow.schema.json\n")
-    jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text())).validate(yaml.safe_load(text))
+    jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text())).validate(
+        yaml.safe_load(text)
+    )
 
 
 @pytest.mark.parametrize(
     ("document", "ok"),
     [
-        ({"version": 1, "jobs": {"a": {"run": "x", "timeout": "1h30m", "resources": {"mem": "4G"}}}}, True),
+        (
+            {
+                "version": 1,
+                "jobs": {"a": {"run": "x", "timeout": "1h30m", "resources": {"mem": "4G"}}},
+            },
+            True,
+        ),
         ({"version": 1, "jobs": {"a": {"run": "x", "neds": []}}}, False),
         ({"version": 2, "jobs": {"a": {"run": "x"}}}, False),
         ({"version": 1, "jobs": {"Bad": {"run": "x"}}}, False),
         ({"version": 1, "jobs": {"a": {"run": "x", "timeout": "forever"}}}, False),
-        ({"version": 1, "hosts": {"h": {"type": "slurm", "partition": "debug"}}, "jobs": {"a": {"run": "x"}}}, True),
+        (
+            {
+                "version": 1,
+                "hosts": {"h": {"type": "slurm", "partition": "debug"}},
+                "jobs": {"a": {"run": "x"}},
+            },
+            True,
+        ),
         ({"version": 1, "hosts": {"h": {"type": "ssh"}}, "jobs": {"a": {"run": "x"}}}, False),
     ],
 )

@@ -43,15 +43,43 @@ def test_schemathesis_finds_no_server_error(tmp_path: Path) -> None:
     assert applied.returncode == 0, applied.stdout + applied.stderr
     server = start_server(repo, "--allow-write", token=TOKEN)
     try:
-        env = {**os.environ, "SCHEMATHESIS_HOOKS": "schemathesis_hooks",
-               "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+        env = {
+            **os.environ,
+            "SCHEMATHESIS_HOOKS": "schemathesis_hooks",
+            "PYTHONPATH": os.pathsep.join(
+                [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]
+            ),
+        }
         run = subprocess.run(
-            [sys.executable, "-m", "schemathesis.cli", "run", f"{server.url}/openapi.json",
-             "--checks", "all", "--exclude-checks", "positive_data_acceptance",
-             "--max-examples", "25", "--seed", "20261125", "--request-timeout", "20",
-             "--workers", "1",  # 2 trips a CPython 3.11 bug: ast.parse in two threads (in hypothesis)
-             "--header", f"Authorization: Bearer {TOKEN}", "--suppress-health-check", "all"],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+            [
+                sys.executable,
+                "-m",
+                "schemathesis.cli",
+                "run",
+                f"{server.url}/openapi.json",
+                "--checks",
+                "all",
+                "--exclude-checks",
+                "positive_data_acceptance",
+                "--max-examples",
+                "25",
+                "--seed",
+                "20261125",
+                "--request-timeout",
+                "20",
+                "--workers",
+                "1",  # 2 trips a CPython 3.11 bug: ast.parse in two threads (in hypothesis)
+                "--header",
+                f"Authorization: Bearer {TOKEN}",
+                "--suppress-health-check",
+                "all",
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         log = server.stop()
     report = run.stdout[-6000:] + run.stderr[-2000:]

@@ -16,7 +16,9 @@ def codes(text: str) -> list[tuple[int, int, str]]:
 
 
 def test_locate_values_and_keys() -> None:
-    src, problems = parse_text("version: 1\njobs:\n  a:\n    run: echo\n    needs: [b, c]\n", "s.yaml")
+    src, problems = parse_text(
+        "version: 1\njobs:\n  a:\n    run: echo\n    needs: [b, c]\n", "s.yaml"
+    )
     assert not problems and src is not None
     assert src.locate(("jobs", "a", "run")) == (4, 10)
     assert src.locate(("jobs", "a", "run"), key=True) == (4, 5)
@@ -29,7 +31,15 @@ def test_locate_values_and_keys() -> None:
 def test_scalars_keep_their_types_and_keys_stay_text() -> None:
     src, _ = parse_text("a: 1\nb: 1.5\nc: true\nd: ~\ne: 2026-01-01\n1: x\non: y\n")
     assert src is not None
-    assert src.data == {"a": 1, "b": 1.5, "c": True, "d": None, "e": "2026-01-01", "1": "x", "on": "y"}
+    assert src.data == {
+        "a": 1,
+        "b": 1.5,
+        "c": True,
+        "d": None,
+        "e": "2026-01-01",
+        "1": "x",
+        "on": "y",
+    }
 
 
 def test_merge_keys_and_aliases() -> None:

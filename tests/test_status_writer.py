@@ -36,7 +36,9 @@ def test_the_first_write_comes_one_interval_after_the_start(tmp_path: Path) -> N
         views["j0"].state = JobState.RUNNING
         writer("started", views["j0"])
         time.sleep(0.1)
-        assert not (tmp_path / "flow.status.yaml").exists()  # a run this short needs only its last write
+        assert not (
+            tmp_path / "flow.status.yaml"
+        ).exists()  # a run this short needs only its last write
         time.sleep(STATUS_EVERY)
         writer("progress", views["j0"])
         end = time.monotonic() + 10
@@ -60,7 +62,11 @@ def test_a_costly_write_spaces_out_the_next_ones(tmp_path: Path) -> None:
     assert small.interval == STATUS_EVERY
     assert big.interval == COST_SHARE * COST_PER_JOB * 6000 > STATUS_EVERY
     try:
-        for writer, count in ((small, 1), (small, 2), (big, 1)):  # the small one twice: its first write starts its thread
+        for writer, count in (
+            (small, 1),
+            (small, 2),
+            (big, 1),
+        ):  # the small one twice: its first write starts its thread
             writer.write()
             _written(writer, count)
     finally:
@@ -71,7 +77,9 @@ def test_a_costly_write_spaces_out_the_next_ones(tmp_path: Path) -> None:
         assert writer.last_cost > 0
         assert writer.interval == max(STATUS_EVERY, COST_SHARE * writer.last_cost)
     assert big.last_cost > small.last_cost  # 6,000 jobs to snapshot and render against 3
-    assert yaml.safe_load((tmp_path / "big" / "flow.status.yaml").read_text())["counts"] == {"pending": 6000}
+    assert yaml.safe_load((tmp_path / "big" / "flow.status.yaml").read_text())["counts"] == {
+        "pending": 6000
+    }
 
 
 def _written(writer: StatusWriter, count: int, timeout: float = 30) -> None:
@@ -91,9 +99,10 @@ def test_a_kept_file_is_rewritten_only_when_its_content_changes(tmp_path: Path) 
     assert path.stat().st_ino == before
     assert kept.write("state: new\n")
     replaced = path.stat().st_ino
-    assert replaced != before and path.read_text() == "state: new\n"  # atomically: a new file renamed over
+    assert (
+        replaced != before and path.read_text() == "state: new\n"
+    )  # atomically: a new file renamed over
     assert not kept.write(b"state: new\n")
     assert path.stat().st_ino == replaced
     assert kept.write("state: newer\n") and path.read_text() == "state: newer\n"
     assert not list(tmp_path.glob(".flow.status.yaml.*"))  # no temporary file left behind
-

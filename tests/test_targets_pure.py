@@ -15,20 +15,24 @@ from ccspec.targets.remote import LOG_CHUNK, RemoteLaunch, Tracked, parse_poll
 from ccspec.targets.slurm import SlurmRecord, _parse_sacct, _parse_squeue, map_state, sbatch_options
 
 
-@pytest.mark.parametrize(("state", "code", "expected", "reason"), [
-    ("PENDING", None, JobState.QUEUED, "pending: Resources"),
-    ("RUNNING", None, JobState.RUNNING, None),
-    ("COMPLETING", None, JobState.RUNNING, None),
-    ("COMPLETED", 0, JobState.SUCCEEDED, None),
-    ("FAILED", 3, JobState.FAILED, "exit code 3"),
-    ("TIMEOUT", 0, JobState.TIMED_OUT, "Slurm's time limit was reached (TIMEOUT)"),
-    ("CANCELLED by 0", 0, JobState.CANCELLED, "cancelled in Slurm (scancel)"),
-    ("NODE_FAIL", None, JobState.FAILED, "the node failed (NODE_FAIL)"),
-    ("OUT_OF_MEMORY", 0, JobState.FAILED, "out of memory (OUT_OF_MEMORY)"),
-    ("PREEMPTED", None, JobState.FAILED, "preempted by Slurm (PREEMPTED)"),
-])
-def test_slurm_states_map_to_ccspec_states_with_reasons(state: str, code: int | None, expected: JobState,
-                                                        reason: str | None) -> None:
+@pytest.mark.parametrize(
+    ("state", "code", "expected", "reason"),
+    [
+        ("PENDING", None, JobState.QUEUED, "pending: Resources"),
+        ("RUNNING", None, JobState.RUNNING, None),
+        ("COMPLETING", None, JobState.RUNNING, None),
+        ("COMPLETED", 0, JobState.SUCCEEDED, None),
+        ("FAILED", 3, JobState.FAILED, "exit code 3"),
+        ("TIMEOUT", 0, JobState.TIMED_OUT, "Slurm's time limit was reached (TIMEOUT)"),
+        ("CANCELLED by 0", 0, JobState.CANCELLED, "cancelled in Slurm (scancel)"),
+        ("NODE_FAIL", None, JobState.FAILED, "the node failed (NODE_FAIL)"),
+        ("OUT_OF_MEMORY", 0, JobState.FAILED, "out of memory (OUT_OF_MEMORY)"),
+        ("PREEMPTED", None, JobState.FAILED, "preempted by Slurm (PREEMPTED)"),
+    ],
+)
+def test_slurm_states_map_to_ccspec_states_with_reasons(
+    state: str, code: int | None, expected: JobState, reason: str | None
+) -> None:
     status = map_state(SlurmRecord(state, code, "Resources" if state == "PENDING" else None), None)
     assert status.state is expected and status.reason == reason
 
@@ -38,14 +42,33 @@ def test_the_wrappers_exit_code_wins_over_accounting() -> None:
 
 
 def test_sbatch_options_from_resources_and_host() -> None:
-    job = ResolvedJob("train", "train", "run", "hpc", run="true", timeout=90.0,
-                      resources=Resources(cpus=4, mem=8192, gpus=2))
+    job = ResolvedJob(
+        "train",
+        "train",
+        "run",
+        "hpc",
+        run="true",
+        timeout=90.0,
+        resources=Resources(cpus=4, mem=8192, gpus=2),
+    )
     launch = RemoteLaunch(1, "wf", job, 1, Path("."), ".ccspec/runs/wf/train/1", Path("x.log"), {})
-    host = SlurmHost(type="slurm", partition="gpu", account="abc", qos="high",
-                     sbatch={"constraint": "haswell", "exclusive": True, "requeue": False})
+    host = SlurmHost(
+        type="slurm",
+        partition="gpu",
+        account="abc",
+        qos="high",
+        sbatch={"constraint": "haswell", "exclusive": True, "requeue": False},
+    )
     assert sbatch_options(launch, host) == [
-        "--partition=gpu", "--account=abc", "--qos=high", "--cpus-per-task=4", "--mem=8192M",
-        "--time=0-00:02:00", "--gres=gpu:2", "--constraint=haswell", "--exclusive",
+        "--partition=gpu",
+        "--account=abc",
+        "--qos=high",
+        "--cpus-per-task=4",
+        "--mem=8192M",
+        "--time=0-00:02:00",
+        "--gres=gpu:2",
+        "--constraint=haswell",
+        "--exclusive",
     ]
 
 
@@ -58,11 +81,17 @@ def test_wsl_paths() -> None:
 def test_squeue_and_sacct_parsing() -> None:
     records, ok = _parse_squeue("@@squeue\n12|PENDING|Priority\n13|RUNNING|None\n@@rc 0\n")
     assert ok and records["12"].reason == "Priority" and records["13"].state == "RUNNING"
-    records, ok = _parse_squeue("@@squeue\nslurm_load_jobs error: Invalid job id specified\n@@rc 1\n")
+    records, ok = _parse_squeue(
+        "@@squeue\nslurm_load_jobs error: Invalid job id specified\n@@rc 1\n"
+    )
     assert ok and records == {}  # every id forgotten: ask sacct
-    _, ok = _parse_squeue("@@squeue\nslurm_load_jobs error: Unable to contact slurm controller\n@@rc 1\n")
+    _, ok = _parse_squeue(
+        "@@squeue\nslurm_load_jobs error: Unable to contact slurm controller\n@@rc 1\n"
+    )
     assert not ok  # unknown, never failed
-    found = _parse_sacct("12|FAILED|3:0\n12.batch|FAILED|3:0\n13|COMPLETED|0:0\n13|CANCELLED by 0|0:15\n")
+    found = _parse_sacct(
+        "12|FAILED|3:0\n12.batch|FAILED|3:0\n13|COMPLETED|0:0\n13|CANCELLED by 0|0:15\n"
+    )
     assert found["12"] == SlurmRecord("FAILED", 3) and found["13"].state == "CANCELLED by 0"
 
 
@@ -89,16 +118,23 @@ def test_a_kept_layout_is_repainted_with_states_progress_and_durations() -> None
     painter = Painter("flow")
     assert not painter.fits(nodes)
     painter.lay_out(nodes)
-    later = [GraphNode("a", "succeeded", (), 100.0, 75.0), GraphNode("b", "running", ("a",), 40.0, 3.2, "box")]
+    later = [
+        GraphNode("a", "succeeded", (), 100.0, 75.0),
+        GraphNode("b", "running", ("a",), 40.0, 3.2, "box"),
+    ]
     assert painter.fits(later)
     svg = painter.paint(later).decode()
-    a = svg[svg.index("<title>a</title>"):]
-    b = svg[svg.index("<title>b</title>"):]
-    assert f'fill="{COLOURS["succeeded"]}"' in a[:a.index("</g>")]
-    assert f'fill="{COLOURS["running"]}"' in b[:b.index("</g>")]
-    texts = re.findall(r"<text[^>]*>(.*?)</text>", b[:b.index("</g>")])
+    a = svg[svg.index("<title>a</title>") :]
+    b = svg[svg.index("<title>b</title>") :]
+    assert f'fill="{COLOURS["succeeded"]}"' in a[: a.index("</g>")]
+    assert f'fill="{COLOURS["running"]}"' in b[: b.index("</g>")]
+    texts = re.findall(r"<text[^>]*>(.*?)</text>", b[: b.index("</g>")])
     assert texts == ["b", "running", "40% 3.2s @box"]
-    assert re.findall(r"<text[^>]*>(.*?)</text>", a[:a.index("</g>")]) == ["a", "succeeded", "1m15s"]
+    assert re.findall(r"<text[^>]*>(.*?)</text>", a[: a.index("</g>")]) == [
+        "a",
+        "succeeded",
+        "1m15s",
+    ]
     assert not painter.fits([*later, GraphNode("c", "pending", ("b",))])  # a new node: a new layout
 
 
@@ -123,7 +159,10 @@ def test_a_layout_is_kept_on_disk_by_shape(tmp_path: Path, monkeypatch: pytest.M
     second = graph.Painter("flow")
     second.lay_out(nodes)
     assert len(rendered) == 1  # read back
-    done = [graph.GraphNode("a", "succeeded", (), 100.0, 1.0), graph.GraphNode("b", "failed", ("a",), None, 2.0)]
+    done = [
+        graph.GraphNode("a", "succeeded", (), 100.0, 1.0),
+        graph.GraphNode("b", "failed", ("a",), None, 2.0),
+    ]
     assert second.paint(done) == first.paint(done)
     graph.Painter("other").lay_out(nodes)
     graph.Painter("flow").lay_out([*nodes, graph.GraphNode("c", "pending", ("b",))])

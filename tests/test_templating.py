@@ -42,7 +42,9 @@ def test_problems(template: str, code: str) -> None:
 
 
 def test_analyze_finds_references() -> None:
-    info = analyze("{{ vars.a }} {{ vars['b'] }} {{ matrix.m }} {{ jobs.fetch.outputs.x }} {{ jobs['t-1'].outputs }} {{ other }}")
+    info = analyze(
+        "{{ vars.a }} {{ vars['b'] }} {{ matrix.m }} {{ jobs.fetch.outputs.x }} {{ jobs['t-1'].outputs }} {{ other }}"
+    )
     assert info.vars == {"a", "b"}
     assert info.matrix == {"m"}
     assert info.jobs == {"fetch", "t-1"}
@@ -50,7 +52,11 @@ def test_analyze_finds_references() -> None:
 
 
 def test_has_template() -> None:
-    assert has_template("a {{ b }}") and has_template("{% if x %}{% endif %}") and has_template("{# c #}")
+    assert (
+        has_template("a {{ b }}")
+        and has_template("{% if x %}{% endif %}")
+        and has_template("{# c #}")
+    )
     assert not has_template("echo ${HOME} {x}")
 
 
@@ -61,4 +67,6 @@ def test_an_unknown_filter_is_a_diagnostic_not_a_crash(check) -> None:  # type: 
           a: {run: "echo {{ 'x' | odel }}"}
     """)
     assert not report.valid
-    assert any("No filter named 'odel'" in d.message and d.line == 4 for d in report.diagnostics), report.diagnostics
+    assert any("No filter named 'odel'" in d.message and d.line == 4 for d in report.diagnostics), (
+        report.diagnostics
+    )

@@ -8,8 +8,18 @@ from ccspec.spec.units import format_duration, parse_duration, parse_memory
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [
-        ("90s", 90), ("30m", 1800), ("2h", 7200), ("1h30m", 5400), ("1d", 86400), ("250ms", 0.25),
-        ("1-12:00:00", 129600), ("01:00:00", 3600), ("10:00", 600), ("45", 45), (1.5, 1.5), (" 2 h ", 7200),
+        ("90s", 90),
+        ("30m", 1800),
+        ("2h", 7200),
+        ("1h30m", 5400),
+        ("1d", 86400),
+        ("250ms", 0.25),
+        ("1-12:00:00", 129600),
+        ("01:00:00", 3600),
+        ("10:00", 600),
+        ("45", 45),
+        (1.5, 1.5),
+        (" 2 h ", 7200),
     ],
 )
 def test_durations(text: object, seconds: float) -> None:
@@ -22,7 +32,18 @@ def test_bad_durations(text: object) -> None:
         parse_duration(text)
 
 
-@pytest.mark.parametrize(("text", "mb"), [("4G", 4096), ("512M", 512), ("1T", 1048576), ("4GiB", 4096), ("4gb", 4096), (2048, 2048), ("1024K", 1)])
+@pytest.mark.parametrize(
+    ("text", "mb"),
+    [
+        ("4G", 4096),
+        ("512M", 512),
+        ("1T", 1048576),
+        ("4GiB", 4096),
+        ("4gb", 4096),
+        (2048, 2048),
+        ("1024K", 1),
+    ],
+)
 def test_memory(text: object, mb: int) -> None:
     assert parse_memory(text) == mb
 

@@ -23,8 +23,13 @@ class Watch:
     def __init__(self, repo: Path, *args: str) -> None:
         self.repo = repo
         self.lines: list[str] = []
-        self.proc = subprocess.Popen([sys.executable, "-m", "ccspec", "watch", "specs/", *args], cwd=repo,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ccspec", "watch", "specs/", *args],
+            cwd=repo,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -40,7 +45,9 @@ class Watch:
         try:
             wait_for(lambda: self.saw(text, count), timeout=timeout)
         except AssertionError:
-            raise AssertionError(f"never saw {text!r} x{count} in:\n" + "\n".join(self.lines)) from None
+            raise AssertionError(
+                f"never saw {text!r} x{count} in:\n" + "\n".join(self.lines)
+            ) from None
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -49,8 +56,10 @@ class Watch:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:  # say what it printed before it got stuck
                 self.kill()
-                raise AssertionError("watch did not stop within 30 s of SIGINT; it printed:\n"
-                                     + "\n".join(self.lines)) from None
+                raise AssertionError(
+                    "watch did not stop within 30 s of SIGINT; it printed:\n"
+                    + "\n".join(self.lines)
+                ) from None
         self._close()
 
     def _close(self) -> None:
@@ -84,16 +93,24 @@ def test_specs_touched_is_what_changed_and_the_specs_above_other_files(tmp_path:
     assert specs_touched([a], [a, b]) == {a}
     assert specs_touched([tmp_path / "sub" / "run.py"], [a, b]) == {a, b}  # both folders hold it
     assert specs_touched([tmp_path / "run.py"], [a, b]) == {a}
-    assert specs_touched([tmp_path / "a.status.yaml", tmp_path / "a.svg", tmp_path / ".ccspec" / "x"], [a, b]) == set()
+    assert (
+        specs_touched(
+            [tmp_path / "a.status.yaml", tmp_path / "a.svg", tmp_path / ".ccspec" / "x"], [a, b]
+        )
+        == set()
+    )
 
 
 def test_watch_runs_saved_changes_and_ignores_its_own_writes(repo: Path, specs: Path) -> None:
-    put(specs / "flow.yaml", """
+    put(
+        specs / "flow.yaml",
+        """
         version: 1
         jobs:
           one: {run: "echo one >> ../trace"}
           two: {run: "echo two >> ../trace", needs: [one]}
-    """)
+    """,
+    )
     watch = Watch(repo, "--interval", "1h")
     try:
         watch.wait("flow: done")
@@ -104,12 +121,19 @@ def test_watch_runs_saved_changes_and_ignores_its_own_writes(repo: Path, specs: 
         (specs / "flow.yaml").write_text(text)
         watch.wait("flow/two succeeded", count=2)
         assert time.monotonic() - began < 10
-        assert (repo / "trace").read_text().split() == ["one", "two", "TWO"]  # only the changed job ran
+        assert (repo / "trace").read_text().split() == [
+            "one",
+            "two",
+            "TWO",
+        ]  # only the changed job ran
         # a new spec is picked up, a deleted one leaves its records alone
-        put(specs / "other.yaml", """
+        put(
+            specs / "other.yaml",
+            """
             version: 1
             jobs: {x: {run: "echo x >> ../trace"}}
-        """)
+        """,
+        )
         watch.wait("other/x succeeded")
         (specs / "other.yaml").unlink()
         watch.wait("other: spec other.yaml deleted")
@@ -119,22 +143,33 @@ def test_watch_runs_saved_changes_and_ignores_its_own_writes(repo: Path, specs: 
     assert doc(specs, "flow")["jobs"]["two"]["attempt"] == 2
 
 
-def test_an_invalid_spec_gets_its_errors_and_launches_nothing_while_earlier_jobs_are_followed(repo: Path,
-                                                                                                specs: Path) -> None:
-    put(specs / "flow.yaml", """
+def test_an_invalid_spec_gets_its_errors_and_launches_nothing_while_earlier_jobs_are_followed(
+    repo: Path, specs: Path
+) -> None:
+    put(
+        specs / "flow.yaml",
+        """
         version: 1
         jobs:
           slow: {run: "sleep 2; echo slow >> ../trace"}
           after: {run: "echo after >> ../trace", needs: [slow]}
-    """)
+    """,
+    )
     watch = Watch(repo, "--interval", "1h")
     try:
         watch.wait("flow/slow started")
         (specs / "flow.yaml").write_text("version: 1\njobs:\n  slow: {run: 1, needs: [nope]}\n")
         watch.wait("flow: flow.yaml is invalid")
-        wait_for(lambda: (specs / "flow.status.yaml").exists() and bool(doc(specs, "flow").get("errors")), timeout=10)
+        wait_for(
+            lambda: (
+                (specs / "flow.status.yaml").exists() and bool(doc(specs, "flow").get("errors"))
+            ),
+            timeout=10,
+        )
         wait_for(lambda: (repo / "trace").exists(), timeout=15)  # the running job went on...
-        wait_for(lambda: _recorded_state(repo, "slow") == "succeeded", timeout=15)  # ...and was followed to its end
+        wait_for(
+            lambda: _recorded_state(repo, "slow") == "succeeded", timeout=15
+        )  # ...and was followed to its end
         time.sleep(0.5)
         assert (repo / "trace").read_text().split() == ["slow"]  # nothing new launched
         errors = doc(specs, "flow")["errors"]
@@ -143,39 +178,63 @@ def test_an_invalid_spec_gets_its_errors_and_launches_nothing_while_earlier_jobs
         watch.stop()
 
 
-def test_editing_a_spec_while_it_runs_hands_over_without_launching_twice(repo: Path, specs: Path) -> None:
-    put(specs / "flow.yaml", """
+def test_editing_a_spec_while_it_runs_hands_over_without_launching_twice(
+    repo: Path, specs: Path
+) -> None:
+    put(
+        specs / "flow.yaml",
+        """
         version: 1
         jobs:
           slow: {run: "echo start >> ../trace; sleep 2; echo end >> ../trace"}
-    """)
+    """,
+    )
     watch = Watch(repo, "--interval", "1h")
     try:
         watch.wait("flow/slow started")
-        put(specs / "flow.yaml", """
+        put(
+            specs / "flow.yaml",
+            """
             version: 1
             jobs:
               slow: {run: "echo start >> ../trace; sleep 2; echo end >> ../trace"}
               quick: {run: "echo quick >> ../trace"}
-        """)
+        """,
+        )
         watch.wait("flow/quick succeeded")
         watch.wait("flow/slow succeeded")
         # the handed-over job was the first engine's child: it is reaped, not left a zombie
-        wait_for(lambda: "Z" not in subprocess.run(["ps", "--ppid", str(watch.proc.pid), "-o", "stat="],
-                                                   capture_output=True, text=True).stdout, timeout=5)
+        wait_for(
+            lambda: (
+                "Z"
+                not in subprocess.run(
+                    ["ps", "--ppid", str(watch.proc.pid), "-o", "stat="],
+                    capture_output=True,
+                    text=True,
+                ).stdout
+            ),
+            timeout=5,
+        )
     finally:
         watch.stop()
-    assert sorted((repo / "trace").read_text().split()) == ["end", "quick", "start"]  # slow ran once
+    assert sorted((repo / "trace").read_text().split()) == [
+        "end",
+        "quick",
+        "start",
+    ]  # slow ran once
     assert watch.saw("flow/slow attached")
 
 
 def test_a_killed_watch_restarts_and_reattaches(repo: Path, specs: Path) -> None:
-    put(specs / "flow.yaml", """
+    put(
+        specs / "flow.yaml",
+        """
         version: 1
         jobs:
           slow: {run: "echo start >> ../trace; sleep 2; echo end >> ../trace"}
           after: {run: "echo after >> ../trace", needs: [slow]}
-    """)
+    """,
+    )
     first = Watch(repo, "--interval", "1h")
     first.wait("flow/slow started")
     first.kill()
@@ -192,11 +251,14 @@ def test_the_resync_catches_changes_no_event_reported(repo: Path, specs: Path) -
     """A script outside the watched folder changes: only the periodic resync sees it."""
     (repo / "tools").mkdir()
     (repo / "tools" / "job.sh").write_text("echo v1 >> trace\n")
-    put(specs / "flow.yaml", """
+    put(
+        specs / "flow.yaml",
+        """
         version: 1
         jobs:
           job: {script: ../tools/job.sh, workdir: ..}
-    """)
+    """,
+    )
     watch = Watch(repo, "--interval", "1s")
     try:
         watch.wait("flow/job succeeded")
@@ -208,11 +270,14 @@ def test_the_resync_catches_changes_no_event_reported(repo: Path, specs: Path) -
 
 
 def test_prune_cancels_the_jobs_of_a_deleted_spec(repo: Path, specs: Path) -> None:
-    put(specs / "flow.yaml", """
+    put(
+        specs / "flow.yaml",
+        """
         version: 1
         jobs:
           long: {run: "sleep 60"}
-    """)
+    """,
+    )
     watch = Watch(repo, "--interval", "1h", "--prune")
     try:
         watch.wait("flow/long started")
@@ -246,21 +311,44 @@ def test_watch_with_serve_runs_what_the_api_uploads_and_shows_it(repo: Path, spe
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "CCSPEC_TOKEN": "t0ken-for-tests"}
-    proc = subprocess.Popen([sys.executable, "-m", "ccspec", "watch", "specs/", "--interval", "1h", "--serve",
-                             "--port", str(port), "--allow-write"], cwd=repo, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ccspec",
+            "watch",
+            "specs/",
+            "--interval",
+            "1h",
+            "--serve",
+            "--port",
+            str(port),
+            "--allow-write",
+        ],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     auth = {"Authorization": "Bearer t0ken-for-tests"}
 
     def get(path: str) -> dict:
-        with urllib.request.urlopen(urllib.request.Request(base + path, headers=auth), timeout=5) as response:
+        with urllib.request.urlopen(
+            urllib.request.Request(base + path, headers=auth), timeout=5
+        ) as response:
             return json.loads(response.read())
 
     try:
         wait_for(lambda: _answers(base + "/healthz"), timeout=30)
         body = b"version: 1\nname: uploaded\njobs:\n  hello: {run: \"echo '# ccspec output said=hi'\"}\n"
-        request = urllib.request.Request(base + "/api/workflows", data=body, method="POST",
-                                         headers={**auth, "Content-Type": "application/yaml"})
+        request = urllib.request.Request(
+            base + "/api/workflows",
+            data=body,
+            method="POST",
+            headers={**auth, "Content-Type": "application/yaml"},
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 201
         assert (specs / "uploaded.yaml").exists()
@@ -291,16 +379,23 @@ def _answers(url: str) -> bool:
 
 
 def test_a_pass_that_fails_is_in_the_status_file_retried_with_backoff_and_cleared(
-        repo: Path, specs: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo: Path,
+    specs: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A folder where the state database belongs: every pass of the workflow fails (SQLite cannot
     open it, whoever runs ccspec, root included) until the folder goes; then it converges."""
     crashes = tmp_path_factory.mktemp("crashes")
     monkeypatch.setenv("CCSPEC_CRASH_DIR", str(crashes))
-    put(specs / "flow.yaml", """
+    put(
+        specs / "flow.yaml",
+        """
         version: 1
         jobs:
           one: {run: "echo one >> ../trace"}
-    """)
+    """,
+    )
     obstacle = repo / ".ccspec" / "state.db"
     obstacle.mkdir(parents=True)
     watch = Watch(repo, "--interval", "1h")  # no resync to bring it back: only the retry can
@@ -309,7 +404,10 @@ def test_a_pass_that_fails_is_in_the_status_file_retried_with_backoff_and_cleare
         wait_for(lambda: (specs / "flow.status.yaml").exists(), timeout=10)
         failing = doc(specs, "flow")
         assert failing["phase"] == "error"
-        assert len(failing["errors"]) == 1 and "OperationalError: unable to open database file" in failing["errors"][0]
+        assert (
+            len(failing["errors"]) == 1
+            and "OperationalError: unable to open database file" in failing["errors"][0]
+        )
         assert not (repo / "trace").exists()
         obstacle.rmdir()
         watch.wait("flow/one succeeded", timeout=15)  # the retry after 1 s, 2 s, 4 s ...
@@ -327,7 +425,11 @@ def test_a_pass_that_fails_is_in_the_status_file_retried_with_backoff_and_cleare
 
 
 def test_watch_serve_counts_failed_passes_in_metrics_and_says_them_once(
-        repo: Path, specs: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo: Path,
+    specs: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """An invalid spec whose status file cannot be written (a folder holds its name): each
     pass fails, /metrics counts every one, the output says it once; the folder goes, the
     next retry writes the status file."""
@@ -343,7 +445,9 @@ def test_watch_serve_counts_failed_passes_in_metrics_and_says_them_once(
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: _answers(base + "/healthz"), timeout=30)
-        wait_for(lambda: _failed_passes(base + "/metrics") >= 2, timeout=20)  # the first try and a retry
+        wait_for(
+            lambda: _failed_passes(base + "/metrics") >= 2, timeout=20
+        )  # the first try and a retry
         (specs / "flow.status.yaml").rmdir()
         watch.wait("flow: reconciled again after")
         wait_for(lambda: (specs / "flow.status.yaml").is_file(), timeout=10)
@@ -351,7 +455,9 @@ def test_watch_serve_counts_failed_passes_in_metrics_and_says_them_once(
     finally:
         watch.stop()
     assert counted >= 2
-    assert sum("flow: reconcile failed (IsADirectoryError" in line for line in watch.lines) == 1, watch.lines
+    assert sum("flow: reconcile failed (IsADirectoryError" in line for line in watch.lines) == 1, (
+        watch.lines
+    )
     recovered = doc(specs, "flow")
     assert recovered["phase"] == "invalid" and any("nope" in e for e in recovered["errors"])
     assert watch.proc.returncode == 0
@@ -370,18 +476,25 @@ def _failed_passes(url: str) -> int:
 
 
 def test_a_pass_failing_with_an_error_ccspec_explains_says_it_without_a_traceback(
-        repo: Path, specs: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo: Path,
+    specs: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A state database from a newer ccspec: the message says so (no traceback, it is no bug);
     once the file is moved away, the workflow converges."""
     import sqlite3
 
     crashes = tmp_path_factory.mktemp("crashes")
     monkeypatch.setenv("CCSPEC_CRASH_DIR", str(crashes))
-    put(specs / "flow.yaml", """
+    put(
+        specs / "flow.yaml",
+        """
         version: 1
         jobs:
           one: {run: "echo one >> ../trace"}
-    """)
+    """,
+    )
     (repo / ".ccspec").mkdir()
     db = sqlite3.connect(repo / ".ccspec" / "state.db")
     db.execute("PRAGMA user_version=99")
@@ -389,28 +502,40 @@ def test_a_pass_failing_with_an_error_ccspec_explains_says_it_without_a_tracebac
     watch = Watch(repo, "--interval", "1h")
     try:
         watch.wait("was written by a newer ccspec (schema 99); upgrade ccspec")
-        wait_for(lambda: (specs / "flow.status.yaml").exists() and doc(specs, "flow")["phase"] == "error", timeout=10)
+        wait_for(
+            lambda: (
+                (specs / "flow.status.yaml").exists() and doc(specs, "flow")["phase"] == "error"
+            ),
+            timeout=10,
+        )
         (repo / ".ccspec" / "state.db").rename(repo / "newer.db")
         watch.wait("flow/one succeeded", timeout=15)
         wait_for(lambda: doc(specs, "flow")["phase"] == "succeeded", timeout=10)
     finally:
         watch.stop()
     failed = [line for line in watch.lines if "reconcile failed" in line]
-    assert len(failed) == 1 and "traceback" not in failed[0] and "CcspecError" not in failed[0], watch.lines
+    assert len(failed) == 1 and "traceback" not in failed[0] and "CcspecError" not in failed[0], (
+        watch.lines
+    )
     assert list(crashes.iterdir()) == []
 
 
-def test_the_status_file_of_an_invalid_spec_under_watch_masks_its_secrets(repo: Path, specs: Path) -> None:
+def test_the_status_file_of_an_invalid_spec_under_watch_masks_its_secrets(
+    repo: Path, specs: Path
+) -> None:
     """Watch writes an invalid spec's errors into its status file: a message quoting a
     secret value (a host named by a secret var) shows it masked."""
     canary = "sk-live-WATCHCANARY-0042"
-    put(specs / "flow.yaml", f"""\
+    put(
+        specs / "flow.yaml",
+        f"""\
         version: 1
         vars: {{token: {canary}}}
         secrets: [token]
         jobs:
           a: {{run: echo a, host: "{{{{ vars.token }}}}"}}
-        """)
+        """,
+    )
     watch = Watch(repo, "--interval", "1h")
     try:
         wait_for(lambda: (specs / "flow.status.yaml").exists())

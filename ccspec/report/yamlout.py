@@ -19,7 +19,9 @@ from typing import Any
 __all__ = ["dump", "dump_nested"]
 
 _PLAIN = re.compile(r"^[A-Za-z_/.][A-Za-z0-9_./@+-]*(?: [A-Za-z0-9_./@+()-]+)*$")
-_SPECIAL = re.compile(r"^(?:y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF|null|Null|NULL|~|\.inf|\.nan|[-+]?\.?\d.*)$")
+_SPECIAL = re.compile(
+    r"^(?:y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF|null|Null|NULL|~|\.inf|\.nan|[-+]?\.?\d.*)$"
+)
 
 
 def _scalar(value: Any) -> str:
@@ -37,7 +39,9 @@ def _scalar(value: Any) -> str:
         if math.isinf(value):
             return ".inf" if value > 0 else "-.inf"
         text = repr(value)
-        if "e" in text and "." not in text:  # YAML 1.1 reads a float only with a dot: 1e+16 -> 1.0e+16
+        if (
+            "e" in text and "." not in text
+        ):  # YAML 1.1 reads a float only with a dot: 1e+16 -> 1.0e+16
             mantissa, exponent = text.split("e")
             text = f"{mantissa}.0e{exponent}"
         return text
@@ -46,7 +50,12 @@ def _scalar(value: Any) -> str:
 
 @functools.lru_cache(maxsize=8192)  # keys, states, hosts and times repeat in every job's entry
 def _text(text: str) -> str:
-    if _PLAIN.fullmatch(text) and not _SPECIAL.fullmatch(text) and ": " not in text and " #" not in text:
+    if (
+        _PLAIN.fullmatch(text)
+        and not _SPECIAL.fullmatch(text)
+        and ": " not in text
+        and " #" not in text
+    ):
         return text
     if text.isprintable():
         return json.dumps(text, ensure_ascii=False)
@@ -67,7 +76,13 @@ def _escaped(text: str) -> str:
             out.append(ch)
         else:
             code = ord(ch)
-            out.append(f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
+            out.append(
+                f"\\x{code:02x}"
+                if code <= 0xFF
+                else f"\\u{code:04x}"
+                if code <= 0xFFFF
+                else f"\\U{code:08x}"
+            )
     out.append('"')
     return "".join(out)
 
@@ -88,7 +103,9 @@ _PLAIN_TYPES = (str, int, float, bool, type(None))
 def _block(mapping: Mapping[str, Any], indent: str, out: list[str], depth: int) -> None:
     for key, value in mapping.items():
         head = f"{indent}{_text(key) if type(key) is str else _scalar(str(key))}:"
-        if type(value) in _PLAIN_TYPES:  # most values: no Mapping check (an ABC's isinstance is slow)
+        if (
+            type(value) in _PLAIN_TYPES
+        ):  # most values: no Mapping check (an ABC's isinstance is slow)
             out.append(f"{head} {_text(value) if type(value) is str else _scalar(value)}")
         elif isinstance(value, Mapping) and value and depth < 3:
             out.append(head)

@@ -78,13 +78,24 @@ def create_app(config: ServeConfig) -> FastAPI:
             ctx.reader.close()
 
     app = FastAPI(
-        title="ccspec", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
-        description=("Status of ccspec workflows: every workflow, its jobs, their logs, the live graph and the "
-                     "spec; server-sent events for changes. Read-only unless `ccspec serve --allow-write`; "
-                     "writes change spec files (git stays the source of truth) and need a bearer token."),
-        openapi_tags=[{"name": "workflows", "description": "Recorded state of workflows and jobs"},
-                      {"name": "write", "description": "Change spec files (opt-in: --allow-write and a token)"},
-                      {"name": "service", "description": "Health, metrics, schema, events"}],
+        title="ccspec",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        description=(
+            "Status of ccspec workflows: every workflow, its jobs, their logs, the live graph and the "
+            "spec; server-sent events for changes. Read-only unless `ccspec serve --allow-write`; "
+            "writes change spec files (git stays the source of truth) and need a bearer token."
+        ),
+        openapi_tags=[
+            {"name": "workflows", "description": "Recorded state of workflows and jobs"},
+            {
+                "name": "write",
+                "description": "Change spec files (opt-in: --allow-write and a token)",
+            },
+            {"name": "service", "description": "Health, metrics, schema, events"},
+        ],
     )
     app.state.context = ctx  # what the routes' `Ctx` dependency returns
     app.state.reader = ctx.reader
@@ -99,7 +110,9 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(CachedReads, reader=ctx.reader)
-    app.add_middleware(Guard, access=ctx.access, max_body=config.max_upload, login_page=ctx.dashboard.login)
+    app.add_middleware(
+        Guard, access=ctx.access, max_body=config.max_upload, login_page=ctx.dashboard.login
+    )
     app.add_middleware(MetricsMiddleware, metrics=ctx.metrics)
     return app
 
@@ -119,7 +132,9 @@ def _handle_errors(app: FastAPI) -> None:
             where = ".".join(str(p) for p in error.get("loc", ()))
             message = f"{where}: {error.get('msg', 'invalid')}"
             problems.append(Problem(text=f"{message} [request]", message=message, code="request"))
-        body = ErrorBody(detail=f"the request is invalid: {len(problems)} problem(s)", problems=problems)
+        body = ErrorBody(
+            detail=f"the request is invalid: {len(problems)} problem(s)", problems=problems
+        )
         return JSONResponse(body.model_dump(), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
@@ -127,11 +142,16 @@ def _handle_errors(app: FastAPI) -> None:
         headers = dict(getattr(exc, "headers", None) or {})
         if exc.status_code == 405:  # Starlette names the first matching route's methods only
             headers["Allow"] = ", ".join(_allowed(app, request))
-        return JSONResponse(ErrorBody(detail=str(exc.detail)).model_dump(), status_code=exc.status_code,
-                            headers=headers)
+        return JSONResponse(
+            ErrorBody(detail=str(exc.detail)).model_dump(),
+            status_code=exc.status_code,
+            headers=headers,
+        )
 
 
-def run(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, *, access_log: bool = False) -> None:
+def run(
+    app: FastAPI, host: str = "127.0.0.1", port: int = 8000, *, access_log: bool = False
+) -> None:
     """Serve `app` with uvicorn until SIGINT/SIGTERM; open event streams end at once then."""
     import uvicorn
 
@@ -140,8 +160,15 @@ def run(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, *, access_log: 
             app.state.begin_shutdown()
             super().handle_exit(sig, frame)
 
-    config = uvicorn.Config(app, host=host, port=port, log_level="info" if access_log else "warning",
-                            access_log=access_log, timeout_graceful_shutdown=5, server_header=False)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="info" if access_log else "warning",
+        access_log=access_log,
+        timeout_graceful_shutdown=5,
+        server_header=False,
+    )
     Server(config).run()
 
 
@@ -166,13 +193,24 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema is None:
         from fastapi.openapi.utils import get_openapi
 
-        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes,
-                             tags=app.openapi_tags)
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+            tags=app.openapi_tags,
+        )
         components = schema.setdefault("components", {})
         components.setdefault("schemas", {})["EventInfo"] = EventInfo.model_json_schema(
-            ref_template="#/components/schemas/{model}")
+            ref_template="#/components/schemas/{model}"
+        )
         components["securitySchemes"] = {
-            "bearer": {"type": "http", "scheme": "bearer", "description": "The token `ccspec serve` was started with"}}
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "The token `ccspec serve` was started with",
+            }
+        }
         for path, operations in schema.get("paths", {}).items():
             for method, operation in operations.items():
                 if method in ("post", "put", "patch", "delete"):
@@ -200,11 +238,14 @@ def _offline_docs(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> Response:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="ccspec API",
-                                   oauth2_redirect_url="/docs/oauth2-redirect",
-                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
-                                   swagger_css_url="/docs-assets/swagger-ui.css",
-                                   swagger_favicon_url="/docs-assets/favicon.png")
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="ccspec API",
+            oauth2_redirect_url="/docs/oauth2-redirect",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon.png",
+        )
 
     @app.get("/docs/oauth2-redirect", include_in_schema=False)
     async def swagger_redirect() -> Response:
@@ -212,5 +253,9 @@ def _offline_docs(app: FastAPI) -> None:
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc() -> Response:
-        return get_redoc_html(openapi_url="/openapi.json", title="ccspec API",
-                              redoc_js_url="/docs-assets/redoc.standalone.js", redoc_favicon_url="/docs-assets/favicon.png")
+        return get_redoc_html(
+            openapi_url="/openapi.json",
+            title="ccspec API",
+            redoc_js_url="/docs-assets/redoc.standalone.js",
+            redoc_favicon_url="/docs-assets/favicon.png",
+        )

@@ -24,7 +24,14 @@ from ccspec.server.errors import ApiError, Forbidden, Unauthorized
 __all__ = ["COOKIE", "OPEN_PATHS", "Access", "new_token"]
 
 COOKIE = "ccspec_session"
-OPEN_PATHS = ("/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/favicon.ico")
+OPEN_PATHS = (
+    "/healthz",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+    "/openapi.json",
+    "/favicon.ico",
+)
 OPEN_PREFIXES = ("/static/", "/docs-assets/")  # the dashboard's and the API GUI's own files
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -43,24 +50,34 @@ class Access:
         """The cookie value of a browser session (derived: the cookie cannot write)."""
         if self.token is None:
             return None
-        return hmac.new(self.token.encode(), b"ccspec dashboard session", hashlib.sha256).hexdigest()
+        return hmac.new(
+            self.token.encode(), b"ccspec dashboard session", hashlib.sha256
+        ).hexdigest()
 
     def bearer_ok(self, authorization: str | None) -> bool:
         if self.token is None or not authorization:
             return False
         scheme, _, value = authorization.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), self.token.encode())
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            value.strip().encode(), self.token.encode()
+        )
 
     def session_ok(self, cookies: Iterable[tuple[str, str]]) -> bool:
         session = self.session
         return session is not None and any(
-            name == COOKIE and hmac.compare_digest(value.encode(), session.encode()) for name, value in cookies)
+            name == COOKIE and hmac.compare_digest(value.encode(), session.encode())
+            for name, value in cookies
+        )
 
-    def check(self, method: str, path: str, authorization: str | None, cookies: Iterable[tuple[str, str]]) -> None:
+    def check(
+        self, method: str, path: str, authorization: str | None, cookies: Iterable[tuple[str, str]]
+    ) -> None:
         """Raise the ApiError this request deserves, or nothing when it may go on."""
         if method in WRITE_METHODS and path != "/api/session":
             if not self.allow_write:
-                raise Forbidden("writing is disabled; start `ccspec serve --allow-write` (with a token) to allow it")
+                raise Forbidden(
+                    "writing is disabled; start `ccspec serve --allow-write` (with a token) to allow it"
+                )
             if not authorization:
                 raise Unauthorized("writing needs a token: send `Authorization: Bearer TOKEN`")
             if not self.bearer_ok(authorization):
@@ -70,8 +87,10 @@ class Access:
             return
         if self.bearer_ok(authorization) or self.session_ok(cookies):
             return
-        raise Unauthorized("this server wants a token: send `Authorization: Bearer TOKEN`, "
-                           "or open the dashboard once as /?token=TOKEN")
+        raise Unauthorized(
+            "this server wants a token: send `Authorization: Bearer TOKEN`, "
+            "or open the dashboard once as /?token=TOKEN"
+        )
 
 
 def parse_cookies(header: str | None) -> list[tuple[str, str]]:
@@ -86,7 +105,9 @@ def parse_cookies(header: str | None) -> list[tuple[str, str]]:
 def denial(method: str, path: str, headers: dict[str, str], access: Access) -> ApiError | None:
     """The error for a request that may not go on (None: it may), from its raw headers."""
     try:
-        access.check(method, path, headers.get("authorization"), parse_cookies(headers.get("cookie")))
+        access.check(
+            method, path, headers.get("authorization"), parse_cookies(headers.get("cookie"))
+        )
     except ApiError as exc:
         return exc
     return None

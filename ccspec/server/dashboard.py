@@ -17,8 +17,10 @@ from ccspec.resources import data_dir
 
 __all__ = ["CSP", "Dashboard", "static_dir"]
 
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-       "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
 
 
 def static_dir() -> Path:
@@ -29,9 +31,13 @@ class Dashboard:
     def __init__(self) -> None:
         from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-        self.env = Environment(loader=FileSystemLoader(data_dir("templates") / "dashboard"),
-                               autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True,
-                               undefined=StrictUndefined)
+        self.env = Environment(
+            loader=FileSystemLoader(data_dir("templates") / "dashboard"),
+            autoescape=select_autoescape(["html"]),
+            trim_blocks=True,
+            lstrip_blocks=True,
+            undefined=StrictUndefined,
+        )
 
     def _render(self, template: str, **context: Any) -> str:
         return self.env.get_template(template).render(**context)

@@ -66,7 +66,13 @@ STATUS: dict[type[CcspecError], int] = {
 class ApiError(CcspecError):
     status = 500
 
-    def __init__(self, detail: str, *, problems: Iterable[Problem] = (), headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        problems: Iterable[Problem] = (),
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.problems = list(problems)
@@ -113,12 +119,22 @@ class Invalid(ApiError):
     def from_diagnostics(cls, diagnostics: Iterable[Diagnostic]) -> Invalid:
         problems = [problem_of(d) for d in diagnostics]
         count = len(problems)
-        return cls(f"the spec would be invalid: {count} problem{'s' if count != 1 else ''}", problems=problems)
+        return cls(
+            f"the spec would be invalid: {count} problem{'s' if count != 1 else ''}",
+            problems=problems,
+        )
 
 
 def problem_of(d: Diagnostic) -> Problem:
-    return Problem(text=f"{d} [{d.code}]", message=d.message, code=d.code, file=d.file, line=d.line, col=d.col,
-                   severity=d.severity)
+    return Problem(
+        text=f"{d} [{d.code}]",
+        message=d.message,
+        code=d.code,
+        file=d.file,
+        line=d.line,
+        col=d.col,
+        severity=d.severity,
+    )
 
 
 def status_of(exc: CcspecError) -> int:

@@ -34,7 +34,9 @@ def is_page(path: str) -> bool:
 
 
 class Guard:
-    def __init__(self, app: Any, access: Access, max_body: int, login_page: Callable[[], bytes]) -> None:
+    def __init__(
+        self, app: Any, access: Access, max_body: int, login_page: Callable[[], bytes]
+    ) -> None:
         self.app = app
         self.access = access
         self.max_body = max_body
@@ -72,14 +74,24 @@ class Guard:
             await _send(send, 401, self.login_page(), b"text/html; charset=utf-8")
             return
         cookie = f"{COOKIE}={self.access.session}; HttpOnly; SameSite=Strict; Path=/"
-        await send({"type": "http.response.start", "status": 303,
-                    "headers": [(b"location", quote(path).encode()), (b"set-cookie", cookie.encode()),
-                                (b"content-length", b"0")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 303,
+                "headers": [
+                    (b"location", quote(path).encode()),
+                    (b"set-cookie", cookie.encode()),
+                    (b"content-length", b"0"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": b""})
 
     async def _body(self, headers: dict[str, str], receive: Any) -> bytes | ApiError:
         """The whole request body, or TooLarge as soon as it passes the limit."""
-        too_large = TooLarge(f"the request body is over the limit of {self.max_body:,} bytes (--max-upload)")
+        too_large = TooLarge(
+            f"the request body is over the limit of {self.max_body:,} bytes (--max-upload)"
+        )
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > self.max_body:
             return too_large
@@ -125,12 +137,27 @@ def _with_headers(send: Any) -> Any:
 
 async def send_error(send: Any, error: ApiError) -> None:
     headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()]
-    await _send(send, error.status, error.body().model_dump_json().encode(), b"application/json", headers)
+    await _send(
+        send, error.status, error.body().model_dump_json().encode(), b"application/json", headers
+    )
 
 
-async def _send(send: Any, status: int, body: bytes, media_type: bytes,
-                headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", media_type), (b"content-length", str(len(body)).encode()),
-                            *(headers or [])]})
+async def _send(
+    send: Any,
+    status: int,
+    body: bytes,
+    media_type: bytes,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", media_type),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

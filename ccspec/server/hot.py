@@ -25,8 +25,16 @@ _JOB = r"[a-z0-9][a-z0-9_.-]{0,199}"
 _PATHS = [
     (re.compile(r"^/api/workflows/?$"), "list", "/api/workflows"),
     (re.compile(rf"^/api/workflows/({_NAME})$"), "workflow", "/api/workflows/{name}"),
-    (re.compile(rf"^/api/workflows/({_NAME})/jobs/({_JOB})$"), "job", "/api/workflows/{name}/jobs/{job}"),
-    (re.compile(rf"^/api/workflows/({_NAME})/graph\.svg$"), "graph", "/api/workflows/{name}/graph.svg"),
+    (
+        re.compile(rf"^/api/workflows/({_NAME})/jobs/({_JOB})$"),
+        "job",
+        "/api/workflows/{name}/jobs/{job}",
+    ),
+    (
+        re.compile(rf"^/api/workflows/({_NAME})/graph\.svg$"),
+        "graph",
+        "/api/workflows/{name}/graph.svg",
+    ),
     (re.compile(rf"^/api/workflows/({_NAME})/spec$"), "spec", "/api/workflows/{name}/spec"),
 ]
 
@@ -42,17 +50,25 @@ def cache_key(path: str) -> tuple[tuple[str, ...], str] | None:
     return None
 
 
-def respond(built: Built, if_none_match: str | None, accept_encoding: str | None
-            ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+def respond(
+    built: Built, if_none_match: str | None, accept_encoding: str | None
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """Status, headers and body of a cached response: gzipped when the client accepts it and
     it is worth it, 304 when the client has this version already."""
     gzipped = built.gzipped is not None and accepts_gzip(accept_encoding)
     etag = (built.etag[:-1] + '-gz"') if gzipped else built.etag
-    headers = [(b"etag", etag.encode()), (b"cache-control", b"no-cache"), (b"vary", b"Accept-Encoding")]
+    headers = [
+        (b"etag", etag.encode()),
+        (b"cache-control", b"no-cache"),
+        (b"vary", b"Accept-Encoding"),
+    ]
     if if_none_match is not None and etag in (t.strip() for t in if_none_match.split(",")):
         return 304, headers, b""
     body = built.gzipped if gzipped and built.gzipped is not None else built.body
-    headers += [(b"content-type", built.media_type.encode()), (b"content-length", str(len(body)).encode())]
+    headers += [
+        (b"content-type", built.media_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
     if gzipped:
         headers.append((b"content-encoding", b"gzip"))
     return 200, headers, body
@@ -89,7 +105,9 @@ class CachedReads:
                         elif name == b"accept-encoding":
                             accept_encoding = value.decode("latin-1")
                     status, headers, body = respond(built, if_none_match, accept_encoding)
-                    await send({"type": "http.response.start", "status": status, "headers": headers})
+                    await send(
+                        {"type": "http.response.start", "status": status, "headers": headers}
+                    )
                     await send({"type": "http.response.body", "body": body})
                     return
         await self.app(scope, receive, send)

@@ -21,7 +21,16 @@ from ccspec.redact import Redactor
 from ccspec.server.errors import RangeNotSatisfiable
 from ccspec.states import FINAL, JobState
 
-__all__ = ["CHUNK", "LogSlice", "choose_slice", "follow", "locate", "parse_range", "read_slice", "tail_offset"]
+__all__ = [
+    "CHUNK",
+    "LogSlice",
+    "choose_slice",
+    "follow",
+    "locate",
+    "parse_range",
+    "read_slice",
+    "tail_offset",
+]
 
 CHUNK = 64 * 1024
 FOLLOW_EVERY = 0.25  # seconds between reads of a followed log
@@ -53,7 +62,9 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
     start = int(first)
     end = size if not last else min(size, int(last) + 1)
     if start >= size or (last and int(last) < start):
-        raise RangeNotSatisfiable(f"range {header.strip()!r} is outside the log's {size} bytes", size)
+        raise RangeNotSatisfiable(
+            f"range {header.strip()!r} is outside the log's {size} bytes", size
+        )
     return (start, end)
 
 
@@ -84,8 +95,15 @@ def tail_offset(fh: BinaryIO, size: int, lines: int) -> int:
     return 0
 
 
-def choose_slice(fh: BinaryIO | None, size: int, *, tail: int | None, offset: int | None, length: int | None,
-                 range_header: str | None) -> LogSlice:
+def choose_slice(
+    fh: BinaryIO | None,
+    size: int,
+    *,
+    tail: int | None,
+    offset: int | None,
+    length: int | None,
+    range_header: str | None,
+) -> LogSlice:
     """Which bytes to send: a Range header wins, then offset/length, then tail, else all."""
     if range_header:
         found = parse_range(range_header, size)
@@ -111,7 +129,7 @@ class _Window:
     def __call__(self, data: bytes) -> bytes:
         lo = max(self.start, self.position)
         hi = min(self.end, self.position + len(data))
-        out = data[lo - self.position:int(hi) - self.position] if hi > lo else b""
+        out = data[lo - self.position : int(hi) - self.position] if hi > lo else b""
         self.position += len(data)
         return out
 
@@ -140,8 +158,14 @@ def read_slice(path: Path, piece: LogSlice, redactor: Redactor) -> Iterator[byte
         yield out
 
 
-async def follow(path: Path | None, start: int, redactor: Redactor, state: Callable[[], JobState],
-                 stopping: Callable[[], bool] = lambda: False, every: float = FOLLOW_EVERY) -> AsyncIterator[bytes]:
+async def follow(
+    path: Path | None,
+    start: int,
+    redactor: Redactor,
+    state: Callable[[], JobState],
+    stopping: Callable[[], bool] = lambda: False,
+    every: float = FOLLOW_EVERY,
+) -> AsyncIterator[bytes]:
     """The log from `start` on, as it grows, until the attempt has ended and all is sent."""
     margin = max(0, redactor.longest - 1)
     first = max(0, start - margin)
@@ -173,17 +197,28 @@ async def follow(path: Path | None, start: int, redactor: Redactor, state: Calla
         yield out
 
 
-def locate(path: Path | None, tail: int | None, offset: int | None, length: int | None,
-           range_header: str | None) -> tuple[int, LogSlice]:
+def locate(
+    path: Path | None,
+    tail: int | None,
+    offset: int | None,
+    length: int | None,
+    range_header: str | None,
+) -> tuple[int, LogSlice]:
     """The log's size now and the slice a request asks for (reads the end of the file for `tail`)."""
     size = _size(path) if path is not None else 0
     if path is None or size == 0:
-        return size, choose_slice(None, size, tail=tail, offset=offset, length=length, range_header=range_header)
+        return size, choose_slice(
+            None, size, tail=tail, offset=offset, length=length, range_header=range_header
+        )
     try:
         with open(path, "rb") as fh:
-            return size, choose_slice(fh, size, tail=tail, offset=offset, length=length, range_header=range_header)
+            return size, choose_slice(
+                fh, size, tail=tail, offset=offset, length=length, range_header=range_header
+            )
     except OSError:  # removed since: as if empty
-        return 0, choose_slice(None, 0, tail=tail, offset=offset, length=length, range_header=range_header)
+        return 0, choose_slice(
+            None, 0, tail=tail, offset=offset, length=length, range_header=range_header
+        )
 
 
 def _size(path: Path) -> int:

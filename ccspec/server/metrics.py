@@ -48,7 +48,9 @@ class Metrics:
         self.requests: dict[tuple[str, str, str], int] = {}
         self.latency: dict[tuple[str, str], _Histogram] = {}
         self.started = time.time()
-        self.reconcile_errors: Callable[[], Mapping[str, int]] | None = None  # `watch --serve`'s reconciler
+        self.reconcile_errors: Callable[[], Mapping[str, int]] | None = (
+            None  # `watch --serve`'s reconciler
+        )
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         with self._lock:
@@ -59,13 +61,17 @@ class Metrics:
                 histogram = self.latency[(method, route)] = _Histogram()
             histogram.observe(seconds)
 
-    def text(self, jobs: Iterable[tuple[str, str, int]], *, sse_clients: int, last_event: int) -> str:
+    def text(
+        self, jobs: Iterable[tuple[str, str, int]], *, sse_clients: int, last_event: int
+    ) -> str:
         lines = [
             "# HELP ccspec_jobs Recorded jobs by state, per workflow.",
             "# TYPE ccspec_jobs gauge",
         ]
         for workflow, state, count in jobs:
-            lines.append(f'ccspec_jobs{{workflow="{escape(workflow)}",state="{escape(state)}"}} {count}')
+            lines.append(
+                f'ccspec_jobs{{workflow="{escape(workflow)}",state="{escape(state)}"}} {count}'
+            )
         lines += [
             "# HELP ccspec_events_last_id Id of the newest event in the state store.",
             "# TYPE ccspec_events_last_id gauge",
@@ -78,9 +84,13 @@ class Metrics:
         ]
         with self._lock:
             requests = sorted(self.requests.items())
-            latency = sorted((k, (list(h.buckets), h.count, h.total)) for k, h in self.latency.items())
+            latency = sorted(
+                (k, (list(h.buckets), h.count, h.total)) for k, h in self.latency.items()
+            )
         for (method, route, status), count in requests:
-            lines.append(f'ccspec_http_requests_total{{method="{method}",route="{escape(route)}",status="{status}"}} {count}')
+            lines.append(
+                f'ccspec_http_requests_total{{method="{method}",route="{escape(route)}",status="{status}"}} {count}'
+            )
         lines += [
             "# HELP ccspec_http_request_duration_seconds Time to answer (to the headers, for streams).",
             "# TYPE ccspec_http_request_duration_seconds histogram",
@@ -90,8 +100,12 @@ class Metrics:
             running = 0
             for bound, n in zip(BUCKETS, buckets, strict=True):
                 running += n
-                lines.append(f'ccspec_http_request_duration_seconds_bucket{{{labels},le="{bound}"}} {running}')
-            lines.append(f'ccspec_http_request_duration_seconds_bucket{{{labels},le="+Inf"}} {count}')
+                lines.append(
+                    f'ccspec_http_request_duration_seconds_bucket{{{labels},le="{bound}"}} {running}'
+                )
+            lines.append(
+                f'ccspec_http_request_duration_seconds_bucket{{{labels},le="+Inf"}} {count}'
+            )
             lines.append(f"ccspec_http_request_duration_seconds_sum{{{labels}}} {total:.6f}")
             lines.append(f"ccspec_http_request_duration_seconds_count{{{labels}}} {count}")
         if self.reconcile_errors is not None:
@@ -101,7 +115,9 @@ class Metrics:
                 "# TYPE ccspec_reconcile_errors_total counter",
             ]
             for workflow, count in sorted(self.reconcile_errors().items()):
-                lines.append(f'ccspec_reconcile_errors_total{{workflow="{escape(workflow)}"}} {count}')
+                lines.append(
+                    f'ccspec_reconcile_errors_total{{workflow="{escape(workflow)}"}} {count}'
+                )
         lines += [
             "# HELP ccspec_server_start_time_seconds When this server started (Unix time).",
             "# TYPE ccspec_server_start_time_seconds gauge",
@@ -148,12 +164,19 @@ class MetricsMiddleware:
             if message["type"] == "http.response.start" and not answered:
                 answered = True
                 # a streamed response (SSE, a followed log) counts its time to the headers
-                self.metrics.observe(_method(scope), _route(scope), int(message["status"]), time.perf_counter() - began)
+                self.metrics.observe(
+                    _method(scope),
+                    _route(scope),
+                    int(message["status"]),
+                    time.perf_counter() - began,
+                )
             await send(message)
 
         try:
             await self.app(scope, receive, sending)
         except BaseException:
             if not answered:
-                self.metrics.observe(_method(scope), _route(scope), 500, time.perf_counter() - began)
+                self.metrics.observe(
+                    _method(scope), _route(scope), 500, time.perf_counter() - began
+                )
             raise

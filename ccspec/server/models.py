@@ -46,9 +46,14 @@ class _Model(BaseModel):
 class Problem(_Model):
     """One problem, as `ccspec validate` reports it (`text` is its output line)."""
 
-    text: str = Field(..., description="file:line:col: message [code], as printed by `ccspec validate`")
+    text: str = Field(
+        ..., description="file:line:col: message [code], as printed by `ccspec validate`"
+    )
     message: str
-    code: str = Field(..., description="e.g. unknown-key, unknown-need, dependency-cycle; `request` for a bad request")
+    code: str = Field(
+        ...,
+        description="e.g. unknown-key, unknown-need, dependency-cycle; `request` for a bad request",
+    )
     file: str | None = None
     line: int | None = None
     col: int | None = None
@@ -64,15 +69,21 @@ class ErrorBody(_Model):
 
 class WorkflowSummary(_Model):
     name: str = Field(..., description="The workflow's name")
-    phase: Phase = Field(..., description="pending | running | succeeded | failed | invalid (the spec has errors)")
+    phase: Phase = Field(
+        ..., description="pending | running | succeeded | failed | invalid (the spec has errors)"
+    )
     counts: dict[str, int] = Field(..., description="Recorded jobs by state")
     total: int = Field(..., description="Recorded jobs")
     description: str | None = None
-    spec: str | None = Field(None, description="The spec file (as last applied, else found under the specs folder)")
+    spec: str | None = Field(
+        None, description="The spec file (as last applied, else found under the specs folder)"
+    )
     applied: bool = Field(..., description="The workflow has records in the state store")
     updated: datetime | None = Field(None, description="When a job of it last changed")
     last_event: int = Field(0, description="Id of its newest event (see /api/events)")
-    errors: list[str] = Field(default_factory=list, description="Problems of the spec file as it is now")
+    errors: list[str] = Field(
+        default_factory=list, description="Problems of the spec file as it is now"
+    )
 
 
 class WorkflowList(_Model):
@@ -91,20 +102,28 @@ class JobInfo(_Model):
     finished: datetime | None = None
     seconds: float | None = Field(None, description="Run time so far, or of the finished attempt")
     exit_code: int | None = None
-    progress: float | None = Field(None, ge=0, le=100, description="Percent, from `# ccspec progress=N` lines")
+    progress: float | None = Field(
+        None, ge=0, le=100, description="Percent, from `# ccspec progress=N` lines"
+    )
     message: str | None = None
-    outputs: dict[str, Any] = Field(default_factory=dict, description="From `# ccspec output k=v` lines (secrets masked)")
+    outputs: dict[str, Any] = Field(
+        default_factory=dict, description="From `# ccspec output k=v` lines (secrets masked)"
+    )
     needs: list[str] = Field(default_factory=list, description="Jobs it needs, from the spec")
     updated: datetime | None = None
 
 
 class WorkflowHead(WorkflowSummary):
-    vars: dict[str, Any] = Field(default_factory=dict, description="The spec's vars; secret ones show ***")
+    vars: dict[str, Any] = Field(
+        default_factory=dict, description="The spec's vars; secret ones show ***"
+    )
 
 
 class WorkflowDetail(WorkflowHead):
     jobs: list[JobInfo] = Field(..., description="Every recorded job, in the spec's order")
-    planned: list[str] = Field(default_factory=list, description="Jobs in the spec that never ran (not yet recorded)")
+    planned: list[str] = Field(
+        default_factory=list, description="Jobs in the spec that never ran (not yet recorded)"
+    )
 
 
 class AttemptInfo(_Model):
@@ -126,22 +145,35 @@ class AttemptInfo(_Model):
 
 class JobDetail(JobInfo):
     workflow: str
-    succeeded_fingerprint: str | None = Field(None, description="Fingerprint of the last success: the job is up "
-                                              "to date while it equals the fingerprint the spec gives it now")
-    fingerprint_parts: dict[str, str] = Field(default_factory=dict, description="What the fingerprint hashes, part by part")
-    attempts: list[AttemptInfo] = Field(default_factory=list, description="Every attempt, oldest first")
+    succeeded_fingerprint: str | None = Field(
+        None,
+        description="Fingerprint of the last success: the job is up "
+        "to date while it equals the fingerprint the spec gives it now",
+    )
+    fingerprint_parts: dict[str, str] = Field(
+        default_factory=dict, description="What the fingerprint hashes, part by part"
+    )
+    attempts: list[AttemptInfo] = Field(
+        default_factory=list, description="Every attempt, oldest first"
+    )
     log: str | None = Field(None, description="URL of the last attempt's log")
 
 
 class EventInfo(_Model):
     """One change of the recorded state (the `data:` of a server-sent event)."""
 
-    id: int | None = Field(None, description="Event id (none for progress ticks, which are not stored)")
+    id: int | None = Field(
+        None, description="Event id (none for progress ticks, which are not stored)"
+    )
     time: datetime
     workflow: str
-    kind: str = Field(..., description="state, launching, running, succeeded, failed, removed, progress...")
+    kind: str = Field(
+        ..., description="state, launching, running, succeeded, failed, removed, progress..."
+    )
     job: str | None = None
-    attempt_id: int | None = Field(None, description="The attempt's id in the state store (not its number)")
+    attempt_id: int | None = Field(
+        None, description="The attempt's id in the state store (not its number)"
+    )
     state: JobState | None = Field(None, description="The job's state after this event")
     progress: float | None = None
     message: str | None = None
@@ -158,8 +190,11 @@ class AddJob(_Model):
     """A job to add: its name and its fields, as written under `jobs:` in a spec."""
 
     name: str = Field(..., pattern=NAME_PATTERN, description="Job name")
-    job: dict[str, Any] = Field(..., description="The job's fields (run/script/notebook, needs, ...); see /api/schema",
-                                json_schema_extra={"example": {"run": "python plot.py", "needs": ["summarise"]}})
+    job: dict[str, Any] = Field(
+        ...,
+        description="The job's fields (run/script/notebook, needs, ...); see /api/schema",
+        json_schema_extra={"example": {"run": "python plot.py", "needs": ["summarise"]}},
+    )
 
 
 class AddNeed(_Model):

@@ -80,25 +80,40 @@ def _gzip(body: bytes) -> bytes | None:
         return None
     import gzip
 
-    return gzip.compress(body, compresslevel=1, mtime=0)  # fast; zlib lets other threads run meanwhile
+    return gzip.compress(
+        body, compresslevel=1, mtime=0
+    )  # fast; zlib lets other threads run meanwhile
 
 
 class Reader:
     """The API's view of the state folder and the specs folder; safe to share between threads."""
 
-    def __init__(self, state: Path, specs: Path, *, environ: Mapping[str, str] | None = None,
-                 extra_secrets: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        state: Path,
+        specs: Path,
+        *,
+        environ: Mapping[str, str] | None = None,
+        extra_secrets: Iterable[str] = (),
+    ) -> None:
         self.state = state
         StateStore(state).close()  # create or migrate once, before any reader thread opens it
         self.specs = SpecFiles(specs)
-        self.environ_secrets = (*environment_secrets(environ or {}), *(s for s in extra_secrets if s))
+        self.environ_secrets = (
+            *environment_secrets(environ or {}),
+            *(s for s in extra_secrets if s),
+        )
         self._local = threading.local()
-        self._version_db = sqlite3.connect(state / "state.db", check_same_thread=False, isolation_level=None)
+        self._version_db = sqlite3.connect(
+            state / "state.db", check_same_thread=False, isolation_level=None
+        )
         self._version_lock = threading.Lock()
         self._cache: OrderedDict[tuple[str, ...], Built] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._build_locks: dict[tuple[str, ...], threading.Lock] = {}
-        self._fragments: dict[str, dict[str, tuple[Any, bytes]]] = {}  # workflow -> job id -> (row key, JSON)
+        self._fragments: dict[
+            str, dict[str, tuple[Any, bytes]]
+        ] = {}  # workflow -> job id -> (row key, JSON)
         self._painters: dict[str, Painter] = {}  # workflow -> its graph, laid out once per shape
 
     def close(self) -> None:
@@ -132,7 +147,9 @@ class Reader:
             built = self._cache.get(key)
         return built if built is not None and built.fresh(self.base()) else None
 
-    def get(self, key: tuple[str, ...], build: Callable[[], tuple[bytes, str, list[Path]]]) -> Built:
+    def get(
+        self, key: tuple[str, ...], build: Callable[[], tuple[bytes, str, list[Path]]]
+    ) -> Built:
         """The fresh body for `key`, built at most once at a time (run it in a worker thread).
         `build` returns (body, media type, spec files it read)."""
         built = self.cached(key)
@@ -144,9 +161,18 @@ class Reader:
             built = self.cached(key)
             if built is not None:
                 return built
-            base = self.base()  # taken before reading: a change during the build makes it stale, not wrong
+            base = (
+                self.base()
+            )  # taken before reading: a change during the build makes it stale, not wrong
             body, media_type, files = build()
-            built = Built(body, media_type, _etag(body), base, tuple((p, stat_key(p)) for p in files), _gzip(body))
+            built = Built(
+                body,
+                media_type,
+                _etag(body),
+                base,
+                tuple((p, stat_key(p)) for p in files),
+                _gzip(body),
+            )
             with self._cache_lock:
                 self._cache[key] = built
                 self._cache.move_to_end(key)
@@ -191,40 +217,66 @@ class Reader:
                 files.append(spec.path)
             summaries.append(self._summary(name, spec, self._counts(name)))
         files.extend(s.path for s in index.values())
-        return WorkflowList(workflows=summaries).model_dump_json(exclude_none=True).encode(), "application/json", files
+        return (
+            WorkflowList(workflows=summaries).model_dump_json(exclude_none=True).encode(),
+            "application/json",
+            files,
+        )
 
     def _counts(self, name: str) -> tuple[dict[str, int], float | None]:
         # One grouped query instead of loading every job: (state -> count, last update).
-        rows = self.store().db.execute(
-            "SELECT state, COUNT(*), MAX(updated) FROM jobs WHERE workflow=? GROUP BY state", (name,)).fetchall()
+        rows = (
+            self.store()
+            .db.execute(
+                "SELECT state, COUNT(*), MAX(updated) FROM jobs WHERE workflow=? GROUP BY state",
+                (name,),
+            )
+            .fetchall()
+        )
         counts = {str(r[0]): int(r[1]) for r in rows}
         updated = max((r[2] for r in rows if r[2] is not None), default=None)
         return dict(sorted(counts.items())), updated
 
-    def _summary(self, name: str, spec: SpecFile | None, counts: tuple[dict[str, int], float | None]) -> WorkflowSummary:
+    def _summary(
+        self, name: str, spec: SpecFile | None, counts: tuple[dict[str, int], float | None]
+    ) -> WorkflowSummary:
         by_state, updated = counts
         store = self.store()
         applied = store.spec_path(name) is not None
         errors = spec.errors if spec is not None else []
         redactor = self.redactor(spec)
-        states = [_STATES[s] for s in by_state if s in _STATES]  # the phase depends on which states occur
+        states = [
+            _STATES[s] for s in by_state if s in _STATES
+        ]  # the phase depends on which states occur
         return WorkflowSummary(
-            name=name, phase=phase_of(states, bool(errors)), counts=by_state, total=sum(by_state.values()),
-            description=redactor.text(spec.description) if spec is not None and spec.description else None,
-            spec=str(spec.path) if spec is not None else store.spec_path(name), applied=applied,
-            updated=stamp_time(updated), last_event=store.last_event(name) if applied else 0,
-            errors=[redactor.text(e) for e in errors])
+            name=name,
+            phase=phase_of(states, bool(errors)),
+            counts=by_state,
+            total=sum(by_state.values()),
+            description=redactor.text(spec.description)
+            if spec is not None and spec.description
+            else None,
+            spec=str(spec.path) if spec is not None else store.spec_path(name),
+            applied=applied,
+            updated=stamp_time(updated),
+            last_event=store.last_event(name) if applied else 0,
+            errors=[redactor.text(e) for e in errors],
+        )
 
     def workflow(self, name: str) -> tuple[bytes, str, list[Path]]:
         """One workflow with every job. Each job's JSON is kept between builds and made again
         only when its row changed: during a run, a rebuild costs one query, not 1,000 models."""
         if not self.known(name):
-            raise NotFound(f"no workflow {name!r}: it was never applied and no spec under the specs folder defines it")
+            raise NotFound(
+                f"no workflow {name!r}: it was never applied and no spec under the specs folder defines it"
+            )
         spec = self.spec_of(name)
         redactor = self.redactor(spec)
         rows = {row[0]: row for row in self.store().db.execute(_JOB_ROWS, (name,))}
         order, needs, planned = _layout(spec, {job_id: row[1] for job_id, row in rows.items()})
-        token = (spec.path, spec.stat) if spec is not None else None  # what the redactor and needs came from
+        token = (
+            (spec.path, spec.stat) if spec is not None else None
+        )  # what the redactor and needs came from
         with self._cache_lock:
             before = self._fragments.get(name, {})
         fragments: dict[str, tuple[Any, bytes]] = {}
@@ -243,10 +295,19 @@ class Reader:
             self._fragments[name] = fragments
         updated = max((row[7] for row in rows.values() if row[7] is not None), default=None)
         summary = self._summary(name, spec, (dict(sorted(counts.items())), updated))
-        head = WorkflowHead(**summary.model_dump(), vars=redactor.value(dict(spec.vars)) if spec else {})
-        body = b"".join([head.model_dump_json(exclude_none=True).encode()[:-1], b',"jobs":[',
-                         b",".join(f for _, f in fragments.values()), b'],"planned":',
-                         json.dumps(planned, separators=(",", ":")).encode(), b"}"])
+        head = WorkflowHead(
+            **summary.model_dump(), vars=redactor.value(dict(spec.vars)) if spec else {}
+        )
+        body = b"".join(
+            [
+                head.model_dump_json(exclude_none=True).encode()[:-1],
+                b',"jobs":[',
+                b",".join(f for _, f in fragments.values()),
+                b'],"planned":',
+                json.dumps(planned, separators=(",", ":")).encode(),
+                b"}",
+            ]
+        )
         return body, "application/json", [spec.path] if spec else []
 
     def job(self, name: str, job_id: str) -> tuple[bytes, str, list[Path]]:
@@ -261,11 +322,19 @@ class Reader:
         attempts = store.attempts(name, job_id)
         _, needs, _ = _layout(spec, {job_id: rec.name})
         info = _job_info(name, rec, attempts[-1] if attempts else None, needs, redactor)
-        detail = JobDetail(**info.model_dump(), workflow=name, succeeded_fingerprint=rec.success_fingerprint,
-                           fingerprint_parts=dict(rec.parts),
-                           attempts=[_attempt_info(name, a, redactor) for a in attempts],
-                           log=_log_url(name, job_id, attempts[-1].number) if attempts else None)
-        return detail.model_dump_json(exclude_none=True).encode(), "application/json", [spec.path] if spec else []
+        detail = JobDetail(
+            **info.model_dump(),
+            workflow=name,
+            succeeded_fingerprint=rec.success_fingerprint,
+            fingerprint_parts=dict(rec.parts),
+            attempts=[_attempt_info(name, a, redactor) for a in attempts],
+            log=_log_url(name, job_id, attempts[-1].number) if attempts else None,
+        )
+        return (
+            detail.model_dump_json(exclude_none=True).encode(),
+            "application/json",
+            [spec.path] if spec else [],
+        )
 
     def graph(self, name: str) -> tuple[bytes, str, list[Path]]:
         if not self.known(name):
@@ -282,11 +351,15 @@ class Reader:
                 continue
             state, host, started, finished, progress = row[2], row[8], row[9], row[10], row[12]
             seconds = None if started is None else (finished or now) - started
-            nodes.append(GraphNode(job_id, state, tuple(needs.get(job_id, ())), progress, seconds, host))
+            nodes.append(
+                GraphNode(job_id, state, tuple(needs.get(job_id, ())), progress, seconds, host)
+            )
         with self._cache_lock:
             painter = self._painters.setdefault(name, Painter(name))
         if not painter.fits(nodes):
-            painter.lay_out(nodes)  # once per shape of the graph; each change after only repaints it
+            painter.lay_out(
+                nodes
+            )  # once per shape of the graph; each change after only repaints it
         return painter.paint(nodes), "image/svg+xml", [spec.path] if spec else []
 
     def spec_text(self, name: str) -> tuple[bytes, str, list[Path]]:
@@ -297,7 +370,11 @@ class Reader:
             text = spec.path.read_text(encoding="utf-8")
         except OSError as exc:
             raise NotFound(f"the spec of {name!r} cannot be read: {exc.strerror}") from exc
-        return redacted_spec(text, spec.secrets, self.redactor(spec)).encode(), "application/yaml", [spec.path]
+        return (
+            redacted_spec(text, spec.secrets, self.redactor(spec)).encode(),
+            "application/yaml",
+            [spec.path],
+        )
 
     def health(self) -> dict[str, Any]:
         return {"status": "ok", "version": __version__}
@@ -308,13 +385,17 @@ class Reader:
         row = self.store().db.execute("SELECT MAX(id) FROM events").fetchone()
         return int(row[0] or 0)
 
-    def events_after(self, after: int, workflow: str | None = None, limit: int = 1000) -> list[EventInfo]:
+    def events_after(
+        self, after: int, workflow: str | None = None, limit: int = 1000
+    ) -> list[EventInfo]:
         """Events after id `after` (one workflow or all), secrets masked."""
         store = self.store()
         if workflow is not None:
             rows = store.events(workflow, after, limit)
         else:  # every workflow: the store's API reads one at a time
-            cursor = store.db.execute("SELECT * FROM events WHERE id>? ORDER BY id LIMIT ?", (after, limit))
+            cursor = store.db.execute(
+                "SELECT * FROM events WHERE id>? ORDER BY id LIMIT ?", (after, limit)
+            )
             rows = [{**dict(r), "data": _json_object(r["data"])} for r in cursor]
         redactors: dict[str, Redactor] = {}
         out = []
@@ -350,7 +431,9 @@ class Reader:
 
     def metrics_rows(self) -> list[tuple[str, str, int]]:
         """(workflow, state, jobs) for every workflow."""
-        rows = self.store().db.execute("SELECT workflow, state, COUNT(*) FROM jobs GROUP BY workflow, state ORDER BY 1, 2")
+        rows = self.store().db.execute(
+            "SELECT workflow, state, COUNT(*) FROM jobs GROUP BY workflow, state ORDER BY 1, 2"
+        )
         return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
 
 
@@ -359,7 +442,9 @@ def _json_object(text: str | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"value": value}
 
 
-def _layout(spec: SpecFile | None, recorded: Mapping[str, str]) -> tuple[list[str], dict[str, list[str]], list[str]]:
+def _layout(
+    spec: SpecFile | None, recorded: Mapping[str, str]
+) -> tuple[list[str], dict[str, list[str]], list[str]]:
     """Recorded job ids (`recorded`: id -> job name) in the spec's order, each job's needs, and
     the spec's jobs never recorded.
 
@@ -395,39 +480,97 @@ _JOB_ROWS = """
 
 
 def _row_info(row: tuple[Any, ...], needs: list[str], redactor: Redactor) -> JobInfo:
-    (job_id, name, state, reason, fingerprint, job_outputs, attempts, updated,
-     host, started, finished, exit_code, progress, message, attempt_outputs) = row
-    outputs = _json_object(attempt_outputs) or _json_object(job_outputs)  # as `ccspec status` shows them
+    (
+        job_id,
+        name,
+        state,
+        reason,
+        fingerprint,
+        job_outputs,
+        attempts,
+        updated,
+        host,
+        started,
+        finished,
+        exit_code,
+        progress,
+        message,
+        attempt_outputs,
+    ) = row
+    outputs = _json_object(attempt_outputs) or _json_object(
+        job_outputs
+    )  # as `ccspec status` shows them
     return JobInfo(
-        id=job_id, name=name, state=_STATES[state], reason=_masked(redactor, reason), host=host, attempt=attempts,
-        fingerprint=fingerprint, started=stamp_time(started),
+        id=job_id,
+        name=name,
+        state=_STATES[state],
+        reason=_masked(redactor, reason),
+        host=host,
+        attempt=attempts,
+        fingerprint=fingerprint,
+        started=stamp_time(started),
         finished=stamp_time(finished),
-        seconds=None if started is None or finished is None else round(max(0.0, finished - started), 3),
-        exit_code=exit_code, progress=_percent(progress), message=_masked(redactor, message),
-        outputs=redactor.value(outputs), needs=needs, updated=stamp_time(updated))
+        seconds=None
+        if started is None or finished is None
+        else round(max(0.0, finished - started), 3),
+        exit_code=exit_code,
+        progress=_percent(progress),
+        message=_masked(redactor, message),
+        outputs=redactor.value(outputs),
+        needs=needs,
+        updated=stamp_time(updated),
+    )
 
 
-def _job_info(workflow: str, rec: RecordedJob, a: Attempt | None, needs: Mapping[str, list[str]],
-              redactor: Redactor) -> JobInfo:
+def _job_info(
+    workflow: str,
+    rec: RecordedJob,
+    a: Attempt | None,
+    needs: Mapping[str, list[str]],
+    redactor: Redactor,
+) -> JobInfo:
     outputs = dict(a.outputs) if a is not None and a.outputs else dict(rec.outputs)
     started = a.started if a is not None else None
     finished = a.finished if a is not None else None
     return JobInfo(
-        id=rec.id, name=rec.name, state=rec.state, reason=_masked(redactor, rec.reason), host=a.host if a else None,
-        attempt=rec.attempts, fingerprint=rec.fingerprint,
-        started=stamp_time(started), finished=stamp_time(finished),
-        seconds=None if started is None or finished is None else round(max(0.0, finished - started), 3),
-        exit_code=a.exit_code if a else None, progress=_percent(a.progress if a else None),
-        message=_masked(redactor, a.message if a else None), outputs=redactor.value(outputs),
-        needs=needs.get(rec.id, []), updated=stamp_time(rec.updated))
+        id=rec.id,
+        name=rec.name,
+        state=rec.state,
+        reason=_masked(redactor, rec.reason),
+        host=a.host if a else None,
+        attempt=rec.attempts,
+        fingerprint=rec.fingerprint,
+        started=stamp_time(started),
+        finished=stamp_time(finished),
+        seconds=None
+        if started is None or finished is None
+        else round(max(0.0, finished - started), 3),
+        exit_code=a.exit_code if a else None,
+        progress=_percent(a.progress if a else None),
+        message=_masked(redactor, a.message if a else None),
+        outputs=redactor.value(outputs),
+        needs=needs.get(rec.id, []),
+        updated=stamp_time(rec.updated),
+    )
 
 
 def _attempt_info(workflow: str, a: Attempt, redactor: Redactor) -> AttemptInfo:
     return AttemptInfo(
-        number=a.number, host=a.host, state=a.state, handle=a.handle, reason=_masked(redactor, a.reason),
-        exit_code=a.exit_code, fingerprint=a.fingerprint, created=stamp_time(a.created), started=stamp_time(a.started),
-        finished=stamp_time(a.finished), progress=_percent(a.progress), message=_masked(redactor, a.message),
-        outputs=redactor.value(dict(a.outputs)), log=_log_url(workflow, a.job, a.number))
+        number=a.number,
+        host=a.host,
+        state=a.state,
+        handle=a.handle,
+        reason=_masked(redactor, a.reason),
+        exit_code=a.exit_code,
+        fingerprint=a.fingerprint,
+        created=stamp_time(a.created),
+        started=stamp_time(a.started),
+        finished=stamp_time(a.finished),
+        progress=_percent(a.progress),
+        message=_masked(redactor, a.message),
+        outputs=redactor.value(dict(a.outputs)),
+        log=_log_url(workflow, a.job, a.number),
+    )
 
 
 def _percent(value: float | None) -> float | None:
@@ -447,10 +590,16 @@ def event_info(row: Mapping[str, Any], redactor: Redactor) -> EventInfo:
     kind = str(row["kind"])
     data = row.get("data") or {}
     state = data.get("state") if kind == "state" else kind
-    return EventInfo(id=int(row["id"]), time=stamp_time(float(row["time"])) or datetime.now(UTC),
-                     workflow=str(row["workflow"]), kind=kind, job=row.get("job"), attempt_id=row.get("attempt"),
-                     state=_STATES.get(str(state)) if state is not None else None,
-                     data=redactor.value(dict(data)) if isinstance(data, dict) else {})
+    return EventInfo(
+        id=int(row["id"]),
+        time=stamp_time(float(row["time"])) or datetime.now(UTC),
+        workflow=str(row["workflow"]),
+        kind=kind,
+        job=row.get("job"),
+        attempt_id=row.get("attempt"),
+        state=_STATES.get(str(state)) if state is not None else None,
+        data=redactor.value(dict(data)) if isinstance(data, dict) else {},
+    )
 
 
 def redacted_spec(text: str, secrets: list[str], redactor: Redactor) -> str:

@@ -112,9 +112,14 @@ class SpecFiles:
             entries = sorted(os.scandir(self.folder), key=lambda e: e.name)
         except OSError:
             return []
-        return [Path(e.path).resolve() for e in entries
-                if e.name.endswith(SPEC_SUFFIXES) and not e.name.endswith((".status.yaml", ".status.yml"))
-                and not e.name.startswith(".") and e.is_file()]
+        return [
+            Path(e.path).resolve()
+            for e in entries
+            if e.name.endswith(SPEC_SUFFIXES)
+            and not e.name.endswith((".status.yaml", ".status.yml"))
+            and not e.name.startswith(".")
+            and e.is_file()
+        ]
 
     def index(self) -> dict[str, SpecFile]:
         """Workflow name -> its spec under the specs folder (the first file wins a clash)."""

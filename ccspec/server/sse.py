@@ -103,18 +103,30 @@ class EventHub:
                 self.publish(await self._tick(key, value))
         self._progress = progress
 
-    async def _tick(self, key: tuple[str, str], value: tuple[int, float | None, str | None]) -> EventInfo:
+    async def _tick(
+        self, key: tuple[str, str], value: tuple[int, float | None, str | None]
+    ) -> EventInfo:
         workflow, job = key
         attempt, progress, message = value
         if message is not None:
             redactor = await run_in_threadpool(self.reader.redactor_of, workflow)
             message = redactor.text(message)
-        return EventInfo(id=None, time=datetime.now(UTC), workflow=workflow, kind="progress", job=job,
-                         attempt_id=attempt, progress=round(min(100.0, max(0.0, progress or 0.0)), 1), message=message)
+        return EventInfo(
+            id=None,
+            time=datetime.now(UTC),
+            workflow=workflow,
+            kind="progress",
+            job=job,
+            attempt_id=attempt,
+            progress=round(min(100.0, max(0.0, progress or 0.0)), 1),
+            message=message,
+        )
 
     def publish(self, event: EventInfo) -> None:
         for subscriber in list(self.subscribers):
-            if not subscriber.offer(event):  # too far behind: drop it; it reconnects with Last-Event-ID
+            if not subscriber.offer(
+                event
+            ):  # too far behind: drop it; it reconnects with Last-Event-ID
                 self.subscribers.discard(subscriber)
                 with contextlib.suppress(asyncio.QueueFull):
                     subscriber.queue.get_nowait()
@@ -127,8 +139,13 @@ class EventHub:
                 subscriber.queue.put_nowait(None)
         self.subscribers.clear()
 
-    async def stream(self, workflow: str | None, after: int | None, follow: bool = True,
-                     stopping: Callable[[], bool] = lambda: False) -> AsyncIterator[str]:
+    async def stream(
+        self,
+        workflow: str | None,
+        after: int | None,
+        follow: bool = True,
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> AsyncIterator[str]:
         """The text of an SSE response: the backlog after `after` (when given), then live
         events until the client goes away (or at once, without `follow`)."""
         subscriber = _Subscriber(workflow)
@@ -139,7 +156,9 @@ class EventHub:
             sent = self.last_id if after is None else after
             if after is not None:
                 while True:
-                    backlog = await run_in_threadpool(self.reader.events_after, sent, workflow, BACKLOG)
+                    backlog = await run_in_threadpool(
+                        self.reader.events_after, sent, workflow, BACKLOG
+                    )
                     for event in backlog:
                         yield format_event(event)
                         sent = max(sent, event.id or 0)

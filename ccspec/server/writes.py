@@ -56,25 +56,39 @@ class SpecWriter:
 
     def _spec(self, workflow: str) -> SpecFile:
         spec = self.specs.index().get(workflow)
-        if spec is None or not self.specs.inside(spec.path):  # a symlink out of the folder is not written through
-            raise NotFound(f"no spec under {display_path(self.specs.folder)}/ defines workflow {workflow!r}; "
-                           "writes only change files there")
+        if spec is None or not self.specs.inside(
+            spec.path
+        ):  # a symlink out of the folder is not written through
+            raise NotFound(
+                f"no spec under {display_path(self.specs.folder)}/ defines workflow {workflow!r}; "
+                "writes only change files there"
+            )
         return spec
 
     def upload(self, data: bytes, name: str | None, replace: bool) -> Written:
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise _invalid("<upload>", f"the spec is not UTF-8 text (byte {exc.start})", "encoding") from exc
+            raise _invalid(
+                "<upload>", f"the spec is not UTF-8 text (byte {exc.start})", "encoding"
+            ) from exc
         declared = _declared_name(text)
         if name is None:
             name = declared
         if name is None:
-            raise _invalid("<upload>", "the workflow needs a name: set `name:` in the spec or pass ?name=", "missing-name")
+            raise _invalid(
+                "<upload>",
+                "the workflow needs a name: set `name:` in the spec or pass ?name=",
+                "missing-name",
+            )
         if not re.match(NAME_PATTERN, name):
-            raise _invalid("<upload>", f"workflow name {name!r} is not valid ({NAME_RULE})", "invalid-name")
+            raise _invalid(
+                "<upload>", f"workflow name {name!r} is not valid ({NAME_RULE})", "invalid-name"
+            )
         if declared is not None and declared != name:
-            raise _invalid("<upload>", f"the spec names itself {declared!r}, not {name!r}", "name-mismatch")
+            raise _invalid(
+                "<upload>", f"the spec names itself {declared!r}, not {name!r}", "name-mismatch"
+            )
         self.specs.folder.mkdir(parents=True, exist_ok=True)
         target = (self.specs.folder / f"{name}.yaml").resolve()
         self._may_upload(name, target, replace)
@@ -97,12 +111,19 @@ class SpecWriter:
     def add_job(self, workflow: str, name: str, fields: Mapping[str, Any]) -> Written:
         def change(editor: SpecEditor, spec: SpecFile) -> None:
             if not hasattr(editor.jobs, "keys"):
-                raise _invalid(display_path(spec.path), "`jobs:` is not a mapping; fix the spec first", "invalid")
+                raise _invalid(
+                    display_path(spec.path),
+                    "`jobs:` is not a mapping; fix the spec first",
+                    "invalid",
+                )
             if name in editor.jobs:
                 raise Conflict(f"workflow {workflow!r} has a job {name!r} already")
             if "name" in fields:  # not a job key; it would also clash with add_job's own argument
-                raise _invalid(display_path(spec.path), f"unknown key 'name' in job {name!r} (the name is given apart)",
-                               "unknown-key")
+                raise _invalid(
+                    display_path(spec.path),
+                    f"unknown key 'name' in job {name!r} (the name is given apart)",
+                    "unknown-key",
+                )
             editor.add_job(name, **dict(fields))
 
         return self._edit(workflow, change)
@@ -112,7 +133,11 @@ class SpecWriter:
             if not hasattr(editor.jobs, "keys") or job not in editor.jobs:
                 raise NotFound(f"workflow {workflow!r} has no job {job!r}")
             if not hasattr(editor.jobs[job], "get"):
-                raise _invalid(display_path(spec.path), f"job {job!r} is not a mapping; fix the spec first", "invalid")
+                raise _invalid(
+                    display_path(spec.path),
+                    f"job {job!r} is not a mapping; fix the spec first",
+                    "invalid",
+                )
             editor.add_need(job, need)
 
         return self._edit(workflow, change)
@@ -141,7 +166,9 @@ class SpecWriter:
                 if spec.path.read_text() == before:
                     write_if_changed(spec.path, text)
                     return Written(workflow=workflow, spec=spec.path.name, created=False)
-        raise Conflict(f"the spec of workflow {workflow!r} kept changing while this edit was checked; send it again")
+        raise Conflict(
+            f"the spec of workflow {workflow!r} kept changing while this edit was checked; send it again"
+        )
 
 
 def _declared_name(text: str) -> str | None:
@@ -158,4 +185,3 @@ def _declared_name(text: str) -> str | None:
 
 def _invalid(file: str, message: str, code: str) -> Invalid:
     return Invalid.from_diagnostics([Diagnostic(file, 1, 1, message, code)])
-

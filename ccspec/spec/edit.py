@@ -15,7 +15,7 @@ __all__ = ["SpecEditor"]
 
 
 class SpecEditor:
-    """    spec = SpecEditor("specs/quickstart.yaml")
+    """spec = SpecEditor("specs/quickstart.yaml")
     spec.add_job("plot", run="python plot.py", needs=["summarise"])
     spec.add_need("report", "plot")
     spec.save()

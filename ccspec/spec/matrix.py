@@ -47,7 +47,9 @@ def job_id(name: str, combination: Combination) -> str:
     return "-".join([name, *(slug(v) for v in combination.values())])
 
 
-def secret_in_ids(combos: list[Combination], secrets: Mapping[str, list[str]]) -> tuple[str, str] | None:
+def secret_in_ids(
+    combos: list[Combination], secrets: Mapping[str, list[str]]
+) -> tuple[str, str] | None:
     """(dimension, secret var) of the first matrix value that would show a secret in a job id
     (ids are in status files, pictures, logs' paths and the API, which mask values, not ids).
     `secrets`: each secret var's texts. A secret shorter than 4 characters (in its id form)
@@ -67,17 +69,26 @@ def combinations(matrix: Any) -> list[Combination]:
     if isinstance(matrix, list):  # an explicit list of combinations, e.g. from an upstream job
         return [_checked_combination(item, (i,)) for i, item in enumerate(matrix)] or _empty()
     if not isinstance(matrix, dict):
-        raise MatrixError(f"a matrix must be a mapping of lists (or a list of mappings), got {type(matrix).__name__}")
+        raise MatrixError(
+            f"a matrix must be a mapping of lists (or a list of mappings), got {type(matrix).__name__}"
+        )
     dims: dict[str, list[Any]] = {}
     for name, values in matrix.items():
         if name in ("include", "exclude"):
             continue
         if not _DIMENSION.match(str(name)):
-            raise MatrixError(f"matrix dimension {name!r} must be an identifier (letters, digits, _)", (name,))
+            raise MatrixError(
+                f"matrix dimension {name!r} must be an identifier (letters, digits, _)", (name,)
+            )
         if not isinstance(values, list):
-            raise MatrixError(f"matrix dimension {name!r} must be a list of values, got {type(values).__name__}", (name,))
+            raise MatrixError(
+                f"matrix dimension {name!r} must be a list of values, got {type(values).__name__}",
+                (name,),
+            )
         if not values:
-            raise MatrixError(f"matrix dimension {name!r} is an empty list; give it at least one value", (name,))
+            raise MatrixError(
+                f"matrix dimension {name!r} is an empty list; give it at least one value", (name,)
+            )
         for i, value in enumerate(values):
             _check_value(value, (name, i))
         dims[name] = values
@@ -85,17 +96,34 @@ def combinations(matrix: Any) -> list[Combination]:
     for values in dims.values():
         total *= len(values)
     if total > MAX_COMBINATIONS:
-        raise MatrixError(f"the matrix has {total:,} combinations, over the limit of {MAX_COMBINATIONS:,}")
-    combos = [dict(zip(dims, values, strict=True)) for values in itertools.product(*dims.values())] if dims else []
+        raise MatrixError(
+            f"the matrix has {total:,} combinations, over the limit of {MAX_COMBINATIONS:,}"
+        )
+    combos = (
+        [dict(zip(dims, values, strict=True)) for values in itertools.product(*dims.values())]
+        if dims
+        else []
+    )
     excludes = _entries(matrix.get("exclude"), "exclude")
     for i, rule in enumerate(excludes):
         unknown = set(rule) - set(dims)
         if unknown:
             name = sorted(unknown)[0]
             close = difflib.get_close_matches(str(name), list(dims), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f"; the dimensions are {', '.join(dims)}"
-            raise MatrixError(f"exclude names {name!r}, which is not a matrix dimension{hint}", ("exclude", i, name))
-    combos = [c for c in combos if not any(all(c.get(k) == v for k, v in rule.items()) for rule in excludes)]
+            hint = (
+                f" (did you mean {close[0]!r}?)"
+                if close
+                else f"; the dimensions are {', '.join(dims)}"
+            )
+            raise MatrixError(
+                f"exclude names {name!r}, which is not a matrix dimension{hint}",
+                ("exclude", i, name),
+            )
+    combos = [
+        c
+        for c in combos
+        if not any(all(c.get(k) == v for k, v in rule.items()) for rule in excludes)
+    ]
     for extra in _entries(matrix.get("include"), "include"):
         if extra not in combos:
             combos.append(extra)
@@ -118,10 +146,14 @@ def _entries(value: Any, key: str) -> list[Combination]:
 
 def _checked_combination(item: Any, path: tuple[str | int, ...]) -> Combination:
     if not isinstance(item, dict) or not item:
-        raise MatrixError("each matrix combination must be a non-empty mapping such as {model: cnn}", path)
+        raise MatrixError(
+            "each matrix combination must be a non-empty mapping such as {model: cnn}", path
+        )
     for name, value in item.items():
         if not _DIMENSION.match(str(name)):
-            raise MatrixError(f"matrix dimension {name!r} must be an identifier (letters, digits, _)", path)
+            raise MatrixError(
+                f"matrix dimension {name!r} must be an identifier (letters, digits, _)", path
+            )
         _check_value(value, (*path, name))
     return dict(item)
 
@@ -130,4 +162,6 @@ def _check_value(value: Any, path: tuple[str | int, ...]) -> None:
     if isinstance(value, (dict, list)) or value is None:
         raise MatrixError("matrix values must be plain values (text, numbers, true/false)", path)
     if not slug(value):
-        raise MatrixError(f"matrix value {value!r} gives an empty job id part; use letters or digits", path)
+        raise MatrixError(
+            f"matrix value {value!r} gives an empty job id part; use letters or digits", path
+        )

@@ -50,7 +50,10 @@ Count = Annotated[int, Field(strict=True)]  # YAML gives real ints; `true` is no
 
 _DURATION_SCHEMA = {
     "anyOf": [
-        {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?\s*(ms|d|h|m|s)\s*)+$|^(\d+-)?\d+(:\d+){0,2}$"},
+        {
+            "type": "string",
+            "pattern": r"^\s*(\d+(\.\d+)?\s*(ms|d|h|m|s)\s*)+$|^(\d+-)?\d+(:\d+){0,2}$",
+        },
         {"type": "number", "exclusiveMinimum": 0},
     ],
     "description": f"Seconds, or {DURATION_HELP}.",
@@ -59,13 +62,15 @@ Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(_DUR
 Memory = Annotated[
     int,
     BeforeValidator(parse_memory),
-    WithJsonSchema({
-        "anyOf": [
-            {"type": "string", "pattern": r"^\d+(\.\d+)?\s*[KMGTkmgt]?(i?[Bb])?$"},
-            {"type": "integer", "minimum": 1},
-        ],
-        "description": f"Megabytes, or {MEMORY_HELP}.",
-    }),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^\d+(\.\d+)?\s*[KMGTkmgt]?(i?[Bb])?$"},
+                {"type": "integer", "minimum": 1},
+            ],
+            "description": f"Megabytes, or {MEMORY_HELP}.",
+        }
+    ),
 ]
 
 
@@ -86,7 +91,9 @@ def _one_or_many(value: object) -> object:
     if isinstance(value, (str, int, float)) and not isinstance(value, bool):
         value = [value]
     if isinstance(value, list):
-        return [str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for v in value]
+        return [
+            str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for v in value
+        ]
     return value
 
 
@@ -111,10 +118,16 @@ class Resources(_Model):
 
 
 class _HostBase(_Model):
-    workdir: str | None = Field(None, description="Folder where jobs run and ccspec keeps run folders")
-    env: dict[EnvName, EnvValue] = Field(default_factory=dict, description="Environment for every job on this host")
+    workdir: str | None = Field(
+        None, description="Folder where jobs run and ccspec keeps run folders"
+    )
+    env: dict[EnvName, EnvValue] = Field(
+        default_factory=dict, description="Environment for every job on this host"
+    )
     max_jobs: Annotated[Count, Field(ge=1)] | None = Field(
-        None, description="Jobs at once on this host (default: -j for local, 32 for ssh, 8 for wsl, 1000 for slurm)")
+        None,
+        description="Jobs at once on this host (default: -j for local, 32 for ssh, 8 for wsl, 1000 for slurm)",
+    )
 
 
 class LocalHost(_HostBase):
@@ -124,11 +137,15 @@ class LocalHost(_HostBase):
 
 
 class _RemoteLogin(_HostBase):
-    user: str | None = Field(None, description="Login name (default: from ~/.ssh/config or the current user)")
+    user: str | None = Field(
+        None, description="Login name (default: from ~/.ssh/config or the current user)"
+    )
     port: Annotated[Count, Field(ge=1, le=65535)] | None = None
     key: str | None = Field(None, description="Private key file")
     proxy_jump: str | None = Field(None, description="Jump host, as ssh's -J")
-    python: str = Field("python3", description="Python on the remote side, for script and notebook jobs")
+    python: str = Field(
+        "python3", description="Python on the remote side, for script and notebook jobs"
+    )
 
 
 class SshHost(_RemoteLogin):
@@ -142,11 +159,15 @@ class SlurmHost(_RemoteLogin):
     """A Slurm cluster, submitted to locally or through ssh to a login node."""
 
     type: Literal["slurm"]
-    ssh: str | None = Field(None, description="Login node to submit through; omitted: sbatch on this machine")
+    ssh: str | None = Field(
+        None, description="Login node to submit through; omitted: sbatch on this machine"
+    )
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
-    sbatch: dict[SbatchOption, Scalar] = Field(default_factory=dict, description="Extra sbatch options, e.g. {constraint: haswell}")
+    sbatch: dict[SbatchOption, Scalar] = Field(
+        default_factory=dict, description="Extra sbatch options, e.g. {constraint: haswell}"
+    )
 
 
 class WslHost(_HostBase):
@@ -184,15 +205,28 @@ class Job(_Model):
     run: str | None = Field(None, description="A shell command (bash on POSIX)")
     script: str | None = Field(None, description="A script file, relative to the spec")
     notebook: str | None = Field(None, description="A Jupyter notebook, executed with papermill")
-    args: list[Scalar] = Field(default_factory=list, description="Arguments of a script (argv, no shell)")
-    interpreter: str | None = Field(None, description="Program that runs the script (default from its suffix)")
-    shell: str | None = Field(None, description="Shell of a run: command, e.g. bash, sh, cmd, powershell")
-    parameters: dict[str, Any] = Field(default_factory=dict, description="Notebook parameters (papermill)")
+    args: list[Scalar] = Field(
+        default_factory=list, description="Arguments of a script (argv, no shell)"
+    )
+    interpreter: str | None = Field(
+        None, description="Program that runs the script (default from its suffix)"
+    )
+    shell: str | None = Field(
+        None, description="Shell of a run: command, e.g. bash, sh, cmd, powershell"
+    )
+    parameters: dict[str, Any] = Field(
+        default_factory=dict, description="Notebook parameters (papermill)"
+    )
     kernel: str | None = Field(None, description="Notebook kernel name")
     host: str | None = None
     needs: Annotated[list[str], BeforeValidator(_one_or_many)] = Field(default_factory=list)
-    matrix: MatrixSpec | None = Field(None, description="Fan-out: {name: [values]}, with optional include/exclude, or a template of an upstream output")
-    inputs: Annotated[list[str], BeforeValidator(_one_or_many)] = Field(default_factory=list, description="Files (globs) whose content is part of the fingerprint")
+    matrix: MatrixSpec | None = Field(
+        None,
+        description="Fan-out: {name: [values]}, with optional include/exclude, or a template of an upstream output",
+    )
+    inputs: Annotated[list[str], BeforeValidator(_one_or_many)] = Field(
+        default_factory=list, description="Files (globs) whose content is part of the fingerprint"
+    )
     resources: Resources | None = None
     env: dict[EnvName, EnvValue] = Field(default_factory=dict)
     retries: Annotated[Count, Field(ge=0, le=100)] | None = None
@@ -209,24 +243,39 @@ class Job(_Model):
 
     @property
     def kind(self) -> str:
-        return "run" if self.run is not None else "script" if self.script is not None else "notebook"
+        return (
+            "run" if self.run is not None else "script" if self.script is not None else "notebook"
+        )
 
 
 class Workflow(_Model):
     """A workflow spec file."""
 
     model_config = ConfigDict(
-        extra="forbid", frozen=True,
-        json_schema_extra={"title": "ccspec workflow", "$id": "https://ccspec.dev/schemas/workflow.schema.json"},
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "title": "ccspec workflow",
+            "$id": "https://ccspec.dev/schemas/workflow.schema.json",
+        },
     )
 
-    version: Annotated[Literal[1], BeforeValidator(_number_version)] = Field(..., description="Spec language version; must be 1")
+    version: Annotated[Literal[1], BeforeValidator(_number_version)] = Field(
+        ..., description="Spec language version; must be 1"
+    )
     name: Name | None = Field(None, description="Workflow name; defaults to the file stem")
     description: str | None = None
-    vars: dict[VarName, Any] = Field(default_factory=dict, description="Template values; `--var k=v` overrides")
-    secrets: list[VarName] = Field(default_factory=list, description="Names of vars to redact in status files, API and logs")
-    hosts: dict[Name, Host] = Field(default_factory=dict, description="Where jobs run; `local` always exists")
+    vars: dict[VarName, Any] = Field(
+        default_factory=dict, description="Template values; `--var k=v` overrides"
+    )
+    secrets: list[VarName] = Field(
+        default_factory=list, description="Names of vars to redact in status files, API and logs"
+    )
+    hosts: dict[Name, Host] = Field(
+        default_factory=dict, description="Where jobs run; `local` always exists"
+    )
     defaults: Defaults = Field(default_factory=Defaults)
-    allow_outside_repo: bool = Field(False, description="Allow script, notebook and input paths outside the repository")
+    allow_outside_repo: bool = Field(
+        False, description="Allow script, notebook and input paths outside the repository"
+    )
     jobs: dict[Name, Job] = Field(..., min_length=1, description="The jobs, by name")
-

@@ -22,16 +22,47 @@ from ccspec.spec.resolved import ResolvedJob, ResolvedWorkflow
 from ccspec.spec.source import Source, ValuePath
 from ccspec.spec.templating import CONTEXT_NAMES, TemplateProblem, analyze, has_template, render
 
-__all__ = ["UPSTREAM_FIELDS", "job_context", "resolve", "resolve_at_launch", "suggest", "upstream_context"]
+__all__ = [
+    "UPSTREAM_FIELDS",
+    "job_context",
+    "resolve",
+    "resolve_at_launch",
+    "suggest",
+    "upstream_context",
+]
 
 # Fields that may read `jobs.X.outputs`; they are rendered when X has finished.
 UPSTREAM_FIELDS = frozenset({"run", "args", "parameters", "env", "matrix"})
-_JINJA_GLOBALS = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop", "true", "false", "none", "True", "False", "None"})
+_JINJA_GLOBALS = frozenset(
+    {
+        "range",
+        "dict",
+        "lipsum",
+        "cycler",
+        "joiner",
+        "namespace",
+        "loop",
+        "true",
+        "false",
+        "none",
+        "True",
+        "False",
+        "None",
+    }
+)
 _TEXT_FIELDS = ("run", "shell", "script", "interpreter", "notebook", "kernel", "workdir", "host")
 _TEXT_FIELDS_SET = frozenset(_TEXT_FIELDS)
 _TEMPLATE_FIELDS = frozenset({*_TEXT_FIELDS, "args", "inputs", "needs", "env", "parameters"})
-_PATH_FIELDS = frozenset({"script", "notebook", "inputs", "workdir"})  # checked by ccspec.spec.checks
-_KIND_OF_FIELD = {"args": "script", "interpreter": "script", "shell": "run", "parameters": "notebook", "kernel": "notebook"}
+_PATH_FIELDS = frozenset(
+    {"script", "notebook", "inputs", "workdir"}
+)  # checked by ccspec.spec.checks
+_KIND_OF_FIELD = {
+    "args": "script",
+    "interpreter": "script",
+    "shell": "run",
+    "parameters": "notebook",
+    "kernel": "notebook",
+}
 
 
 def suggest(word: str, choices: Any) -> str:
@@ -40,7 +71,9 @@ def suggest(word: str, choices: Any) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def job_context(workflow: Workflow, name: str, vars: Any, job_name: str, job_id: str, combo: Any) -> dict[str, Any]:
+def job_context(
+    workflow: Workflow, name: str, vars: Any, job_name: str, job_id: str, combo: Any
+) -> dict[str, Any]:
     return {
         "vars": vars,
         "matrix": combo,
@@ -49,21 +82,37 @@ def job_context(workflow: Workflow, name: str, vars: Any, job_name: str, job_id:
     }
 
 
-def resolve_at_launch(workflow: ResolvedWorkflow, job: ResolvedJob, upstream: dict[str, Any]) -> tuple[list[ResolvedJob], list[str]]:
+def resolve_at_launch(
+    workflow: ResolvedWorkflow, job: ResolvedJob, upstream: dict[str, Any]
+) -> tuple[list[ResolvedJob], list[str]]:
     """Render a job again now that the jobs it needs have finished: fields that read
     `jobs.X.outputs`, and a matrix taken from an upstream output (one job per combination).
 
     Returns the concrete jobs and the problems (as messages) that stop them from launching,
     among them the file checks of `validate` (a path may lead outside the repository only now).
     """
-    resolver = _Resolver(workflow.source, workflow.spec, workflow.name, dict(workflow.vars), workflow.file, frozenset())
+    resolver = _Resolver(
+        workflow.source,
+        workflow.spec,
+        workflow.name,
+        dict(workflow.vars),
+        workflow.file,
+        frozenset(),
+    )
     resolver.upstream = upstream
     resolver._all_ids = set(workflow.jobs)
     resolver.default_host = job.host
     definition = workflow.spec.jobs[job.name]
-    combos = resolver._combinations(job.name, definition) if job.fanout_pending else [dict(job.matrix)]
+    combos = (
+        resolver._combinations(job.name, definition) if job.fanout_pending else [dict(job.matrix)]
+    )
     groups = {**workflow.groups}
-    jobs = [j for combo in combos if combo is not None if (j := resolver._job(job.name, definition, combo, groups)) is not None]
+    jobs = [
+        j
+        for combo in combos
+        if combo is not None
+        if (j := resolver._job(job.name, definition, combo, groups)) is not None
+    ]
     problems = [d.message for d in resolver.diagnostics.values()]
     if not problems and (job.fanout_pending or job.deferred & _PATH_FIELDS):
         # paths rendered only now obey the rules validate applied to the others
@@ -71,7 +120,9 @@ def resolve_at_launch(workflow: ResolvedWorkflow, job: ResolvedJob, upstream: di
     return jobs, problems
 
 
-def upstream_context(workflow: ResolvedWorkflow, job: ResolvedJob, outputs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def upstream_context(
+    workflow: ResolvedWorkflow, job: ResolvedJob, outputs: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
     """`jobs` as templates see it: `jobs.X.outputs` for every job X in `needs` (by name or id).
 
     For a matrix job, `jobs.train.outputs` is the list of its members' outputs in id order,
@@ -81,21 +132,38 @@ def upstream_context(workflow: ResolvedWorkflow, job: ResolvedJob, outputs: Mapp
     for entry in definition.needs:
         members = workflow.groups.get(entry)
         if members is not None and (len(members) != 1 or members[0] != entry):
-            out[entry] = {"outputs": [outputs.get(m, {}) for m in members], "by_id": {m: outputs.get(m, {}) for m in members}}
+            out[entry] = {
+                "outputs": [outputs.get(m, {}) for m in members],
+                "by_id": {m: outputs.get(m, {}) for m in members},
+            }
         else:
             out[entry] = {"outputs": outputs.get(entry, {}), "id": entry}
     return out
 
 
-def resolve(source: Source, workflow: Workflow, *, name: str, vars: dict[str, Any], file: Path,
-            invalid: frozenset[str] = frozenset()) -> tuple[ResolvedWorkflow, list[Diagnostic]]:
+def resolve(
+    source: Source,
+    workflow: Workflow,
+    *,
+    name: str,
+    vars: dict[str, Any],
+    file: Path,
+    invalid: frozenset[str] = frozenset(),
+) -> tuple[ResolvedWorkflow, list[Diagnostic]]:
     """`invalid` names jobs and hosts that failed the shape check (already reported)."""
     return _Resolver(source, workflow, name, vars, file, invalid).run()
 
 
 class _Resolver:
-    def __init__(self, source: Source, workflow: Workflow, name: str, vars: dict[str, Any], file: Path,
-                 invalid: frozenset[str]) -> None:
+    def __init__(
+        self,
+        source: Source,
+        workflow: Workflow,
+        name: str,
+        vars: dict[str, Any],
+        file: Path,
+        invalid: frozenset[str],
+    ) -> None:
         self.source = source
         self.workflow = workflow
         self.name = name
@@ -117,7 +185,12 @@ class _Resolver:
         wf = self.workflow
         local = wf.hosts.get("local")
         if local is not None and not isinstance(local, LocalHost):
-            self.error(("hosts", "local"), "the host name `local` is reserved for this machine (type: local); give this host another name", "reserved-host", key=True)
+            self.error(
+                ("hosts", "local"),
+                "the host name `local` is reserved for this machine (type: local); give this host another name",
+                "reserved-host",
+                key=True,
+            )
             self.hosts["local"] = LocalHost(type="local")
         self.default_host = "local"
         if wf.defaults.host is not None:
@@ -127,7 +200,11 @@ class _Resolver:
             self._check_host(self.default_host, ("defaults", "host"))
         for i, secret in enumerate(wf.secrets):
             if secret not in wf.vars:
-                self.error(("secrets", i), f"secret {secret!r} is not one of the vars; declare it under `vars:`", "unknown-secret")
+                self.error(
+                    ("secrets", i),
+                    f"secret {secret!r} is not one of the vars; declare it under `vars:`",
+                    "unknown-secret",
+                )
         groups: dict[str, tuple[str, ...]] = {}
         expanded: list[tuple[str, Job, dict[str, Any] | None]] = []  # combo None: fan-out pending
         owner: dict[str, str] = {}
@@ -138,8 +215,17 @@ class _Resolver:
                 job_id = job_name if combo is None else matrix_mod.job_id(job_name, combo)
                 other = owner.get(job_id)
                 if other is not None:
-                    where = f"job {other!r}" if other != job_name else "another combination of this matrix"
-                    self.error(("jobs", job_name), f"job id {job_id!r} is produced twice (also by {where}); rename a job or change matrix values", "duplicate-id", key=True)
+                    where = (
+                        f"job {other!r}"
+                        if other != job_name
+                        else "another combination of this matrix"
+                    )
+                    self.error(
+                        ("jobs", job_name),
+                        f"job id {job_id!r} is produced twice (also by {where}); rename a job or change matrix values",
+                        "duplicate-id",
+                        key=True,
+                    )
                     continue
                 owner[job_id] = job_name
                 ids.append(job_id)
@@ -148,8 +234,15 @@ class _Resolver:
         self._all_ids = set(owner)
         jobs = [self._job(job_name, job, combo, groups) for job_name, job, combo in expanded]
         resolved = ResolvedWorkflow(
-            name=self.name, file=self.file, base_dir=self.file.parent, spec=wf, vars=self.vars, source=self.source,
-            jobs={j.id: j for j in jobs if j is not None}, hosts=self.hosts, groups=groups,
+            name=self.name,
+            file=self.file,
+            base_dir=self.file.parent,
+            spec=wf,
+            vars=self.vars,
+            source=self.source,
+            jobs={j.id: j for j in jobs if j is not None},
+            hosts=self.hosts,
+            groups=groups,
         )
         return resolved, sorted(self.diagnostics.values())
 
@@ -163,7 +256,11 @@ class _Resolver:
         ctx = job_context(self.workflow, self.name, self.vars, job_name, job_name, {})
         if isinstance(raw, str):
             if not has_template(raw):
-                self.error(path, "a matrix must be a mapping of lists, or a template such as \"{{ jobs.split.outputs.parts }}\"", "bad-matrix")
+                self.error(
+                    path,
+                    'a matrix must be a mapping of lists, or a template such as "{{ jobs.split.outputs.parts }}"',
+                    "bad-matrix",
+                )
                 return []
             value, upstream = self._template(raw, path, ctx, may_defer=True)
             if upstream:
@@ -182,7 +279,11 @@ class _Resolver:
         try:
             combos = matrix_mod.combinations(rendered)
         except matrix_mod.MatrixError as exc:
-            self.error((*path, *exc.path) if not isinstance(raw, str) else path, f"bad matrix: {exc}", "bad-matrix")
+            self.error(
+                (*path, *exc.path) if not isinstance(raw, str) else path,
+                f"bad matrix: {exc}",
+                "bad-matrix",
+            )
             return []
         return [*combos] if self._no_secret_in_ids(combos, raw, path) else []
 
@@ -195,14 +296,24 @@ class _Resolver:
             return True
         dim, name = found
         where = (*path, dim) if isinstance(raw, dict) and dim in raw else path
-        self.error(where, f"matrix dimension {dim!r} takes the value of secret var {name!r}, which would show in job "
-                   "ids (status files, pictures, the API); key the matrix on something else, such as an index, and "
-                   "read the secret from vars", "secret-in-job-id")
+        self.error(
+            where,
+            f"matrix dimension {dim!r} takes the value of secret var {name!r}, which would show in job "
+            "ids (status files, pictures, the API); key the matrix on something else, such as an index, and "
+            "read the secret from vars",
+            "secret-in-job-id",
+        )
         return False
 
     # -- one concrete job -------------------------------------------------------------
 
-    def _job(self, job_name: str, job: Job, combo: dict[str, Any] | None, groups: dict[str, tuple[str, ...]]) -> ResolvedJob | None:
+    def _job(
+        self,
+        job_name: str,
+        job: Job,
+        combo: dict[str, Any] | None,
+        groups: dict[str, tuple[str, ...]],
+    ) -> ResolvedJob | None:
         pending = combo is None
         job_id = job_name if pending else matrix_mod.job_id(job_name, combo or {})
         base: ValuePath = ("jobs", job_name)
@@ -210,15 +321,24 @@ class _Resolver:
         upstream: set[str] = set()
         templated = self._scan(job, base)
         if not pending and not combo and not templated:  # the common case: nothing to render
-            text = {f: v for f in _TEXT_FIELDS_SET.intersection(job.model_fields_set) if (v := getattr(job, f)) is not None}
-            args = [a if isinstance(a, str) else self._as_text(a, (*base, "args", i), "args") for i, a in enumerate(job.args)]
+            text = {
+                f: v
+                for f in _TEXT_FIELDS_SET.intersection(job.model_fields_set)
+                if (v := getattr(job, f)) is not None
+            }
+            args = [
+                a if isinstance(a, str) else self._as_text(a, (*base, "args", i), "args")
+                for i, a in enumerate(job.args)
+            ]
             inputs: list[Any] = list(job.inputs)
             needs_raw: list[Any] = list(job.needs)
             env: dict[str, Any] = {**self.workflow.defaults.env, **job.env}
             parameters: Any = dict(job.parameters)
         else:
             ctx = job_context(self.workflow, self.name, self.vars, job_name, job_id, combo or {})
-            text, args, inputs, needs_raw, env, parameters = self._rendered(job, base, ctx, pending, deferred, upstream)
+            text, args, inputs, needs_raw, env, parameters = self._rendered(
+                job, base, ctx, pending, deferred, upstream
+            )
 
         host = text.get("host") or self.default_host
         if "host" in text and not pending:
@@ -227,25 +347,50 @@ class _Resolver:
 
         d = self.workflow.defaults
         return ResolvedJob(
-            id=job_id, name=job_name, kind=job.kind, host=str(host), matrix=combo or {},
-            run=text.get("run"), shell=text.get("shell", d.shell), script=text.get("script"),
-            args=tuple(args), interpreter=text.get("interpreter"), notebook=text.get("notebook"),
-            parameters=parameters if isinstance(parameters, dict) else {}, kernel=text.get("kernel"),
-            needs=needs, inputs=tuple(inputs), env=env, workdir=text.get("workdir", d.workdir),
+            id=job_id,
+            name=job_name,
+            kind=job.kind,
+            host=str(host),
+            matrix=combo or {},
+            run=text.get("run"),
+            shell=text.get("shell", d.shell),
+            script=text.get("script"),
+            args=tuple(args),
+            interpreter=text.get("interpreter"),
+            notebook=text.get("notebook"),
+            parameters=parameters if isinstance(parameters, dict) else {},
+            kernel=text.get("kernel"),
+            needs=needs,
+            inputs=tuple(inputs),
+            env=env,
+            workdir=text.get("workdir", d.workdir),
             resources=_merge_resources(d.resources, job.resources),
             retries=job.retries if job.retries is not None else (d.retries or 0),
             timeout=job.timeout if job.timeout is not None else d.timeout,
-            deferred=frozenset(deferred), upstream=frozenset(upstream), fanout_pending=pending,
+            deferred=frozenset(deferred),
+            upstream=frozenset(upstream),
+            fanout_pending=pending,
         )
 
-    def _rendered(self, job: Job, base: ValuePath, ctx: dict[str, Any], pending: bool, deferred: set[str],
-                  upstream: set[str]) -> tuple[dict[str, Any], list[Any], list[Any], list[Any], dict[str, Any], Any]:
+    def _rendered(
+        self,
+        job: Job,
+        base: ValuePath,
+        ctx: dict[str, Any],
+        pending: bool,
+        deferred: set[str],
+        upstream: set[str],
+    ) -> tuple[dict[str, Any], list[Any], list[Any], list[Any], dict[str, Any], Any]:
         """Render a job's fields. Fields that read upstream outputs stay templates (they are
         added to `deferred`); with `pending` (matrix not known yet) only the syntax is checked."""
         if pending:
             needs_raw: list[Any] = [str(n) for n in job.needs]
         else:
-            needs_raw = self._as_list(self._template(list(job.needs), (*base, "needs"), ctx, may_defer=False)[0], (*base, "needs"), "needs")
+            needs_raw = self._as_list(
+                self._template(list(job.needs), (*base, "needs"), ctx, may_defer=False)[0],
+                (*base, "needs"),
+                "needs",
+            )
         listed = set(needs_raw)
 
         def field(name: str, value: Any, path: ValuePath | None = None) -> tuple[Any, bool]:
@@ -282,9 +427,15 @@ class _Resolver:
         return text, args, inputs, needs_raw, env, parameters
 
     def _check_host(self, host: str, path: ValuePath) -> None:
-        if host in self.hosts or host in self.invalid or has_template(host):  # a failed template is reported already
+        if (
+            host in self.hosts or host in self.invalid or has_template(host)
+        ):  # a failed template is reported already
             return
-        self.error(path, f"unknown host {host!r}{suggest(host, [*self.hosts, *self.invalid])}; define it under `hosts:` (local always exists)", "unknown-host")
+        self.error(
+            path,
+            f"unknown host {host!r}{suggest(host, [*self.hosts, *self.invalid])}; define it under `hosts:` (local always exists)",
+            "unknown-host",
+        )
 
     def _scan(self, job: Job, base: ValuePath) -> bool:
         """Report keys that do not fit the job's kind; return whether the job holds templates.
@@ -296,12 +447,24 @@ class _Resolver:
         for f in job.model_fields_set:
             owner = _KIND_OF_FIELD.get(f)
             if owner is not None and owner != kind:
-                self.error((*base, f), f"`{f}` applies only to {owner} jobs, and this is a {kind} job; remove it", "misplaced-key", key=True)
+                self.error(
+                    (*base, f),
+                    f"`{f}` applies only to {owner} jobs, and this is a {kind} job; remove it",
+                    "misplaced-key",
+                    key=True,
+                )
             if not templated and f in _TEMPLATE_FIELDS:
                 templated = _nested_template(getattr(job, f))
         return templated
 
-    def _needs(self, job_name: str, job_id: str, entries: list[Any], groups: dict[str, tuple[str, ...]], base: ValuePath) -> tuple[str, ...]:
+    def _needs(
+        self,
+        job_name: str,
+        job_id: str,
+        entries: list[Any],
+        groups: dict[str, tuple[str, ...]],
+        base: ValuePath,
+    ) -> tuple[str, ...]:
         out: list[str] = []
         all_ids = self._all_ids
         for i, entry in enumerate(entries):
@@ -315,21 +478,35 @@ class _Resolver:
             else:
                 choices = [*groups, *all_ids, *self.invalid]
                 hint = suggest(entry, choices) or "; check the name under `jobs:`"
-                self.error((*base, "needs", i), f"job {job_name!r} needs unknown job {entry!r}{hint}", "unknown-need")
+                self.error(
+                    (*base, "needs", i),
+                    f"job {job_name!r} needs unknown job {entry!r}{hint}",
+                    "unknown-need",
+                )
                 continue
             if entry == job_name or job_id in targets:
-                self.error((*base, "needs", i), f"job {job_name!r} needs itself; remove {entry!r} from its needs", "cycle")
+                self.error(
+                    (*base, "needs", i),
+                    f"job {job_name!r} needs itself; remove {entry!r} from its needs",
+                    "cycle",
+                )
                 continue
             out.extend(t for t in targets if t not in out)
         return tuple(out)
 
     def _check_upstream(self, upstream: set[str], needs: set[str], path: ValuePath) -> None:
         for ref in sorted(upstream - needs):
-            self.error(path, f"the template reads jobs.{ref}.outputs, but {ref!r} is not in this job's needs; add it to `needs:` so its outputs exist first", "upstream-not-needed")
+            self.error(
+                path,
+                f"the template reads jobs.{ref}.outputs, but {ref!r} is not in this job's needs; add it to `needs:` so its outputs exist first",
+                "upstream-not-needed",
+            )
 
     # -- templates --------------------------------------------------------------------
 
-    def _template(self, value: Any, path: ValuePath, ctx: dict[str, Any], *, may_defer: bool) -> tuple[Any, set[str]]:
+    def _template(
+        self, value: Any, path: ValuePath, ctx: dict[str, Any], *, may_defer: bool
+    ) -> tuple[Any, set[str]]:
         """Render every template inside `value`. Returns (value, upstream jobs it waits for)."""
         if isinstance(value, str):
             if not has_template(value):
@@ -341,7 +518,11 @@ class _Resolver:
                 ctx = {**ctx, "jobs": self.upstream}
             elif info.jobs:
                 if not may_defer:
-                    self.error(path, f"`{path[2] if len(path) > 2 else path[-1]}` cannot use upstream outputs (jobs.{sorted(info.jobs)[0]}); only run, args, parameters, env and matrix can", "upstream-not-allowed")
+                    self.error(
+                        path,
+                        f"`{path[2] if len(path) > 2 else path[-1]}` cannot use upstream outputs (jobs.{sorted(info.jobs)[0]}); only run, args, parameters, env and matrix can",
+                        "upstream-not-allowed",
+                    )
                     return value, set()
                 return value, set(info.jobs)
             if not self._names_ok(info, path, ctx):
@@ -349,7 +530,11 @@ class _Resolver:
             try:
                 return render(value, ctx), set()
             except TemplateProblem as p:
-                self.error(path, p.message + _where(path) if p.code == "template-sandbox" else p.message, p.code)
+                self.error(
+                    path,
+                    p.message + _where(path) if p.code == "template-sandbox" else p.message,
+                    p.code,
+                )
                 return value, set()
         if isinstance(value, dict):
             out: dict[Any, Any] = {}
@@ -389,16 +574,32 @@ class _Resolver:
     def _names_ok(self, info: Any, path: ValuePath, ctx: dict[str, Any]) -> bool:
         ok = True
         for unknown in sorted(info.names - CONTEXT_NAMES - _JINJA_GLOBALS):
-            self.error(path, f"undefined template variable {unknown!r}{suggest(unknown, CONTEXT_NAMES)}; templates can use vars, matrix, workflow, job and jobs", "template-undefined")
+            self.error(
+                path,
+                f"undefined template variable {unknown!r}{suggest(unknown, CONTEXT_NAMES)}; templates can use vars, matrix, workflow, job and jobs",
+                "template-undefined",
+            )
             ok = False
         for var in sorted(info.vars - set(ctx["vars"])):
-            self.error(path, f"undefined variable vars.{var}{suggest(var, ctx['vars'])}; declare it under `vars:` or pass --var {var}=VALUE", "template-undefined")
+            self.error(
+                path,
+                f"undefined variable vars.{var}{suggest(var, ctx['vars'])}; declare it under `vars:` or pass --var {var}=VALUE",
+                "template-undefined",
+            )
             ok = False
         for dim in sorted(info.matrix - set(ctx["matrix"])):
             if ctx["matrix"]:
-                self.error(path, f"the matrix has no dimension {dim!r} (it has {', '.join(ctx['matrix'])})", "template-undefined")
+                self.error(
+                    path,
+                    f"the matrix has no dimension {dim!r} (it has {', '.join(ctx['matrix'])})",
+                    "template-undefined",
+                )
             else:
-                self.error(path, f"template uses matrix.{dim} but this job has no `matrix:`", "template-undefined")
+                self.error(
+                    path,
+                    f"template uses matrix.{dim} but this job has no `matrix:`",
+                    "template-undefined",
+                )
             ok = False
         return ok
 

@@ -30,19 +30,47 @@ from ccspec.spec.source import Source, ValuePath
 
 __all__ = ["shape_diagnostics"]
 
-_HOST_MODELS: dict[str, type[BaseModel]] = {"local": LocalHost, "ssh": SshHost, "slurm": SlurmHost, "wsl": WslHost}
+_HOST_MODELS: dict[str, type[BaseModel]] = {
+    "local": LocalHost,
+    "ssh": SshHost,
+    "slurm": SlurmHost,
+    "wsl": WslHost,
+}
 # Words people bring from other tools, and the key ccspec uses for them.
 _SYNONYMS = {
-    "depends_on": "needs", "depends": "needs", "dependencies": "needs", "after": "needs", "requires": "needs",
-    "command": "run", "cmd": "run", "shell_command": "run", "exec": "run",
-    "environment": "env", "variables": "vars", "params": "parameters", "arguments": "args",
-    "tasks": "jobs", "steps": "jobs", "retry": "retries", "walltime": "time", "memory": "mem",
-    "cores": "cpus", "threads": "cpus", "gpu": "gpus", "node": "host", "machine": "host",
-    "cwd": "workdir", "dir": "workdir", "input": "inputs", "file": "script",
+    "depends_on": "needs",
+    "depends": "needs",
+    "dependencies": "needs",
+    "after": "needs",
+    "requires": "needs",
+    "command": "run",
+    "cmd": "run",
+    "shell_command": "run",
+    "exec": "run",
+    "environment": "env",
+    "variables": "vars",
+    "params": "parameters",
+    "arguments": "args",
+    "tasks": "jobs",
+    "steps": "jobs",
+    "retry": "retries",
+    "walltime": "time",
+    "memory": "mem",
+    "cores": "cpus",
+    "threads": "cpus",
+    "gpu": "gpus",
+    "node": "host",
+    "machine": "host",
+    "cwd": "workdir",
+    "dir": "workdir",
+    "input": "inputs",
+    "file": "script",
 }
 
 
-def shape_diagnostics(source: Source, error: ValidationError) -> tuple[list[Diagnostic], dict[str, set[str]]]:
+def shape_diagnostics(
+    source: Source, error: ValidationError
+) -> tuple[list[Diagnostic], dict[str, set[str]]]:
     """Diagnostics, plus what failed: {"jobs": names, "hosts": names, top-level key: set()}.
 
     The caller retries without those parts, so the rest of the spec is still checked.
@@ -60,12 +88,18 @@ def shape_diagnostics(source: Source, error: ValidationError) -> tuple[list[Diag
                 names.add(str(loc[1]))
     found = sorted(problems.values())
     if any(d.code == "unknown-key" and "(did you mean 'jobs'?)" in d.message for d in found):
-        found = [d for d in found if not (d.code == "missing-key" and "`jobs:`" in d.message)]  # said once is enough
+        found = [
+            d for d in found if not (d.code == "missing-key" and "`jobs:`" in d.message)
+        ]  # said once is enough
     return found, bad
 
 
 def _code(kind: str) -> str:
-    return {"extra_forbidden": "unknown-key", "missing": "missing-key", "string_pattern_mismatch": "invalid-name"}.get(kind, "invalid-value")
+    return {
+        "extra_forbidden": "unknown-key",
+        "missing": "missing-key",
+        "string_pattern_mismatch": "invalid-name",
+    }.get(kind, "invalid-value")
 
 
 def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[ValuePath, bool]:
@@ -77,7 +111,9 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> tuple[ValuePath, bool]:
         if part == "[key]":
             is_key = True
             break
-        if (isinstance(node, dict) and part in node) or (isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)):
+        if (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        ):
             path.append(part)
             node = node[part]
         elif isinstance(node, dict) and part in _HOST_MODELS:
@@ -125,7 +161,11 @@ def _describe(data: Any, err: Any, loc: tuple[Any, ...]) -> tuple[str, ValuePath
         if not hint and key.lower() in _SYNONYMS and _SYNONYMS[key.lower()] in fields:
             hint = f" (did you mean {_SYNONYMS[key.lower()]!r}?)"
         owner = _where(path[:-1])
-        return f"unknown key {key!r} in {owner}{hint or '; allowed keys: ' + ', '.join(fields)}", path, True
+        return (
+            f"unknown key {key!r} in {owner}{hint or '; allowed keys: ' + ', '.join(fields)}",
+            path,
+            True,
+        )
     if kind == "missing":
         key = str(path[-1])
         if path == ("version",):
@@ -136,19 +176,34 @@ def _describe(data: Any, err: Any, loc: tuple[Any, ...]) -> tuple[str, ValuePath
     if is_key:
         container = path[:-1]
         name = str(path[-1]) if path else "?"
-        what = {"jobs": "job", "hosts": "host", "vars": "variable", "env": "environment variable", "sbatch": "sbatch option"}.get(str(container[-1]) if container else "", "key")
+        what = {
+            "jobs": "job",
+            "hosts": "host",
+            "vars": "variable",
+            "env": "environment variable",
+            "sbatch": "sbatch option",
+        }.get(str(container[-1]) if container else "", "key")
         rule = {
-            "job": NAME_RULE, "host": NAME_RULE,
+            "job": NAME_RULE,
+            "host": NAME_RULE,
             "sbatch option": f"write the long option without dashes, e.g. {name.lstrip('-')!r}",
         }.get(what, "use letters, digits and _, not starting with a digit")
         return f"invalid {what} name {name!r}: {rule}", path, True
     if kind == "union_tag_invalid":
         tag = err.get("ctx", {}).get("tag", "?")
-        return f"{_where(path)}: unknown host type {tag!r}{suggest(tag, HOST_TYPES)}; use one of {', '.join(HOST_TYPES)}", (*path, "type"), False
+        return (
+            f"{_where(path)}: unknown host type {tag!r}{suggest(tag, HOST_TYPES)}; use one of {', '.join(HOST_TYPES)}",
+            (*path, "type"),
+            False,
+        )
     if kind == "union_tag_not_found":
         return f"{_where(path)} needs `type:` (one of {', '.join(HOST_TYPES)})", path, True
     if kind == "literal_error" and path == ("version",):
-        return f"unsupported spec version {_value_at(data, path)!r}: this ccspec reads `version: 1`", path, False
+        return (
+            f"unsupported spec version {_value_at(data, path)!r}: this ccspec reads `version: 1`",
+            path,
+            False,
+        )
     if kind == "string_pattern_mismatch" and path == ("name",):
         return f"invalid workflow name {_value_at(data, path)!r}: {NAME_RULE}", path, False
     if kind in ("dict_type", "model_type"):
@@ -157,7 +212,11 @@ def _describe(data: Any, err: Any, loc: tuple[Any, ...]) -> tuple[str, ValuePath
         if len(path) == 2 and path[0] == "jobs":
             if value is None:
                 return f"job {path[1]!r} is empty; give it run, script or notebook", path, True
-            return f"job {path[1]!r} must be a mapping of keys (run, needs, ...), found {found}", path, False
+            return (
+                f"job {path[1]!r} must be a mapping of keys (run, needs, ...), found {found}",
+                path,
+                False,
+            )
         if path == ("jobs",) and value is None:
             return "`jobs:` is empty: a workflow needs at least one job", path, True
         return f"{_where(path)} must be a mapping (key: value), found {found}", path, value is None
@@ -166,11 +225,17 @@ def _describe(data: Any, err: Any, loc: tuple[Any, ...]) -> tuple[str, ValuePath
     value = _value_at(data, path)
     shown = f" (got {value!r})" if value is not None and not isinstance(value, (dict, list)) else ""
     whole_job = len(path) == 2 and path[0] == "jobs"  # point at the job's name, not its first key
-    return f"{_where(path)}: {msg[0].lower() + msg[1:] if msg else 'invalid value'}{shown if 'got' not in msg else ''}", path, whole_job
+    return (
+        f"{_where(path)}: {msg[0].lower() + msg[1:] if msg else 'invalid value'}{shown if 'got' not in msg else ''}",
+        path,
+        whole_job,
+    )
 
 
 def _kind_of(value: Any) -> str:
-    return {list: "list", str: "text", int: "number", float: "number", bool: "true/false"}.get(type(value), type(value).__name__)
+    return {list: "list", str: "text", int: "number", float: "number", bool: "true/false"}.get(
+        type(value), type(value).__name__
+    )
 
 
 def _value_at(data: Any, path: ValuePath) -> Any:

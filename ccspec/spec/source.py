@@ -82,7 +82,9 @@ class Source:
         mark = mark_node.start_mark
         return (mark.line + 1, mark.column + 1)
 
-    def diagnostic(self, path: ValuePath, message: str, code: str, *, key: bool = False) -> Diagnostic:
+    def diagnostic(
+        self, path: ValuePath, message: str, code: str, *, key: bool = False
+    ) -> Diagnostic:
         line, col = self.locate(path, key=key)
         return Diagnostic(self.file, line, col, message, code)
 
@@ -112,29 +114,51 @@ class _LoadError(Exception):
         self.code = code
 
 
-def read_source(path: str | os.PathLike[str], display: str | None = None) -> tuple[Source | None, list[Diagnostic]]:
+def read_source(
+    path: str | os.PathLike[str], display: str | None = None
+) -> tuple[Source | None, list[Diagnostic]]:
     """Read and parse one spec file; never raises for bad input."""
     file = display if display is not None else os.fspath(path)
     try:
         size = os.stat(path).st_size
         if size > MAX_BYTES:
-            return None, [Diagnostic(file, 1, 1, f"file is {size:,} bytes, over the {MAX_BYTES:,}-byte limit for a spec; split it into several specs", "too-large")]
+            return None, [
+                Diagnostic(
+                    file,
+                    1,
+                    1,
+                    f"file is {size:,} bytes, over the {MAX_BYTES:,}-byte limit for a spec; split it into several specs",
+                    "too-large",
+                )
+            ]
         with open(path, "rb") as fh:
             raw = fh.read(MAX_BYTES + 1)
     except OSError as exc:
-        return None, [Diagnostic(file, 0, 0, f"cannot read the spec: {exc.strerror or exc}", "unreadable")]
+        return None, [
+            Diagnostic(file, 0, 0, f"cannot read the spec: {exc.strerror or exc}", "unreadable")
+        ]
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        return None, [Diagnostic(file, line, 1, "the spec is not UTF-8 text; save it as UTF-8", "encoding")]
+        return None, [
+            Diagnostic(file, line, 1, "the spec is not UTF-8 text; save it as UTF-8", "encoding")
+        ]
     return parse_text(text, file)
 
 
 def parse_text(text: str, file: str = "<spec>") -> tuple[Source | None, list[Diagnostic]]:
     """Parse spec text. Returns the source (None when unusable) and the problems found."""
     if len(text) > MAX_BYTES:
-        return None, [Diagnostic(file, 1, 1, f"spec is over the {MAX_BYTES:,}-byte limit; split it into several specs", "too-large")]
+        return None, [
+            Diagnostic(
+                file,
+                1,
+                1,
+                f"spec is over the {MAX_BYTES:,}-byte limit; split it into several specs",
+                "too-large",
+            )
+        ]
     try:
         root = yaml.compose(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as exc:
@@ -143,17 +167,43 @@ def parse_text(text: str, file: str = "<spec>") -> tuple[Source | None, list[Dia
         before = text[: exc.position]
         line, col = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
         char = exc.character if isinstance(exc.character, str) else chr(exc.character)
-        return None, [Diagnostic(file, line, col, f"control character U+{ord(char):04X} is not allowed in YAML; remove it", "yaml-syntax")]
+        return None, [
+            Diagnostic(
+                file,
+                line,
+                col,
+                f"control character U+{ord(char):04X} is not allowed in YAML; remove it",
+                "yaml-syntax",
+            )
+        ]
     except yaml.YAMLError as exc:
-        return None, [Diagnostic(file, 1, 1, f"YAML error: {str(exc).splitlines()[0]}", "yaml-syntax")]
+        return None, [
+            Diagnostic(file, 1, 1, f"YAML error: {str(exc).splitlines()[0]}", "yaml-syntax")
+        ]
     except RecursionError:
         return None, [Diagnostic(file, 1, 1, "the YAML nesting is too deep", "yaml-depth")]
     if root is None:
-        return None, [Diagnostic(file, 1, 1, "the spec is empty; start it with `version: 1` and a `jobs:` mapping", "empty")]
+        return None, [
+            Diagnostic(
+                file,
+                1,
+                1,
+                "the spec is empty; start it with `version: 1` and a `jobs:` mapping",
+                "empty",
+            )
+        ]
     if not isinstance(root, MappingNode):
         kind = "a list" if isinstance(root, SequenceNode) else f"the value {root.value!r}"
         line, col = root.start_mark.line + 1, root.start_mark.column + 1
-        return None, [Diagnostic(file, line, col, f"the top level of a spec must be a mapping of keys (version, jobs, ...), found {kind}", "root-not-mapping")]
+        return None, [
+            Diagnostic(
+                file,
+                line,
+                col,
+                f"the top level of a spec must be a mapping of keys (version, jobs, ...), found {kind}",
+                "root-not-mapping",
+            )
+        ]
     converter = _Converter()
     try:
         data, _ = converter.convert(root, 0)
@@ -169,10 +219,19 @@ def _syntax_diagnostic(file: str, exc: yaml.MarkedYAMLError, text: str) -> Diagn
     line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
     problem = exc.problem or "invalid YAML"
     lines = text.splitlines()
-    if 0 < line <= len(lines) and "\t" in lines[line - 1][: col]:
+    if 0 < line <= len(lines) and "\t" in lines[line - 1][:col]:
         problem += "; YAML indentation must use spaces, not tabs"
-    if "expected a single document" in str(exc.context or "") or "but found another document" in problem:
-        return Diagnostic(file, line, col, "a spec file holds one YAML document; remove the second `---` or split the file", "multiple-documents")
+    if (
+        "expected a single document" in str(exc.context or "")
+        or "but found another document" in problem
+    ):
+        return Diagnostic(
+            file,
+            line,
+            col,
+            "a spec file holds one YAML document; remove the second `---` or split the file",
+            "multiple-documents",
+        )
     hint = ""
     if "mapping values are not allowed" in problem:
         hint = "; a value containing ': ' must be quoted"
@@ -182,13 +241,23 @@ def _syntax_diagnostic(file: str, exc: yaml.MarkedYAMLError, text: str) -> Diagn
         hint = "; define the anchor (&name) before using it (*name)"
     context = f" {exc.context}" if exc.context else ""
     start = exc.context_mark
-    if start is not None and mark is not None and (start.line, start.column) != (mark.line, mark.column):
+    if (
+        start is not None
+        and mark is not None
+        and (start.line, start.column) != (mark.line, mark.column)
+    ):
         hint += f" (it started on line {start.line + 1}, column {start.column + 1})"
-    return Diagnostic(file, line, col, f"YAML syntax error{context}: {problem}{hint}", "yaml-syntax")
+    return Diagnostic(
+        file, line, col, f"YAML syntax error{context}: {problem}{hint}", "yaml-syntax"
+    )
 
 
 def _short_tag(tag: str) -> str:
-    return "!!" + tag.removeprefix("tag:yaml.org,2002:") if tag.startswith("tag:yaml.org,2002:") else tag
+    return (
+        "!!" + tag.removeprefix("tag:yaml.org,2002:")
+        if tag.startswith("tag:yaml.org,2002:")
+        else tag
+    )
 
 
 class _Converter:
@@ -203,10 +272,15 @@ class _Converter:
         out = []
         for key, name, mapping in self._duplicates:
             first = next(k for k, _ in mapping.value if type(k) is ScalarNode and k.value == name)
-            out.append(Diagnostic(
-                file, key.start_mark.line + 1, key.start_mark.column + 1,
-                f"duplicate key {name!r} (first on line {first.start_mark.line + 1}); remove or rename one of them",
-                "duplicate-key"))
+            out.append(
+                Diagnostic(
+                    file,
+                    key.start_mark.line + 1,
+                    key.start_mark.column + 1,
+                    f"duplicate key {name!r} (first on line {first.start_mark.line + 1}); remove or rename one of them",
+                    "duplicate-key",
+                )
+            )
         return out
 
     def convert(self, node: Node, depth: int) -> tuple[Any, int]:
@@ -219,11 +293,19 @@ class _Converter:
         if done is not None:
             return done
         if key in self._active:
-            raise _LoadError(node, "recursive alias: an anchored value contains itself", "yaml-alias")
+            raise _LoadError(
+                node, "recursive alias: an anchored value contains itself", "yaml-alias"
+            )
         if depth >= MAX_DEPTH:
-            raise _LoadError(node, f"values are nested more than {MAX_DEPTH} levels deep", "yaml-depth")
+            raise _LoadError(
+                node, f"values are nested more than {MAX_DEPTH} levels deep", "yaml-depth"
+            )
         if node.tag not in _COLLECTION_TAGS:
-            raise _LoadError(node, f"unsupported YAML tag {_short_tag(node.tag)!r}; ccspec specs use plain YAML values", "yaml-tag")
+            raise _LoadError(
+                node,
+                f"unsupported YAML tag {_short_tag(node.tag)!r}; ccspec specs use plain YAML values",
+                "yaml-tag",
+            )
         self._active.add(key)
         if type(node) is SequenceNode:
             items: list[Any] = []
@@ -243,7 +325,11 @@ class _Converter:
             raise _LoadError(node, "unsupported YAML node", "yaml-syntax")
         self._active.discard(key)
         if result[1] > MAX_NODES:
-            raise _LoadError(node, f"aliases expand this value to more than {MAX_NODES:,} nodes; write the values out or reduce the aliases", "yaml-alias-bomb")
+            raise _LoadError(
+                node,
+                f"aliases expand this value to more than {MAX_NODES:,} nodes; write the values out or reduce the aliases",
+                "yaml-alias-bomb",
+            )
         self._memo[key] = result
         return result
 
@@ -253,7 +339,9 @@ class _Converter:
         size = 1
         for k, v in node.value:
             if type(k) is not ScalarNode:
-                raise _LoadError(k, "mapping keys must be plain text, not lists or mappings", "yaml-key")
+                raise _LoadError(
+                    k, "mapping keys must be plain text, not lists or mappings", "yaml-key"
+                )
             if k.tag == _MERGE:
                 merges.extend((k, m) for m in (v.value if type(v) is SequenceNode else [v]))
                 continue
@@ -269,7 +357,9 @@ class _Converter:
                 size += n
         for merge_key, m in merges:  # explicit keys win over merged ones, earlier merges over later
             if type(m) is not MappingNode:
-                raise _LoadError(merge_key, "`<<` merges only mappings (or a list of mappings)", "yaml-merge")
+                raise _LoadError(
+                    merge_key, "`<<` merges only mappings (or a list of mappings)", "yaml-merge"
+                )
             merged, n = self.convert(m, depth + 1)
             size += n
             for name, value in merged.items():
@@ -287,7 +377,15 @@ class _Converter:
                 return build(node)
             except (ValueError, KeyError, TypeError):
                 kind = tag.rsplit(":", 1)[-1]
-                raise _LoadError(node, f"the tag !!{kind} cannot read {node.value!r} as a {kind}; remove the tag or fix the value", "yaml-tag") from None
+                raise _LoadError(
+                    node,
+                    f"the tag !!{kind} cannot read {node.value!r} as a {kind}; remove the tag or fix the value",
+                    "yaml-tag",
+                ) from None
         if tag in _AS_TEXT:
             return node.value
-        raise _LoadError(node, f"unsupported YAML tag {_short_tag(tag)!r}; ccspec specs use plain YAML values", "yaml-tag")
+        raise _LoadError(
+            node,
+            f"unsupported YAML tag {_short_tag(tag)!r}; ccspec specs use plain YAML values",
+            "yaml-tag",
+        )

@@ -85,8 +85,11 @@ def analyze(source: str) -> TemplateInfo:
     try:
         return _analyze(source)
     except RecursionError:  # Jinja's parser and compiler recurse once per level of nesting
-        raise TemplateProblem("the template nests too deeply (brackets, blocks or expressions inside "
-                              "each other); simplify it", "template-syntax") from None
+        raise TemplateProblem(
+            "the template nests too deeply (brackets, blocks or expressions inside "
+            "each other); simplify it",
+            "template-syntax",
+        ) from None
 
 
 def _analyze(source: str) -> TemplateInfo:
@@ -96,15 +99,23 @@ def _analyze(source: str) -> TemplateInfo:
     try:
         tree = env.parse(source)
     except TemplateSyntaxError as exc:
-        raise TemplateProblem(f"template syntax error: {exc.message}", "template-syntax", exc.lineno or 1) from None
+        raise TemplateProblem(
+            f"template syntax error: {exc.message}", "template-syntax", exc.lineno or 1
+        ) from None
     for node in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
         tag = type(node).__name__.lower().replace("fromimport", "from ... import")
-        raise TemplateProblem(f"templates in specs cannot {{% {tag} %}} other files; put the text in a var or the spec",
-                              "template-sandbox", node.lineno)
+        raise TemplateProblem(
+            f"templates in specs cannot {{% {tag} %}} other files; put the text in a var or the spec",
+            "template-sandbox",
+            node.lineno,
+        )
     for name in tree.find_all(nodes.Name):
         if name.name == "self" and name.ctx == "load":
-            raise TemplateProblem("`self` (the template itself) is not available in spec templates",
-                                  "template-sandbox", name.lineno)
+            raise TemplateProblem(
+                "`self` (the template itself) is not available in spec templates",
+                "template-sandbox",
+                name.lineno,
+            )
     found: dict[str, set[str]] = {"vars": set(), "matrix": set(), "jobs": set()}
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
         target = node.node
@@ -120,7 +131,9 @@ def _analyze(source: str) -> TemplateInfo:
     try:  # the names are found by compiling, which is where an unknown filter or test shows
         names = frozenset(meta.find_undeclared_variables(tree))
     except TemplateSyntaxError as exc:
-        raise TemplateProblem(f"template error: {exc.message}", "template-syntax", exc.lineno or 1) from None
+        raise TemplateProblem(
+            f"template error: {exc.message}", "template-syntax", exc.lineno or 1
+        ) from None
     return TemplateInfo(
         names=names,
         vars=frozenset(found["vars"]),
@@ -157,14 +170,31 @@ def render(source: str, context: dict[str, Any]) -> Any:
             return sandbox.check(value)
         return sandbox.check(compiled.render(context))
     except (SecurityError, budget.Exhausted) as exc:
-        raise TemplateProblem(f"unsafe template rejected by the sandbox: {exc}", "template-sandbox") from None
+        raise TemplateProblem(
+            f"unsafe template rejected by the sandbox: {exc}", "template-sandbox"
+        ) from None
     except UndefinedError as exc:
-        raise TemplateProblem(f"undefined template value: {exc.message}", "template-undefined") from None
+        raise TemplateProblem(
+            f"undefined template value: {exc.message}", "template-undefined"
+        ) from None
     except TemplateSyntaxError as exc:
-        raise TemplateProblem(f"template syntax error: {exc.message}", "template-syntax", exc.lineno or 1) from None
+        raise TemplateProblem(
+            f"template syntax error: {exc.message}", "template-syntax", exc.lineno or 1
+        ) from None
     except TemplateError as exc:
         raise TemplateProblem(f"template error: {exc}", "template-error") from None
-    except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError, OverflowError) as exc:
-        raise TemplateProblem(f"template failed: {type(exc).__name__}: {exc}", "template-error") from None
+    except (
+        TypeError,
+        ValueError,
+        ArithmeticError,
+        LookupError,
+        AttributeError,
+        OverflowError,
+    ) as exc:
+        raise TemplateProblem(
+            f"template failed: {type(exc).__name__}: {exc}", "template-error"
+        ) from None
     except (RecursionError, MemoryError):
-        raise TemplateProblem("template failed: it needs too much memory or recursion", "template-error") from None
+        raise TemplateProblem(
+            "template failed: it needs too much memory or recursion", "template-error"
+        ) from None

@@ -52,7 +52,9 @@ def _text_duration(text: str) -> float:
             parts = [0, *parts[:2]]
         h, m, s = parts
         if m >= 60 or s >= 60 or (days and h >= 24):
-            raise ValueError(f"expected {DURATION_HELP}, got {text!r} (minutes and seconds go up to 59)")
+            raise ValueError(
+                f"expected {DURATION_HELP}, got {text!r} (minutes and seconds go up to 59)"
+            )
         return int(days or 0) * 86400 + h * 3600 + m * 60 + s
     pos = 0
     total = 0.0

@@ -29,7 +29,15 @@ from ccspec.spec.resolved import ResolvedWorkflow
 from ccspec.spec.shape import shape_diagnostics
 from ccspec.spec.source import Source, parse_text, read_source
 
-__all__ = ["SpecReport", "collector_paused", "discover", "display_path", "validate_paths", "validate_source", "validate_text"]
+__all__ = [
+    "SpecReport",
+    "collector_paused",
+    "discover",
+    "display_path",
+    "validate_paths",
+    "validate_source",
+    "validate_text",
+]
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 SPEC_TEMPLATE_SECONDS = 60.0  # all the templates of one spec, rendered while it is validated
@@ -48,7 +56,9 @@ class SpecReport:
 
     @property
     def valid(self) -> bool:
-        return self.workflow is not None and not any(d.severity == "error" for d in self.diagnostics)
+        return self.workflow is not None and not any(
+            d.severity == "error" for d in self.diagnostics
+        )
 
 
 def display_path(path: Path) -> str:
@@ -66,10 +76,15 @@ def discover(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found.extend(sorted(
-                p for p in path.iterdir()
-                if p.suffix in SPEC_SUFFIXES and not p.name.endswith((".status.yaml", ".status.yml")) and p.is_file()
-            ))
+            found.extend(
+                sorted(
+                    p
+                    for p in path.iterdir()
+                    if p.suffix in SPEC_SUFFIXES
+                    and not p.name.endswith((".status.yaml", ".status.yml"))
+                    and p.is_file()
+                )
+            )
         elif path.exists():
             found.append(path)
         else:
@@ -96,17 +111,26 @@ def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
     return out
 
 
-def validate_paths(paths: Iterable[str | os.PathLike[str]], overrides: Mapping[str, Any] | None = None) -> list[SpecReport]:
+def validate_paths(
+    paths: Iterable[str | os.PathLike[str]], overrides: Mapping[str, Any] | None = None
+) -> list[SpecReport]:
     """Validate every spec under `paths`; checks that span files (names, --var) too."""
     overrides = dict(overrides or {})
     files = discover(paths)
     if not files:
         raise UsageError("no spec files found (a folder means its *.yaml and *.yml files)")
     reports = [validate_file(f, overrides=overrides) for f in files]
-    declared = {k for r in reports if r.source is not None and isinstance(r.source.data.get("vars"), dict) for k in r.source.data["vars"]}
+    declared = {
+        k
+        for r in reports
+        if r.source is not None and isinstance(r.source.data.get("vars"), dict)
+        for k in r.source.data["vars"]
+    }
     for key in overrides:
         if key not in declared:
-            raise UsageError(f"--var {key}: no spec declares this variable{suggest(key, declared)}; declared: {', '.join(sorted(declared)) or 'none'}")
+            raise UsageError(
+                f"--var {key}: no spec declares this variable{suggest(key, declared)}; declared: {', '.join(sorted(declared)) or 'none'}"
+            )
     owners: dict[str, SpecReport] = {}
     for report in reports:
         if report.name is None:
@@ -114,18 +138,30 @@ def validate_paths(paths: Iterable[str | os.PathLike[str]], overrides: Mapping[s
         first = owners.setdefault(report.name, report)
         if first is not report:
             line, col = report.source.locate(("name",)) if report.source else (1, 1)
-            report.diagnostics.append(Diagnostic(report.display, line, col, f"workflow name {report.name!r} is also used by {first.display}; names must be unique (set `name:`)", "duplicate-workflow"))
+            report.diagnostics.append(
+                Diagnostic(
+                    report.display,
+                    line,
+                    col,
+                    f"workflow name {report.name!r} is also used by {first.display}; names must be unique (set `name:`)",
+                    "duplicate-workflow",
+                )
+            )
             report.workflow = None
     return reports
 
 
-def validate_file(path: Path, *, overrides: Mapping[str, Any] | None = None, repo_root: Path | None = None) -> SpecReport:
+def validate_file(
+    path: Path, *, overrides: Mapping[str, Any] | None = None, repo_root: Path | None = None
+) -> SpecReport:
     display = display_path(path)
     with collector_paused():
         source, problems = read_source(path, display)
         if source is None:
             return SpecReport(path, display, problems)
-        return validate_source(source, path, overrides=overrides, repo_root=repo_root, problems=problems)
+        return validate_source(
+            source, path, overrides=overrides, repo_root=repo_root, problems=problems
+        )
 
 
 @contextlib.contextmanager
@@ -144,18 +180,31 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def validate_text(text: str, path: Path, *, overrides: Mapping[str, Any] | None = None,
-                  repo_root: Path | None = None) -> SpecReport:
+def validate_text(
+    text: str,
+    path: Path,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    repo_root: Path | None = None,
+) -> SpecReport:
     """Validate spec text as if it were the file `path` (used for uploads and edits)."""
     display = display_path(path)
     source, problems = parse_text(text, display)
     if source is None:
         return SpecReport(path, display, problems)
-    return validate_source(source, path, overrides=overrides, repo_root=repo_root, problems=problems)
+    return validate_source(
+        source, path, overrides=overrides, repo_root=repo_root, problems=problems
+    )
 
 
-def validate_source(source: Source, path: Path, *, overrides: Mapping[str, Any] | None = None,
-                    repo_root: Path | None = None, problems: list[Diagnostic] | None = None) -> SpecReport:
+def validate_source(
+    source: Source,
+    path: Path,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    repo_root: Path | None = None,
+    problems: list[Diagnostic] | None = None,
+) -> SpecReport:
     report = SpecReport(path, source.file, list(problems or []), source=source)
     data = source.data
     bad: dict[str, set[str]] = {}
@@ -172,11 +221,25 @@ def validate_source(source: Source, path: Path, *, overrides: Mapping[str, Any] 
     name = spec.name or _stem_name(path)
     report.name = name
     if spec.name is None and not re.match(NAME_PATTERN, name):
-        report.diagnostics.append(Diagnostic(source.file, 1, 1, f"the file name gives the workflow name {name!r}, which is not valid ({NAME_RULE}); rename the file or set `name:`", "invalid-name"))
+        report.diagnostics.append(
+            Diagnostic(
+                source.file,
+                1,
+                1,
+                f"the file name gives the workflow name {name!r}, which is not valid ({NAME_RULE}); rename the file or set `name:`",
+                "invalid-name",
+            )
+        )
     vars = {**spec.vars, **{k: v for k, v in (overrides or {}).items() if k in spec.vars}}
     with overall(SPEC_TEMPLATE_SECONDS):  # each template has its own limits; this bounds them all
-        resolved, found = resolve(source, spec, name=name, vars=vars, file=path.resolve(),
-                                  invalid=frozenset(bad.get("jobs", set()) | bad.get("hosts", set())))
+        resolved, found = resolve(
+            source,
+            spec,
+            name=name,
+            vars=vars,
+            file=path.resolve(),
+            invalid=frozenset(bad.get("jobs", set()) | bad.get("hosts", set())),
+        )
     report.diagnostics.extend(found)
     order, cycles = check_cycles(resolved, source)
     report.diagnostics.extend(cycles)
@@ -184,7 +247,9 @@ def validate_source(source: Source, path: Path, *, overrides: Mapping[str, Any] 
     report.diagnostics.extend(check_files(resolved, source, root))
     report.diagnostics.extend(check_quoted_q(spec, source))  # warnings: the spec stays valid
     if not any(d.severity == "error" for d in report.diagnostics):
-        report.workflow = dataclasses.replace(resolved, jobs={jid: resolved.jobs[jid] for jid in order})
+        report.workflow = dataclasses.replace(
+            resolved, jobs={jid: resolved.jobs[jid] for jid in order}
+        )
     report.diagnostics.sort()
     return report
 

@@ -142,7 +142,9 @@ class Attempt:
     outputs: Mapping[str, Any]
 
 
-_ENCODER = json.JSONEncoder(sort_keys=True, default=str)  # one for every record: json.dumps makes one a call
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, default=str
+)  # one for every record: json.dumps makes one a call
 
 
 def _json(value: Any) -> str | None:
@@ -164,8 +166,9 @@ class StateStore:
         prepare_private(folder)  # 0700, files 0600: what jobs print (secrets too) is nobody else's
         self.folder = folder
         self.path = folder / "state.db"
-        self.db = sqlite3.connect(self.path, timeout=min(30.0, patience), isolation_level=None,
-                                  factory=GuardedConnection)
+        self.db = sqlite3.connect(
+            self.path, timeout=min(30.0, patience), isolation_level=None, factory=GuardedConnection
+        )
         self.db.row_factory = sqlite3.Row
         # a new database: another process may be switching it to WAL too, which fails at once
         retry_busy(lambda: self.db.execute("PRAGMA journal_mode=WAL"), self.path, patience)
@@ -174,8 +177,12 @@ class StateStore:
         # WAL, ~400 launches) instead of SQLite's 1,000 spares the runner ~25 ms per 1,000 jobs
         self.db.execute("PRAGMA wal_autocheckpoint=4000")
         self.db.execute("PRAGMA foreign_keys=ON")
-        self._soon: list[Callable[[], None]] = []  # writes asked for `soon`: done in the next transaction
-        self._events: list[tuple[Any, ...]] | None = None  # the events of the transaction under way, inserted last
+        self._soon: list[
+            Callable[[], None]
+        ] = []  # writes asked for `soon`: done in the next transaction
+        self._events: list[tuple[Any, ...]] | None = (
+            None  # the events of the transaction under way, inserted last
+        )
         self._soon_since = 0.0  # monotonic time the oldest of them was asked for
         self._migrate(patience)
 
@@ -203,9 +210,15 @@ class StateStore:
             raise
 
     def _schema_version(self, patience: float) -> int:
-        version = int(retry_busy(lambda: self.db.execute("PRAGMA user_version").fetchone()[0], self.path, patience))
+        version = int(
+            retry_busy(
+                lambda: self.db.execute("PRAGMA user_version").fetchone()[0], self.path, patience
+            )
+        )
         if version > len(MIGRATIONS):
-            raise CcspecError(f"{self.path} was written by a newer ccspec (schema {version}); upgrade ccspec")
+            raise CcspecError(
+                f"{self.path} was written by a newer ccspec (schema {version}); upgrade ccspec"
+            )
         return version
 
     # -- leases ------------------------------------------------------------------------
@@ -224,7 +237,8 @@ class StateStore:
                 raise LeaseHeld(workflow, row["pid"], row["host"], row["acquired"])
             self.db.execute(
                 "INSERT OR REPLACE INTO leases (workflow, token, pid, host, acquired, expires) VALUES (?,?,?,?,?,?)",
-                (workflow, token, os.getpid(), me, now, now + ttl))
+                (workflow, token, os.getpid(), me, now, now + ttl),
+            )
             self.db.execute("COMMIT")
         except BaseException:
             self._rollback()
@@ -232,7 +246,10 @@ class StateStore:
         return token
 
     def renew_lease(self, workflow: str, token: str, ttl: float) -> bool:
-        cur = self.db.execute("UPDATE leases SET expires=? WHERE workflow=? AND token=?", (time.time() + ttl, workflow, token))
+        cur = self.db.execute(
+            "UPDATE leases SET expires=? WHERE workflow=? AND token=?",
+            (time.time() + ttl, workflow, token),
+        )
         return cur.rowcount == 1
 
     def release_lease(self, workflow: str, token: str) -> None:
@@ -240,7 +257,9 @@ class StateStore:
 
     def lease_holder(self, workflow: str) -> tuple[int, str, float] | None:
         """(pid, host, since) of a live holder; a holder that died on this host holds nothing."""
-        row = self.db.execute("SELECT * FROM leases WHERE workflow=? AND expires>?", (workflow, time.time())).fetchone()
+        row = self.db.execute(
+            "SELECT * FROM leases WHERE workflow=? AND expires>?", (workflow, time.time())
+        ).fetchone()
         if row is None or (row["host"] == socket.gethostname() and not pid_alive(row["pid"])):
             return None
         return (row["pid"], row["host"], row["acquired"])
@@ -249,7 +268,9 @@ class StateStore:
 
     def spec_path(self, workflow: str) -> str | None:
         """The spec file a workflow was last applied from."""
-        row = self.db.execute("SELECT spec_path FROM workflows WHERE name=?", (workflow,)).fetchone()
+        row = self.db.execute(
+            "SELECT spec_path FROM workflows WHERE name=?", (workflow,)
+        ).fetchone()
         return None if row is None or row[0] is None else str(row[0])
 
     def workflows(self) -> list[str]:
@@ -261,37 +282,63 @@ class StateStore:
         cur.row_factory = None  # plain tuples: this reads every job of a workflow
         rows = cur.execute(
             """SELECT workflow, id, name, state, reason, fingerprint, parts, success_fingerprint, success_parts,
-                      success_seq, outputs, attempts, last_attempt, updated FROM jobs WHERE workflow=?""", (workflow,))
+                      success_seq, outputs, attempts, last_attempt, updated FROM jobs WHERE workflow=?""",
+            (workflow,),
+        )
         states = {s.value: s for s in JobState}
         return {
-            r[1]: RecordedJob(r[0], r[1], r[2], states[r[3]], r[4], r[5], _LazyJSON(r[6]), r[7], _LazyJSON(r[8]), r[9],
-                              _LazyJSON(r[10]), r[11], r[12], r[13])
+            r[1]: RecordedJob(
+                r[0],
+                r[1],
+                r[2],
+                states[r[3]],
+                r[4],
+                r[5],
+                _LazyJSON(r[6]),
+                r[7],
+                _LazyJSON(r[8]),
+                r[9],
+                _LazyJSON(r[10]),
+                r[11],
+                r[12],
+                r[13],
+            )
             for r in rows
         }
 
     def attempts(self, workflow: str, job: str | None = None) -> list[Attempt]:
         self.flush()
         if job is None:
-            rows = self.db.execute("SELECT * FROM attempts WHERE workflow=? ORDER BY id", (workflow,))
+            rows = self.db.execute(
+                "SELECT * FROM attempts WHERE workflow=? ORDER BY id", (workflow,)
+            )
         else:
-            rows = self.db.execute("SELECT * FROM attempts WHERE workflow=? AND job=? ORDER BY number", (workflow, job))
+            rows = self.db.execute(
+                "SELECT * FROM attempts WHERE workflow=? AND job=? ORDER BY number", (workflow, job)
+            )
         return [_attempt(r) for r in rows]
 
     def attempt(self, attempt_id: int) -> Attempt:
         self.flush()
-        return _attempt(self.db.execute("SELECT * FROM attempts WHERE id=?", (attempt_id,)).fetchone())
+        return _attempt(
+            self.db.execute("SELECT * FROM attempts WHERE id=?", (attempt_id,)).fetchone()
+        )
 
     def last_attempts(self, workflow: str) -> dict[str, Attempt]:
         """Each job's latest attempt, by job id."""
         self.flush()
         rows = self.db.execute(
-            "SELECT a.* FROM attempts a JOIN jobs j ON a.id = j.last_attempt WHERE j.workflow=?", (workflow,))
+            "SELECT a.* FROM attempts a JOIN jobs j ON a.id = j.last_attempt WHERE j.workflow=?",
+            (workflow,),
+        )
         return {r["job"]: _attempt(r) for r in rows}
 
     def active_attempts(self, workflow: str) -> list[Attempt]:
         self.flush()
         rows = self.db.execute(
-            "SELECT * FROM attempts WHERE workflow=? AND state IN ('launching','queued','running') ORDER BY id", (workflow,))
+            "SELECT * FROM attempts WHERE workflow=? AND state IN ('launching','queued','running') ORDER BY id",
+            (workflow,),
+        )
         return [_attempt(r) for r in rows]
 
     def last_event(self, workflow: str) -> int:
@@ -301,23 +348,43 @@ class StateStore:
 
     def written(self, workflow: str) -> tuple[int, str] | None:
         """(last event, digest) when the files beside the spec were last written."""
-        row = self.db.execute("SELECT event, digest FROM written WHERE workflow=?", (workflow,)).fetchone()
+        row = self.db.execute(
+            "SELECT event, digest FROM written WHERE workflow=?", (workflow,)
+        ).fetchone()
         return None if row is None else (row[0], row[1])
 
     def set_written(self, workflow: str, event: int, digest: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO written (workflow, event, digest) VALUES (?,?,?)", (workflow, event, digest))
+        self.db.execute(
+            "INSERT OR REPLACE INTO written (workflow, event, digest) VALUES (?,?,?)",
+            (workflow, event, digest),
+        )
 
     def events(self, workflow: str, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
-        rows = self.db.execute("SELECT * FROM events WHERE workflow=? AND id>? ORDER BY id LIMIT ?", (workflow, after, limit))
+        rows = self.db.execute(
+            "SELECT * FROM events WHERE workflow=? AND id>? ORDER BY id LIMIT ?",
+            (workflow, after, limit),
+        )
         return [{**dict(r), "data": _load(r["data"])} for r in rows]
 
     # -- writes ------------------------------------------------------------------------
 
     def touch_workflow(self, workflow: str, spec_path: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO workflows (name, spec_path, updated) VALUES (?,?,?)", (workflow, spec_path, time.time()))
+        self.db.execute(
+            "INSERT OR REPLACE INTO workflows (name, spec_path, updated) VALUES (?,?,?)",
+            (workflow, spec_path, time.time()),
+        )
 
-    def set_job_state(self, workflow: str, job: str, name: str, state: JobState, reason: str | None = None,
-                      *, fingerprint: str | None = None, parts: Mapping[str, str] | None = None) -> None:
+    def set_job_state(
+        self,
+        workflow: str,
+        job: str,
+        name: str,
+        state: JobState,
+        reason: str | None = None,
+        *,
+        fingerprint: str | None = None,
+        parts: Mapping[str, str] | None = None,
+    ) -> None:
         now = time.time()
 
         def write() -> None:  # after the writes asked for `soon`, so events keep their order
@@ -325,14 +392,26 @@ class StateStore:
                 """INSERT INTO jobs (workflow, id, name, state, reason, fingerprint, parts, updated) VALUES (?,?,?,?,?,?,?,?)
                    ON CONFLICT (workflow, id) DO UPDATE SET state=excluded.state, reason=excluded.reason, updated=excluded.updated,
                    fingerprint=COALESCE(excluded.fingerprint, jobs.fingerprint), parts=COALESCE(excluded.parts, jobs.parts)""",
-                (workflow, job, name, str(state), reason, fingerprint, _json(parts), now))
+                (workflow, job, name, str(state), reason, fingerprint, _json(parts), now),
+            )
             self._event(workflow, job, None, "state", {"state": str(state), "reason": reason})
 
         self._write(write, soon=False)
 
-    def begin_attempt(self, workflow: str, job: str, name: str, *, host: str, fingerprint: str,
-                      parts: Mapping[str, str], run_dir: Path, log_path: Path, number: int | None = None,
-                      lease: str | None = None) -> Attempt:
+    def begin_attempt(
+        self,
+        workflow: str,
+        job: str,
+        name: str,
+        *,
+        host: str,
+        fingerprint: str,
+        parts: Mapping[str, str],
+        run_dir: Path,
+        log_path: Path,
+        number: int | None = None,
+        lease: str | None = None,
+    ) -> Attempt:
         """Record the intent to launch (state `launching`) before anything starts.
 
         Both checks below are made in the transaction that records the attempt. `number`: the
@@ -345,7 +424,8 @@ class StateStore:
         try:
             holder, highest = self.db.execute(
                 "SELECT (SELECT token FROM leases WHERE workflow=?), (SELECT MAX(number) FROM attempts WHERE workflow=? AND job=?)",
-                (workflow, workflow, job)).fetchone()
+                (workflow, workflow, job),
+            ).fetchone()
             if lease is not None and holder != lease:
                 raise LeaseLost(workflow, self.lease_holder(workflow))
             if number is None:
@@ -356,7 +436,18 @@ class StateStore:
             cur = self.db.execute(
                 """INSERT INTO attempts (workflow, job, number, host, state, fingerprint, run_dir, log_path, created)
                    VALUES (?,?,?,?,?,?,?,?,?)""",
-                (workflow, job, number, host, str(JobState.LAUNCHING), fingerprint, str(run_dir), str(log_path), now))
+                (
+                    workflow,
+                    job,
+                    number,
+                    host,
+                    str(JobState.LAUNCHING),
+                    fingerprint,
+                    str(run_dir),
+                    str(log_path),
+                    now,
+                ),
+            )
             attempt_id = int(cur.lastrowid or 0)
             self.db.execute(
                 """INSERT INTO jobs (workflow, id, name, state, fingerprint, parts, attempts, last_attempt, updated)
@@ -364,17 +455,55 @@ class StateStore:
                    ON CONFLICT (workflow, id) DO UPDATE SET state=excluded.state, reason=NULL,
                    fingerprint=excluded.fingerprint, parts=excluded.parts, attempts=excluded.attempts,
                    last_attempt=excluded.last_attempt, updated=excluded.updated""",
-                (workflow, job, name, str(JobState.LAUNCHING), fingerprint, _json(parts), number, attempt_id, now))
+                (
+                    workflow,
+                    job,
+                    name,
+                    str(JobState.LAUNCHING),
+                    fingerprint,
+                    _json(parts),
+                    number,
+                    attempt_id,
+                    now,
+                ),
+            )
             self._event(workflow, job, attempt_id, "launching", {"attempt": number, "host": host})
             self._commit()
         except BaseException:
             self._rollback()
             raise
-        return Attempt(attempt_id, workflow, job, number, host, None, JobState.LAUNCHING, None, None, fingerprint,
-                       str(run_dir), str(log_path), now, None, None, None, None, {})
+        return Attempt(
+            attempt_id,
+            workflow,
+            job,
+            number,
+            host,
+            None,
+            JobState.LAUNCHING,
+            None,
+            None,
+            fingerprint,
+            str(run_dir),
+            str(log_path),
+            now,
+            None,
+            None,
+            None,
+            None,
+            {},
+        )
 
-    def set_handle(self, attempt_id: int, handle: str, state: JobState = JobState.RUNNING, started: float | None = None,
-                   *, workflow: str | None = None, job: str | None = None, soon: bool = False) -> None:
+    def set_handle(
+        self,
+        attempt_id: int,
+        handle: str,
+        state: JobState = JobState.RUNNING,
+        started: float | None = None,
+        *,
+        workflow: str | None = None,
+        job: str | None = None,
+        soon: bool = False,
+    ) -> None:
         """Record the handle of a launched attempt (pass workflow and job when known: one
         read less on the launch path).
 
@@ -382,14 +511,22 @@ class StateStore:
         own. The engine uses it on the launch path and flushes before it waits; a runner
         killed in between loses nothing, since the wrapper wrote the pid into the run folder."""
         if workflow is None or job is None:
-            row = self.db.execute("SELECT workflow, job FROM attempts WHERE id=?", (attempt_id,)).fetchone()
+            row = self.db.execute(
+                "SELECT workflow, job FROM attempts WHERE id=?", (attempt_id,)
+            ).fetchone()
             workflow, job = row["workflow"], row["job"]
         started = started or time.time()
 
         def write() -> None:
             now = time.time()
-            self.db.execute("UPDATE attempts SET handle=?, state=?, started=? WHERE id=?", (handle, str(state), started, attempt_id))
-            self.db.execute("UPDATE jobs SET state=?, updated=? WHERE workflow=? AND id=?", (str(state), now, workflow, job))
+            self.db.execute(
+                "UPDATE attempts SET handle=?, state=?, started=? WHERE id=?",
+                (handle, str(state), started, attempt_id),
+            )
+            self.db.execute(
+                "UPDATE jobs SET state=?, updated=? WHERE workflow=? AND id=?",
+                (str(state), now, workflow, job),
+            )
             self._event(workflow, job, attempt_id, str(state), {"handle": handle})
 
         self._write(write, soon)
@@ -443,14 +580,33 @@ class StateStore:
         for write in pending:
             write()
 
-    def update_progress(self, attempt_id: int, progress: float | None, message: str | None, outputs: Mapping[str, Any]) -> None:
-        self.db.execute("UPDATE attempts SET progress=?, message=?, outputs=? WHERE id=?",
-                        (progress, message, _json(dict(outputs)), attempt_id))
+    def update_progress(
+        self,
+        attempt_id: int,
+        progress: float | None,
+        message: str | None,
+        outputs: Mapping[str, Any],
+    ) -> None:
+        self.db.execute(
+            "UPDATE attempts SET progress=?, message=?, outputs=? WHERE id=?",
+            (progress, message, _json(dict(outputs)), attempt_id),
+        )
 
-    def finish_attempt(self, attempt_id: int, state: JobState, *, exit_code: int | None, reason: str | None,
-                       outputs: Mapping[str, Any], progress: float | None, message: str | None,
-                       finished: float | None = None, soon: bool = False,
-                       workflow: str | None = None, job: str | None = None) -> None:
+    def finish_attempt(
+        self,
+        attempt_id: int,
+        state: JobState,
+        *,
+        exit_code: int | None,
+        reason: str | None,
+        outputs: Mapping[str, Any],
+        progress: float | None,
+        message: str | None,
+        finished: float | None = None,
+        soon: bool = False,
+        workflow: str | None = None,
+        job: str | None = None,
+    ) -> None:
         """Record how an attempt ended (pass workflow and job when known: one read less).
         `soon`: with the next transaction (the engine's hot path; a runner killed before
         that finds the attempt active and collects it again from the wrapper's exit-code file)."""
@@ -458,20 +614,35 @@ class StateStore:
         outputs = dict(outputs)
 
         def write() -> None:
-            row = ({"workflow": workflow, "job": job} if workflow is not None and job is not None else
-                   self.db.execute("SELECT workflow, job FROM attempts WHERE id=?", (attempt_id,)).fetchone())
+            row = (
+                {"workflow": workflow, "job": job}
+                if workflow is not None and job is not None
+                else self.db.execute(
+                    "SELECT workflow, job FROM attempts WHERE id=?", (attempt_id,)
+                ).fetchone()
+            )
             self.db.execute(
                 "UPDATE attempts SET state=?, exit_code=?, reason=?, outputs=?, progress=?, message=?, finished=? WHERE id=?",
-                (str(state), exit_code, reason, _json(outputs), progress, message, now, attempt_id))
+                (str(state), exit_code, reason, _json(outputs), progress, message, now, attempt_id),
+            )
             if state is JobState.SUCCEEDED:
                 self.db.execute(
                     """UPDATE jobs SET state=?, reason=NULL, success_fingerprint=fingerprint, success_parts=parts,
                        success_seq=?, outputs=?, updated=? WHERE workflow=? AND id=?""",
-                    (str(state), attempt_id, _json(outputs), now, row["workflow"], row["job"]))
+                    (str(state), attempt_id, _json(outputs), now, row["workflow"], row["job"]),
+                )
             else:
-                self.db.execute("UPDATE jobs SET state=?, reason=?, updated=? WHERE workflow=? AND id=?",
-                                (str(state), reason, now, row["workflow"], row["job"]))
-            self._event(row["workflow"], row["job"], attempt_id, str(state), {"exit_code": exit_code, "reason": reason})
+                self.db.execute(
+                    "UPDATE jobs SET state=?, reason=?, updated=? WHERE workflow=? AND id=?",
+                    (str(state), reason, now, row["workflow"], row["job"]),
+                )
+            self._event(
+                row["workflow"],
+                row["job"],
+                attempt_id,
+                str(state),
+                {"exit_code": exit_code, "reason": reason},
+            )
 
         self._write(write, soon)
 
@@ -480,9 +651,18 @@ class StateStore:
             self.db.execute("DELETE FROM jobs WHERE workflow=? AND id=?", (workflow, job))
             self._event(workflow, job, None, "removed", {})
 
-    def _event(self, workflow: str, job: str | None, attempt: int | None, kind: str, data: Mapping[str, Any]) -> None:
+    def _event(
+        self,
+        workflow: str,
+        job: str | None,
+        attempt: int | None,
+        kind: str,
+        data: Mapping[str, Any],
+    ) -> None:
         row = (time.time(), workflow, job, attempt, kind, _ENCODER.encode(dict(data)))
-        if self._events is not None:  # inside one of the store's transactions: inserted with the others at its end
+        if (
+            self._events is not None
+        ):  # inside one of the store's transactions: inserted with the others at its end
             self._events.append(row)
         else:
             self.db.execute(_INSERT_EVENT, row)
@@ -515,8 +695,22 @@ class _LazyJSON(Mapping[str, Any]):
 
 def _attempt(r: sqlite3.Row) -> Attempt:
     return Attempt(
-        id=r["id"], workflow=r["workflow"], job=r["job"], number=r["number"], host=r["host"], handle=r["handle"],
-        state=JobState(r["state"]), reason=r["reason"], exit_code=r["exit_code"], fingerprint=r["fingerprint"],
-        run_dir=r["run_dir"], log_path=r["log_path"], created=r["created"], started=r["started"],
-        finished=r["finished"], progress=r["progress"], message=r["message"], outputs=_LazyJSON(r["outputs"]),
+        id=r["id"],
+        workflow=r["workflow"],
+        job=r["job"],
+        number=r["number"],
+        host=r["host"],
+        handle=r["handle"],
+        state=JobState(r["state"]),
+        reason=r["reason"],
+        exit_code=r["exit_code"],
+        fingerprint=r["fingerprint"],
+        run_dir=r["run_dir"],
+        log_path=r["log_path"],
+        created=r["created"],
+        started=r["started"],
+        finished=r["finished"],
+        progress=r["progress"],
+        message=r["message"],
+        outputs=_LazyJSON(r["outputs"]),
     )

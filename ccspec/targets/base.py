@@ -40,11 +40,15 @@ class Status:
     state: JobState
     exit_code: int | None = None
     reason: str | None = None
-    finished: float | None = None  # when it ended by its host's account (None: when ccspec learnt of it)
+    finished: float | None = (
+        None  # when it ended by its host's account (None: when ccspec learnt of it)
+    )
     extra: Mapping[str, str] = field(default_factory=dict)
 
 
-ExitCallback = Callable[[str, int | None], None]  # (handle, exit code or None if it left none) -> None, from any thread
+ExitCallback = Callable[
+    [str, int | None], None
+]  # (handle, exit code or None if it left none) -> None, from any thread
 
 
 class Target(Protocol):

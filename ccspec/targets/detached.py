@@ -68,11 +68,15 @@ class DetachedBackend:
                 stage = self.layout.stage_script(launch)
                 argv = [*self.layout.env_argv(launch), *self.layout.argv(launch)]
             except (TargetError, OSError) as exc:
-                failed.append(Submitted(launch.attempt_id, None, f"cannot ship files to {self.label}: {exc}"))
+                failed.append(
+                    Submitted(launch.attempt_id, None, f"cannot ship files to {self.label}: {exc}")
+                )
                 continue
             run, cwd = self.layout.path(launch.run_dir), self.layout.job_folder(launch)
-            lines.append(f"{{ {stage}; }} 2>/dev/null; L {launch.attempt_id} {q(run)} {q(cwd)} {q(launch.claim)} "
-                         f"{shlex.join(argv)}")
+            lines.append(
+                f"{{ {stage}; }} 2>/dev/null; L {launch.attempt_id} {q(run)} {q(cwd)} {q(launch.claim)} "
+                f"{shlex.join(argv)}"
+            )
         if len(lines) == 1:
             return failed
         result = self.shell.run("\n".join(lines))
@@ -86,7 +90,9 @@ class DetachedBackend:
                 out.append(Submitted(launch.attempt_id, value))
             else:
                 detail = value or result.err.strip() or f"exit code {result.code}"
-                out.append(Submitted(launch.attempt_id, None, f"could not start on {self.label}: {detail}"))
+                out.append(
+                    Submitted(launch.attempt_id, None, f"could not start on {self.label}: {detail}")
+                )
         if any(s.error for s in out):
             self.layout.forget_blobs()
         return out
@@ -106,23 +112,40 @@ class DetachedBackend:
                 elif f.exit_code == 0:
                     states[t.attempt_id] = Status(JobState.SUCCEEDED, 0, finished=f.ended(now))
                 else:
-                    states[t.attempt_id] = Status(JobState.FAILED, f.exit_code, f"exit code {f.exit_code}",
-                                                  f.ended(now))
+                    states[t.attempt_id] = Status(
+                        JobState.FAILED, f.exit_code, f"exit code {f.exit_code}", f.ended(now)
+                    )
             elif f.pid == "r" or (f.pid == "-" and now - t.since < START_GRACE):
                 states[t.attempt_id] = Status(JobState.RUNNING, extra=f.mirroring())
             elif f.pid == "d":
-                states[t.attempt_id] = Status(JobState.LOST, None, f"the job's process on {self.label} is gone and "
-                                              "left no exit code (killed, or the host rebooted)")
+                states[t.attempt_id] = Status(
+                    JobState.LOST,
+                    None,
+                    f"the job's process on {self.label} is gone and "
+                    "left no exit code (killed, or the host rebooted)",
+                )
             else:
-                states[t.attempt_id] = Status(JobState.LOST, None, f"the job never started on {self.label} "
-                                              f"(no pid in {self.layout.path(t.run_dir)})")
-        fetch_results(self.layout, [t for t in tracked if t.fetch and (s := states.get(t.attempt_id)) is not None
-                                    and s.state in FINAL])
+                states[t.attempt_id] = Status(
+                    JobState.LOST,
+                    None,
+                    f"the job never started on {self.label} "
+                    f"(no pid in {self.layout.path(t.run_dir)})",
+                )
+        fetch_results(
+            self.layout,
+            [
+                t
+                for t in tracked
+                if t.fetch and (s := states.get(t.attempt_id)) is not None and s.state in FINAL
+            ],
+        )
         return states
 
     def fence(self, tracked: Sequence[Tracked]) -> dict[int, Fenced]:
         """A claimed launch was started right after it took its claim: follow it."""
-        return {i: "started" if f == "claimed" else f for i, f in fence(self.layout, tracked).items()}
+        return {
+            i: "started" if f == "claimed" else f for i, f in fence(self.layout, tracked).items()
+        }
 
     def cancel(self, tracked: Sequence[Tracked], force: bool) -> None:
         sig = "KILL" if force else "TERM"
@@ -131,8 +154,10 @@ class DetachedBackend:
             run = q(self.layout.path(t.run_dir))
             # the whole process group (the job leads its own session), or the pid alone;
             # no `--`: dash's kill does not take it
-            lines.append(f'p=$(cat {run}/pid 2>/dev/null) && {{ kill -{sig} -"$p" 2>/dev/null || '
-                         f'kill -{sig} "$p" 2>/dev/null; }}')
+            lines.append(
+                f'p=$(cat {run}/pid 2>/dev/null) && {{ kill -{sig} -"$p" 2>/dev/null || '
+                f'kill -{sig} "$p" 2>/dev/null; }}'
+            )
         if lines:
             self.shell.run("\n".join(lines) + "\ntrue")
 

@@ -20,11 +20,18 @@ DEFAULT_SLOTS = {"ssh": 32, "wsl": 8, "slurm": 1000}
 
 def backend_for(host: Host) -> Backend:
     if isinstance(host, SshHost):
-        shell = SshShell(host.host, user=host.user, port=host.port, key=host.key, proxy_jump=host.proxy_jump)
+        shell = SshShell(
+            host.host, user=host.user, port=host.port, key=host.key, proxy_jump=host.proxy_jump
+        )
         return DetachedBackend(shell, host.workdir or DEFAULT_WORKDIR, host.python)
     if isinstance(host, SlurmHost):
-        login = (SshShell(host.ssh, user=host.user, port=host.port, key=host.key, proxy_jump=host.proxy_jump)
-                 if host.ssh else LocalShell())
+        login = (
+            SshShell(
+                host.ssh, user=host.user, port=host.port, key=host.key, proxy_jump=host.proxy_jump
+            )
+            if host.ssh
+            else LocalShell()
+        )
         return SlurmBackend(login, host, host.workdir or DEFAULT_WORKDIR)
     if isinstance(host, WslHost):
         wsl = WslShell(host.distro, host.user, host.wsl_exe)

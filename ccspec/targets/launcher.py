@@ -33,19 +33,37 @@ __all__ = ["SIGDEF", "BashLauncher", "eligible"]
 _OWN_SHELL = re.compile(r"\$\$|\$\{\$\}|\bexec\b|BASH_SUBSHELL")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Variables bash reads only when it starts, or that steer the wrapper itself.
-_STARTUP_ONLY = frozenset({"ENV", "SHELLOPTS", "BASHOPTS", "IFS", "POSIXLY_CORRECT", "UID", "EUID", "PPID",
-                           "GROUPS", "SHLVL"})
+_STARTUP_ONLY = frozenset(
+    {
+        "ENV",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "IFS",
+        "POSIXLY_CORRECT",
+        "UID",
+        "EUID",
+        "PPID",
+        "GROUPS",
+        "SHLVL",
+    }
+)
 MAX_RECORD = 999_999  # bytes of a launch record (six digits of length); longer ones are spawned
 TURN_PIPES = 4  # templates/run-launcher.sh's K: up to three spares wait for their turn
 REPLY_TIMEOUT = 10.0  # seconds a spare may take to appear before the launcher counts as stuck
 # Python ignores these; a job must start with them at their defaults (`yes | head` ends).
-SIGDEF = tuple(s for s in (getattr(signal, "SIGPIPE", None), getattr(signal, "SIGXFSZ", None)) if s is not None)
+SIGDEF = tuple(
+    s for s in (getattr(signal, "SIGPIPE", None), getattr(signal, "SIGXFSZ", None)) if s is not None
+)
 
 
 def eligible(argv: Sequence[str]) -> bool:
     """Whether `argv` (bash -c WRAPPER bash COMMAND LOG CWD, the run: wrapper's form) runs a
     command that a forked subshell runs exactly as a new bash would."""
-    return len(argv) == 7 and os.path.basename(argv[0]) == "bash" and _OWN_SHELL.search(argv[4]) is None
+    return (
+        len(argv) == 7
+        and os.path.basename(argv[0]) == "bash"
+        and _OWN_SHELL.search(argv[4]) is None
+    )
 
 
 class BashLauncher:
@@ -64,7 +82,9 @@ class BashLauncher:
         self._base: dict[str, str] = {}
         self.broken = False
 
-    def launch(self, command: str, log: str, cwd: str, wrapper: str, env: Mapping[str, str]) -> int | None:
+    def launch(
+        self, command: str, log: str, cwd: str, wrapper: str, env: Mapping[str, str]
+    ) -> int | None:
         """Fork one job running `wrapper` (the launcher's own copy must be the same text);
         its pid, or None when this launch cannot go through the launcher (the caller spawns
         it the usual way)."""
@@ -76,7 +96,9 @@ class BashLauncher:
         if record is None:
             return None
         try:
-            pid = self._read_pid()  # the spare that takes this record, forked while the last job ran
+            pid = (
+                self._read_pid()
+            )  # the spare that takes this record, forked while the last job ran
             self._write_all(record)
         except OSError:
             self._fail()
@@ -91,8 +113,10 @@ class BashLauncher:
         changes = self._changes(env)
         if changes is None or "\0" in command or "\0" in log or "\0" in cwd:
             return None
-        body = (f"{changes}{'; ' if changes else ''}__ccspec_cmd={_quoted(command)} __ccspec_log={_quoted(log)} "
-                f"__ccspec_cwd={_quoted(cwd)}").encode("ascii")
+        body = (
+            f"{changes}{'; ' if changes else ''}__ccspec_cmd={_quoted(command)} __ccspec_log={_quoted(log)} "
+            f"__ccspec_cwd={_quoted(cwd)}"
+        ).encode("ascii")
         if len(body) > MAX_RECORD:
             return None
         return b"%06d" % len(body) + body
@@ -105,11 +129,17 @@ class BashLauncher:
         changed = {k: v for k, v in env.items() if base.get(k) != v}
         gone = [k for k in base if k not in env]
         for name in (*changed, *gone):
-            if not _NAME.fullmatch(name) or name in _STARTUP_ONLY or name.startswith(("BASH", "__ccspec_")):
+            if (
+                not _NAME.fullmatch(name)
+                or name in _STARTUP_ONLY
+                or name.startswith(("BASH", "__ccspec_"))
+            ):
                 return None
         if any("\0" in v for v in changed.values()):
             return None
-        script = "export " + " ".join(f"{k}={_quoted(v)}" for k, v in changed.items()) if changed else ""
+        script = (
+            "export " + " ".join(f"{k}={_quoted(v)}" for k, v in changed.items()) if changed else ""
+        )
         if gone:
             script += f"{'; ' if script else ''}unset -v {' '.join(gone)}"
         return script
@@ -118,20 +148,36 @@ class BashLauncher:
         # the launcher's ends above the fds they go to (0-23): dup2 in turn must not overwrite one
         records_r, records_w = map(_above_targets, os.pipe())
         replies_r, replies_w = map(_above_targets, os.pipe())
-        said_r, said_w = map(_above_targets, os.pipe())  # spare -> launcher: "I have the turn, fork the next" (or "end")
-        turns = [tuple(map(_above_targets, os.pipe())) for _ in range(TURN_PIPES)]  # spare i-1 -> spare i: "stdin is yours"
+        said_r, said_w = map(
+            _above_targets, os.pipe()
+        )  # spare -> launcher: "I have the turn, fork the next" (or "end")
+        turns = [
+            tuple(map(_above_targets, os.pipe())) for _ in range(TURN_PIPES)
+        ]  # spare i-1 -> spare i: "stdin is yours"
         try:
             self._base = dict(os.environ)
             self._pid = os.posix_spawn(
-                self._bash, [self._bash, "-c", template_path("run-launcher.sh").read_text(), "bash", self._wrapper],
+                self._bash,
+                [
+                    self._bash,
+                    "-c",
+                    template_path("run-launcher.sh").read_text(),
+                    "bash",
+                    self._wrapper,
+                ],
                 self._base,
-                file_actions=[(os.POSIX_SPAWN_DUP2, records_r, 0), (os.POSIX_SPAWN_DUP2, replies_w, 3),
-                              (os.POSIX_SPAWN_DUP2, said_w, 4), (os.POSIX_SPAWN_DUP2, said_r, 5),
-                              *((os.POSIX_SPAWN_DUP2, r, 10 + i) for i, (r, _) in enumerate(turns)),
-                              *((os.POSIX_SPAWN_DUP2, w, 20 + i) for i, (_, w) in enumerate(turns)),
-                              (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-                              (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)],
-                setsid=True, setsigdef=SIGDEF,
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, records_r, 0),
+                    (os.POSIX_SPAWN_DUP2, replies_w, 3),
+                    (os.POSIX_SPAWN_DUP2, said_w, 4),
+                    (os.POSIX_SPAWN_DUP2, said_r, 5),
+                    *((os.POSIX_SPAWN_DUP2, r, 10 + i) for i, (r, _) in enumerate(turns)),
+                    *((os.POSIX_SPAWN_DUP2, w, 20 + i) for i, (_, w) in enumerate(turns)),
+                    (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                    (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
+                ],
+                setsid=True,
+                setsigdef=SIGDEF,
             )
         except OSError:
             for fd in (records_w, replies_r):
@@ -139,7 +185,13 @@ class BashLauncher:
             self.broken = True
             return False
         finally:
-            for fd in (records_r, replies_w, said_r, said_w, *(fd for pair in turns for fd in pair)):
+            for fd in (
+                records_r,
+                replies_w,
+                said_r,
+                said_w,
+                *(fd for pair in turns for fd in pair),
+            ):
                 os.close(fd)
         self._records, self._replies = records_w, replies_r
         self._pending = b""  # pids of an earlier launcher's spares (after close) are not this one's
@@ -148,7 +200,7 @@ class BashLauncher:
     def _write_all(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
-            view = view[os.write(self._records, view):]
+            view = view[os.write(self._records, view) :]
 
     def _read_pid(self) -> int:
         while b"\n" not in self._pending:

@@ -38,16 +38,21 @@ from ccspec.targets.launcher import SIGDEF, BashLauncher, eligible
 __all__ = ["LOST_REASON", "LocalTarget", "exit_time", "lost_reason", "read_exit_code"]
 
 LOST_REASON = "the job's process is gone and left no exit code (killed by SIGKILL?)"
-PREPARE_AHEAD = 256  # run folders made ahead of their launch at most at a time (a layer of a wide DAG)
+PREPARE_AHEAD = (
+    256  # run folders made ahead of their launch at most at a time (a layer of a wide DAG)
+)
 
 _SPAWN = hasattr(os, "posix_spawn") and not sys.platform.startswith("win")
-_NULL_STDIO = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)] if _SPAWN else []
+_NULL_STDIO = (
+    [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)] if _SPAWN else []
+)
 
 
 @functools.lru_cache(maxsize=32)
 def _which(program: str) -> str:
     """posix_spawn wants a path; look programs up once."""
     return shutil.which(program) or program
+
 
 IS_WINDOWS = sys.platform == "win32"
 
@@ -79,7 +84,7 @@ def _number_in_name(run_dir: Path | str, prefix: str) -> int | None:
     except OSError:
         return None
     for name in names:
-        number = name[len(prefix):] if name.startswith(prefix) else ""
+        number = name[len(prefix) :] if name.startswith(prefix) else ""
         if number.lstrip("-").isdigit():
             return int(number)
     return None
@@ -102,7 +107,9 @@ def exit_time(run_dir: Path | str) -> float | None:
     except OSError:
         code = _exit_code_in_name(run_dir)  # a full folder: the empty file named after the code
     try:
-        return None if code is None else os.stat(os.path.join(run_dir, f"exit_code.{code}")).st_mtime
+        return (
+            None if code is None else os.stat(os.path.join(run_dir, f"exit_code.{code}")).st_mtime
+        )
     except OSError:
         return None
 
@@ -124,7 +131,9 @@ class LocalTarget:
 
     def __init__(self) -> None:
         self._wrapper = str(template_path("job-wrapper.sh"))
-        self._reapers: dict[str, Callable[[], int | None]] = {}  # handle -> wait for that child's exit code
+        self._reapers: dict[
+            str, Callable[[], int | None]
+        ] = {}  # handle -> wait for that child's exit code
         self._callbacks: dict[str, ExitCallback] = {}
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe()
@@ -134,8 +143,12 @@ class LocalTarget:
         self._exited: queue.SimpleQueue[tuple[str, int | None]] = queue.SimpleQueue()
         self._dirs: set[Path] = set()
         self._launcher: BashLauncher | None = None
-        self._asked: set[Path] = set()  # run folders `prepare` was asked for and no launch has used yet
-        self._to_make: collections.deque[Path] = collections.deque()  # of those, the ones not made yet, in order
+        self._asked: set[Path] = (
+            set()
+        )  # run folders `prepare` was asked for and no launch has used yet
+        self._to_make: collections.deque[Path] = (
+            collections.deque()
+        )  # of those, the ones not made yet, in order
         self._made: set[Path] = set()  # the ones made ahead
         self.made_ahead = 0  # launches whose run folder was made ahead
 
@@ -194,7 +207,12 @@ class LocalTarget:
         self._asked.clear()  # folders not made yet are not needed
         self._to_make.clear()
         self._made.clear()
-        wake_r, wake_w, self._wake_r, self._wake_w = self._wake_r, self._wake_w, -1, -1  # a late wake() writes nowhere
+        wake_r, wake_w, self._wake_r, self._wake_w = (
+            self._wake_r,
+            self._wake_w,
+            -1,
+            -1,
+        )  # a late wake() writes nowhere
         for fd in (wake_r, wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -213,15 +231,29 @@ class LocalTarget:
             return self._spawn(launch, on_exit)
         self._ensure_dir(launch.run_dir)
         self._ensure_dir(launch.log_path.parent)
-        argv = list(launch.argv) if launch.wrapped else ["/bin/sh", self._wrapper, str(launch.run_dir), *launch.argv]
+        argv = (
+            list(launch.argv)
+            if launch.wrapped
+            else ["/bin/sh", self._wrapper, str(launch.run_dir), *launch.argv]
+        )
         try:
-            with open(launch.log_path, "ab", opener=opener) as log:  # 0600: the log may show secrets
+            with open(
+                launch.log_path, "ab", opener=opener
+            ) as log:  # 0600: the log may show secrets
                 proc = subprocess.Popen(
-                    argv, cwd=launch.cwd, env=dict(launch.env), stdin=subprocess.DEVNULL, stdout=log,
-                    stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+                    argv,
+                    cwd=launch.cwd,
+                    env=dict(launch.env),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    close_fds=True,
                 )
         except OSError as exc:
-            raise PermanentTargetError(f"cannot start {launch.argv[0]!r}: {exc.strerror or exc}") from exc
+            raise PermanentTargetError(
+                f"cannot start {launch.argv[0]!r}: {exc.strerror or exc}"
+            ) from exc
         return self._watch(proc.pid, proc.wait, on_exit)
 
     def _spawn(self, launch: Launch, on_exit: ExitCallback) -> str:
@@ -237,10 +269,18 @@ class LocalTarget:
                 run_dir = launch.run_dir
                 return self._watch(pid, lambda: read_exit_code(run_dir), on_exit)
         try:
-            pid = os.posix_spawn(_which(argv[0]), list(argv), launch.env, file_actions=_NULL_STDIO, setsid=True,
-                                 setsigdef=SIGDEF)
+            pid = os.posix_spawn(
+                _which(argv[0]),
+                list(argv),
+                launch.env,
+                file_actions=_NULL_STDIO,
+                setsid=True,
+                setsigdef=SIGDEF,
+            )
         except OSError as exc:
-            raise PermanentTargetError(f"cannot start {launch.argv[0]!r}: {exc.strerror or exc}") from exc
+            raise PermanentTargetError(
+                f"cannot start {launch.argv[0]!r}: {exc.strerror or exc}"
+            ) from exc
         return self._watch(pid, lambda: os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), on_exit)
 
     def _make_run_dir(self, run_dir: Path) -> None:
@@ -277,7 +317,9 @@ class LocalTarget:
             self._exited.put((handle, reap()))
             self.wake()
         except (AttributeError, OSError):
-            threading.Thread(target=self._wait_thread, args=(handle, reap), name=f"wait-{handle}", daemon=True).start()
+            threading.Thread(
+                target=self._wait_thread, args=(handle, reap), name=f"wait-{handle}", daemon=True
+            ).start()
         else:
             self._selector.register(fd, selectors.EVENT_READ, handle)
         return handle
@@ -316,8 +358,12 @@ class LocalTarget:
         for handle, run_dir in handles.items():
             code = read_exit_code(run_dir)
             if code is not None:
-                out[handle] = Status(JobState.SUCCEEDED if code == 0 else JobState.FAILED, code,
-                                     None if code == 0 else f"exit code {code}", exit_time(run_dir))
+                out[handle] = Status(
+                    JobState.SUCCEEDED if code == 0 else JobState.FAILED,
+                    code,
+                    None if code == 0 else f"exit code {code}",
+                    exit_time(run_dir),
+                )
             elif handle.isdigit() and pid_alive(int(handle)):
                 out[handle] = Status(JobState.RUNNING)
             else:

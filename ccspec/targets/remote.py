@@ -38,12 +38,21 @@ if TYPE_CHECKING:
     from ccspec.targets.claims import Fenced
 
 __all__ = [
-    "Backend", "RemoteLaunch", "RemoteLayout", "Submitted", "Tracked", "launched_at", "parse_poll", "poll_lines",
+    "Backend",
+    "RemoteLaunch",
+    "RemoteLayout",
+    "Submitted",
+    "Tracked",
+    "launched_at",
+    "parse_poll",
+    "poll_lines",
 ]
 
 q = shlex.quote
 LOG_CHUNK = 8 << 20  # bytes of one job's log read per poll; the rest comes with the next poll
-POLL_LOG_BUDGET = 16 << 20  # bytes of all jobs' logs one poll brings at most (its answer is held whole)
+POLL_LOG_BUDGET = (
+    16 << 20
+)  # bytes of all jobs' logs one poll brings at most (its answer is held whole)
 START_GRACE = 60.0  # seconds a launched job may take to write its pid before it counts as lost
 
 
@@ -59,8 +68,12 @@ class RemoteLaunch:
     run_dir: str  # relative to the host's workdir
     log_path: Path  # the local mirror of the log
     env: Mapping[str, str]  # the job's and host's env plus CCSPEC_* (not this machine's env)
-    files: Mapping[str, Path] = field(default_factory=dict)  # path relative to the spec -> local file
-    fetch: Mapping[str, Path] = field(default_factory=dict)  # run-folder files to bring back when it ends
+    files: Mapping[str, Path] = field(
+        default_factory=dict
+    )  # path relative to the spec -> local file
+    fetch: Mapping[str, Path] = field(
+        default_factory=dict
+    )  # run-folder files to bring back when it ends
     claim: str = "launch"  # taken in the run folder right before the start (ccspec.targets.claims)
 
 
@@ -74,7 +87,9 @@ class Tracked:
     log_path: Path
     since: float  # wall time of the launch, for the start grace
     last: Status | None = None
-    fetch: Mapping[str, Path] = field(default_factory=dict)  # files of the run folder to bring back when it ends
+    fetch: Mapping[str, Path] = field(
+        default_factory=dict
+    )  # files of the run folder to bring back when it ends
     claim: str | None = None  # a launch recorded with no answer: its claim, for `Backend.fence`
 
 
@@ -112,7 +127,9 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-def job_files(job: ResolvedJob, base: Path, inputs: Iterable[tuple[str, str]] = ()) -> dict[str, Path]:
+def job_files(
+    job: ResolvedJob, base: Path, inputs: Iterable[tuple[str, str]] = ()
+) -> dict[str, Path]:
     """The local files a job needs on the remote host, by path relative to the spec."""
     files: dict[str, Path] = {}
     for rel in (job.script, job.notebook):
@@ -121,7 +138,6 @@ def job_files(job: ResolvedJob, base: Path, inputs: Iterable[tuple[str, str]] = 
     for rel, _ in inputs:
         files[rel] = base / rel
     return files
-
 
 
 class RemoteLayout:
@@ -140,14 +156,24 @@ class RemoteLayout:
         """The workdir as an absolute path on the host (created on first use)."""
         if self._root is None:
             spec = self.workdir_spec
-            target = f'"$HOME"/{q(spec[2:])}' if spec.startswith("~/") else '"$HOME"' if spec == "~" else q(spec)
+            target = (
+                f'"$HOME"/{q(spec[2:])}'
+                if spec.startswith("~/")
+                else '"$HOME"'
+                if spec == "~"
+                else q(spec)
+            )
             # W/.ccspec is private (0700): the runs' logs may show secrets
-            result = self.shell.run(f"mkdir -p {target}/.ccspec/blobs && chmod 700 {target}/.ccspec && cd {target} && "
-                                    "pwd -P && ls .ccspec/blobs")
+            result = self.shell.run(
+                f"mkdir -p {target}/.ccspec/blobs && chmod 700 {target}/.ccspec && cd {target} && "
+                "pwd -P && ls .ccspec/blobs"
+            )
             if result.code != 0:
                 from ccspec.errors import PermanentTargetError
 
-                raise PermanentTargetError(f"cannot use workdir {spec} on {self.shell.label}: {result.err.strip()}")
+                raise PermanentTargetError(
+                    f"cannot use workdir {spec} on {self.shell.label}: {result.err.strip()}"
+                )
             lines = result.text.splitlines()
             self._root, self._blobs = lines[0], set(lines[1:])
         return self._root
@@ -179,8 +205,10 @@ class RemoteLayout:
         for rel, local in sorted(launch.files.items()):
             blob = self.ship(local)
             dest = self.file_path(launch, rel)
-            lines.append(f"mkdir -p {q(str(PurePosixPath(dest).parent))} && "
-                         f"{{ cmp -s {q(blob)} {q(dest)} || cp -f {q(blob)} {q(dest)}; }}")
+            lines.append(
+                f"mkdir -p {q(str(PurePosixPath(dest).parent))} && "
+                f"{{ cmp -s {q(blob)} {q(dest)} || cp -f {q(blob)} {q(dest)}; }}"
+            )
         lines.insert(0, f"mkdir -p {q(folder)} {q(self.path(launch.run_dir))}")
         return " && ".join(lines)
 
@@ -194,7 +222,9 @@ class RemoteLayout:
     def file_path(self, launch: RemoteLaunch, rel: str) -> str:
         posix = PurePosixPath(Path(rel).as_posix())
         if posix.is_absolute() or ".." in posix.parts:  # outside the spec's folder: keep it apart
-            return str(PurePosixPath(self.workflow_folder(launch.workflow)) / "_outside" / posix.name)
+            return str(
+                PurePosixPath(self.workflow_folder(launch.workflow)) / "_outside" / posix.name
+            )
         return str(PurePosixPath(self.workflow_folder(launch.workflow)) / posix)
 
     def argv(self, launch: RemoteLaunch) -> list[str]:
@@ -210,8 +240,17 @@ class RemoteLayout:
             prefix = interpreter_argv(script, job.interpreter, python=self.python) or []
             return [*wrapper, *prefix, script, *(str(a) for a in job.args)]
         notebook = self.file_path(launch, job.notebook or "")
-        argv = [*wrapper, self.python, "-m", "papermill", "--log-output", notebook, f"{run}/executed.ipynb",
-                "-y", json.dumps(dict(job.parameters))]
+        argv = [
+            *wrapper,
+            self.python,
+            "-m",
+            "papermill",
+            "--log-output",
+            notebook,
+            f"{run}/executed.ipynb",
+            "-y",
+            json.dumps(dict(job.parameters)),
+        ]
         return [*argv, "-k", job.kernel] if job.kernel else argv
 
     def env_argv(self, launch: RemoteLaunch) -> list[str]:
@@ -280,7 +319,9 @@ class FileState:
     slurm_id: str | None
     complete: bool  # the whole log has been mirrored
     left: int = 0  # log bytes still to mirror
-    age: float | None = None  # seconds between the exit code's writing and the poll, by the host's clock
+    age: float | None = (
+        None  # seconds between the exit code's writing and the poll, by the host's clock
+    )
 
     def ended(self, now: float) -> float | None:
         """When the job ended, on this machine's clock (None: not known)."""
@@ -324,28 +365,41 @@ def fetch_results(layout: RemoteLayout, finished: Sequence[Tracked]) -> None:
     notebook is kept next to its log, as for local jobs). One command for all of them per
     POLL_LOG_BUDGET bytes, so a large file never sits whole in memory; each is written under
     a temporary name and renamed when complete. A missing file is skipped."""
-    wanted = {i: (f"{layout.path(t.run_dir)}/{name}", local)
-              for i, (t, name, local) in enumerate((t, n, lo) for t in finished for n, lo in t.fetch.items())}
+    wanted = {
+        i: (f"{layout.path(t.run_dir)}/{name}", local)
+        for i, (t, name, local) in enumerate(
+            (t, n, lo) for t in finished for n, lo in t.fetch.items()
+        )
+    }
     offsets = dict.fromkeys(wanted, 0)
     while offsets:
         _fetch_round(layout, wanted, offsets)
 
 
-def _fetch_round(layout: RemoteLayout, wanted: Mapping[int, tuple[str, Path]], offsets: dict[int, int]) -> None:
+def _fetch_round(
+    layout: RemoteLayout, wanted: Mapping[int, tuple[str, Path]], offsets: dict[int, int]
+) -> None:
     """One command for the next piece of every file still wanted (its answer is freed on
     return, before the next one arrives); forgets the files that are complete or missing."""
     share = max(1, POLL_LOG_BUDGET // len(offsets))
-    out = layout.shell.run("\n".join([FETCH_FUNCTION, *(f"F {i} {q(wanted[i][0])} {offsets[i]} {share}"
-                                                       for i in offsets)])).out
+    out = layout.shell.run(
+        "\n".join(
+            [FETCH_FUNCTION, *(f"F {i} {q(wanted[i][0])} {offsets[i]} {share}" for i in offsets)]
+        )
+    ).out
     view = memoryview(out)
     pos, answered = 0, set()
     while (start := out.find(b"@@ ", pos)) >= 0 and (end := out.find(b"\n", start)) >= 0:
-        fields = out[start + 3:end].decode("utf-8", "replace").split(" ")
-        if len(fields) != 3 or not all(f.isdigit() for f in fields) or int(fields[0]) not in offsets:
+        fields = out[start + 3 : end].decode("utf-8", "replace").split(" ")
+        if (
+            len(fields) != 3
+            or not all(f.isdigit() for f in fields)
+            or int(fields[0]) not in offsets
+        ):
             pos = end + 1
             continue
         key, size, nbytes = (int(f) for f in fields)
-        data = view[end + 1:end + 1 + nbytes]
+        data = view[end + 1 : end + 1 + nbytes]
         pos = end + 1 + nbytes
         answered.add(key)
         local = wanted[key][1]
@@ -390,14 +444,14 @@ def parse_poll(out: bytes, tracked: Sequence[Tracked]) -> dict[int, FileState]:
         end = out.find(b"\n", start)
         if end < 0:
             break
-        fields = out[start + 3:end].decode("utf-8", "replace").split(" ")
+        fields = out[start + 3 : end].decode("utf-8", "replace").split(" ")
         if len(fields) not in (5, 8) or not fields[0].isdigit() or not fields[4].isdigit():
             pos = end + 1
             continue
         key, exit_text, pid_state, slurm_id, size = fields[:5]
         left_text, host_now, written = fields[5:] if len(fields) == 8 else ("", "-", "-")
         nbytes = int(size)
-        data = out[end + 1:end + 1 + nbytes]
+        data = out[end + 1 : end + 1 + nbytes]
         pos = end + 1 + nbytes
         t = by_id.get(int(key))
         if t is None:
@@ -410,5 +464,7 @@ def parse_poll(out: bytes, tracked: Sequence[Tracked]) -> dict[int, FileState]:
         left = int(left_text) if left_text.isdigit() else (0 if nbytes < LOG_CHUNK else 1)
         left += nbytes - len(data)  # an answer cut short: what is missing comes with the next poll
         age = _age(host_now, written)
-        found[t.attempt_id] = FileState(code, pid_state, None if slurm_id == "-" else slurm_id, left == 0, left, age)
+        found[t.attempt_id] = FileState(
+            code, pid_state, None if slurm_id == "-" else slurm_id, left == 0, left, age
+        )
     return found

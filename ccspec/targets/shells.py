@@ -25,7 +25,15 @@ from typing import Any, Protocol
 from ccspec.errors import HostUnreachable, TemporaryTargetError
 from ccspec.fdwait import wait_readable
 
-__all__ = ["HostUnreachable", "LocalShell", "Result", "Shell", "SshShell", "WslShell", "ssh_config_path"]
+__all__ = [
+    "HostUnreachable",
+    "LocalShell",
+    "Result",
+    "Shell",
+    "SshShell",
+    "WslShell",
+    "ssh_config_path",
+]
 
 COMMAND_TIMEOUT = 120.0
 # Longer scripts (a batch of hundreds of launches) go through stdin: an argument of
@@ -49,7 +57,9 @@ class Result:
 class Shell(Protocol):
     label: str  # for messages: "user@host:port", "wsl:Ubuntu", "this machine"
 
-    def run(self, script: str, *, stdin: bytes | None = None, timeout: float = COMMAND_TIMEOUT) -> Result:
+    def run(
+        self, script: str, *, stdin: bytes | None = None, timeout: float = COMMAND_TIMEOUT
+    ) -> Result:
         """Run a POSIX shell script on the host."""
 
     def put(self, data: bytes, remote: str) -> None:
@@ -62,10 +72,14 @@ class Shell(Protocol):
 def _put_via_shell(shell: Shell, data: bytes, remote: str) -> None:
     tmp = f"{remote}.part{os.getpid()}-{secrets.token_hex(4)}"  # two hosts may share a workdir and a blob
     q = shlex.quote
-    result = shell.run(f"mkdir -p {q(os.path.dirname(remote) or '.')} && cat > {q(tmp)} && mv -f {q(tmp)} {q(remote)}",
-                       stdin=data)
+    result = shell.run(
+        f"mkdir -p {q(os.path.dirname(remote) or '.')} && cat > {q(tmp)} && mv -f {q(tmp)} {q(remote)}",
+        stdin=data,
+    )
     if result.code != 0:
-        raise TemporaryTargetError(f"cannot write {remote} on {shell.label}: {result.err.strip() or result.code}")
+        raise TemporaryTargetError(
+            f"cannot write {remote} on {shell.label}: {result.err.strip() or result.code}"
+        )
 
 
 class LocalShell:
@@ -77,7 +91,9 @@ class LocalShell:
         self.prefix = argv_prefix
         self.login = login
 
-    def run(self, script: str, *, stdin: bytes | None = None, timeout: float = COMMAND_TIMEOUT) -> Result:
+    def run(
+        self, script: str, *, stdin: bytes | None = None, timeout: float = COMMAND_TIMEOUT
+    ) -> Result:
         flags = "-l" if self.login else "-"
         if stdin is None and len(script) > INLINE_LIMIT:
             argv, data = [*self.prefix, f"{flags}s"], script.encode()
@@ -86,9 +102,13 @@ class LocalShell:
         try:
             proc = subprocess.run(argv, input=data, capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
-            raise TemporaryTargetError(f"a command on {self.label} took more than {timeout:g}s") from exc
+            raise TemporaryTargetError(
+                f"a command on {self.label} took more than {timeout:g}s"
+            ) from exc
         except OSError as exc:
-            raise HostUnreachable(f"cannot run {self.prefix[0]!r} on {self.label}: {exc.strerror or exc}") from exc
+            raise HostUnreachable(
+                f"cannot run {self.prefix[0]!r} on {self.label}: {exc.strerror or exc}"
+            ) from exc
         return Result(proc.returncode, proc.stdout, proc.stderr.decode("utf-8", "replace"))
 
     def put(self, data: bytes, remote: str) -> None:
@@ -102,7 +122,9 @@ class WslShell(LocalShell):
     """Commands inside a WSL distribution, through `wsl.exe -d DISTRO -- bash -lc SCRIPT`."""
 
     def __init__(self, distro: str, user: str | None = None, wsl_exe: str = "wsl.exe") -> None:
-        super().__init__((wsl_exe, "-d", distro, *(("-u", user) if user else ()), "--", "bash"), login=True)
+        super().__init__(
+            (wsl_exe, "-d", distro, *(("-u", user) if user else ()), "--", "bash"), login=True
+        )
         self.label = f"wsl:{distro}"
 
 
@@ -114,9 +136,23 @@ def ssh_config_path() -> Path:
 class SshShell:
     """One fabric connection to one host, reused for every command and file."""
 
-    def __init__(self, host: str, *, user: str | None = None, port: int | None = None, key: str | None = None,
-                 proxy_jump: str | None = None, connect_timeout: float = 10.0) -> None:
-        self.host, self.user, self.port, self.key, self.proxy_jump = host, user, port, key, proxy_jump
+    def __init__(
+        self,
+        host: str,
+        *,
+        user: str | None = None,
+        port: int | None = None,
+        key: str | None = None,
+        proxy_jump: str | None = None,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.host, self.user, self.port, self.key, self.proxy_jump = (
+            host,
+            user,
+            port,
+            key,
+            proxy_jump,
+        )
         self.connect_timeout = connect_timeout
         self._conn: Any = None
         self._lock = threading.Lock()
@@ -140,7 +176,10 @@ class SshShell:
             conn = self._connect()
         except HostUnreachable as exc:
             self._last_error = str(exc)
-            self._retry_at = time.monotonic() + RECONNECT_BACKOFF[min(self._failures, len(RECONNECT_BACKOFF) - 1)]
+            self._retry_at = (
+                time.monotonic()
+                + RECONNECT_BACKOFF[min(self._failures, len(RECONNECT_BACKOFF) - 1)]
+            )
             self._failures += 1
             raise
         self._failures, self._retry_at = 0, 0.0
@@ -152,17 +191,32 @@ class SshShell:
         import paramiko
 
         config_file = ssh_config_path()
-        config = fabric.Config(runtime_ssh_path=str(config_file)) if config_file.is_file() else fabric.Config()
+        config = (
+            fabric.Config(runtime_ssh_path=str(config_file))
+            if config_file.is_file()
+            else fabric.Config()
+        )
         kwargs: dict[str, Any] = {}
         if self.key:
             kwargs["key_filename"] = [str(Path(self.key).expanduser())]
         gateway = None
         if self.proxy_jump:  # ssh -J user@jump:port
-            jump = SshShell(*_split_target(self.proxy_jump)[:1], user=_split_target(self.proxy_jump)[1],
-                            port=_split_target(self.proxy_jump)[2], key=self.key)
+            jump = SshShell(
+                *_split_target(self.proxy_jump)[:1],
+                user=_split_target(self.proxy_jump)[1],
+                port=_split_target(self.proxy_jump)[2],
+                key=self.key,
+            )
             gateway = jump._connection()
-        conn = fabric.Connection(self.host, user=self.user, port=self.port, config=config, gateway=gateway,
-                                 connect_timeout=self.connect_timeout, connect_kwargs=kwargs)
+        conn = fabric.Connection(
+            self.host,
+            user=self.user,
+            port=self.port,
+            config=config,
+            gateway=gateway,
+            connect_timeout=self.connect_timeout,
+            connect_kwargs=kwargs,
+        )
         self.label = f"{conn.user}@{conn.host}:{conn.port}"
         try:
             conn.open()
@@ -189,7 +243,9 @@ class SshShell:
 
     # -- commands ----------------------------------------------------------------------
 
-    def run(self, script: str, *, stdin: bytes | None = None, timeout: float = COMMAND_TIMEOUT) -> Result:
+    def run(
+        self, script: str, *, stdin: bytes | None = None, timeout: float = COMMAND_TIMEOUT
+    ) -> Result:
         import paramiko
 
         with self._lock:
@@ -198,7 +254,9 @@ class SshShell:
                 return self._exec(conn, script, stdin, timeout)
             except (OSError, EOFError, paramiko.SSHException) as exc:
                 self._drop()  # a dropped connection: the next call reconnects (with backoff)
-                raise HostUnreachable(f"lost the connection to {self.label}: {exc or type(exc).__name__}") from exc
+                raise HostUnreachable(
+                    f"lost the connection to {self.label}: {exc or type(exc).__name__}"
+                ) from exc
 
     def _exec(self, conn: Any, script: str, stdin: bytes | None, timeout: float) -> Result:
         # A raw channel rather than fabric's run(): no reader threads per command, which
@@ -236,7 +294,9 @@ class SshShell:
             code = channel.recv_exit_status()
             return Result(code, bytes(out), err.decode("utf-8", "replace"))
         except TimeoutError as exc:
-            raise TemporaryTargetError(f"a command on {self.label} took more than {timeout:g}s") from exc
+            raise TemporaryTargetError(
+                f"a command on {self.label} took more than {timeout:g}s"
+            ) from exc
         finally:
             channel.close()
 

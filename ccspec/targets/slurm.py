@@ -62,7 +62,15 @@ S() {
 }
 """.replace("CLAIM_CHECK", CLAIM_CHECK)
 
-QUEUED_STATES = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SUSPENDED"}
+QUEUED_STATES = {
+    "PENDING",
+    "CONFIGURING",
+    "REQUEUED",
+    "REQUEUE_HOLD",
+    "REQUEUE_FED",
+    "RESV_DEL_HOLD",
+    "SUSPENDED",
+}
 RUNNING_STATES = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING"}
 FINAL_REASONS = {
     "TIMEOUT": (JobState.TIMED_OUT, "Slurm's time limit was reached (TIMEOUT)"),
@@ -88,7 +96,9 @@ def map_state(record: SlurmRecord, file_code: int | None) -> Status:
     state = record.state.split()[0].rstrip("+") if record.state else ""
     if state in QUEUED_STATES:
         reason = record.reason if record.reason and record.reason != "None" else None
-        return Status(JobState.QUEUED, None, f"{state.lower()}: {reason}" if reason else state.lower())
+        return Status(
+            JobState.QUEUED, None, f"{state.lower()}: {reason}" if reason else state.lower()
+        )
     if state in RUNNING_STATES:
         return Status(JobState.RUNNING)
     code = file_code if file_code is not None else record.exit_code
@@ -97,13 +107,19 @@ def map_state(record: SlurmRecord, file_code: int | None) -> Status:
             return Status(JobState.SUCCEEDED, 0)
         return Status(JobState.FAILED, code, f"exit code {code}")
     if state == "FAILED":
-        return Status(JobState.FAILED, code, f"exit code {code}" if code else "failed in Slurm (FAILED)")
+        return Status(
+            JobState.FAILED, code, f"exit code {code}" if code else "failed in Slurm (FAILED)"
+        )
     if state == "CANCELLED":
         return Status(JobState.CANCELLED, code, "cancelled in Slurm (scancel)")
     if state in FINAL_REASONS:
         mapped, reason = FINAL_REASONS[state]
         return Status(mapped, code, reason)
-    return Status(JobState.RUNNING, None, f"Slurm state {state}") if state else Status(JobState.RUNNING)
+    return (
+        Status(JobState.RUNNING, None, f"Slurm state {state}")
+        if state
+        else Status(JobState.RUNNING)
+    )
 
 
 def sbatch_options(launch: RemoteLaunch, host: SlurmHost) -> list[str]:
@@ -129,7 +145,9 @@ def sbatch_options(launch: RemoteLaunch, host: SlurmHost) -> list[str]:
         options["gres"] = f"gpu:{res.gpus}"
     for key, value in host.sbatch.items():
         key = key.replace("_", "-")
-        options[key] = None if value is True else str(value).lower() if isinstance(value, bool) else str(value)
+        options[key] = (
+            None if value is True else str(value).lower() if isinstance(value, bool) else str(value)
+        )
     return [f"--{k}" if v is None else f"--{k}={v}" for k, v in options.items() if v != "false"]
 
 
@@ -137,7 +155,9 @@ def sbatch_options(launch: RemoteLaunch, host: SlurmHost) -> list[str]:
 def _template() -> jinja2.Template:
     import jinja2
 
-    template: jinja2.Template = jinja2.Template(template_path("sbatch.sh.j2").read_text(), keep_trailing_newline=True)
+    template: jinja2.Template = jinja2.Template(
+        template_path("sbatch.sh.j2").read_text(), keep_trailing_newline=True
+    )
     return template
 
 
@@ -158,10 +178,13 @@ class SlurmBackend:
     def render(self, launch: RemoteLaunch) -> str:
         job = launch.job
         return _template().render(
-            workflow=launch.workflow, job_id=job.id, attempt=launch.attempt,
+            workflow=launch.workflow,
+            job_id=job.id,
+            attempt=launch.attempt,
             job_name=f"ccspec.{launch.workflow}.{job.id}"[:200],
             comment=f"ccspec:{launch.workflow}/{job.id}/{launch.attempt}/{launch.claim}",  # unique: the claim
-            run_dir=self.layout.path(launch.run_dir), cwd=self.layout.job_folder(launch),
+            run_dir=self.layout.path(launch.run_dir),
+            cwd=self.layout.job_folder(launch),
             options=sbatch_options(launch, self.host),
             command=shlex.join([*self.layout.env_argv(launch), *self.layout.argv(launch)]),
         )
@@ -174,11 +197,15 @@ class SlurmBackend:
                 stage = self.layout.stage_script(launch)
                 script = self.render(launch)
             except (TargetError, OSError) as exc:
-                failed.append(Submitted(launch.attempt_id, None, f"cannot ship files to {self.label}: {exc}"))
+                failed.append(
+                    Submitted(launch.attempt_id, None, f"cannot ship files to {self.label}: {exc}")
+                )
                 continue
             run = q(self.layout.path(launch.run_dir))
             eof = f"CCSPEC_{secrets.token_hex(8)}"
-            lines.append(f"{stage} && cat > {run}/job.sbatch <<'{eof}'\n{script}{eof}\nS {launch.attempt_id} {run} {q(launch.claim)}")
+            lines.append(
+                f"{stage} && cat > {run}/job.sbatch <<'{eof}'\n{script}{eof}\nS {launch.attempt_id} {run} {q(launch.claim)}"
+            )
         if len(lines) == 1:
             return failed
         result = self.shell.run("\n".join(lines))
@@ -197,7 +224,9 @@ class SlurmBackend:
                 out.append(Submitted(launch.attempt_id, value.strip()))
             else:
                 detail = value.strip() or result.err.strip() or f"exit code {result.code}"
-                out.append(Submitted(launch.attempt_id, None, f"sbatch on {self.label} failed: {detail}"))
+                out.append(
+                    Submitted(launch.attempt_id, None, f"sbatch on {self.label} failed: {detail}")
+                )
         return out
 
     def poll(self, tracked: Sequence[Tracked]) -> dict[int, Status | None]:
@@ -205,17 +234,26 @@ class SlurmBackend:
         script = poll_lines(self.layout, tracked)
         if ids:
             self.queries += 1
-            script = (f"echo '@@squeue'; squeue -h -t all -j {','.join(ids)} -o '%i|%T|%r' 2>&1; "
-                      f"echo \"@@rc $?\"; echo '@@end'\n{script}")
+            script = (
+                f"echo '@@squeue'; squeue -h -t all -j {','.join(ids)} -o '%i|%T|%r' 2>&1; "
+                f"echo \"@@rc $?\"; echo '@@end'\n{script}"
+            )
         result = self.shell.run(script)
         head, _, rest = result.out.partition(b"@@end\n") if ids else (b"", b"", result.out)
         files = parse_poll(rest, tracked)
         queue, queue_ok = _parse_squeue(head.decode("utf-8", "replace")) if ids else ({}, True)
         # squeue forgets finished jobs after MinJobAge: ask accounting for the ones it does not show as active
-        handles = {t.attempt_id: t.handle or (files[t.attempt_id].slurm_id if t.attempt_id in files else None)
-                   for t in tracked}
+        handles = {
+            t.attempt_id: t.handle
+            or (files[t.attempt_id].slurm_id if t.attempt_id in files else None)
+            for t in tracked
+        }
         # what squeue still shows (final states included) needs no accounting query
-        ask = sorted({h for h in handles.values() if h and h.isdigit() and h not in queue}, key=int) if queue_ok else []
+        ask = (
+            sorted({h for h in handles.values() if h and h.isdigit() and h not in queue}, key=int)
+            if queue_ok
+            else []
+        )
         accounting: dict[str, SlurmRecord] = {}
         accounting_ok = True
         if ask:
@@ -235,25 +273,43 @@ class SlurmBackend:
             if record is not None:
                 status = map_state(record, f.exit_code)
             elif f.exit_code is not None:  # forgotten by Slurm: the wrapper's file settles it
-                status = map_state(SlurmRecord("COMPLETED" if f.exit_code == 0 else "FAILED"), f.exit_code)
+                status = map_state(
+                    SlurmRecord("COMPLETED" if f.exit_code == 0 else "FAILED"), f.exit_code
+                )
             elif not queue_ok or not accounting_ok:
                 states[t.attempt_id] = None  # the scheduler could not be asked: unknown this time
                 continue
             elif handle is None and now - t.since < START_GRACE:
                 status = Status(JobState.QUEUED, None, "submitting")
-            elif handle is not None and now - t.since < 5:  # just submitted: squeue may lag a moment
+            elif (
+                handle is not None and now - t.since < 5
+            ):  # just submitted: squeue may lag a moment
                 status = Status(JobState.QUEUED)
             else:
-                status = Status(JobState.LOST, None, f"Slurm job {handle or '(never submitted)'} is unknown to squeue and "
-                                "sacct and left no exit code")
+                status = Status(
+                    JobState.LOST,
+                    None,
+                    f"Slurm job {handle or '(never submitted)'} is unknown to squeue and "
+                    "sacct and left no exit code",
+                )
             if status.state not in (JobState.QUEUED, JobState.RUNNING) and not f.complete:
                 status = Status(JobState.RUNNING)  # mirror the rest of the log first
             if status.state is JobState.RUNNING:
                 extra = {**extra, **f.mirroring()}
-            ended = f.ended(now) if status.state not in (JobState.QUEUED, JobState.RUNNING) else None
-            states[t.attempt_id] = Status(status.state, status.exit_code, status.reason, ended or status.finished, extra)
-        fetch_results(self.layout, [t for t in tracked if t.fetch and (s := states.get(t.attempt_id)) is not None
-                                    and s.state in FINAL])
+            ended = (
+                f.ended(now) if status.state not in (JobState.QUEUED, JobState.RUNNING) else None
+            )
+            states[t.attempt_id] = Status(
+                status.state, status.exit_code, status.reason, ended or status.finished, extra
+            )
+        fetch_results(
+            self.layout,
+            [
+                t
+                for t in tracked
+                if t.fetch and (s := states.get(t.attempt_id)) is not None and s.state in FINAL
+            ],
+        )
         return states
 
     def fence(self, tracked: Sequence[Tracked]) -> dict[int, Fenced]:
@@ -308,7 +364,11 @@ class SlurmBackend:
     def cancel(self, tracked: Sequence[Tracked], force: bool) -> None:
         lines = []
         for t in tracked:
-            job = t.handle if t.handle and t.handle.isdigit() else f"$(cat {q(self.layout.path(t.run_dir))}/slurm_id 2>/dev/null)"
+            job = (
+                t.handle
+                if t.handle and t.handle.isdigit()
+                else f"$(cat {q(self.layout.path(t.run_dir))}/slurm_id 2>/dev/null)"
+            )
             lines.append(f"scancel {'--signal=KILL --full ' if force else ''}{job} 2>/dev/null")
             if force:
                 lines.append(f"scancel {job} 2>/dev/null")

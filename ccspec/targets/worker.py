@@ -29,7 +29,9 @@ BATCH_GATHER = 0.01  # seconds to wait for more launches before sending a batch
 
 
 class HostWorker:
-    def __init__(self, backend: Backend, post: Post, *, min_interval: float = 0.2, max_interval: float = 5.0) -> None:
+    def __init__(
+        self, backend: Backend, post: Post, *, min_interval: float = 0.2, max_interval: float = 5.0
+    ) -> None:
         self.backend = backend
         self.post = post
         self.min_interval, self.max_interval = min_interval, max_interval
@@ -40,7 +42,9 @@ class HostWorker:
         self._tracked: dict[int, Tracked] = {}
         self._next_poll = 0.0
         self._closing = False
-        self._thread = threading.Thread(target=self._loop, name=f"host-{backend.label}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, name=f"host-{backend.label}", daemon=True
+        )
         self._thread.start()
 
     # -- called by the engine ----------------------------------------------------------
@@ -75,15 +79,21 @@ class HostWorker:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while not (self._closing or self._launches or self._cancels
-                           or (self._tracked and time.monotonic() >= self._next_poll)):
+                while not (
+                    self._closing
+                    or self._launches
+                    or self._cancels
+                    or (self._tracked and time.monotonic() >= self._next_poll)
+                ):
                     wait = self._next_poll - time.monotonic() if self._tracked else None
                     self._cond.wait(timeout=wait)
                 if self._closing and not self._launches and not self._cancels:
                     return
                 seen = 0
                 while self._launches and len(self._launches) != seen and not self._closing:
-                    seen = len(self._launches)  # the engine launches in bursts: take the whole burst
+                    seen = len(
+                        self._launches
+                    )  # the engine launches in bursts: take the whole burst
                     self._cond.wait(timeout=BATCH_GATHER)
                 launches, self._launches = self._launches, []
                 cancels, self._cancels = self._cancels, []
@@ -105,8 +115,14 @@ class HostWorker:
             for result in results:
                 if result.handle is not None:
                     launch = by_id[result.attempt_id]
-                    self._tracked[result.attempt_id] = Tracked(result.attempt_id, result.handle, launch.run_dir,
-                                                               launch.log_path, time.time(), fetch=launch.fetch)
+                    self._tracked[result.attempt_id] = Tracked(
+                        result.attempt_id,
+                        result.handle,
+                        launch.run_dir,
+                        launch.log_path,
+                        time.time(),
+                        fetch=launch.fetch,
+                    )
             self.interval = self.min_interval
             self._next_poll = time.monotonic() + self.interval
         for result in results:
@@ -116,14 +132,18 @@ class HostWorker:
         try:
             states = self.backend.poll(tracked)
         except (TargetError, OSError) as exc:
-            reason = str(exc) if isinstance(exc, HostUnreachable) else f"{self.backend.label}: {exc}"
+            reason = (
+                str(exc) if isinstance(exc, HostUnreachable) else f"{self.backend.label}: {exc}"
+            )
             self.post("unknown", ([t.attempt_id for t in tracked], reason))
             for t in tracked:
                 t.last = None  # the next answer is news, even if the state did not change
             states = {}
         changed = False
         # a log still being fetched: ask again at once (a scheduler's host keeps its pace)
-        behind = not self.backend.queues and any(s is not None and s.extra.get("mirroring") for s in states.values())
+        behind = not self.backend.queues and any(
+            s is not None and s.extra.get("mirroring") for s in states.values()
+        )
         with self._cond:
             for t in tracked:
                 status = states.get(t.attempt_id)
@@ -138,7 +158,9 @@ class HostWorker:
                     self.post("status", (t.attempt_id, status))
                 if status.state in FINAL:
                     self._tracked.pop(t.attempt_id, None)
-            self.interval = self.min_interval if changed else min(self.max_interval, self.interval * 1.5)
+            self.interval = (
+                self.min_interval if changed else min(self.max_interval, self.interval * 1.5)
+            )
             self._next_poll = time.monotonic() + (0.0 if behind else self.interval)
 
     def _cancel(self, cancels: list[tuple[Tracked, bool]]) -> None:
@@ -152,4 +174,3 @@ class HostWorker:
                 self.post("unknown", ([t.attempt_id for t in chosen], f"cancel failed: {exc}"))
         with self._cond:
             self._next_poll = time.monotonic() + self.min_interval
-
