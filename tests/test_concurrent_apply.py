@@ -11,12 +11,12 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import yaml
 
 from ccspec.state.store import StateStore
+from tests.test_apply import wait_for
 
 
 def run(repo: Path, *args: str) -> subprocess.Popen[str]:
@@ -36,14 +36,6 @@ def finish(proc: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str]
 
 def write(repo: Path, text: str, name: str = "w.yaml") -> None:
     (repo / name).write_text(textwrap.dedent(text))
-
-
-def wait_for(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 def lines(path: Path) -> list[str]:

@@ -7,13 +7,14 @@ import json
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.test_apply import wait_for
 
 
 def ccspec(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -34,15 +35,6 @@ def start(repo: Path, *args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def wait_for(predicate: Any, timeout: float = 30.0) -> None:
-    """A bounded poll on a real process's doing."""
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 def write(repo: Path, text: str) -> None:
