@@ -422,52 +422,11 @@ class StateStore:
         now = time.time()
         self._begin()
         try:
-            holder, highest = self.db.execute(
-                "SELECT (SELECT token FROM leases WHERE workflow=?), (SELECT MAX(number) FROM attempts WHERE workflow=? AND job=?)",
-                (workflow, workflow, job),
-            ).fetchone()
-            if lease is not None and holder != lease:
-                raise LeaseLost(workflow, self.lease_holder(workflow))
-            if number is None:
-                number = (highest or 0) + 1
-            elif highest is not None and number <= highest:
-                raise AttemptNumberTaken(workflow, job, number, highest)
+            number = self._launch_number(workflow, job, number, lease)
             self._write_soon()
-            cur = self.db.execute(
-                """INSERT INTO attempts (workflow, job, number, host, state, fingerprint, run_dir, log_path, created)
-                   VALUES (?,?,?,?,?,?,?,?,?)""",
-                (
-                    workflow,
-                    job,
-                    number,
-                    host,
-                    str(JobState.LAUNCHING),
-                    fingerprint,
-                    str(run_dir),
-                    str(log_path),
-                    now,
-                ),
+            attempt_id = self._record_launch(
+                workflow, job, name, number, host, fingerprint, parts, run_dir, log_path, now
             )
-            attempt_id = int(cur.lastrowid or 0)
-            self.db.execute(
-                """INSERT INTO jobs (workflow, id, name, state, fingerprint, parts, attempts, last_attempt, updated)
-                   VALUES (?,?,?,?,?,?,?,?,?)
-                   ON CONFLICT (workflow, id) DO UPDATE SET state=excluded.state, reason=NULL,
-                   fingerprint=excluded.fingerprint, parts=excluded.parts, attempts=excluded.attempts,
-                   last_attempt=excluded.last_attempt, updated=excluded.updated""",
-                (
-                    workflow,
-                    job,
-                    name,
-                    str(JobState.LAUNCHING),
-                    fingerprint,
-                    _json(parts),
-                    number,
-                    attempt_id,
-                    now,
-                ),
-            )
-            self._event(workflow, job, attempt_id, "launching", {"attempt": number, "host": host})
             self._commit()
         except BaseException:
             self._rollback()
@@ -492,6 +451,54 @@ class StateStore:
             None,
             {},
         )
+
+    def _launch_number(self, workflow: str, job: str, number: int | None, lease: str | None) -> int:
+        """Inside begin_attempt's transaction: the attempt's number, after the checks that
+        keep two runners from launching the same job (see begin_attempt)."""
+        holder, highest = self.db.execute(
+            "SELECT (SELECT token FROM leases WHERE workflow=?), (SELECT MAX(number) FROM attempts WHERE workflow=? AND job=?)",
+            (workflow, workflow, job),
+        ).fetchone()
+        if lease is not None and holder != lease:
+            raise LeaseLost(workflow, self.lease_holder(workflow))
+        if number is None:
+            return int(highest or 0) + 1
+        if highest is not None and number <= highest:
+            raise AttemptNumberTaken(workflow, job, number, highest)
+        return number
+
+    def _record_launch(
+        self,
+        workflow: str,
+        job: str,
+        name: str,
+        number: int,
+        host: str,
+        fingerprint: str,
+        parts: Mapping[str, str],
+        run_dir: Path,
+        log_path: Path,
+        now: float,
+    ) -> int:
+        """Inside begin_attempt's transaction: the attempt in state `launching`, the job's
+        record pointing at it, and the event; returns the attempt's id."""
+        launching = str(JobState.LAUNCHING)
+        cur = self.db.execute(
+            """INSERT INTO attempts (workflow, job, number, host, state, fingerprint, run_dir, log_path, created)
+               VALUES (?,?,?,?,?,?,?,?,?)""",
+            (workflow, job, number, host, launching, fingerprint, str(run_dir), str(log_path), now),
+        )
+        attempt_id = int(cur.lastrowid or 0)
+        self.db.execute(
+            """INSERT INTO jobs (workflow, id, name, state, fingerprint, parts, attempts, last_attempt, updated)
+               VALUES (?,?,?,?,?,?,?,?,?)
+               ON CONFLICT (workflow, id) DO UPDATE SET state=excluded.state, reason=NULL,
+               fingerprint=excluded.fingerprint, parts=excluded.parts, attempts=excluded.attempts,
+               last_attempt=excluded.last_attempt, updated=excluded.updated""",
+            (workflow, job, name, launching, fingerprint, _json(parts), number, attempt_id, now),
+        )
+        self._event(workflow, job, attempt_id, "launching", {"attempt": number, "host": host})
+        return attempt_id
 
     def set_handle(
         self,
