@@ -243,31 +243,37 @@ def apply_workflow(
 
         def report(event: str, view: JobView | None) -> None:
             reporter(event, view)
-            if (
-                engine.lost is None
-            ):  # once the lease is lost, the files beside the spec are the new holder's
+            if engine.lost is None:  # once the lease is lost, the files are the new holder's
                 writer(event, view)
 
         engine.report = report
         if started is not None:
             started(engine)
-        collecting = gc.isenabled()
-        if signals:
-            gc.freeze()  # the spec, plan and records live as long as the run: keep them out of every collection
-            gc.enable()  # the command line starts with it off (ccspec.cli.run): a run may last for days
         try:
-            with _signals(engine) if signals else contextlib.nullcontext():
-                return engine.run()
+            return _run(engine, signals)
         finally:
-            if signals:
-                gc.unfreeze()  # a long-lived caller (the Python API) collects them again
-                if not collecting:
-                    gc.disable()
             writer.close()
             store.set_written(workflow.name, store.last_event(workflow.name), _digest(files))
     finally:
         if lease is None:  # a caller that holds it releases it
             store.release_lease(name, token)
+
+
+def _run(engine: Engine, signals: bool) -> Outcome:
+    """The engine's run; with `signals`, under apply's SIGINT/SIGTERM handlers and with the
+    garbage collector on for its length."""
+    collecting = gc.isenabled()
+    if signals:
+        gc.freeze()  # the spec, plan and records live as long as the run: keep them out of every collection
+        gc.enable()  # the command line starts with it off (ccspec.cli.run): a run may last for days
+    try:
+        with _signals(engine) if signals else contextlib.nullcontext():
+            return engine.run()
+    finally:
+        if signals:
+            gc.unfreeze()  # a long-lived caller (the Python API) collects them again
+            if not collecting:
+                gc.disable()
 
 
 @contextlib.contextmanager
