@@ -739,13 +739,14 @@ def main() -> int:
             if "ratio_median_of_rounds" in pairs:
                 medians = pairs["medians"]
                 low, high = pairs["ratio_95"]  # type: ignore[misc]
+                # type: ignore[arg-type]
                 print(
                     f"side by side, {pairs['rounds']} rounds of ccspec and make in random order: medians "
                     + ", ".join(f"{k} {v:.3f} s" for k, v in medians.items())  # type: ignore[union-attr]
                     + f"; ccspec/make per round: median {say(ratios['ccspec/make_paired'])} "
                     f"(target <= {TARGET_X_MAKE}: {verdict(ratios['ccspec/make_paired'], TARGET_X_MAKE)}), "
                     f"geometric mean {say(pairs['ratio_geometric_mean'])} (95%: {low:.2f}-{high:.2f})"
-                )  # type: ignore[arg-type]
+                )
             elif "error" in pairs:
                 print(f"side by side: FAILED ({pairs['error']})")
             failed |= any(r.error for r in small)

@@ -111,9 +111,8 @@ def _load(
     reports, problems = load_specs(paths, parse_overrides(var_pairs), record_invalid=record_invalid)
     if problems:
         raise SpecInvalid(problems)  # exit 2; nothing is launched
-    return [
-        r.workflow for r in reports if r.workflow is not None
-    ]  # one without has a problem above
+    # one without has a problem above
+    return [r.workflow for r in reports if r.workflow is not None]
 
 
 @cli.command()
@@ -221,9 +220,8 @@ def apply(
         with leased(
             store, workflow.name, wait=wait, waiting=lambda line: click.echo(line, err=True)
         ) as token:
-            planned = plan_workflow(
-                workflow, store, replace=replace, targets=target
-            )  # under the lease: still to do
+            # under the lease: still to do
+            planned = plan_workflow(workflow, store, replace=replace, targets=target)
             with make_reporter(workflow.name, planned.plan) as reporter:
                 outcome = apply_workflow(
                     planned,
@@ -265,9 +263,8 @@ def status(
     }
     for w in workflows:
         try:
-            settle(
-                store, w.name, w.hosts, redactor=redactors[w.name]
-            )  # jobs that finished while no runner watched them
+            # jobs that finished while no runner watched them
+            settle(store, w.name, w.hosts, redactor=redactors[w.name])
         except StateFolderUnwritable as exc:  # what is recorded can still be shown
             click.echo(f"ccspec: {exc}; showing the state as last recorded", err=True)
     # masked again as shown: a state folder an older ccspec wrote may hold secrets
@@ -377,9 +374,8 @@ def watch(
         say=say,
     )
     click.echo(f"watching {', '.join(paths)} (resync every {period:g}s; Ctrl-C stops)")
-    if (
-        serve_too
-    ):  # the server owns the main thread (and its signals); the reconciler runs beside it
+    # the server owns the main thread (and its signals); the reconciler runs beside it
+    if serve_too:
         import threading
 
         from ccspec.server import run
@@ -773,9 +769,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(1)
-    except (
-        OSError
-    ) as exc:  # a full or read-only disk under a file ccspec writes; anything else is a bug
+    except OSError as exc:
+        # a full or read-only disk under a file ccspec writes; anything else is a bug
         from ccspec.state.unwritable import for_file
 
         error = for_file(exc)
@@ -874,9 +869,8 @@ def _internal_error(exc: BaseException, debug: bool) -> NoReturn:
     path = os.path.join(folder, f"ccspec-crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt")
     where = path
     try:
-        with open(
-            path, "w", encoding="utf-8", opener=_private
-        ) as fh:  # 0600: a message may quote a secret
+        # 0600: a message may quote a secret
+        with open(path, "w", encoding="utf-8", opener=_private) as fh:
             fh.write(f"ccspec {__version__}, argv: {sys.argv!r}\n{text}")
     except OSError:
         where = "(could not write it; run again with --debug)"

@@ -155,9 +155,8 @@ class Engine:
         self.local = LocalTarget()
         self.jobs: dict[str, ResolvedJob] = dict(workflow.jobs)
         self.fingerprints: dict[str, str] = {k: v.value for k, v in (fingerprints or {}).items()}
-        self._planned = dict(
-            fingerprints or {}
-        )  # as planned: reused at launch when nothing it hashed moved
+        # as planned: reused at launch when nothing it hashed moved
+        self._planned = dict(fingerprints or {})
         self.facts = facts or Facts()
         # the environment every local job starts from, read once (os.environ decodes on every access)
         self._base_env = dict(os.environ)
@@ -192,9 +191,8 @@ class Engine:
         ] = {}  # slot pool -> ready jobs waiting for it
         self._next_lease = time.monotonic() + LEASE_TTL / 3
         self._removed = {j.id: j for j in plan.jobs if j.action is Action.REMOVED}  # left the spec
-        self._kept: set[str] = (
-            set()
-        )  # of those, jobs still out there on a host nobody can ask: recorded as they are
+        # of those, jobs still out there on a host nobody can ask: recorded as they are
+        self._kept: set[str] = set()
         recorded = recorded if recorded is not None else store.recorded_jobs(workflow.name)
         last = store.last_attempts(workflow.name)
         for planned in plan.jobs:
@@ -245,9 +243,8 @@ class Engine:
                     self._launch_ready()
                 if not self.unfinished:
                     break
-                self.local.wait(
-                    0
-                )  # exits that already happened: handled with no commit of the handles between
+                # exits that already happened: handled with no commit of the handles between
+                self.local.wait(0)
                 if self.events.empty():
                     # Handles and ends of attempts ride along with the next launch's commit, or
                     # are committed once they have waited FLUSH_AFTER (a runner killed before
@@ -258,9 +255,8 @@ class Engine:
                         self.store.flush()
                     elif age is not None:
                         timeout = min(timeout, FLUSH_AFTER - age)
-                    self.report(
-                        "idle", None
-                    )  # reporters write out what they gathered before the engine sleeps
+                    # reporters write out what they gathered before the engine sleeps
+                    self.report("idle", None)
                     self.local.make_prepared()  # run folders of ready jobs, while the running ones run
                     self.local.wait(timeout)  # child exits (via pidfds), remote events or a wake-up
                 while True:
@@ -328,9 +324,8 @@ class Engine:
             self.busy[pool] -= 1
             waiting = self.parked.get(pool)
             if waiting:  # one freed slot lets one parked job try again
-                heapq.heappush(
-                    self.ready, heapq.heappop(waiting)
-                )  # its folder was asked for before
+                # its folder was asked for before
+                heapq.heappush(self.ready, heapq.heappop(waiting))
         view.slots = ()
 
     def handover(self) -> None:
@@ -364,9 +359,8 @@ class Engine:
                 )
                 if self.waiting[view.id] == 0:
                     self._make_ready(view.id)
-        for view in list(
-            self.views.values()
-        ):  # a need that already failed (e.g. a lost re-attached job)
+        # a need that already failed (e.g. a lost re-attached job)
+        for view in list(self.views.values()):
             if view.state in FINAL and view.state is not JobState.SUCCEEDED:
                 self._skip_descendants(view)
 
@@ -580,9 +574,8 @@ class Engine:
                 number=number,
                 lease=self.lease,
             )
-        except (
-            AttemptNumberTaken
-        ) as taken:  # e.g. a job removed from the spec and added back: its attempts stay
+        except AttemptNumberTaken as taken:
+            # e.g. a job removed from the spec and added back: its attempts stay
             view.attempt = taken.highest
             return self._launch(view)
         except LeaseLost as lost:
@@ -603,9 +596,8 @@ class Engine:
             None,
         )
         view.progress, view.message, view.outputs, view.miner = None, None, {}, LogMiner()
-        view.mine_at = (
-            time.monotonic() + PROGRESS_EVERY / 5
-        )  # a quick first look, then twice a second
+        # a quick first look, then twice a second
+        view.mine_at = time.monotonic() + PROGRESS_EVERY / 5
         if host.type != "local":
             self._launch_remote(view, job, planned_job, host, attempt)
             return True
@@ -613,9 +605,8 @@ class Engine:
             launch = self._launch_spec(job, view)
             handle = self.local.submit(launch, lambda h, code: self.events.put(("exit", (h, code))))
         except (TargetError, OSError) as exc:
-            unwritable.check(
-                exc, self.state_dir
-            )  # a full or read-only state folder stops the run (exit 5)
+            # a full or read-only state folder stops the run (exit 5)
+            unwritable.check(exc, self.state_dir)
             self.store.finish_attempt(
                 attempt.id,
                 JobState.FAILED,
@@ -729,9 +720,8 @@ class Engine:
         cwd = job_cwd(job, base)
         # absolute without Path.resolve(), which stats every component of every path (~0.2 ms)
         run_dir = self._local_run_dir(job.id, view.attempt)
-        log_path = run_dir.with_name(
-            f"{view.attempt}.log"
-        )  # logs/WF/JOB/N.log beside logs/WF/JOB/N/
+        # logs/WF/JOB/N.log beside logs/WF/JOB/N/
+        log_path = run_dir.with_name(f"{view.attempt}.log")
         env = {
             **self._base_env,
             **{k: str(v) for k, v in job.env.items()},
@@ -759,15 +749,13 @@ class Engine:
     def _exited(self, view: JobView, code: int | None) -> None:
         if view.state in FINAL:
             return
-        ended = (
-            exit_time(view.run_dir) if view.run_dir is not None else None
-        )  # not after reading a long log
+        # not after reading a long log
+        ended = exit_time(view.run_dir) if view.run_dir is not None else None
         self._mine(view, final=True)
         if view.killing is not None:
             state, reason = view.killing, view.reason
-        elif (
-            code is None
-        ):  # not our child, and its wrapper wrote no exit code: killed by KILL, or a full folder
+        elif code is None:
+            # not our child, and its wrapper wrote no exit code: killed by KILL, or a full folder
             state, reason = JobState.LOST, lost_reason(view.run_dir)
         elif code == 0:
             state, reason = JobState.SUCCEEDED, None
@@ -861,9 +849,8 @@ class Engine:
                     self._make_ready(child)
         elif not self.stopping:  # when stopping, every pending job is cancelled instead
             self._skip_descendants(view)
-        if (
-            view.action is Action.REMOVED
-        ):  # it left the spec and has ended: recorded, then forgotten
+        # it left the spec and has ended: recorded, then forgotten
+        if view.action is Action.REMOVED:
             self.store.flush()
             self.store.forget_jobs(self.workflow.name, [view.id])
             del self.views[view.id]
@@ -879,9 +866,8 @@ class Engine:
             view.retry_at = None
             self._make_ready(view.id)
         for view in list(self.running.values()):
-            if (
-                view.kill_at is not None and now >= view.kill_at and view.forced
-            ):  # the host never confirmed
+            # the host never confirmed
+            if view.kill_at is not None and now >= view.kill_at and view.forced:
                 self.remote.pop(view.attempt_id or 0, None)
                 assert view.killing is not None
                 self._record_exit(
@@ -897,17 +883,15 @@ class Engine:
                 self._kill(
                     view, JobState.TIMED_OUT, f"timed out after {self.jobs[view.id].timeout:g}s"
                 )
-            if now >= view.mine_at and self._mine(
-                view
-            ):  # a log is read twice a second, not on every event
+            # a log is read twice a second, not on every event
+            if now >= view.mine_at and self._mine(view):
                 assert view.attempt_id is not None
                 self.store.update_progress(
                     view.attempt_id, view.progress, view.message, self.redactor.value(view.outputs)
                 )
                 self.report("progress", view)
-            if (
-                view.handle in self._attached and view.run_dir
-            ):  # not our child: no exit event will come
+            # not our child: no exit event will come
+            if view.handle in self._attached and view.run_dir:
                 status = self.local.poll({view.handle: view.run_dir})[view.handle]
                 if status is not None and status.state in FINAL:
                     self._attached.discard(view.handle)
@@ -937,9 +921,8 @@ class Engine:
         view.mine_at = time.monotonic() + PROGRESS_EVERY
         if view.miner is None or view.log_path is None:
             return False
-        changed = mine_log(
-            view.miner, view.log_path, final=final
-        )  # in bounded chunks; a small log is one read
+        # in bounded chunks; a small log is one read
+        changed = mine_log(view.miner, view.log_path, final=final)
         if changed:
             view.progress, view.message = view.miner.progress, self._masked(view.miner.message)
             view.outputs = dict(view.miner.outputs)
@@ -990,15 +973,13 @@ class Engine:
         for attempt in active:
             view = self.views.get(attempt.job)
             host = self.workflow.hosts.get(attempt.host)
-            if (
-                attempt.id in fenced
-            ):  # it never reached its host, and now never will: launched again below
+            # it never reached its host, and now never will: launched again below
+            if attempt.id in fenced:
                 self._never_started(attempt, view, NEVER_REACHED)
                 continue
             if host is not None and host.type != "local":
-                if (
-                    view is None and attempt.run_dir and attempt.log_path
-                ):  # else `ccspec status` settles it
+                # else `ccspec status` settles it
+                if view is None and attempt.run_dir and attempt.log_path:
                     view = self._removed_view(attempt)
                 self._attach_remote(attempt, view)
                 self._kept.add(attempt.job)  # not forgotten before its end is recorded
@@ -1223,9 +1204,8 @@ def command(job: ResolvedJob, base: Path, run_dir: Path, log_path: Path) -> list
             return [shell, "/c", job.run or ""]
         if shell.lower().startswith(("powershell", "pwsh")):
             return [shell, "-NoProfile", "-Command", job.run or ""]
-        if (
-            os.path.basename(shell) in POSIX_SHELLS
-        ):  # one process: the shell runs the wrapper and the command
+        # one process: the shell runs the wrapper and the command
+        if os.path.basename(shell) in POSIX_SHELLS:
             return [
                 shell,
                 "-c",

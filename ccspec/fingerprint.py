@@ -44,9 +44,8 @@ class Facts:
     """File contents the fingerprints depend on, keyed by path relative to the spec folder."""
 
     files: dict[str, str] = field(default_factory=dict)
-    inputs: dict[str, list[tuple[str, str]]] = field(
-        default_factory=dict
-    )  # job id -> [(path, hash)]
+    # job id -> [(path, hash)]
+    inputs: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
 
 def _sha(data: bytes) -> str:

@@ -21,9 +21,8 @@ from ccspec.redact import Redactor, environment_secrets, redactor_for
 __all__ = ["CHUNK", "MINE_BUDGET", "copy_log", "log_redactor", "mine_log"]
 
 CHUNK = 1 << 20  # bytes of one read
-MINE_BUDGET = (
-    64 * CHUNK
-)  # bytes one look at a running job's log reads at most: the loop stays responsive
+# bytes one look at a running job's log reads at most: the loop stays responsive
+MINE_BUDGET = 64 * CHUNK
 FOLLOW_EVERY = 0.2  # seconds between reads of a followed log that has not grown
 
 

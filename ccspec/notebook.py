@@ -24,9 +24,8 @@ def main(argv: list[str]) -> int:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    with contextlib.suppress(
-        OSError
-    ):  # 0600 like the log beside it (papermill keeps the mode of a file there)
+    # 0600 like the log beside it (papermill keeps the mode of a file there)
+    with contextlib.suppress(OSError):
         os.close(os.open(executed, os.O_WRONLY | os.O_CREAT, 0o600))
     try:
         papermill.execute_notebook(

@@ -164,9 +164,8 @@ class _Controller:
                     return
                 try:
                     store = self._attempt(store, desired)
-                except (
-                    Exception
-                ):  # saying the failure failed too (stdout closed): the thread goes on
+                except Exception:
+                    # saying the failure failed too (stdout closed): the thread goes on
                     store = None
         finally:
             if store is not None:
@@ -201,9 +200,8 @@ class _Controller:
             if store is None:
                 store = StateStore(state_dir(str(self.r.state)))
             self._converge(store, desired)
-        except (
-            Exception
-        ) as exc:  # one workflow's trouble must stop neither it for good nor the others
+        except Exception as exc:
+            # one workflow's trouble must stop neither it for good nor the others
             if store is not None:  # the retry starts on a fresh connection
                 with contextlib.suppress(Exception):
                     store.close()
@@ -226,9 +224,8 @@ class _Controller:
             self.failure_kind = kind
             from ccspec.errors import CcspecError
 
-            known = isinstance(
-                exc, CcspecError
-            )  # a condition ccspec explains, not a bug: no traceback
+            # a condition ccspec explains, not a bug: no traceback
+            known = isinstance(exc, CcspecError)
             self.failure = " ".join(
                 (str(exc) if known else f"{type(exc).__name__}: {exc}").split()
             )[:500]
@@ -298,9 +295,8 @@ class _Controller:
         workflow = desired.workflow
         assert workflow is not None  # _converge calls this only with a workflow
         planned = plan_workflow(workflow, store)
-        if (
-            desired.resync
-        ):  # a periodic pass launches new and changed jobs, not unchanged failures again
+        # a periodic pass launches new and changed jobs, not unchanged failures again
+        if desired.resync:
             news = [
                 j
                 for j in planned.plan.jobs
@@ -500,9 +496,8 @@ class Reconciler:
                 continue
             if resync and digest == self.digests.get(path) and path in self.names:
                 controller = self._controller(self.names[path])
-                last = (
-                    controller.desired
-                )  # unchanged spec: the same wish again, re-planned (files may have changed)
+                # unchanged spec: the same wish again, re-planned (files may have changed)
+                last = controller.desired
                 controller.want(
                     last.workflow, deleted=last.deleted, invalid=last.invalid, resync=True
                 )

@@ -58,9 +58,10 @@ def load_specs(
     record_invalid: bool = False,
 ) -> tuple[list[SpecReport], list[Diagnostic]]:
     reports = validate_paths(paths, overrides)
+    # `validate` shows warnings
     problems = [
         d for r in reports for d in masked_diagnostics(r, overrides) if d.severity == "error"
-    ]  # `validate` shows warnings
+    ]
     for report in reports:
         if record_invalid and not report.valid:
             write_invalid_status(report, overrides)
@@ -97,9 +98,8 @@ def plan_workflow(
 ) -> Planned:
     """Fingerprint and plan; fan-outs whose upstream is up to date are expanded from the
     outputs recorded last time, so their jobs are planned one by one."""
-    seen = store.last_event(
-        workflow.name
-    )  # first: anything recorded while planning makes the plan stale
+    # first: anything recorded while planning makes the plan stale
+    seen = store.last_event(workflow.name)
     with collector_paused():  # tens of thousands of small records, no cycles
         planned = _plan_workflow(workflow, store, list(replace), list(targets))
     planned.source, planned.replace, planned.targets, planned.seen = (
@@ -404,6 +404,7 @@ def settle(
         miner = _mine_all(attempt.log_path)
         progress = 100.0 if status.state is JobState.SUCCEEDED else miner.progress
         mask = redactor or Redactor()
+        # when it ended, not when it was found
         store.finish_attempt(
             attempt.id,
             status.state,
@@ -413,7 +414,7 @@ def settle(
             progress=progress,
             message=None if miner.message is None else mask.text(miner.message),
             finished=status.finished,
-        )  # when it ended, not when it was found
+        )
         settled += 1
     return settled
 

@@ -34,6 +34,5 @@ FINAL = frozenset(
     }
 )
 UNSUCCESSFUL = FINAL - {JobState.SUCCEEDED}
-ACTIVE = frozenset(
-    {JobState.LAUNCHING, JobState.RUNNING, JobState.QUEUED}
-)  # an attempt may be out there
+# an attempt may be out there
+ACTIVE = frozenset({JobState.LAUNCHING, JobState.RUNNING, JobState.QUEUED})

@@ -99,10 +99,11 @@ def test_incremental_rules(repo: Path) -> None:
     }
     again = ccspec(repo, "apply", "flow.yaml")
     assert again.returncode == 0 and sorted(trace(repo)) == ["a", "b", "c", "side"]  # nothing ran
+    # unchanged content: not rewritten, git stays quiet
     for path, (
         content,
         mtime,
-    ) in written.items():  # unchanged content: not rewritten, git stays quiet
+    ) in written.items():
         assert path.read_bytes() == content and path.stat().st_mtime_ns == mtime, path
     (
         repo / "flow.status.yaml"
@@ -469,9 +470,8 @@ def test_live_table_on_a_terminal(repo: Path) -> None:
     os.close(fd)
     screen = b"".join(chunks).decode("utf-8", "replace")
     assert os.waitstatus_to_exitcode(code) == 0
-    assert (
-        "└" in screen and "succeeded" in screen and "half way" in screen
-    )  # a drawn table, not event lines
+    # a drawn table, not event lines
+    assert "└" in screen and "succeeded" in screen and "half way" in screen
     assert "tty started" not in screen
 
 
@@ -512,12 +512,13 @@ def test_apply_collects_a_job_that_finished_while_no_runner_watched_then_goes_on
     time.sleep(0.2)
     result = ccspec(repo, "apply", "flow.yaml")
     assert result.returncode == 0, result.stdout + result.stderr
+    # one ran once; the rest ran after it
     assert sorted(trace(repo)) == [
         "one",
         "one-done",
         "other",
         "two",
-    ]  # one ran once; the rest ran after it
+    ]
     jobs = status(repo)["jobs"]
     assert jobs["one"]["attempt"] == 1 and all(
         jobs[j]["state"] == "succeeded" for j in ("one", "two", "other")

@@ -60,13 +60,11 @@ def test_two_waiting_applies_after_an_edit_run_the_changed_job_once(repo: Path) 
         both = [run(repo, "apply", "--wait", "w.yaml") for _ in range(2)]
         results = [finish(p) for p in both]
         assert [code for code, _ in results] == [0, 0], results
-        assert lines(repo / "ledger") == [f"v{n}" for n in range(round_ + 1)], (
-            results
-        )  # one new line a round
+        # one new line a round
+        assert lines(repo / "ledger") == [f"v{n}" for n in range(round_ + 1)], results
         assert sum(out.count("waiting for workflow 'w'") for _, out in results) <= 1, results
-        assert any("0 to run, 1 up to date" in out for _, out in results), (
-            results
-        )  # planned under the lease
+        # planned under the lease
+        assert any("0 to run, 1 up to date" in out for _, out in results), results
     assert attempt_numbers(repo, "w", "a") == [1, 2, 3, 4]
 
 

@@ -280,9 +280,8 @@ def test_dashboard_follows_a_job_live(tmp_path: Path) -> None:
         )
         check_png(browser.screenshot(tmp_path / "job.png"))
 
-        browser.open(
-            server.url + "/docs"
-        )  # the OpenAPI GUI renders from ccspec's own files, no CDN
+        # the OpenAPI GUI renders from ccspec's own files, no CDN
+        browser.open(server.url + "/docs")
         browser.wait(
             lambda: browser.js("document.querySelectorAll('.opblock').length") >= 10,
             "Swagger UI's operations",

@@ -371,9 +371,8 @@ def dynamic_spec(nest: Path, paths: list[str], field: str, *, allow: bool = Fals
 
 
 def check_failed_at_launch(nest: Path, *messages: str) -> None:
-    assert (
-        run_ccspec(specs(nest), "validate", "flow.yaml").returncode == 0
-    )  # paths unknown until `up` ran
+    # paths unknown until `up` ran
+    assert run_ccspec(specs(nest), "validate", "flow.yaml").returncode == 0
     for _ in range(2):  # the second apply plans the fan-out from the recorded outputs
         result = run_ccspec(specs(nest), "apply", "flow.yaml")
         assert result.returncode == 1, result.stdout + result.stderr

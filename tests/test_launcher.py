@@ -314,9 +314,8 @@ def test_a_launcher_started_again_after_close_hands_out_its_own_spares(tmp_path:
             )
             assert pid is not None
             _wait_file(run_dir / "exit_code")
-            assert (run_dir / "pid").read_text().strip() == str(
-                pid
-            )  # the pid handed out is the job's
+            # the pid handed out is the job's
+            assert (run_dir / "pid").read_text().strip() == str(pid)
             assert (tmp_path / f"{name}.log").read_text() == f"{name}\n"
             if name == "one":
                 time.sleep(0.5)  # the next spares' pids arrive: the next read takes more than one
@@ -362,17 +361,17 @@ def test_run_folders_asked_for_ahead_are_made_while_the_runner_waits_up_to_a_lim
         for folder in folders:
             target.prepare(folder)
         target.make_prepared(3)
+        # in the order asked, three
         assert [f.exists() for f in folders[:4]] == [
             True,
             True,
             True,
             False,
-        ]  # in the order asked, three
+        ]
         target.make_prepared(PREPARE_AHEAD)
         assert all(f.exists() for f in folders[:PREPARE_AHEAD])
-        assert not any(
-            f.exists() for f in folders[PREPARE_AHEAD:]
-        )  # beyond the limit: made by their launch
+        # beyond the limit: made by their launch
+        assert not any(f.exists() for f in folders[PREPARE_AHEAD:])
         for name, folder in (("ahead", folders[0]), ("own", folders[-1])):
             handle, code = _run(
                 target, _launch(tmp_path, name, f"echo {name}", dict(os.environ), run_dir=folder)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from ccspec.logfile import CHUNK, mine_log
 from ccspec.progress import MAX_LINE, LogMiner
 
+# no newline at the end
 LOG = (
     b"start\n"
     b'  # ccspec progress=10 message="warming up"\n'
@@ -22,7 +23,7 @@ LOG = (
     b"# cloudmesh status=running progress=40 pid=12\n"
     b'#ccspec output name="a b"\n'
     b"# ccspec output last=[1, 2]"
-)  # no newline at the end
+)
 
 
 def found(miner: LogMiner) -> tuple[float | None, str | None, str | None, dict[str, object]]:
@@ -146,9 +147,8 @@ def test_mine_log_reads_a_file_in_chunks(tmp_path: Path) -> None:
         fh.write(b"# ccspec progress=99")
     size = log.stat().st_size
     miner = LogMiner()
-    assert (
-        mine_log(miner, log, budget=CHUNK) is False
-    )  # a running job: at most the budget, then later
+    # a running job: at most the budget, then later
+    assert mine_log(miner, log, budget=CHUNK) is False
     assert miner.offset == CHUNK
     assert mine_log(miner, log, budget=CHUNK) is True
     assert miner.offset == 2 * CHUNK and miner.outputs == {"edge": 7}

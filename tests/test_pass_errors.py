@@ -53,9 +53,8 @@ def test_the_error_goes_in_and_out_leaving_the_jobs_as_they_were() -> None:
     assert doc["jobs"] == yaml.safe_load(before)["jobs"]
     assert failing.split("\njobs:")[1] == before.split("\njobs:")[1]  # byte for byte
     assert with_pass_error(failing, "flow", LINE) == failing  # the same error again: no change
-    assert (
-        with_pass_error(failing, "flow", None) == before
-    )  # recovered: the file as the run wrote it
+    # recovered: the file as the run wrote it
+    assert with_pass_error(failing, "flow", None) == before
 
 
 def test_validation_errors_stay_and_the_phase_returns_to_invalid() -> None:

@@ -35,9 +35,8 @@ def test_quickstart_runs_once_and_reruns_only_what_changed(repo: Path) -> None:
     jobs = status["jobs"]
     assert jobs["generate"]["outputs"]["rows"] == 500
     assert 40 < jobs["summarise"]["outputs"]["mean"] < 60
-    assert (
-        0.5 < jobs["report"]["outputs"]["within_one_stdev"] < 0.65
-    )  # computed in the notebook from the parameters
+    # computed in the notebook from the parameters
+    assert 0.5 < jobs["report"]["outputs"]["within_one_stdev"] < 0.65
     executed = list((repo / ".ccspec" / "logs" / "quickstart" / "report").glob("*.ipynb"))
     assert executed, "the executed notebook is kept next to the job's log"
     assert (specs / "quickstart.svg").read_bytes().startswith(b"<?xml")

@@ -28,8 +28,7 @@ def test_status_follows_a_remote_attempt_recorded_without_a_launch_time(repo: Pa
         result = ccspec(repo, "status", "flow.yaml", "--json")
         assert result.returncode == 0, result.stderr
         [doc] = json.loads(result.stdout)["workflows"]
-        assert (
-            doc["jobs"]["long"]["state"] == "running"
-        )  # within its grace: not lost, not run again
+        # within its grace: not lost, not run again
+        assert doc["jobs"]["long"]["state"] == "running"
     finally:
         ssh(f"kill -9 {pid}")

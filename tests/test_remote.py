@@ -193,18 +193,16 @@ def test_files_are_shipped_once_per_content(repo: Path, svc: TestServices, remot
     assert "shipped 2" in ccspec(repo, "logs", "flow", "a").stdout
     (repo / "job.sh").write_text("echo changed $1\n")
     assert ccspec(repo, "apply", "flow.yaml").returncode == 0
-    assert (
-        len(ssh(f"ls {blobs}").stdout.split()) == len(listing.splitlines()[1:]) + 1
-    )  # the new content only
+    # the new content only
+    assert len(ssh(f"ls {blobs}").stdout.split()) == len(listing.splitlines()[1:]) + 1
     assert "changed 1" in ccspec(repo, "logs", "flow", "a").stdout
 
 
 def test_remote_failure_timeout_and_lost_process(
     repo: Path, svc: TestServices, remote_dir: str
 ) -> None:
-    slow, lost = (
-        f"{n}.{uuid.uuid4().int % 10**6}" for n in (300, 301)
-    )  # sleeps only this test starts
+    # sleeps only this test starts
+    slow, lost = (f"{n}.{uuid.uuid4().int % 10**6}" for n in (300, 301))
     write(
         repo,
         f"""
@@ -436,6 +434,7 @@ def test_slurm_submit_error_and_cancel(repo: Path, svc: TestServices) -> None:
     job_id = (
         (repo / "w2" / ".ccspec" / "runs" / "flow" / "long" / "1" / "slurm_id").read_text().strip()
     )
+    # scancel'ed
     wait_for(
         lambda: (
             subprocess.run(
@@ -444,7 +443,7 @@ def test_slurm_submit_error_and_cancel(repo: Path, svc: TestServices) -> None:
             == ""
         ),
         timeout=30,
-    )  # scancel'ed
+    )
 
 
 def test_slurm_pending_reason_is_shown(repo: Path, svc: TestServices) -> None:
@@ -598,9 +597,8 @@ def test_notebook_on_an_ssh_host_with_parameters(
     assert result.returncode == 0, result.stdout + result.stderr
     assert status(repo)["jobs"]["nb"]["outputs"] == {"doubled": 42}
     executed = json.loads((repo / ".ccspec" / "logs" / "flow" / "nb" / "1.ipynb").read_text())
-    assert any(
-        "injected-parameters" in c["metadata"].get("tags", []) for c in executed["cells"]
-    )  # brought back
+    # brought back
+    assert any("injected-parameters" in c["metadata"].get("tags", []) for c in executed["cells"])
 
 
 def test_long_scripts_reach_the_host_whole(svc: TestServices) -> None:

@@ -62,12 +62,10 @@ def test_a_poll_brings_a_bounded_share_of_long_logs(tmp_path: Path) -> None:
         grown = [b - a for a, b in zip(sizes, now, strict=True)]
         assert sum(grown) <= POLL_LOG_BUDGET and max(grown) <= LOG_CHUNK
         sizes = now
-        if polls == -(
-            -JOBS * LOG_CHUNK // POLL_LOG_BUDGET
-        ):  # the budget is shared in turns: no job
-            assert all(
-                sizes
-            )  # waits behind the others' long logs longer than it takes to serve each once
+        # the budget is shared in turns: no job
+        if polls == -(-JOBS * LOG_CHUNK // POLL_LOG_BUDGET):
+            # waits behind the others' long logs longer than it takes to serve each once
+            assert all(sizes)
         for t in tracked:
             status = states.get(t.attempt_id)
             if t.attempt_id in done or status is None:

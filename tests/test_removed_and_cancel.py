@@ -139,10 +139,11 @@ def test_a_job_removed_while_it_runs_on_an_ssh_host_is_followed_until_it_ends(re
         lambda: ssh(f"test -s {remote}/trace").returncode == 0,
         lambda: ssh(f"mkdir -p {remote} && touch {remote}/go"),
     )
+    # launched once, followed to its end
     assert ssh(f"cat {remote}/trace").stdout.split() == [
         "start",
         "end",
-    ]  # launched once, followed to its end
+    ]
 
 
 def test_cancel_names_a_job_that_does_not_exist_and_says_when_one_is_not_running(

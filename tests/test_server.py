@@ -59,11 +59,11 @@ def test_workflows_and_one_workflow(demo: Server) -> None:
         by_name["demo"].counts == {"failed": 1, "skipped": 1, "succeeded": 4}
         and by_name["demo"].total == 6
     )
-    assert (
-        by_name["slow"].phase == "pending" and not by_name["slow"].applied
-    )  # under specs/, never applied
+    # under specs/, never applied
+    assert by_name["slow"].phase == "pending" and not by_name["slow"].applied
     w = WorkflowDetail.model_validate_json(detail.content)
     jobs = {j.id: j for j in w.jobs}
+    # the spec's order
     assert [j.id for j in w.jobs] == [
         "a",
         "d",
@@ -71,7 +71,7 @@ def test_workflows_and_one_workflow(demo: Server) -> None:
         "train-cnn",
         "b",
         "c",
-    ]  # the spec's order
+    ]
     assert {k: j.state.value for k, j in jobs.items()} == {
         "a": "succeeded",
         "b": "failed",
@@ -487,9 +487,8 @@ def test_invalid_upload_gets_the_validate_messages(writable: Server, tmp_path: P
         response = http.post("/api/workflows", content=text)
     assert response.status_code == 422
     problems = [p["text"] for p in response.json()["problems"]]
-    check = make_repo(
-        tmp_path / "check", bad=text
-    )  # the same file, where `ccspec validate` sees it
+    # the same file, where `ccspec validate` sees it
+    check = make_repo(tmp_path / "check", bad=text)
     validated = ccspec(check, "validate", "-q", "specs/bad.yaml")
     assert validated.returncode == 1 and problems == validated.stdout.splitlines()
     assert any("[unknown-key]" in p for p in problems) and any(

@@ -201,9 +201,8 @@ def test_a_status_file_that_cannot_be_written_is_reported_and_written_by_the_nex
     again = ccspec(small_disk, "apply", "flow.yaml", "--state", state)
     assert again.returncode == 0, again.stderr
     job = yaml.safe_load((small_disk / "flow.status.yaml").read_text())["jobs"]["a"]
-    assert (
-        job["state"] == "succeeded" and job["attempt"] == 1
-    )  # written now; the job did not run again
+    # written now; the job did not run again
+    assert job["state"] == "succeeded" and job["attempt"] == 1
 
 
 @pytest.mark.parametrize("wrapper", ["job-wrapper.sh", "run-wrapper.sh"])

@@ -62,11 +62,12 @@ def test_a_costly_write_spaces_out_the_next_ones(tmp_path: Path) -> None:
     assert small.interval == STATUS_EVERY
     assert big.interval == COST_SHARE * COST_PER_JOB * 6000 > STATUS_EVERY
     try:
+        # the small one twice: its first write starts its thread
         for writer, count in (
             (small, 1),
             (small, 2),
             (big, 1),
-        ):  # the small one twice: its first write starts its thread
+        ):
             writer.write()
             _written(writer, count)
     finally:
@@ -99,9 +100,8 @@ def test_a_kept_file_is_rewritten_only_when_its_content_changes(tmp_path: Path) 
     assert path.stat().st_ino == before
     assert kept.write("state: new\n")
     replaced = path.stat().st_ino
-    assert (
-        replaced != before and path.read_text() == "state: new\n"
-    )  # atomically: a new file renamed over
+    # atomically: a new file renamed over
+    assert replaced != before and path.read_text() == "state: new\n"
     assert not kept.write(b"state: new\n")
     assert path.stat().st_ino == replaced
     assert kept.write("state: newer\n") and path.read_text() == "state: newer\n"

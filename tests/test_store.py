@@ -64,9 +64,8 @@ def test_a_store_checkpoints_its_wal_every_4000_pages(tmp_path: Path) -> None:
             )
         store.flush()
         wal = (tmp_path / "state.db-wal").stat().st_size
-        assert wal <= (4000 + 100) * (
-            page + 24
-        )  # checkpointed and restarted, not grown with every launch
+        # checkpointed and restarted, not grown with every launch
+        assert wal <= (4000 + 100) * (page + 24)
         assert (
             store.db.execute("SELECT COUNT(*) FROM attempts WHERE state='succeeded'").fetchone()[0]
             == 1500
@@ -142,6 +141,7 @@ def test_an_expired_lease_is_taken_over_and_its_old_holder_can_neither_renew_nor
 
 
 def test_a_lease_whose_holder_died_on_this_host_is_taken_over(tmp_path: Path) -> None:
+    # took a lease for 10 minutes, then exited
     holder = subprocess.run(
         [
             sys.executable,
@@ -153,7 +153,7 @@ def test_a_lease_whose_holder_died_on_this_host_is_taken_over(tmp_path: Path) ->
         capture_output=True,
         text=True,
         check=True,
-    )  # took a lease for 10 minutes, then exited
+    )
     store = StateStore(tmp_path)
     try:
         assert store.lease_holder("w") is None  # a dead holder holds nothing
@@ -199,9 +199,8 @@ def test_a_second_attempt_with_the_same_number_is_refused(tmp_path: Path) -> Non
         assert taken.value.highest == 1 and "already has attempt 1" in str(taken.value)
         with pytest.raises(AttemptNumberTaken):
             launch(other, number=1, lease=None)
-        assert (
-            launch(other).number == 2
-        )  # by default: the next free number, read in the transaction
+        # by default: the next free number, read in the transaction
+        assert launch(other).number == 2
         assert launch(store, number=3).number == 3
         assert [a.number for a in store.attempts("w", "a")] == [1, 2, 3]
         assert launch(store, "b", number=1).number == 1  # numbers count per job
@@ -240,12 +239,13 @@ def test_migrating_a_database_whose_attempts_share_numbers(tmp_path: Path) -> No
     try:
         assert store.last_event("w") == 1  # the rest of the records kept
         attempts = store.attempts("w", "a")
+        # the later duplicate moved last
         assert [(a.id, a.number) for a in attempts] == [
             (1, 1),
             (2, 2),
             (4, 3),
             (3, 4),
-        ]  # the later duplicate moved last
+        ]
         assert attempts[3].log_path == "logs/w/a/2.log"  # where its log was written
         assert (
             store.recorded_jobs("w")["a"].attempts == 4

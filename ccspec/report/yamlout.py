@@ -39,9 +39,8 @@ def _scalar(value: Any) -> str:
         if math.isinf(value):
             return ".inf" if value > 0 else "-.inf"
         text = repr(value)
-        if (
-            "e" in text and "." not in text
-        ):  # YAML 1.1 reads a float only with a dot: 1e+16 -> 1.0e+16
+        # YAML 1.1 reads a float only with a dot: 1e+16 -> 1.0e+16
+        if "e" in text and "." not in text:
             mantissa, exponent = text.split("e")
             text = f"{mantissa}.0e{exponent}"
         return text
@@ -103,9 +102,8 @@ _PLAIN_TYPES = (str, int, float, bool, type(None))
 def _block(mapping: Mapping[str, Any], indent: str, out: list[str], depth: int) -> None:
     for key, value in mapping.items():
         head = f"{indent}{_text(key) if type(key) is str else _scalar(str(key))}:"
-        if (
-            type(value) in _PLAIN_TYPES
-        ):  # most values: no Mapping check (an ABC's isinstance is slow)
+        # most values: no Mapping check (an ABC's isinstance is slow)
+        if type(value) in _PLAIN_TYPES:
             out.append(f"{head} {_text(value) if type(value) is str else _scalar(value)}")
         elif isinstance(value, Mapping) and value and depth < 3:
             out.append(head)

@@ -80,9 +80,8 @@ def _gzip(body: bytes) -> bytes | None:
         return None
     import gzip
 
-    return gzip.compress(
-        body, compresslevel=1, mtime=0
-    )  # fast; zlib lets other threads run meanwhile
+    # fast; zlib lets other threads run meanwhile
+    return gzip.compress(body, compresslevel=1, mtime=0)
 
 
 class Reader:
@@ -161,9 +160,8 @@ class Reader:
             built = self.cached(key)
             if built is not None:
                 return built
-            base = (
-                self.base()
-            )  # taken before reading: a change during the build makes it stale, not wrong
+            # taken before reading: a change during the build makes it stale, not wrong
+            base = self.base()
             body, media_type, files = build()
             built = Built(
                 body,
@@ -245,9 +243,8 @@ class Reader:
         applied = store.spec_path(name) is not None
         errors = spec.errors if spec is not None else []
         redactor = self.redactor(spec)
-        states = [
-            _STATES[s] for s in by_state if s in _STATES
-        ]  # the phase depends on which states occur
+        # the phase depends on which states occur
+        states = [_STATES[s] for s in by_state if s in _STATES]
         return WorkflowSummary(
             name=name,
             phase=phase_of(states, bool(errors)),
@@ -274,9 +271,8 @@ class Reader:
         redactor = self.redactor(spec)
         rows = {row[0]: row for row in self.store().db.execute(_JOB_ROWS, (name,))}
         order, needs, planned = _layout(spec, {job_id: row[1] for job_id, row in rows.items()})
-        token = (
-            (spec.path, spec.stat) if spec is not None else None
-        )  # what the redactor and needs came from
+        # what the redactor and needs came from
+        token = (spec.path, spec.stat) if spec is not None else None
         with self._cache_lock:
             before = self._fragments.get(name, {})
         fragments: dict[str, tuple[Any, bytes]] = {}
@@ -357,9 +353,8 @@ class Reader:
         with self._cache_lock:
             painter = self._painters.setdefault(name, Painter(name))
         if not painter.fits(nodes):
-            painter.lay_out(
-                nodes
-            )  # once per shape of the graph; each change after only repaints it
+            # once per shape of the graph; each change after only repaints it
+            painter.lay_out(nodes)
         return painter.paint(nodes), "image/svg+xml", [spec.path] if spec else []
 
     def spec_text(self, name: str) -> tuple[bytes, str, list[Path]]:
@@ -497,9 +492,8 @@ def _row_info(row: tuple[Any, ...], needs: list[str], redactor: Redactor) -> Job
         message,
         attempt_outputs,
     ) = row
-    outputs = _json_object(attempt_outputs) or _json_object(
-        job_outputs
-    )  # as `ccspec status` shows them
+    # as `ccspec status` shows them
+    outputs = _json_object(attempt_outputs) or _json_object(job_outputs)
     return JobInfo(
         id=job_id,
         name=name,

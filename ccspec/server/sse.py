@@ -124,9 +124,8 @@ class EventHub:
 
     def publish(self, event: EventInfo) -> None:
         for subscriber in list(self.subscribers):
-            if not subscriber.offer(
-                event
-            ):  # too far behind: drop it; it reconnects with Last-Event-ID
+            # too far behind: drop it; it reconnects with Last-Event-ID
+            if not subscriber.offer(event):
                 self.subscribers.discard(subscriber)
                 with contextlib.suppress(asyncio.QueueFull):
                     subscriber.queue.get_nowait()

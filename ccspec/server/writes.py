@@ -56,9 +56,8 @@ class SpecWriter:
 
     def _spec(self, workflow: str) -> SpecFile:
         spec = self.specs.index().get(workflow)
-        if spec is None or not self.specs.inside(
-            spec.path
-        ):  # a symlink out of the folder is not written through
+        # a symlink out of the folder is not written through
+        if spec is None or not self.specs.inside(spec.path):
             raise NotFound(
                 f"no spec under {display_path(self.specs.folder)}/ defines workflow {workflow!r}; "
                 "writes only change files there"

@@ -45,9 +45,8 @@ def check_cycles(workflow: ResolvedWorkflow, source: Source) -> tuple[list[str],
         try:
             return topological_order(graph), problems
         except graphlib.CycleError as exc:
-            cycle: list[str] = list(
-                exc.args[1]
-            )  # [a, b, ..., a], each needing the next one's predecessor
+            # [a, b, ..., a], each needing the next one's predecessor
+            cycle: list[str] = list(exc.args[1])
             path = list(reversed(cycle))  # a needs b needs c ... needs a
             first = workflow.jobs[path[0]]
             second = path[1]
@@ -63,9 +62,8 @@ def check_cycles(workflow: ResolvedWorkflow, source: Source) -> tuple[list[str],
                     "cycle",
                 )
             )
-            graph[path[0]] = tuple(
-                n for n in graph[path[0]] if n != second
-            )  # break it, look for more
+            # break it, look for more
+            graph[path[0]] = tuple(n for n in graph[path[0]] if n != second)
     return [], problems
 
 
@@ -137,9 +135,8 @@ class _FileChecker:
 
     def run(self, jobs: Iterable[ResolvedJob]) -> list[Diagnostic]:
         for job in jobs:
-            if (
-                not job.fanout_pending
-            ):  # a pending fan-out's paths may use matrix values known only later
+            # a pending fan-out's paths may use matrix values known only later
+            if not job.fanout_pending:
                 self.job(job)
         return sorted(self.problems.values())
 

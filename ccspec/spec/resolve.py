@@ -53,9 +53,8 @@ _JINJA_GLOBALS = frozenset(
 _TEXT_FIELDS = ("run", "shell", "script", "interpreter", "notebook", "kernel", "workdir", "host")
 _TEXT_FIELDS_SET = frozenset(_TEXT_FIELDS)
 _TEMPLATE_FIELDS = frozenset({*_TEXT_FIELDS, "args", "inputs", "needs", "env", "parameters"})
-_PATH_FIELDS = frozenset(
-    {"script", "notebook", "inputs", "workdir"}
-)  # checked by ccspec.spec.checks
+# checked by ccspec.spec.checks
+_PATH_FIELDS = frozenset({"script", "notebook", "inputs", "workdir"})
 _KIND_OF_FIELD = {
     "args": "script",
     "interpreter": "script",
@@ -427,9 +426,8 @@ class _Resolver:
         return text, args, inputs, needs_raw, env, parameters
 
     def _check_host(self, host: str, path: ValuePath) -> None:
-        if (
-            host in self.hosts or host in self.invalid or has_template(host)
-        ):  # a failed template is reported already
+        # a failed template is reported already
+        if host in self.hosts or host in self.invalid or has_template(host):
             return
         self.error(
             path,

@@ -56,9 +56,8 @@ class ResolvedWorkflow:
     jobs: Mapping[str, ResolvedJob]  # by id, in a topological order
     hosts: Mapping[str, Host]
     groups: Mapping[str, tuple[str, ...]]  # job name -> ids of its expansions
-    source: Any = field(
-        default=None, compare=False, repr=False
-    )  # the parsed file, for rendering at launch
+    # the parsed file, for rendering at launch
+    source: Any = field(default=None, compare=False, repr=False)
 
     def job_definition(self, job: ResolvedJob) -> Job:
         return self.spec.jobs[job.name]

@@ -88,9 +88,8 @@ def shape_diagnostics(
                 names.add(str(loc[1]))
     found = sorted(problems.values())
     if any(d.code == "unknown-key" and "(did you mean 'jobs'?)" in d.message for d in found):
-        found = [
-            d for d in found if not (d.code == "missing-key" and "`jobs:`" in d.message)
-        ]  # said once is enough
+        # said once is enough
+        found = [d for d in found if not (d.code == "missing-key" and "`jobs:`" in d.message)]
     return found, bad
 
 

@@ -142,9 +142,8 @@ class Attempt:
     outputs: Mapping[str, Any]
 
 
-_ENCODER = json.JSONEncoder(
-    sort_keys=True, default=str
-)  # one for every record: json.dumps makes one a call
+# one for every record: json.dumps makes one a call
+_ENCODER = json.JSONEncoder(sort_keys=True, default=str)
 
 
 def _json(value: Any) -> str | None:
@@ -667,9 +666,8 @@ class StateStore:
         data: Mapping[str, Any],
     ) -> None:
         row = (time.time(), workflow, job, attempt, kind, _ENCODER.encode(dict(data)))
-        if (
-            self._events is not None
-        ):  # inside one of the store's transactions: inserted with the others at its end
+        # inside one of the store's transactions: inserted with the others at its end
+        if self._events is not None:
             self._events.append(row)
         else:
             self.db.execute(_INSERT_EVENT, row)

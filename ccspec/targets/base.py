@@ -46,9 +46,8 @@ class Status:
     extra: Mapping[str, str] = field(default_factory=dict)
 
 
-ExitCallback = Callable[
-    [str, int | None], None
-]  # (handle, exit code or None if it left none) -> None, from any thread
+# (handle, exit code or None if it left none) -> None, from any thread
+ExitCallback = Callable[[str, int | None], None]
 
 
 class Target(Protocol):

@@ -32,9 +32,8 @@ from ccspec.targets.remote import RemoteLayout, Tracked
 
 __all__ = ["CLAIM_CHECK", "Fenced", "fence", "launch_claim"]
 
-Fenced = Literal[
-    "never", "claimed", "started"
-]  # claimed: the launch took its claim; nothing in the folder yet
+# claimed: the launch took its claim; nothing in the folder yet
+Fenced = Literal["never", "claimed", "started"]
 
 # One line of a launch function, with the run folder in $r and the claim's name in $m: gives
 # up (and says so, as `@@ KEY err ...`) when a later runner settled the launch already.

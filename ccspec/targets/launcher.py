@@ -96,9 +96,8 @@ class BashLauncher:
         if record is None:
             return None
         try:
-            pid = (
-                self._read_pid()
-            )  # the spare that takes this record, forked while the last job ran
+            # the spare that takes this record, forked while the last job ran
+            pid = self._read_pid()
             self._write_all(record)
         except OSError:
             self._fail()
@@ -148,12 +147,10 @@ class BashLauncher:
         # the launcher's ends above the fds they go to (0-23): dup2 in turn must not overwrite one
         records_r, records_w = map(_above_targets, os.pipe())
         replies_r, replies_w = map(_above_targets, os.pipe())
-        said_r, said_w = map(
-            _above_targets, os.pipe()
-        )  # spare -> launcher: "I have the turn, fork the next" (or "end")
-        turns = [
-            tuple(map(_above_targets, os.pipe())) for _ in range(TURN_PIPES)
-        ]  # spare i-1 -> spare i: "stdin is yours"
+        # spare -> launcher: "I have the turn, fork the next" (or "end")
+        said_r, said_w = map(_above_targets, os.pipe())
+        # spare i-1 -> spare i: "stdin is yours"
+        turns = [tuple(map(_above_targets, os.pipe())) for _ in range(TURN_PIPES)]
         try:
             self._base = dict(os.environ)
             self._pid = os.posix_spawn(

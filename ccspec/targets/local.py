@@ -143,12 +143,10 @@ class LocalTarget:
         self._exited: queue.SimpleQueue[tuple[str, int | None]] = queue.SimpleQueue()
         self._dirs: set[Path] = set()
         self._launcher: BashLauncher | None = None
-        self._asked: set[Path] = (
-            set()
-        )  # run folders `prepare` was asked for and no launch has used yet
-        self._to_make: collections.deque[Path] = (
-            collections.deque()
-        )  # of those, the ones not made yet, in order
+        # run folders `prepare` was asked for and no launch has used yet
+        self._asked: set[Path] = set()
+        # of those, the ones not made yet, in order
+        self._to_make: collections.deque[Path] = collections.deque()
         self._made: set[Path] = set()  # the ones made ahead
         self.made_ahead = 0  # launches whose run folder was made ahead
 
@@ -207,12 +205,13 @@ class LocalTarget:
         self._asked.clear()  # folders not made yet are not needed
         self._to_make.clear()
         self._made.clear()
+        # a late wake() writes nowhere
         wake_r, wake_w, self._wake_r, self._wake_w = (
             self._wake_r,
             self._wake_w,
             -1,
             -1,
-        )  # a late wake() writes nowhere
+        )
         for fd in (wake_r, wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -237,9 +236,8 @@ class LocalTarget:
             else ["/bin/sh", self._wrapper, str(launch.run_dir), *launch.argv]
         )
         try:
-            with open(
-                launch.log_path, "ab", opener=opener
-            ) as log:  # 0600: the log may show secrets
+            # 0600: the log may show secrets
+            with open(launch.log_path, "ab", opener=opener) as log:
                 proc = subprocess.Popen(
                     argv,
                     cwd=launch.cwd,

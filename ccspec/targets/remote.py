@@ -50,9 +50,8 @@ __all__ = [
 
 q = shlex.quote
 LOG_CHUNK = 8 << 20  # bytes of one job's log read per poll; the rest comes with the next poll
-POLL_LOG_BUDGET = (
-    16 << 20
-)  # bytes of all jobs' logs one poll brings at most (its answer is held whole)
+# bytes of all jobs' logs one poll brings at most (its answer is held whole)
+POLL_LOG_BUDGET = 16 << 20
 START_GRACE = 60.0  # seconds a launched job may take to write its pid before it counts as lost
 
 
@@ -68,12 +67,10 @@ class RemoteLaunch:
     run_dir: str  # relative to the host's workdir
     log_path: Path  # the local mirror of the log
     env: Mapping[str, str]  # the job's and host's env plus CCSPEC_* (not this machine's env)
-    files: Mapping[str, Path] = field(
-        default_factory=dict
-    )  # path relative to the spec -> local file
-    fetch: Mapping[str, Path] = field(
-        default_factory=dict
-    )  # run-folder files to bring back when it ends
+    # path relative to the spec -> local file
+    files: Mapping[str, Path] = field(default_factory=dict)
+    # run-folder files to bring back when it ends
+    fetch: Mapping[str, Path] = field(default_factory=dict)
     claim: str = "launch"  # taken in the run folder right before the start (ccspec.targets.claims)
 
 
@@ -87,9 +84,8 @@ class Tracked:
     log_path: Path
     since: float  # wall time of the launch, for the start grace
     last: Status | None = None
-    fetch: Mapping[str, Path] = field(
-        default_factory=dict
-    )  # files of the run folder to bring back when it ends
+    # files of the run folder to bring back when it ends
+    fetch: Mapping[str, Path] = field(default_factory=dict)
     claim: str | None = None  # a launch recorded with no answer: its claim, for `Backend.fence`
 
 

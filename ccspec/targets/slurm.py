@@ -281,9 +281,8 @@ class SlurmBackend:
                 continue
             elif handle is None and now - t.since < START_GRACE:
                 status = Status(JobState.QUEUED, None, "submitting")
-            elif (
-                handle is not None and now - t.since < 5
-            ):  # just submitted: squeue may lag a moment
+            elif handle is not None and now - t.since < 5:
+                # just submitted: squeue may lag a moment
                 status = Status(JobState.QUEUED)
             else:
                 status = Status(

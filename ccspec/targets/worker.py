@@ -91,9 +91,8 @@ class HostWorker:
                     return
                 seen = 0
                 while self._launches and len(self._launches) != seen and not self._closing:
-                    seen = len(
-                        self._launches
-                    )  # the engine launches in bursts: take the whole burst
+                    # the engine launches in bursts: take the whole burst
+                    seen = len(self._launches)
                     self._cond.wait(timeout=BATCH_GATHER)
                 launches, self._launches = self._launches, []
                 cancels, self._cancels = self._cancels, []

@@ -17,10 +17,11 @@ from ccspec.spec.models import NAME_PATTERN
 __all__ = ["SPEC_BODY", "STATE_ERRORS", "JobId", "JobName", "Name", "cached_response", "errors"]
 
 SPEC_BODY = {"type": "object", "description": "A workflow spec (see /api/schema)"}
+# what a route reading the state store may answer (ccspec.server.errors.STATUS)
 STATE_ERRORS = (
     500,
     503,
-)  # what a route reading the state store may answer (ccspec.server.errors.STATUS)
+)
 
 Name = Annotated[
     str, PathParam(pattern=NAME_PATTERN, description="Workflow name", examples=["quickstart"])
