@@ -536,17 +536,7 @@ class Engine:
             self._final(view, JobState.FAILED, f"no host {job.host!r} in the spec's hosts")
             return False
         view.host = job.host
-        # The fingerprint is taken of the job as planned (templates that read upstream outputs
-        # unrendered), with fresh file contents, so the next plan computes the same value.
-        fp = self._planned.get(planned_job.id)
-        if (
-            fp is None
-            or planned_job.inputs
-            or any(self.fingerprints.get(n) != self._planned_value(n) for n in planned_job.needs)
-        ):
-            parents = {n: self.fingerprints.get(n, "") for n in planned_job.needs}
-            gather_facts(self.workflow, [planned_job], self.facts)
-            fp = fingerprint(planned_job, self.facts, parents)
+        fp = self._launch_fingerprint(planned_job)
         self.fingerprints[job.id] = fp.value
         view.fingerprint = fp.value
         # logs/WF/JOB/N.log and, beside it, the attempt's run folder logs/WF/JOB/N/: one folder
@@ -601,6 +591,25 @@ class Engine:
         if host.type != "local":
             self._launch_remote(view, job, planned_job, host, attempt)
             return True
+        return self._launch_local(view, job, attempt)
+
+    def _launch_fingerprint(self, planned_job: ResolvedJob) -> Fingerprint:
+        """The fingerprint is taken of the job as planned (templates that read upstream
+        outputs unrendered), with fresh file contents, so the next plan computes the same
+        value; the planned one is reused when nothing it hashed can have moved."""
+        fp = self._planned.get(planned_job.id)
+        if (
+            fp is None
+            or planned_job.inputs
+            or any(self.fingerprints.get(n) != self._planned_value(n) for n in planned_job.needs)
+        ):
+            parents = {n: self.fingerprints.get(n, "") for n in planned_job.needs}
+            gather_facts(self.workflow, [planned_job], self.facts)
+            fp = fingerprint(planned_job, self.facts, parents)
+        return fp
+
+    def _launch_local(self, view: JobView, job: ResolvedJob, attempt: Attempt) -> bool:
+        """Start a recorded attempt on this machine; a launch that fails fails the job."""
         try:
             launch = self._launch_spec(job, view)
             handle = self.local.submit(launch, lambda h, code: self.events.put(("exit", (h, code))))
