@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 NOT_RUNNING = "the ssh/Slurm test services are not running: run `bash .ci/services-up.sh` as root"
-READY_NODE_STATES = frozenset({"idle", "mix", "alloc"})
+READY_NODE_STATES = frozenset({"idle", "mix", "alloc", "comp"})
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def services() -> TestServices:
     states = sinfo.stdout.split()
     if sinfo.returncode != 0 or not READY_NODE_STATES.intersection(states):
         said = (sinfo.stdout + sinfo.stderr).strip() or "nothing"
-        raise _down(f"{shlex.join(command)} says {said!r}, want a node idle, mix or alloc")
+        raise _down(f"{shlex.join(command)} says {said!r}, want a node idle, mix, alloc or comp")
     return found
 
 
