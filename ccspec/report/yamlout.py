@@ -1,10 +1,10 @@
 """A small, fast YAML writer for ccspec's own files (status files).
 
-PyYAML's representer costs ~0.2 s per 1,000 jobs, too slow to rewrite a large workflow's
-status while it runs. This writer knows the shapes ccspec writes: nested mappings in block
-style, scalars plain when YAML reads them back unchanged and JSON-quoted otherwise, and
-anything nested deeper inside a value (lists, outputs) in JSON flow style, which is YAML
-too. `tests/test_yamlout.py` checks that `yaml.safe_load` reads back what was written.
+PyYAML's representer is too slow to rewrite a large workflow's status while it runs. This
+writer knows the shapes ccspec writes: nested mappings in block style, scalars plain when
+YAML reads them back unchanged and JSON-quoted otherwise, and anything nested deeper inside
+a value (lists, outputs) in JSON flow style, which is YAML too. `tests/test_yamlout.py`
+checks that `yaml.safe_load` reads back what was written.
 """
 
 from __future__ import annotations

@@ -87,7 +87,7 @@ class Context:
 
 async def context_of(request: Request) -> Context:
     """The FastAPI dependency: the context of the app serving `request` (async: FastAPI would
-    run a plain function in a worker thread, ~100 us a request)."""
+    run a plain function in a worker thread, a hand-over on every request)."""
     context: Context = request.app.state.context
     return context
 
