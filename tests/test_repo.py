@@ -1,5 +1,6 @@
 """The repository's own promises: CI runs the README's test command, code is ruff-clean,
-ruff-formatted and mypy --strict clean, templates and schemas ship inside the package."""
+ruff-formatted and mypy --strict clean, no function or module in ccspec/ is too long,
+templates and schemas ship inside the package."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import ast
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.conftest import REPO
 
@@ -69,7 +71,8 @@ MAX_FUNCTION_LINES = 80
 MAX_MODULE_LINES = 500
 
 # Modules being reworked under issue 14 (the execution core and the targets), exempt from the
-# size rule until that rework lands; this set is to be emptied then, and stay empty.
+# size rule until that rework lands. To be emptied then; the test fails on an entry that no
+# longer needs the exemption, so the set cannot outlive its reason.
 PENDING = {
     "ccspec/engine.py",
     "ccspec/runner.py",
@@ -77,26 +80,40 @@ PENDING = {
 }
 
 
-def _pending(relative: str) -> bool:
-    return any(relative == path or relative.startswith(path + "/") for path in PENDING)
+def _too_long(path: Path) -> list[str]:
+    """Each function over MAX_FUNCTION_LINES (its def to its last line, decorators excluded)
+    and the module itself if over MAX_MODULE_LINES."""
+    relative = path.relative_to(REPO).as_posix()
+    source = path.read_text()
+    found = []
+    lines = len(source.splitlines())
+    if lines > MAX_MODULE_LINES:
+        found.append(f"{relative}: module of {lines} lines")
+    for node in ast.walk(ast.parse(source, relative)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            assert node.end_lineno is not None
+            length = node.end_lineno - node.lineno + 1
+            if length > MAX_FUNCTION_LINES:
+                found.append(f"{relative}:{node.lineno}: {node.name} of {length} lines")
+    return found
 
 
 def test_no_long_functions_or_modules() -> None:
-    """Issue 14 item 6: no function over 80 lines (its def to its last line, decorators
-    excluded) and no module over 500 lines in ccspec/."""
+    """Issue 14 item 6: no function over 80 lines and no module over 500 lines in ccspec/
+    (but the PENDING ones, which must still need it)."""
     too_long: list[str] = []
+    still_pending = {path: False for path in PENDING}
     for path in sorted((REPO / "ccspec").rglob("*.py")):
+        found = _too_long(path)
         relative = path.relative_to(REPO).as_posix()
-        if _pending(relative):
-            continue
-        source = path.read_text()
-        lines = len(source.splitlines())
-        if lines > MAX_MODULE_LINES:
-            too_long.append(f"{relative}: module of {lines} lines")
-        for node in ast.walk(ast.parse(source, relative)):
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                assert node.end_lineno is not None
-                length = node.end_lineno - node.lineno + 1
-                if length > MAX_FUNCTION_LINES:
-                    too_long.append(f"{relative}:{node.lineno}: {node.name} of {length} lines")
-    assert not too_long, "\n".join(too_long)
+        pending = [p for p in PENDING if relative == p or relative.startswith(p + "/")]
+        if not pending:
+            too_long.extend(found)
+        elif found:
+            still_pending[pending[0]] = True
+    stale = [
+        f"{path}: within the limits now; remove it from PENDING"
+        for path, needed in still_pending.items()
+        if not needed
+    ]
+    assert not too_long + stale, "\n".join(too_long + stale)
