@@ -4,12 +4,15 @@ for it and for `ccspec watch --serve`, and prints its warnings and token."""
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from ccspec.cli.group import cli
 from ccspec.cli.startup import collect_again
+
+if TYPE_CHECKING:  # imported inside the commands: `ccspec --help` stays fast
+    from fastapi import FastAPI
 
 __all__ = ["serve", "server_app"]
 
@@ -85,7 +88,7 @@ def server_app(
     allow_write: bool,
     token_file: str | None,
     max_upload: str,
-) -> Any:
+) -> FastAPI:
     """The API app for `serve` and `watch --serve`, with its warnings and token printed."""
     import ipaddress
     import re

@@ -6,7 +6,8 @@ Every `cmd_*` module registers its commands on `cli`; `ccspec.cli` imports them 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
@@ -16,6 +17,8 @@ if TYPE_CHECKING:  # imported inside the commands: `ccspec --help` stays fast
     from ccspec.spec.resolved import ResolvedWorkflow
 
 __all__ = ["cli", "common_options", "load_workflows"]
+
+Command = TypeVar("Command", bound=Callable[..., None])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -37,7 +40,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
-def common_options(f: Any) -> Any:
+def common_options(f: Command) -> Command:
+    """PATHS, --var and --state, as every command that reads specs takes them."""
     f = click.option(
         "--state",
         "state_opt",
