@@ -21,6 +21,10 @@ from ccspec.report.pass_errors import pass_error_line, with_pass_error
 
 if TYPE_CHECKING:
     from ccspec.reconcile.reconciler import Reconciler
+    from ccspec.spec.models import Host
+    from ccspec.spec.resolved import ResolvedWorkflow
+    from ccspec.spec.validate import SpecReport
+    from ccspec.state.store import StateStore
 
 __all__ = ["Controller", "Desired"]
 
@@ -34,10 +38,10 @@ RETRY_LEAST = 0.1
 class Desired:
     """What a controller should converge on next."""
 
-    workflow: Any | None = None  # the resolved workflow; None: invalid or deleted
-    hosts: Mapping[str, Any] = field(default_factory=dict)  # last valid hosts, to follow jobs
+    workflow: ResolvedWorkflow | None = None  # the resolved workflow; None: invalid or deleted
+    hosts: Mapping[str, Host] = field(default_factory=dict)  # last valid hosts, to follow jobs
     deleted: bool = False
-    invalid: Any | None = None  # the validation report of a spec that is invalid now
+    invalid: SpecReport | None = None  # the validation report of a spec that is invalid now
     version: int = 0
     resync: bool = False  # a periodic pass: do not relaunch unchanged failures
 
@@ -65,10 +69,10 @@ class Controller:
 
     def want(
         self,
-        workflow: Any | None,
+        workflow: ResolvedWorkflow | None,
         *,
         deleted: bool = False,
-        invalid: Any | None = None,
+        invalid: SpecReport | None = None,
         resync: bool = False,
     ) -> None:
         with self.cond:
@@ -90,7 +94,7 @@ class Controller:
         self.thread.join(timeout=30)
 
     def _loop(self) -> None:
-        store: Any = None
+        store: StateStore | None = None
         try:
             while True:
                 desired = self._next()
@@ -125,7 +129,7 @@ class Controller:
             self.applied_version = desired.version
         return replace(desired, resync=False) if desired.resync and self.owed_full else desired
 
-    def _attempt(self, store: Any, desired: Desired) -> Any:
+    def _attempt(self, store: StateStore | None, desired: Desired) -> StateStore | None:
         """One pass; returns the store to use next (None: open a fresh one)."""
         from ccspec.runner import state_dir
         from ccspec.state.store import StateStore
@@ -201,7 +205,7 @@ class Controller:
         except (OSError, UnicodeDecodeError):
             pass  # e.g. a folder in its way: the line said and /metrics still tell
 
-    def _converge(self, store: Any, desired: Desired) -> None:
+    def _converge(self, store: StateStore, desired: Desired) -> None:
         from ccspec.redact import source_redactor
         from ccspec.runner import settle
 
@@ -220,7 +224,7 @@ class Controller:
             return
         self._apply(store, desired)
 
-    def _apply(self, store: Any, desired: Desired) -> None:
+    def _apply(self, store: StateStore, desired: Desired) -> None:
         from ccspec.console import plain_reporter
         from ccspec.planner import Action
         from ccspec.runner import apply_workflow, plan_workflow
@@ -277,7 +281,7 @@ class Controller:
                 + (f", {failed} failed" if failed else "")
             )
 
-    def _write_invalid(self, store: Any, report: Any) -> None:
+    def _write_invalid(self, store: StateStore, report: SpecReport) -> None:
         from ccspec.redact import masked_diagnostics, source_redactor
         from ccspec.report.status import render_status, status_document, write_if_changed
         from ccspec.runner import job_statuses
@@ -295,7 +299,7 @@ class Controller:
         with self.cond:
             return self.desired.version != self.applied_version
 
-    def _prune(self, store: Any, desired: Desired) -> None:
+    def _prune(self, store: StateStore, desired: Desired) -> None:
         from ccspec.runner import cancel_attempts
 
         active = store.active_attempts(self.name)
