@@ -10,9 +10,12 @@ from __future__ import annotations
 import queue
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ccspec.spec.validate import SPEC_SUFFIXES
+
+if TYPE_CHECKING:  # watchdog is imported when watching starts
+    from watchdog.observers.api import BaseObserver
 
 __all__ = ["is_ours", "is_spec_file", "specs_touched", "start_observer"]
 
@@ -48,7 +51,7 @@ def specs_touched(changed: Iterable[Path], specs: Iterable[Path]) -> set[Path]:
     return out
 
 
-def start_observer(folders: Iterable[Path], events: queue.SimpleQueue[Path | None]) -> Any:
+def start_observer(folders: Iterable[Path], events: queue.SimpleQueue[Path | None]) -> BaseObserver:
     """A started watchdog observer that puts the path of every file event under `folders` that
     is not ccspec's own on `events`; the caller stops and joins it."""
     from watchdog.events import FileSystemEvent, FileSystemEventHandler

@@ -13,10 +13,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ccspec.reconcile.controller import Controller
 from ccspec.reconcile.files import is_spec_file, specs_touched, start_observer
+
+if TYPE_CHECKING:  # watchdog is imported when watching starts
+    from watchdog.observers.api import BaseObserver
 
 __all__ = ["DEBOUNCE", "DEBOUNCE_MAX", "Reconciler", "Say"]
 
@@ -61,7 +64,7 @@ class Reconciler:
         self.names: dict[Path, str] = {}  # spec file -> workflow name, as last read
         self.digests: dict[Path, str] = {}  # spec file -> content hash, as last read
         self._stop = threading.Event()
-        self._observer: Any = None
+        self._observer: BaseObserver | None = None
         self._errors: dict[str, int] = {}  # failed passes per workflow, for /metrics
         self._errors_lock = threading.Lock()
 
