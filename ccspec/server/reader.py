@@ -6,82 +6,48 @@ changes whenever the runner commits, progress updates included), the specs folde
 and the stat of each spec file consulted. Checking a stamp costs microseconds, so a workflow
 of 1,000 jobs is serialised once per change of its state, not once per request.
 
-Secrets are masked (`ccspec.redact`) before anything is cached.
+Secrets are masked (`ccspec.redact`) before anything is cached. Rows become the API's models
+in ccspec.server.views; a cached body is a `Built` (ccspec.server.built).
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, MutableMapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from ccspec import __version__
 from ccspec.redact import Redactor, environment_secrets
 from ccspec.report.graph import GraphNode, Painter
 from ccspec.report.status import phase_of
+from ccspec.server.built import Built, etag, gzip_of
 from ccspec.server.errors import NotFound
-from ccspec.server.models import (
-    AttemptInfo,
-    EventInfo,
-    JobDetail,
-    JobInfo,
-    WorkflowHead,
-    WorkflowList,
-    WorkflowSummary,
+from ccspec.server.models import EventInfo, JobDetail, WorkflowHead, WorkflowList, WorkflowSummary
+from ccspec.server.specs import SpecFile, SpecFiles, stat_key
+from ccspec.server.views import (
+    STATES,
+    attempt_info,
+    event_info,
+    job_info,
+    json_object,
+    layout,
+    log_url,
+    redacted_spec,
+    row_info,
+    stamp_time,
 )
-from ccspec.server.specs import SpecFile, SpecFiles, StatKey, stat_key
-from ccspec.state.store import Attempt, RecordedJob, StateStore
+from ccspec.state.store import Attempt, StateStore
 from ccspec.states import JobState
 
+# Built, event_info and stamp_time are re-exported: the server's other modules take them from here
 __all__ = ["Built", "Reader", "event_info", "stamp_time"]
 
 CACHED_BODIES = 256
-GZIP_FROM = 1400  # bytes: smaller bodies fit in a packet as they are
-_STATES = {s.value: s for s in JobState}
-
-
-def stamp_time(stamp: float | None) -> datetime | None:
-    """A time as the status file shows it: UTC, to the second (durations are in `seconds`)."""
-    return None if stamp is None else datetime.fromtimestamp(int(stamp), tz=UTC)
-
-
-@dataclass(frozen=True)
-class Built:
-    """A response body built at one stamp: valid while the store and the files are unchanged.
-    Large bodies are gzipped once, here, for the clients that accept it (browsers do)."""
-
-    body: bytes
-    media_type: str
-    etag: str
-    base: tuple[int, int | None]
-    files: tuple[tuple[Path, StatKey], ...]
-    gzipped: bytes | None = None
-
-    def fresh(self, base: tuple[int, int | None]) -> bool:
-        return base == self.base and all(stat_key(path) == stat for path, stat in self.files)
-
-
-def _etag(body: bytes) -> str:
-    return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
-
-
-def _gzip(body: bytes) -> bytes | None:
-    if len(body) < GZIP_FROM:
-        return None
-    import gzip
-
-    # fast; zlib lets other threads run meanwhile
-    return gzip.compress(body, compresslevel=1, mtime=0)
 
 
 class Reader:
@@ -166,10 +132,10 @@ class Reader:
             built = Built(
                 body,
                 media_type,
-                _etag(body),
+                etag(body),
                 base,
                 tuple((p, stat_key(p)) for p in files),
-                _gzip(body),
+                gzip_of(body),
             )
             with self._cache_lock:
                 self._cache[key] = built
@@ -244,7 +210,7 @@ class Reader:
         errors = spec.errors if spec is not None else []
         redactor = self.redactor(spec)
         # the phase depends on which states occur
-        states = [_STATES[s] for s in by_state if s in _STATES]
+        states = [STATES[s] for s in by_state if s in STATES]
         return WorkflowSummary(
             name=name,
             phase=phase_of(states, bool(errors)),
@@ -270,7 +236,7 @@ class Reader:
         spec = self.spec_of(name)
         redactor = self.redactor(spec)
         rows = {row[0]: row for row in self.store().db.execute(_JOB_ROWS, (name,))}
-        order, needs, planned = _layout(spec, {job_id: row[1] for job_id, row in rows.items()})
+        order, needs, planned = layout(spec, {job_id: row[1] for job_id, row in rows.items()})
         # what the redactor and needs came from
         token = (spec.path, spec.stat) if spec is not None else None
         with self._cache_lock:
@@ -284,7 +250,7 @@ class Reader:
             if kept is not None and kept[0] == key:
                 fragments[job_id] = kept
             else:
-                info = _row_info(row, needs.get(job_id, []), redactor)
+                info = row_info(row, needs.get(job_id, []), redactor)
                 fragments[job_id] = (key, info.model_dump_json(exclude_none=True).encode())
             counts[row[2]] = counts.get(row[2], 0) + 1
         with self._cache_lock:
@@ -316,15 +282,15 @@ class Reader:
         spec = self.spec_of(name)
         redactor = self.redactor(spec)
         attempts = store.attempts(name, job_id)
-        _, needs, _ = _layout(spec, {job_id: rec.name})
-        info = _job_info(name, rec, attempts[-1] if attempts else None, needs, redactor)
+        _, needs, _ = layout(spec, {job_id: rec.name})
+        info = job_info(name, rec, attempts[-1] if attempts else None, needs, redactor)
         detail = JobDetail(
             **info.model_dump(),
             workflow=name,
             succeeded_fingerprint=rec.success_fingerprint,
             fingerprint_parts=dict(rec.parts),
-            attempts=[_attempt_info(name, a, redactor) for a in attempts],
-            log=_log_url(name, job_id, attempts[-1].number) if attempts else None,
+            attempts=[attempt_info(name, a, redactor) for a in attempts],
+            log=log_url(name, job_id, attempts[-1].number) if attempts else None,
         )
         return (
             detail.model_dump_json(exclude_none=True).encode(),
@@ -337,7 +303,7 @@ class Reader:
             raise NotFound(f"no workflow {name!r}")
         spec = self.spec_of(name)
         rows = {row[0]: row for row in self.store().db.execute(_JOB_ROWS, (name,))}
-        order, needs, planned = _layout(spec, {job_id: row[1] for job_id, row in rows.items()})
+        order, needs, planned = layout(spec, {job_id: row[1] for job_id, row in rows.items()})
         now = time.time()
         nodes = []
         for job_id in [*order, *planned]:
@@ -391,7 +357,7 @@ class Reader:
             cursor = store.db.execute(
                 "SELECT * FROM events WHERE id>? ORDER BY id LIMIT ?", (after, limit)
             )
-            rows = [{**dict(r), "data": _json_object(r["data"])} for r in cursor]
+            rows = [{**dict(r), "data": json_object(r["data"])} for r in cursor]
         redactors: dict[str, Redactor] = {}
         out = []
         for row in rows:
@@ -432,188 +398,9 @@ class Reader:
         return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
 
 
-def _json_object(text: str | None) -> dict[str, Any]:
-    value = json.loads(text) if text else {}
-    return value if isinstance(value, dict) else {"value": value}
-
-
-def _layout(
-    spec: SpecFile | None, recorded: Mapping[str, str]
-) -> tuple[list[str], dict[str, list[str]], list[str]]:
-    """Recorded job ids (`recorded`: id -> job name) in the spec's order, each job's needs, and
-    the spec's jobs never recorded.
-
-    Members of a fan-out made on the fly are not in the spec: they go where their job is,
-    with its needs."""
-    workflow = spec.report.workflow if spec is not None else None
-    if workflow is None:
-        return sorted(recorded), {}, []
-    position: dict[str, int] = {}
-    needs: dict[str, list[str]] = {}
-    by_name: dict[str, list[str]] = {}
-    for i, job in enumerate(workflow.jobs.values()):
-        position.setdefault(job.id, i)
-        position.setdefault(job.name, i)
-        needs[job.id] = list(job.needs)
-        by_name.setdefault(job.name, list(job.needs))
-    big = len(position) + 1
-    order = sorted(recorded, key=lambda j: (position.get(j, position.get(recorded[j], big)), j))
-    for job_id in order:
-        if job_id not in needs:
-            needs[job_id] = by_name.get(recorded[job_id], [])
-    names = set(recorded.values())
-    planned = [j.id for j in workflow.jobs.values() if j.id not in recorded and j.name not in names]
-    return order, needs, planned
-
-
 # Every recorded job of a workflow with its last attempt, as plain tuples (one query; the
 # store's recorded_jobs + last_attempts build two objects per job). Read-only use of its schema.
 _JOB_ROWS = """
     SELECT j.id, j.name, j.state, j.reason, j.fingerprint, j.outputs, j.attempts, j.updated,
            a.host, a.started, a.finished, a.exit_code, a.progress, a.message, a.outputs
     FROM jobs j LEFT JOIN attempts a ON a.id = j.last_attempt WHERE j.workflow = ?"""
-
-
-def _row_info(row: tuple[Any, ...], needs: list[str], redactor: Redactor) -> JobInfo:
-    (
-        job_id,
-        name,
-        state,
-        reason,
-        fingerprint,
-        job_outputs,
-        attempts,
-        updated,
-        host,
-        started,
-        finished,
-        exit_code,
-        progress,
-        message,
-        attempt_outputs,
-    ) = row
-    # as `ccspec status` shows them
-    outputs = _json_object(attempt_outputs) or _json_object(job_outputs)
-    return JobInfo(
-        id=job_id,
-        name=name,
-        state=_STATES[state],
-        reason=_masked(redactor, reason),
-        host=host,
-        attempt=attempts,
-        fingerprint=fingerprint,
-        started=stamp_time(started),
-        finished=stamp_time(finished),
-        seconds=None
-        if started is None or finished is None
-        else round(max(0.0, finished - started), 3),
-        exit_code=exit_code,
-        progress=_percent(progress),
-        message=_masked(redactor, message),
-        outputs=redactor.value(outputs),
-        needs=needs,
-        updated=stamp_time(updated),
-    )
-
-
-def _job_info(
-    workflow: str,
-    rec: RecordedJob,
-    a: Attempt | None,
-    needs: Mapping[str, list[str]],
-    redactor: Redactor,
-) -> JobInfo:
-    outputs = dict(a.outputs) if a is not None and a.outputs else dict(rec.outputs)
-    started = a.started if a is not None else None
-    finished = a.finished if a is not None else None
-    return JobInfo(
-        id=rec.id,
-        name=rec.name,
-        state=rec.state,
-        reason=_masked(redactor, rec.reason),
-        host=a.host if a else None,
-        attempt=rec.attempts,
-        fingerprint=rec.fingerprint,
-        started=stamp_time(started),
-        finished=stamp_time(finished),
-        seconds=None
-        if started is None or finished is None
-        else round(max(0.0, finished - started), 3),
-        exit_code=a.exit_code if a else None,
-        progress=_percent(a.progress if a else None),
-        message=_masked(redactor, a.message if a else None),
-        outputs=redactor.value(outputs),
-        needs=needs.get(rec.id, []),
-        updated=stamp_time(rec.updated),
-    )
-
-
-def _attempt_info(workflow: str, a: Attempt, redactor: Redactor) -> AttemptInfo:
-    return AttemptInfo(
-        number=a.number,
-        host=a.host,
-        state=a.state,
-        handle=a.handle,
-        reason=_masked(redactor, a.reason),
-        exit_code=a.exit_code,
-        fingerprint=a.fingerprint,
-        created=stamp_time(a.created),
-        started=stamp_time(a.started),
-        finished=stamp_time(a.finished),
-        progress=_percent(a.progress),
-        message=_masked(redactor, a.message),
-        outputs=redactor.value(dict(a.outputs)),
-        log=_log_url(workflow, a.job, a.number),
-    )
-
-
-def _percent(value: float | None) -> float | None:
-    return None if value is None else round(min(100.0, max(0.0, float(value))), 1)
-
-
-def _masked(redactor: Redactor, text: str | None) -> str | None:
-    return None if text is None else redactor.text(text)
-
-
-def _log_url(workflow: str, job: str, number: int) -> str:
-    return f"/api/workflows/{quote(workflow)}/jobs/{quote(job)}/log?attempt={number}"
-
-
-def event_info(row: Mapping[str, Any], redactor: Redactor) -> EventInfo:
-    """An event row of the store as the API shows it: the job's new state made explicit."""
-    kind = str(row["kind"])
-    data = row.get("data") or {}
-    state = data.get("state") if kind == "state" else kind
-    return EventInfo(
-        id=int(row["id"]),
-        time=stamp_time(float(row["time"])) or datetime.now(UTC),
-        workflow=str(row["workflow"]),
-        kind=kind,
-        job=row.get("job"),
-        attempt_id=row.get("attempt"),
-        state=_STATES.get(str(state)) if state is not None else None,
-        data=redactor.value(dict(data)) if isinstance(data, dict) else {},
-    )
-
-
-def redacted_spec(text: str, secrets: list[str], redactor: Redactor) -> str:
-    """The spec's text with its secret vars' values replaced by *** (comments and order kept),
-    then every other appearance of a secret masked."""
-    if secrets:
-        try:
-            from ruamel.yaml import YAML
-
-            yaml = YAML(typ="rt")
-            yaml.preserve_quotes = True
-            data = yaml.load(text)
-            vars_ = data.get("vars") if hasattr(data, "get") else None
-            if isinstance(vars_, MutableMapping):
-                for name in secrets:
-                    if name in vars_:
-                        vars_[name] = "***"
-                out = io.StringIO()
-                yaml.dump(data, out)
-                text = out.getvalue()
-        except Exception:  # not YAML ruamel can round-trip: masking the text below still applies
-            pass
-    return redactor.text(text) if redactor else text

@@ -153,18 +153,7 @@ def _describe(data: Any, err: Any, loc: tuple[Any, ...]) -> tuple[str, ValuePath
     path, is_key = _data_path(data, loc)
     msg = str(err["msg"]).removeprefix("Value error, ")
     if kind == "extra_forbidden":
-        key = str(path[-1])
-        model = _model_at(loc[:-1])
-        fields = list(model.model_fields) if model else []
-        hint = suggest(key, fields)
-        if not hint and key.lower() in _SYNONYMS and _SYNONYMS[key.lower()] in fields:
-            hint = f" (did you mean {_SYNONYMS[key.lower()]!r}?)"
-        owner = _where(path[:-1])
-        return (
-            f"unknown key {key!r} in {owner}{hint or '; allowed keys: ' + ', '.join(fields)}",
-            path,
-            True,
-        )
+        return _unknown_key(path, loc), path, True
     if kind == "missing":
         key = str(path[-1])
         if path == ("version",):
@@ -173,21 +162,7 @@ def _describe(data: Any, err: Any, loc: tuple[Any, ...]) -> tuple[str, ValuePath
             return "missing `jobs:`: a workflow needs at least one job", (), False
         return f"{_where(path[:-1])} is missing the required key {key!r}", path[:-1], True
     if is_key:
-        container = path[:-1]
-        name = str(path[-1]) if path else "?"
-        what = {
-            "jobs": "job",
-            "hosts": "host",
-            "vars": "variable",
-            "env": "environment variable",
-            "sbatch": "sbatch option",
-        }.get(str(container[-1]) if container else "", "key")
-        rule = {
-            "job": NAME_RULE,
-            "host": NAME_RULE,
-            "sbatch option": f"write the long option without dashes, e.g. {name.lstrip('-')!r}",
-        }.get(what, "use letters, digits and _, not starting with a digit")
-        return f"invalid {what} name {name!r}: {rule}", path, True
+        return _invalid_name(path), path, True
     if kind == "union_tag_invalid":
         tag = err.get("ctx", {}).get("tag", "?")
         return (
@@ -229,6 +204,36 @@ def _describe(data: Any, err: Any, loc: tuple[Any, ...]) -> tuple[str, ValuePath
         path,
         whole_job,
     )
+
+
+def _unknown_key(path: ValuePath, loc: tuple[Any, ...]) -> str:
+    key = str(path[-1])
+    model = _model_at(loc[:-1])
+    fields = list(model.model_fields) if model else []
+    hint = suggest(key, fields)
+    if not hint and key.lower() in _SYNONYMS and _SYNONYMS[key.lower()] in fields:
+        hint = f" (did you mean {_SYNONYMS[key.lower()]!r}?)"
+    owner = _where(path[:-1])
+    return f"unknown key {key!r} in {owner}{hint or '; allowed keys: ' + ', '.join(fields)}"
+
+
+def _invalid_name(path: ValuePath) -> str:
+    """A mapping key that is not a valid name: which kind of name, and the rule it breaks."""
+    container = path[:-1]
+    name = str(path[-1]) if path else "?"
+    what = {
+        "jobs": "job",
+        "hosts": "host",
+        "vars": "variable",
+        "env": "environment variable",
+        "sbatch": "sbatch option",
+    }.get(str(container[-1]) if container else "", "key")
+    rule = {
+        "job": NAME_RULE,
+        "host": NAME_RULE,
+        "sbatch option": f"write the long option without dashes, e.g. {name.lstrip('-')!r}",
+    }.get(what, "use letters, digits and _, not starting with a digit")
+    return f"invalid {what} name {name!r}: {rule}"
 
 
 def _kind_of(value: Any) -> str:

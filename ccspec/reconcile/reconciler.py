@@ -1,0 +1,195 @@
+"""The reconciler: the loop of `ccspec watch`. A first pass over every spec, then passes for
+the specs that file events concern (debounced) and a periodic resync of all of them; each
+pass validates the specs it looks at and hands each workflow's desired state to its
+controller (ccspec.reconcile.controller). Started by the `watch` command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ccspec.reconcile.controller import Controller
+from ccspec.reconcile.files import is_spec_file, specs_touched, start_observer
+
+if TYPE_CHECKING:  # watchdog is imported when watching starts
+    from watchdog.observers.api import BaseObserver
+
+__all__ = ["DEBOUNCE", "DEBOUNCE_MAX", "Reconciler", "Say"]
+
+DEBOUNCE = 0.1  # seconds of quiet after the last file event before re-planning
+DEBOUNCE_MAX = 0.5  # ...but never wait longer than this while events keep coming
+
+Say = Callable[[str], None]
+
+
+def _warm_up_pictures() -> None:
+    """The first in-process Graphviz render compiles it and is much slower than the next
+    ones: do it while idle, not while a saved spec waits for its run to finish."""
+    from ccspec.report.graph import render
+
+    with contextlib.suppress(Exception):  # a picture is never worth failing the reconciler
+        render("digraph { a }")
+
+
+class Reconciler:
+    """Keeps the workflows of spec files and folders converged until `stop()`."""
+
+    def __init__(
+        self,
+        folders: Iterable[Path],
+        *,
+        state: Path,
+        jobs: int,
+        interval: float = 30.0,
+        prune: bool = False,
+        overrides: Mapping[str, Any] | None = None,
+        say: Say = print,
+    ) -> None:
+        self.folders = [Path(f).resolve() for f in folders]
+        self.state = state
+        self.jobs = jobs
+        self.interval = interval
+        self.prune = prune
+        self.overrides = dict(overrides or {})
+        self.say = say
+        self.events: queue.SimpleQueue[Path | None] = queue.SimpleQueue()
+        self.controllers: dict[str, Controller] = {}
+        self.names: dict[Path, str] = {}  # spec file -> workflow name, as last read
+        self.digests: dict[Path, str] = {}  # spec file -> content hash, as last read
+        self._stop = threading.Event()
+        self._observer: BaseObserver | None = None
+        self._errors: dict[str, int] = {}  # failed passes per workflow, for /metrics
+        self._errors_lock = threading.Lock()
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Watch until `stop()`: a first pass over every spec, then events and resyncs."""
+        self._observer = start_observer(self.folders, self.events)
+        threading.Thread(target=_warm_up_pictures, name="warm-up", daemon=True).start()
+        self._pass(self._spec_files(), resync=False)
+        next_resync = time.monotonic() + self.interval
+        try:
+            while not self._stop.is_set():
+                changed = self._collect(max(0.0, next_resync - time.monotonic()))
+                if self._stop.is_set():
+                    break
+                if changed:
+                    self._pass(
+                        specs_touched(changed, self.names.keys() | set(self._spec_files())),
+                        resync=False,
+                    )
+                if time.monotonic() >= next_resync:
+                    self._pass(self._spec_files() | set(self.names), resync=True)
+                    next_resync = time.monotonic() + self.interval
+        finally:
+            self._close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.events.put(None)
+
+    def count_error(self, workflow: str) -> None:
+        with self._errors_lock:
+            self._errors[workflow] = self._errors.get(workflow, 0) + 1
+
+    def pass_errors(self) -> dict[str, int]:
+        """Failed passes so far per workflow, 0 for every other workflow seen (called by the
+        server's /metrics under `watch --serve`, from its threads)."""
+        with self._errors_lock:
+            return {**dict.fromkeys(list(self.controllers), 0), **self._errors}
+
+    def _collect(self, timeout: float) -> set[Path]:
+        """File events, debounced: wait for one, then until DEBOUNCE passes without another."""
+        changed: set[Path] = set()
+        try:
+            first = self.events.get(timeout=timeout)
+        except queue.Empty:
+            return changed
+        if first is None:
+            return changed
+        changed.add(first)
+        began = time.monotonic()
+        while time.monotonic() - began < DEBOUNCE_MAX:
+            try:
+                path = self.events.get(timeout=DEBOUNCE)
+            except queue.Empty:
+                break
+            if path is None:
+                break
+            changed.add(path)
+        return changed
+
+    def _spec_files(self) -> set[Path]:
+        found: set[Path] = set()
+        for folder in self.folders:
+            if folder.is_file():
+                found.add(folder)
+            elif folder.is_dir():
+                found.update(
+                    p.resolve() for p in folder.iterdir() if p.is_file() and is_spec_file(p)
+                )
+        return found
+
+    def _pass(self, specs: Iterable[Path], *, resync: bool) -> None:
+        from ccspec.spec.validate import validate_file
+
+        for path in sorted(specs):
+            if not path.exists():
+                name = self.names.pop(path, None)
+                self.digests.pop(path, None)
+                if name is not None:
+                    self.say(
+                        f"{name}: spec {path.name} deleted"
+                        + (
+                            "; cancelling its jobs"
+                            if self.prune
+                            else "; its running jobs keep running"
+                        )
+                    )
+                    self._controller(name).want(None, deleted=True)
+                continue
+            try:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            except OSError:
+                continue
+            if resync and digest == self.digests.get(path) and path in self.names:
+                controller = self._controller(self.names[path])
+                # unchanged spec: the same wish again, re-planned (files may have changed)
+                last = controller.desired
+                controller.want(
+                    last.workflow, deleted=last.deleted, invalid=last.invalid, resync=True
+                )
+                continue
+            report = validate_file(path, overrides=self.overrides or None)
+            self.digests[path] = digest
+            name = report.name or path.stem
+            self.names[path] = name
+            if report.workflow is None:
+                self.say(
+                    f"{name}: {path.name} is invalid ({len(report.diagnostics)} error(s)); nothing new is launched"
+                )
+                self._controller(name).want(None, invalid=report)
+                continue
+            self._controller(name).want(report.workflow, resync=resync)
+
+    def _controller(self, name: str) -> Controller:
+        controller = self.controllers.get(name)
+        if controller is None:
+            controller = self.controllers[name] = Controller(name, self)
+        return controller
+
+    def _close(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+        for controller in self.controllers.values():
+            controller.close()
+        if self._observer is not None:
+            self._observer.join(timeout=5)
