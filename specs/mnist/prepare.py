@@ -61,7 +61,11 @@ def read_subset(path: Path, seed: int) -> dict[str, np.ndarray]:
         cut = len(members) * 4 // 5
         train.append(members[:cut])
         test.append(members[cut:])
-    train_idx, test_idx = rng.permutation(np.concatenate(train)), np.concatenate(test)
+    # shuffled, so the first N of either split (--train, --test) hold every digit
+    train_idx, test_idx = (
+        rng.permutation(np.concatenate(train)),
+        rng.permutation(np.concatenate(test)),
+    )
     return {
         "x_train": images[train_idx],
         "y_train": labels[train_idx],

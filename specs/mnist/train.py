@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -174,6 +175,12 @@ def main() -> None:
     if args.epochs < 1:
         parser.error("--epochs must be at least 1")
     torch.set_num_interop_threads(1)
+    where = (
+        f"slurm job {os.environ['SLURM_JOB_ID']}"
+        if "SLURM_JOB_ID" in os.environ
+        else "no slurm job"
+    )
+    say(f"torch {torch.__version__} on {socket.gethostname()} ({where}), {args.threads} thread(s)")
     if args.processes == 1:
         train(args)
         return
