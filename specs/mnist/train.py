@@ -7,8 +7,9 @@ Prints the ccspec protocol lines: `# ccspec progress=...` after every epoch, the
 outputs `accuracy` (test accuracy, 0-1; classifiers) or `loss` (test reconstruction MSE;
 the autoencoder), `seconds` (training and evaluation, without start-up), and `history`
 (the test metric after each epoch). With `--processes P` > 1 the model is trained with
-torch.distributed data parallelism (gloo backend, P processes on the CPU, each on its own
-share of every epoch's batches); the outputs are the same.
+torch.distributed data parallelism (gloo backend, P processes on the CPU): each process
+takes every P-th batch of an epoch and their gradients are averaged, so an epoch sees the
+same images in P times fewer steps; the outputs are the same.
 
 It imports only torch and numpy (not ccspec), so it runs on any host with torch.
 """
@@ -186,11 +187,13 @@ def main() -> None:
         return
     say(f"distributed: {args.processes} processes, gloo backend, {args.threads} thread(s) each")
     with tempfile.TemporaryDirectory(prefix="mnist-ddp-") as folder:
-        # fork: the children inherit the imported torch instead of importing it again
         store = str(Path(folder) / "store")
-        mp.start_processes(worker, (args, store), nprocs=args.processes, start_method="fork")
+        # fork on Linux: the children inherit the imported torch instead of importing it again
+        method = "fork" if sys.platform.startswith("linux") else "spawn"
+        mp.start_processes(worker, (args, store), nprocs=args.processes, start_method=method)
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # the processes share this machine
+    if sys.platform.startswith("linux"):
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # the processes share this machine
     main()
