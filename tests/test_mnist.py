@@ -118,6 +118,7 @@ def check_training_outputs(repo: Path, jobs: dict) -> None:
         log = ccspec(repo, "logs", "mnist", name).stdout
         progress = re.findall(r'^# ccspec progress=(\d+) message="epoch (\d+)/', log, re.M)
         assert progress == [("50", "1"), ("100", "2")], (name, log)
+        assert "), 1 thread(s)" in log, (name, log)  # the spec's `threads`, not all the cores
         assert outputs["epochs"] == EPOCHS and len(outputs["history"]) == EPOCHS, (name, outputs)
         assert 0 < outputs["seconds"] < 120, (name, outputs)
         if outputs["model"] == "autoencoder":
@@ -127,6 +128,8 @@ def check_training_outputs(repo: Path, jobs: dict) -> None:
             assert floor <= outputs["accuracy"] <= 1 and "loss" not in outputs, (name, outputs)
     assert [jobs[f"train-{m}"]["outputs"]["model"] for m in MODELS] == list(MODELS)
     assert jobs["ddp"]["outputs"]["processes"] == 2 and jobs["ddp"]["outputs"]["model"] == "cnn"
+    ddp_log = ccspec(repo, "logs", "mnist", "ddp").stdout
+    assert "distributed: 2 processes, gloo backend, 1 thread(s) each" in ddp_log, ddp_log
 
 
 def check_report(repo: Path, jobs: dict, attempt: int = 1) -> None:
