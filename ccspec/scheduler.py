@@ -138,6 +138,11 @@ class Scheduler:
         found = self._jobs.get(job)
         return found.phase if found is not None else None
 
+    def killing(self, job: str) -> bool:
+        """A kill of the job's launch is under way (its end is recorded as the kill's)."""
+        found = self._jobs.get(job)
+        return found is not None and found.killing is not None
+
     def next_deadline(self) -> float | None:
         """The earliest time a Tick has something to do (a timeout, a kill, a retry)."""
         times = [
