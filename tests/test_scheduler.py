@@ -9,7 +9,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from ccspec.scheduler import KILL_GRACE, REMOTE_CONFIRM, Scheduler, backoff
+from ccspec.scheduler import KILL_GRACE, MAX_REFUSALS, REMOTE_CONFIRM, Scheduler, backoff
 from ccspec.scheduler_types import (
     Attached,
     Cancel,
@@ -230,6 +230,29 @@ def test_a_temporary_refusal_launches_again_without_spending_a_retry() -> None:
     d.run(again[0])
     d.end(again[0])
     assert d.settled() == {"a": OK}
+
+
+def test_temporary_refusals_in_a_row_end_as_a_failure() -> None:
+    d = Driver([Task("a")])
+    launch = d.launches(d.start())[0]
+    for _ in range(MAX_REFUSALS - 1):
+        d.step(LaunchRefused("a", launch.number, "busy", temporary=True))
+        launch = d.launches(d.tick(60))[0]
+    d.step(LaunchRefused("a", launch.number, "busy", temporary=True))
+    assert d.settled() == {"a": FAIL}
+    assert launch.number == MAX_REFUSALS
+
+
+def test_a_timed_out_job_with_retries_left_runs_again() -> None:
+    d = Driver([Task("a", timeout=1, retries=1)])
+    a = d.launches(d.start())[0]
+    d.run(a)
+    assert d.tick(1) == [Cancel("a", 1, False)]
+    out = d.end(a, FAIL, -15)
+    assert (
+        next(c for c in out if isinstance(c, Retry)).reason == "timed out after 1s; retry 1 in 0.5s"
+    )
+    assert d.launches(d.tick(0.5)) == [Launch("a", 2)]
 
 
 def test_a_permanent_refusal_fails_the_job() -> None:
