@@ -80,6 +80,20 @@ class Run:
     miner: LogMiner | None = None
 
 
+def slot_limits(workflow: ResolvedWorkflow, local: int) -> dict[str, int]:
+    """Slots per pool: `-j` for this machine (shared by every local-type host), a local host's
+    own `max_jobs`, a remote host's job slots."""
+    limits = {LOCAL_SLOTS: local}
+    for name, host in workflow.hosts.items():
+        if host.type == "local" and host.max_jobs is not None:
+            limits[name] = host.max_jobs
+        elif host.type != "local":
+            from ccspec.targets.hosts import job_slots
+
+            limits[name] = job_slots(host, local)
+    return limits
+
+
 class Engine:
     def __init__(
         self,
@@ -127,16 +141,8 @@ class Engine:
         recorded = recorded if recorded is not None else store.recorded_jobs(workflow.name)
         last = store.last_attempts(workflow.name)
         self.views = initial_views(plan, self.jobs, recorded, last)
-        limits = {LOCAL_SLOTS: self.limit}
-        for name, host in workflow.hosts.items():
-            if host.type == "local" and host.max_jobs is not None:
-                limits[name] = host.max_jobs
-            elif host.type != "local":
-                from ccspec.targets.hosts import job_slots
-
-                limits[name] = job_slots(host, self.limit)
         tasks = [self.task(self.jobs[v.id], v) for v in self.views.values()]
-        self.scheduler = Scheduler(tasks, limits)
+        self.scheduler = Scheduler(tasks, slot_limits(workflow, self.limit))
 
     # -- the loop ------------------------------------------------------------------------
 
