@@ -16,32 +16,33 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ccspec.engine import LEASE_TTL, Engine, JobView, Outcome
 from ccspec.errors import CcspecError, Diagnostic
+from ccspec.fanout import with_members
 from ccspec.fingerprint import Facts, Fingerprint, fingerprints, gather_facts
 from ccspec.planner import Action, Plan, make_plan
-from ccspec.redact import Redactor, masked_diagnostics
-from ccspec.report.status import JobStatus, render_status, status_document, write_if_changed
+from ccspec.redact import masked_diagnostics
+from ccspec.report.status import render_status, status_document, write_if_changed
 from ccspec.report.writer import StatusWriter
+from ccspec.settle import cancel_attempts, job_statuses, settle, spec_hosts
 from ccspec.spec.resolve import resolve_at_launch, upstream_context
 from ccspec.spec.resolved import ResolvedWorkflow
 from ccspec.spec.validate import SpecReport, collector_paused, validate_paths
-from ccspec.state.store import Attempt, RecordedJob, StateStore
-
-if TYPE_CHECKING:
-    from ccspec.progress import LogMiner
-    from ccspec.spec.models import Host
-    from ccspec.targets.base import Status
+from ccspec.state.store import RecordedJob, StateStore
 
 __all__ = [
     "Planned",
     "apply_workflow",
+    "cancel_attempts",
     "current_plan",
+    "job_statuses",
     "leased",
     "load_specs",
     "plan_workflow",
+    "settle",
+    "spec_hosts",
     "state_dir",
     "write_invalid_status",
 ]
@@ -158,28 +159,8 @@ def _expand_known_fanouts(
         )
         if problems or not members:
             continue
-        return _replace_job(workflow, job.id, members)
+        return with_members(workflow, job.id, members)
     return None
-
-
-def _replace_job(workflow: ResolvedWorkflow, job_id: str, members: list[Any]) -> ResolvedWorkflow:
-    from dataclasses import replace as dc_replace
-
-    ids = [m.id for m in members]
-    jobs: dict[str, Any] = {}
-    for key, job in workflow.jobs.items():
-        if key == job_id:
-            for m in members:
-                jobs[m.id] = m
-            continue
-        if job_id in job.needs:
-            job = dc_replace(
-                job,
-                needs=tuple(n for need in job.needs for n in (ids if need == job_id else [need])),
-            )
-        jobs[key] = job
-    groups = {**workflow.groups, workflow.jobs[job_id].name: tuple(ids)}
-    return dc_replace(workflow, jobs=jobs, groups=groups)
 
 
 def apply_workflow(
@@ -358,188 +339,3 @@ class _signals:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self.saved.items():
             signal.signal(sig, handler)
-
-
-def settle(
-    store: StateStore,
-    workflow: str,
-    hosts: Mapping[str, Host] | None = None,
-    *,
-    redactor: Redactor | None = None,
-) -> int:
-    """Collect the results of detached attempts that finished while no runner watched them
-    (ccspec was killed): local ones from their run folders, remote ones with one poll per
-    host (`hosts`: the spec's hosts). Leaves everything to the runner holding the lease.
-    `redactor`: the workflow's, to record outputs and messages with its secrets masked."""
-    from ccspec.states import FINAL, JobState
-    from ccspec.targets.local import LocalTarget
-
-    if store.lease_holder(workflow) is not None:
-        return 0
-    local = LocalTarget()
-    found: list[tuple[Attempt, Status]] = []
-    remote: dict[str, list[Attempt]] = {}
-    for attempt in store.active_attempts(workflow):
-        if not attempt.run_dir:
-            continue
-        host = (hosts or {}).get(attempt.host)
-        if host is not None and host.type != "local":
-            remote.setdefault(attempt.host, []).append(attempt)
-            continue
-        if host is None and attempt.host != "local":
-            continue  # a remote host the spec no longer names: nobody can ask it
-        run_dir = Path(attempt.run_dir)
-        handle = attempt.handle or local.recover(run_dir)
-        if handle is None:
-            continue
-        status = local.poll({handle: run_dir})[handle]
-        if status is not None:
-            found.append((attempt, status))
-    for name, attempts in remote.items():
-        found.extend(_poll_remote((hosts or {})[name], attempts))
-    settled = 0
-    for attempt, status in found:
-        if status.state not in FINAL:
-            continue
-        miner = _mine_all(attempt.log_path)
-        progress = 100.0 if status.state is JobState.SUCCEEDED else miner.progress
-        mask = redactor or Redactor()
-        # when it ended, not when it was found
-        store.finish_attempt(
-            attempt.id,
-            status.state,
-            exit_code=status.exit_code,
-            reason=status.reason,
-            outputs=mask.value(dict(miner.outputs)),
-            progress=progress,
-            message=None if miner.message is None else mask.text(miner.message),
-            finished=status.finished,
-        )
-        settled += 1
-    return settled
-
-
-def _poll_remote(host: Host, attempts: list[Attempt]) -> list[tuple[Attempt, Status]]:
-    """One poll of a remote host for the given attempts (their logs are mirrored on the way)."""
-    from ccspec.errors import TargetError
-    from ccspec.targets.hosts import backend_for
-    from ccspec.targets.remote import Tracked, launched_at
-
-    backend = backend_for(host)
-    tracked = [
-        Tracked(a.id, a.handle, a.run_dir, Path(a.log_path), launched_at(a.created))
-        for a in attempts
-        if a.log_path and a.run_dir
-    ]
-    try:
-        states = backend.poll(tracked)
-    except (TargetError, OSError):
-        return []  # unreachable now: unknown, settled another time
-    finally:
-        backend.close()
-    by_id = {a.id: a for a in attempts}
-    return [(by_id[i], s) for i, s in states.items() if s is not None]
-
-
-def spec_hosts(store: StateStore, workflow: str) -> Mapping[str, Host]:
-    """The hosts of a workflow's spec as last applied (empty when the file is gone or invalid)."""
-    path = store.spec_path(workflow)
-    if not path or not Path(path).is_file():
-        return {}
-    from ccspec.spec.validate import validate_file
-
-    report = validate_file(Path(path))
-    return report.workflow.hosts if report.workflow is not None else {}
-
-
-def cancel_attempts(
-    store: StateStore, hosts: Mapping[str, Host], attempts: list[Attempt], reason: str
-) -> dict[int, str]:
-    """Stop active attempts wherever they run (local process groups; one cancel command per
-    remote host) and record them cancelled with `reason`. Returns, by attempt id, why some
-    could not be stopped; those stay recorded as running."""
-    from ccspec.states import JobState
-    from ccspec.targets.local import LocalTarget
-
-    remote = [a for a in attempts if a.host in hosts and hosts[a.host].type != "local"]
-    problems = _cancel_remote(hosts, remote)
-    local = LocalTarget()
-    try:
-        for attempt in attempts:
-            if attempt.id in problems:
-                continue
-            if attempt not in remote and attempt.handle and attempt.run_dir:
-                local.cancel(attempt.handle, Path(attempt.run_dir))
-            store.finish_attempt(
-                attempt.id,
-                JobState.CANCELLED,
-                exit_code=None,
-                reason=reason,
-                outputs=attempt.outputs,
-                progress=attempt.progress,
-                message=attempt.message,
-            )
-    finally:
-        local.close()
-    return problems
-
-
-def _cancel_remote(hosts: Mapping[str, Host], attempts: list[Attempt]) -> dict[int, str]:
-    """Cancel remote attempts, one command per host; returns why some could not be."""
-    from ccspec.errors import TargetError
-    from ccspec.targets.hosts import backend_for
-    from ccspec.targets.remote import Tracked, launched_at
-
-    problems: dict[int, str] = {}
-    by_host: dict[str, list[Attempt]] = {}
-    for attempt in attempts:
-        by_host.setdefault(attempt.host, []).append(attempt)
-    for name, group in by_host.items():
-        backend = backend_for(hosts[name])
-        tracked = [
-            Tracked(a.id, a.handle, a.run_dir, Path(a.log_path or "."), launched_at(a.created))
-            for a in group
-            if a.run_dir
-        ]
-        try:
-            backend.cancel(tracked, False)
-        except (TargetError, OSError) as exc:
-            problems.update({a.id: str(exc) for a in group})
-        finally:
-            backend.close()
-    return problems
-
-
-def _mine_all(log_path: str | None) -> LogMiner:
-    from ccspec.logfile import mine_log
-    from ccspec.progress import LogMiner
-
-    miner = LogMiner()
-    if log_path:
-        mine_log(miner, log_path, final=True)  # in bounded chunks, however long the log
-    return miner
-
-
-def job_statuses(store: StateStore, workflow: str) -> list[JobStatus]:
-    """Status of every recorded job from the store (for `ccspec status` without a run)."""
-    out = []
-    attempts = {a.job: a for a in store.attempts(workflow)}  # last attempt of each job
-    for job_id, rec in sorted(store.recorded_jobs(workflow).items()):
-        a = attempts.get(job_id)
-        out.append(
-            JobStatus(
-                job_id,
-                rec.state,
-                a.host if a else None,
-                rec.attempts,
-                rec.fingerprint,
-                a.started if a else None,
-                a.finished if a else None,
-                a.exit_code if a else None,
-                a.progress if a else None,
-                a.message if a else None,
-                rec.reason,
-                dict(a.outputs) if a and a.outputs else dict(rec.outputs),
-            )
-        )
-    return out

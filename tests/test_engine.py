@@ -1,0 +1,156 @@
+"""The engine (ccspec.engine) with real local processes, a real state store and an injected
+clock: deadlines (timeouts, retry backoff) pass when the test moves the clock, not by
+sleeping. Each engine runs in a thread; the test watches its reports with bounded waits."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import ccspec
+from ccspec.engine import Engine, JobView, Outcome
+from ccspec.runner import plan_workflow
+from ccspec.state.store import StateStore
+from ccspec.states import JobState
+
+
+class FakeClock:
+    """Monotonic time moves only when the test says; wall time follows it from now."""
+
+    def __init__(self) -> None:
+        self.mono = 1000.0
+        self.wall = time.time()
+
+    def time(self) -> float:
+        return self.wall + (self.mono - 1000.0)
+
+    def monotonic(self) -> float:
+        return self.mono
+
+
+class Running:
+    """An engine over a spec, run in a thread of its own (a state store is used by the thread
+    that opened it, as the reconciler's threads do); reports are kept."""
+
+    def __init__(self, folder: Path, clock: FakeClock) -> None:
+        self.folder, self.clock = folder, clock
+        self.events: list[tuple[str, str | None, JobState | None]] = []
+        self.lock = threading.Lock()
+        self.ready = threading.Event()
+        self.outcome: Outcome | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        assert self.ready.wait(20), "the engine was not made"
+
+    def _run(self) -> None:
+        store = StateStore(self.folder / ".ccspec")
+        try:
+            planned = plan_workflow(ccspec.load(self.folder / "flow.yaml"), store)
+            self.engine = Engine(
+                planned.workflow,
+                planned.plan,
+                store,
+                state_dir=self.folder / ".ccspec",
+                jobs=2,
+                reporter=self.report,
+                fingerprints=planned.fingerprints,
+                facts=planned.facts,
+                recorded=planned.recorded,
+                clock=self.clock,
+            )
+            self.ready.set()
+            self.outcome = self.engine.run()
+        finally:
+            store.close()
+
+    def report(self, event: str, view: JobView | None) -> None:
+        with self.lock:
+            self.events.append((event, view.id if view else None, view.state if view else None))
+
+    def count(self, event: str, job: str | None = None) -> int:
+        with self.lock:
+            return sum(1 for e, j, _ in self.events if e == event and (job is None or j == job))
+
+    def wait_for(self, what: Callable[[], bool], timeout: float = 20.0) -> None:
+        end = time.monotonic() + timeout
+        while not what():
+            assert time.monotonic() < end, f"not reached; reports: {self.events[-10:]}"
+            time.sleep(0.02)  # a bounded wait on the engine's thread, not time passing
+
+    def result(self, timeout: float = 20.0) -> Outcome:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), f"the engine did not return: {self.events[-10:]}"
+        assert self.outcome is not None
+        return self.outcome
+
+
+def _spec(folder: Path, jobs: str) -> None:
+    (folder / "flow.yaml").write_text(f"version: 1\njobs:\n{jobs}")
+
+
+def test_a_timeout_fires_when_the_clock_passes_it(tmp_path: Path) -> None:
+    _spec(tmp_path, "  slow: {run: 'sleep 60', timeout: 1h}\n")
+    clock = FakeClock()
+    run = Running(tmp_path, clock)
+    run.wait_for(lambda: run.count("started", "slow") == 1)
+    ticks = run.count("tick")
+    run.wait_for(lambda: run.count("tick") >= ticks + 3)  # passes go by; the clock stands still
+    assert run.engine.views["slow"].state is JobState.RUNNING
+    clock.mono += 3600
+    run.engine.wake()
+    view = run.result().views["slow"]
+    assert view.state is JobState.TIMED_OUT
+    assert view.reason == "timed out after 3600s"
+
+
+def test_a_retry_waits_for_its_backoff(tmp_path: Path) -> None:
+    _spec(tmp_path, "  flaky: {run: 'test -f tried || { touch tried; exit 1; }', retries: 1}\n")
+    clock = FakeClock()
+    run = Running(tmp_path, clock)
+    run.wait_for(lambda: run.count("retrying", "flaky") == 1)
+    assert run.engine.views["flaky"].reason == "exit code 1; retry 1 in 0.5s"
+    ticks = run.count("tick")
+    run.wait_for(lambda: run.count("tick") >= ticks + 3)
+    assert run.count("started", "flaky") == 1  # the backoff has not passed on the clock
+    clock.mono += 0.5
+    run.engine.wake()
+    view = run.result().views["flaky"]
+    assert view.state is JobState.SUCCEEDED
+    assert view.attempt == 2
+
+
+def test_a_hand_over_leaves_a_job_running_that_the_next_engine_follows(tmp_path: Path) -> None:
+    _spec(tmp_path, "  waits: {run: 'until [ -f go ]; do sleep 0.05; done; echo done'}\n")
+    clock = FakeClock()
+    first = Running(tmp_path, clock)
+    first.wait_for(lambda: first.count("started", "waits") == 1)
+    first.engine.handover()
+    handed = first.result()
+    assert handed.views["waits"].state is JobState.RUNNING
+    assert not handed.interrupted
+    second = Running(tmp_path, clock)
+    second.wait_for(lambda: second.count("attached", "waits") == 1)
+    (tmp_path / "go").touch()
+    outcome = second.result()
+    assert outcome.views["waits"].state is JobState.SUCCEEDED
+    assert second.count("started") == 0  # followed, never launched again
+    store = StateStore(tmp_path / ".ccspec")
+    try:
+        attempts = store.attempts("flow")
+    finally:
+        store.close()
+    assert [(a.number, a.state) for a in attempts] == [(1, JobState.SUCCEEDED)]
+
+
+def test_an_interrupt_cancels_running_jobs_and_the_ones_not_started(tmp_path: Path) -> None:
+    _spec(tmp_path, "  slow: {run: 'sleep 60'}\n  after: {run: 'true', needs: [slow]}\n")
+    run = Running(tmp_path, FakeClock())
+    run.wait_for(lambda: run.count("started", "slow") == 1)
+    run.engine.interrupt()
+    outcome = run.result()
+    assert outcome.interrupted
+    assert outcome.views["slow"].state is JobState.CANCELLED
+    assert outcome.views["after"].state is JobState.CANCELLED
+    assert outcome.views["after"].reason == "cancelled before it started"
