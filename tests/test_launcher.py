@@ -181,7 +181,9 @@ def test_jobs_go_on_when_the_launcher_dies(tmp_path: Path) -> None:
         target.close()
 
 
-def test_a_job_killed_behind_ccspecs_back_is_lost(tmp_path: Path) -> None:
+def test_a_forked_job_killed_behind_ccspecs_back_was_killed_by_signal_9(tmp_path: Path) -> None:
+    """Its wrapper could write no exit code, but its parent, the launcher, saw it die: the
+    same -9 ("killed by signal 9") as a job this process spawned, not "lost"."""
     target = LocalTarget()
     try:
         launch = _launch(tmp_path, "victim", "sleep 30", dict(os.environ))
@@ -195,7 +197,7 @@ def test_a_job_killed_behind_ccspecs_back_is_lost(tmp_path: Path) -> None:
             target.wait(0.5)
     finally:
         target.close()
-    assert done[handle] is None  # no exit code: the engine records it as lost
+    assert done[handle] == -9
 
 
 def test_a_forked_job_outlives_the_runner_and_the_next_apply_collects_it(tmp_path: Path) -> None:

@@ -4,7 +4,9 @@ death of ccspec, and a timeout or cancel kills its whole process group.
 `run:` jobs in bash are forked by one long-lived bash (`BashLauncher`, Linux) running
 templates/run-wrapper.sh's text; other `run:` jobs start with one posix_spawn of their shell
 running that wrapper; scripts and notebooks with subprocess under templates/job-wrapper.sh.
-The wrappers record pid and exit code in the attempt's run folder. Exits arrive through
+The wrappers record pid and exit code in the attempt's run folder. A job killed before its
+wrapper could write an exit code gets its wait status from its parent, whichever path
+started it (this process, or the launcher): "killed by signal 9" either way. Exits arrive through
 pidfds in one selector (a waiter thread per child where pidfds do not exist), with no
 polling loop; attempts found after a restart are not our children and are polled through
 the wrappers' files.
@@ -32,10 +34,19 @@ from ccspec.resources import template_path
 from ccspec.state.private import DIR_MODE, make_dirs, opener
 from ccspec.state.unwritable import folder_problem
 from ccspec.states import JobState
-from ccspec.targets.base import ExitCallback, Launch, Status
+from ccspec.targets.base import Launch, Status
 from ccspec.targets.launcher import SIGDEF, BashLauncher, eligible
 
-__all__ = ["LOST_REASON", "LocalTarget", "exit_time", "lost_reason", "read_exit_code"]
+__all__ = [
+    "LOST_REASON",
+    "ExitCallback",
+    "LocalTarget",
+    "exit_status",
+    "exit_time",
+    "lost_reason",
+    "read_exit_code",
+    "read_pid",
+]
 
 LOST_REASON = "the job's process is gone and left no exit code (killed by SIGKILL?)"
 PREPARE_AHEAD = (
@@ -55,6 +66,9 @@ def _which(program: str) -> str:
 
 
 IS_WINDOWS = sys.platform == "win32"
+
+# (handle, exit code or None if it left none; -N: killed by signal N) -> None, from any thread
+ExitCallback = Callable[[str, int | None], None]
 
 
 def read_exit_code(run_dir: Path | str) -> int | None:
@@ -114,7 +128,28 @@ def exit_time(run_dir: Path | str) -> float | None:
         return None
 
 
-def _read_pid(run_dir: Path) -> int | None:
+def exit_status(code: int | None, run_dir: Path | str) -> Status:
+    """The status of an attempt that ended with `code` (the wrapper's exit code, or -N when
+    its process was killed by signal N before the wrapper could write one; None when
+    nothing is known), the same on every path a job took."""
+    if code is None:
+        return Status(JobState.LOST, None, lost_reason(run_dir), exit_time(run_dir))
+    if code == 0:
+        return Status(JobState.SUCCEEDED, 0, None, exit_time(run_dir))
+    reason = f"exit code {code}" if code > 0 else f"killed by signal {-code}"
+    return Status(JobState.FAILED, code, reason, exit_time(run_dir))
+
+
+def _forked_exit(run_dir: Path, launcher: BashLauncher, pid: int) -> int | None:
+    """The exit code of a job the launcher forked: its wrapper's, else (killed before the
+    wrapper could write one) the wait status its parent, the launcher, saw."""
+    code = read_exit_code(run_dir)
+    return code if code is not None else launcher.status(pid)
+
+
+def read_pid(run_dir: Path | str) -> int | None:
+    """The pid the attempt's wrapper recorded (its process group's leader), if any."""
+    run_dir = Path(run_dir)
     try:
         text = (run_dir / "pid").read_text().strip()
     except OSError:
@@ -143,6 +178,7 @@ class LocalTarget:
         self._exited: queue.SimpleQueue[tuple[str, int | None]] = queue.SimpleQueue()
         self._dirs: set[Path] = set()
         self._launcher: BashLauncher | None = None
+        self._forked: set[str] = set()  # handles of jobs the launcher forked (its children)
         # run folders `prepare` was asked for and no launch has used yet
         self._asked: set[Path] = set()
         # of those, the ones not made yet, in order
@@ -197,7 +233,7 @@ class LocalTarget:
             if key.data is not None:
                 os.close(key.fd)
                 reap = self._reapers.get(key.data)
-                if reap is not None:
+                if reap is not None and key.data not in self._forked:  # the launcher reaps those
                     threading.Thread(target=reap, name=f"reap-{key.data}", daemon=True).start()
         self._selector.close()
         if self._launcher is not None:
@@ -217,6 +253,7 @@ class LocalTarget:
                 os.close(fd)
         self._reapers.clear()
         self._callbacks.clear()
+        self._forked.clear()
 
     def wake(self) -> None:
         """Make a blocked `wait` return (safe to call from a signal handler or a thread)."""
@@ -262,10 +299,12 @@ class LocalTarget:
         if BashLauncher.available and eligible(argv):
             if self._launcher is None:
                 self._launcher = BashLauncher(_which(argv[0]), argv[2])
-            pid = self._launcher.launch(argv[4], argv[5], argv[6], argv[2], launch.env)
+            launcher = self._launcher
+            pid = launcher.launch(argv[4], argv[5], argv[6], argv[2], launch.env)
             if pid is not None:
-                run_dir = launch.run_dir
-                return self._watch(pid, lambda: read_exit_code(run_dir), on_exit)
+                run_dir, forked = launch.run_dir, pid
+                self._forked.add(str(pid))
+                return self._watch(pid, lambda: _forked_exit(run_dir, launcher, forked), on_exit)
         try:
             pid = os.posix_spawn(
                 _which(argv[0]),
@@ -347,6 +386,7 @@ class LocalTarget:
             except queue.Empty:
                 return
             self._reapers.pop(handle, None)
+            self._forked.discard(handle)
             callback = self._callbacks.pop(handle, None)
             if callback is not None:
                 callback(handle, code)
@@ -356,12 +396,7 @@ class LocalTarget:
         for handle, run_dir in handles.items():
             code = read_exit_code(run_dir)
             if code is not None:
-                out[handle] = Status(
-                    JobState.SUCCEEDED if code == 0 else JobState.FAILED,
-                    code,
-                    None if code == 0 else f"exit code {code}",
-                    exit_time(run_dir),
-                )
+                out[handle] = exit_status(code, run_dir)
             elif handle.isdigit() and pid_alive(int(handle)):
                 out[handle] = Status(JobState.RUNNING)
             else:
@@ -369,9 +404,14 @@ class LocalTarget:
         return out
 
     def cancel(self, handle: str, run_dir: Path, *, force: bool = False) -> None:
-        if not handle.isdigit():
-            return
-        pid = int(handle)
+        """Signal the attempt's process group. Its leader is the pid its wrapper wrote in
+        the run folder (the job's own word), else the handle: a handle learnt some other
+        way (the launcher's order of spares) never sends the signal to another group."""
+        pid = read_pid(run_dir)
+        if pid is None:
+            if not handle.isdigit() or read_exit_code(run_dir) is not None:
+                return  # ended: its pid may belong to another process by now
+            pid = int(handle)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL if force else signal.SIGTERM)
 
@@ -392,5 +432,5 @@ class LocalTarget:
 
     def recover(self, run_dir: Path) -> str | None:
         """The handle of an attempt whose launch was recorded but not its handle."""
-        pid = _read_pid(run_dir)
+        pid = read_pid(run_dir)
         return str(pid) if pid is not None else None
