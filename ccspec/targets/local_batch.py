@@ -2,8 +2,11 @@
 whose exit callbacks it gathers for `poll`. Attempts another process started are polled
 through their run folders (the wrappers' pid and exit-code files), as after a restart.
 
-A launch whose run folder already names a process (a pid or an exit code) is not started
-again: submitting the same attempt twice starts it once.
+Every launch first takes its claim, `mkdir RUN_DIR/launched` (atomic): a launch that finds
+the claim taken starts nothing and answers with the pid the first one's wrapper wrote, so
+submitting the same attempt twice starts it once; `fence` takes the same claim for an
+attempt that never started, so a late launch of it gives up (ccspec.targets.claims does the
+same on remote hosts).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ccspec.errors import PermanentTargetError, TargetError
+from ccspec.state.private import DIR_MODE, make_dirs
 from ccspec.states import JobState
 from ccspec.targets.base import LOG_READ, Fenced, Launch, Status, Submitted, Target, Tracked
 from ccspec.targets.local import LocalTarget, exit_status, read_exit_code, read_pid
@@ -24,6 +28,7 @@ __all__ = ["LocalBatch"]
 # seconds an attempt recorded with no handle may take to write its pid before it counts as
 # never started (its wrapper writes the pid first thing)
 START_WAIT = 1.0
+CLAIM = "launched"  # the launch claim's name in the run folder
 
 
 class LocalBatch:
@@ -42,9 +47,15 @@ class LocalBatch:
     def submit(self, launches: Sequence[Launch]) -> list[Submitted]:
         out: list[Submitted] = []
         for launch in launches:
-            known = _recorded_handle(launch.run_dir)
-            if known is not None:  # sent before: it runs (or ran) already
-                out.append(Submitted(launch.attempt_id, known))
+            try:
+                took = _claim(launch.run_dir)
+            except OSError as exc:
+                out.append(Submitted(launch.attempt_id, None, str(exc), temporary=True))
+                continue
+            if not took:  # sent before (it runs or ran), or fenced by a later run
+                known = _await_handle([launch.run_dir]).get(launch.run_dir)
+                error = None if known else "the launch was settled as never started"
+                out.append(Submitted(launch.attempt_id, known, error))
                 continue
             try:
                 handle = self.target.submit(launch, self._exited)
@@ -95,29 +106,53 @@ class LocalBatch:
         return LocalTarget.read_log(tracked.log_path, offset, most)
 
     def fence(self, tracked: Sequence[Tracked]) -> dict[int, Fenced]:
-        """A local launch has no claim: it started when its wrapper wrote a pid (or an exit
-        code); one that wrote neither within START_WAIT of now never will."""
+        """Attempts whose wrapper wrote a pid or exit code (within START_WAIT: one may be
+        starting) started; of the others, those whose claim the fence takes never will."""
         found: dict[int, Fenced] = {}
-        deadline = time.monotonic() + START_WAIT
-        waiting = list(tracked)
-        while waiting:
-            left = []
-            for t in waiting:
-                if not os.path.isdir(t.run_dir):  # made before every launch: none happened
-                    found[t.attempt_id] = "never"
-                elif _recorded_handle(Path(t.run_dir)) is not None:
-                    found[t.attempt_id] = "started"
-                else:
-                    left.append(t)
-            if not left or time.monotonic() >= deadline:
-                found.update((t.attempt_id, "never") for t in left)
-                break
-            waiting = left
-            time.sleep(0.05)  # a wrapper starting: it writes its pid first thing
+        dirs = {t.attempt_id: Path(t.run_dir) for t in tracked}
+        handles = _await_handle([d for d in dirs.values() if d.is_dir()])
+        for attempt_id, run_dir in dirs.items():
+            if run_dir in handles:
+                found[attempt_id] = "started"
+                continue
+            try:
+                found[attempt_id] = "never" if _claim(run_dir) else "claimed"
+            except OSError:
+                continue  # cannot say: unknown
         return found
 
     def close(self) -> None:
         self.target.close()
+
+
+def _claim(run_dir: Path) -> bool:
+    """Take the attempt's launch claim; False when it was taken before."""
+    make_dirs(run_dir)
+    try:
+        os.mkdir(run_dir / CLAIM, DIR_MODE)
+    except FileExistsError:
+        return False
+    return True
+
+
+def _await_handle(run_dirs: Sequence[Path]) -> dict[Path, str]:
+    """The handles the attempts in these run folders recorded, waiting up to START_WAIT for
+    those that recorded none yet (a wrapper writes its pid first thing)."""
+    found: dict[Path, str] = {}
+    deadline = time.monotonic() + START_WAIT
+    waiting = list(run_dirs)
+    while True:
+        left = []
+        for run_dir in waiting:
+            handle = _recorded_handle(run_dir)
+            if handle is None:
+                left.append(run_dir)
+            else:
+                found[run_dir] = handle
+        if not left or time.monotonic() >= deadline:
+            return found
+        waiting = left
+        time.sleep(0.02)
 
 
 def _recorded_handle(run_dir: Path) -> str | None:
