@@ -5,7 +5,7 @@ events a host's worker thread (`ccspec.targets.worker`) posts to the engine.
 
 Batch-first: `submit` takes every launch ready for a target at once and `poll` every attempt
 it runs, so 1,000 running jobs cost one status query per host per poll. A query that fails
-answers `None` for a job ("unknown"), never "failed". `hosts.target_for` gives the target of
+answers `None` for a job ("unknown"), never "failed". `hosts.backend_for` gives the target of
 a host of the spec, typed as this protocol.
 """
 
@@ -80,9 +80,8 @@ class Status:
     state: JobState
     exit_code: int | None = None
     reason: str | None = None
-    finished: float | None = (
-        None  # when it ended by its host's account (None: when ccspec learnt of it)
-    )
+    # when it ended by its host's account (None: when ccspec learnt of it)
+    finished: float | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
 

@@ -1,13 +1,13 @@
 """One long-lived bash that forks `run:` jobs on this machine (templates/run-launcher.sh).
 
-Starting a bash costs about 1 ms of exec and dynamic linking here, and the runner's thread
-waits for most of it inside posix_spawn; a fork of a small, already running bash costs a
-fifth of that. The launcher keeps up to four of them forked ahead of time (spares, which
+Starting a bash means an exec and dynamic linking, most of which the runner's thread waits
+for inside posix_spawn; a fork of a small, already running bash is much cheaper (figures in
+bench/README.md). The launcher keeps up to four of them forked ahead of time (spares, which
 read the next launch records themselves: one reads, three wait for their turn), so a
-launch is: take a spare's pid, write one record. The
-jobs are the launcher's children, not the runner's: their exits are watched through pidfds
-(Linux), and their exit codes come from the wrapper's `exit_code` file, as for a
-re-attached job.
+launch is: take a spare's pid, write one record. The jobs are the launcher's children, not
+the runner's: their exits are watched through pidfds (Linux), and their exit codes come
+from the wrapper's `exit_code` file, as for a re-attached job; when a job was killed before
+its wrapper could write one, the launcher tells its wait status (`status`).
 
 Only where the result is the same as a fresh `bash -c` does a job go through here (see
 `eligible`); everything else, and everything when the launcher is gone, is spawned as before.

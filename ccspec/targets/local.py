@@ -49,9 +49,8 @@ __all__ = [
 ]
 
 LOST_REASON = "the job's process is gone and left no exit code (killed by SIGKILL?)"
-PREPARE_AHEAD = (
-    256  # run folders made ahead of their launch at most at a time (a layer of a wide DAG)
-)
+# run folders made ahead of their launch at most at a time (a layer of a wide DAG)
+PREPARE_AHEAD = 256
 
 _SPAWN = hasattr(os, "posix_spawn") and not sys.platform.startswith("win")
 _NULL_STDIO = (
@@ -166,9 +165,8 @@ class LocalTarget:
 
     def __init__(self) -> None:
         self._wrapper = str(template_path("job-wrapper.sh"))
-        self._reapers: dict[
-            str, Callable[[], int | None]
-        ] = {}  # handle -> wait for that child's exit code
+        # handle -> wait for that child's exit code
+        self._reapers: dict[str, Callable[[], int | None]] = {}
         self._callbacks: dict[str, ExitCallback] = {}
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe()
@@ -199,8 +197,8 @@ class LocalTarget:
 
     def prepare(self, run_dir: Path) -> None:
         """Note the run folder of an attempt that will launch soon, to be made by
-        `make_prepared` while the runner waits for jobs instead of during its launch: two
-        mkdir calls were a tenth of the runner's work per job on this ext4. At most
+        `make_prepared` while the runner waits for jobs instead of during its launch (the
+        mkdir calls are a noticeable share of the runner's work per job). At most
         PREPARE_AHEAD folders wait to be used at a time; a launch whose folder is not made
         yet makes it itself."""
         if len(self._asked) >= PREPARE_AHEAD or run_dir in self._asked:
@@ -211,8 +209,8 @@ class LocalTarget:
     def make_prepared(self, most: int = 2) -> None:
         """Make up to `most` of the folders asked for (the runner calls this right before it
         waits: a job that ends meanwhile is seen at most that many folders later). In the
-        runner's thread: a thread of its own made them sooner, but each wake-up of it handed
-        the GIL over at the runner's next system call, and made the runner wait longer."""
+        runner's thread: each wake-up of a thread of its own would take the GIL from the
+        runner at its next system call."""
         while most > 0 and self._to_make:
             run_dir = self._to_make.popleft()
             if run_dir not in self._asked:  # launched meanwhile: made by its launch
@@ -242,12 +240,7 @@ class LocalTarget:
         self._to_make.clear()
         self._made.clear()
         # a late wake() writes nowhere
-        wake_r, wake_w, self._wake_r, self._wake_w = (
-            self._wake_r,
-            self._wake_w,
-            -1,
-            -1,
-        )
+        wake_r, wake_w, self._wake_r, self._wake_w = self._wake_r, self._wake_w, -1, -1
         for fd in (wake_r, wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)

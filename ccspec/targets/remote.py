@@ -254,9 +254,8 @@ class FileState:
     slurm_id: str | None
     complete: bool  # the whole log has been mirrored
     left: int = 0  # log bytes still to mirror
-    age: float | None = (
-        None  # seconds between the exit code's writing and the poll, by the host's clock
-    )
+    # seconds between the exit code's writing and the poll, by the host's clock
+    age: float | None = None
 
     def ended(self, now: float) -> float | None:
         """When the job ended, on this machine's clock (None: not known)."""

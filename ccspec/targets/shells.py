@@ -35,10 +35,10 @@ __all__ = [
     "ssh_config_path",
 ]
 
-COMMAND_TIMEOUT = 120.0
+COMMAND_TIMEOUT = 120.0  # seconds a remote command may take (submits of many jobs included)
 # Longer scripts (a batch of hundreds of launches) go through stdin: an argument of
 # `sh -c` is limited (128 KiB on Linux), stdin is not.
-INLINE_LIMIT = 32 * 1024  # seconds a remote command may take (submits of many jobs included)
+INLINE_LIMIT = 32 * 1024
 KEEPALIVE = 15  # seconds between ssh keepalives, so idle connections survive NAT and firewalls
 RECONNECT_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
