@@ -462,3 +462,37 @@ def test_a_burst_of_launches_gets_each_job_the_pid_handed_out_for_it(tmp_path: P
         [sys.executable, "-c", BURST, str(tmp_path)], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_after_a_status_question_each_launch_still_gets_its_own_pid(tmp_path: Path) -> None:
+    """The launcher's answers to a status question come on the same pipe as the spares'
+    pids: the jobs launched after it must still be handed the pid of their own process
+    (the one its wrapper recorded), or a cancel would signal another job's group."""
+    target = LocalTarget()
+    try:
+        handle, code = _run(target, _launch(tmp_path, "killed", "kill -KILL $BASHPID", {}))
+        assert code == -9
+        for name in ("b", "c", "d", "e", "f"):
+            launch = _launch(tmp_path, name, "true", dict(os.environ))
+            handle, code = _run(target, launch)
+            assert code == 0
+            assert (launch.run_dir / "pid").read_text().strip() == handle
+    finally:
+        target.close()
+
+
+def test_cancel_signals_the_group_the_job_recorded_not_another(tmp_path: Path) -> None:
+    """A handle that names another process group (a pid learnt in the wrong order) is never
+    the one signalled: the job's wrapper recorded its own pid in the run folder."""
+    job, bystander = (subprocess.Popen(["sleep", "30"], start_new_session=True) for _ in range(2))
+    try:
+        run_dir = tmp_path / "run"
+        run_dir.mkdir()
+        (run_dir / "pid").write_text(f"{job.pid}\n")
+        LocalTarget().cancel(str(bystander.pid), run_dir)
+        assert job.wait(timeout=10) == -signal.SIGTERM
+        assert bystander.poll() is None
+    finally:
+        for proc in (job, bystander):
+            proc.kill()
+            proc.wait()
