@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -43,6 +44,7 @@ class Harness:
     run_dir: Callable[[int], str]  # as the protocol's Tracked names it
     host: Callable[[str], str]  # run a shell command in the workdir on the host: its output
     log: Callable[[int], Path]  # the log on this machine (remote ones: the mirror)
+    tmp: Path  # the test's folder on this machine
 
     def tracked(self, attempt_id: int, handle: str | None, since: float | None = None) -> Tracked:
         return Tracked(
@@ -74,7 +76,13 @@ def _local(tmp: Path) -> Harness:
         ).stdout
 
     return Harness(
-        "local", LocalBatch, launch, lambda i: str(runs / str(i)), host, lambda i: runs / f"{i}.log"
+        "local",
+        LocalBatch,
+        launch,
+        lambda i: str(runs / str(i)),
+        host,
+        lambda i: runs / f"{i}.log",
+        tmp,
     )
 
 
@@ -95,6 +103,7 @@ def _remote(
         lambda i: f".ccspec/runs/flow/j{i}/1",
         lambda c: host(f"mkdir -p {root} && cd {root} && {c}"),
         lambda i: tmp / "mirror" / f"{i}.log",
+        tmp,
     )
 
 
@@ -107,7 +116,8 @@ def _harness(name: str, tmp: Path) -> Harness:
         return _local(tmp)
     if name == "ssh":
         svc = services()
-        workdir = f"~/t/{uuid.uuid4().hex[:12]}"
+        # the same for every process that builds this harness for this test
+        workdir = f"~/t/{uuid.uuid5(uuid.NAMESPACE_URL, str(tmp)).hex[:12]}"
         host = SshHost(
             type="ssh", host="127.0.0.1", port=svc.ssh_port, user=svc.ssh_user,
             key=str(svc.ssh_key), workdir=workdir,
@@ -246,6 +256,29 @@ def test_a_fresh_target_follows_what_another_started(harness: Harness) -> None:
     finally:
         second.close()
     assert "ran" not in harness.host("cat flow/late late 2>/dev/null")
+
+
+def test_a_new_process_follows_an_attempt_another_process_started(harness: Harness) -> None:
+    """The attempt is started by a process that then exits (a runner that is gone); this
+    one follows it to its end by the handle it recorded."""
+    code = (
+        "import sys; from pathlib import Path; "
+        "from tests.targets.test_contract import _harness; "
+        "h = _harness(sys.argv[1], Path(sys.argv[2])); t = h.make(); "
+        "print(t.submit([h.launch(1, 'sleep 1; exit 3')])[0].handle); t.close()"
+    )
+    started = subprocess.run(
+        [sys.executable, "-c", code, harness.name, str(harness.tmp)],
+        capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2],
+    )  # fmt: skip
+    handle = started.stdout.strip()
+    assert started.returncode == 0 and handle, started.stderr
+    target = harness.make()
+    try:
+        states = until(target, [harness.tracked(1, handle)], ended)
+    finally:
+        target.close()
+    assert (states[1].state, states[1].exit_code) == (JobState.FAILED, 3)
 
 
 def test_the_same_launch_sent_twice_runs_once(harness: Harness) -> None:
