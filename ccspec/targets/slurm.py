@@ -42,7 +42,7 @@ from ccspec.targets.shells import Shell
 if TYPE_CHECKING:
     import jinja2
 
-__all__ = ["SlurmBackend", "map_state", "sbatch_options"]
+__all__ = ["SlurmBackend", "busy", "map_state", "sbatch_options"]
 
 q = shlex.quote
 
@@ -224,14 +224,14 @@ class SlurmBackend:
                 out.append(Submitted(launch.attempt_id, value.strip()))
             else:
                 # no answer: the command died on the way (safe to send again: the claim
-                # submits once); "err": sbatch refused it (options, partition), for good
+                # submits once); "err": sbatch refused it, for good unless Slurm was busy
                 detail = value.strip() or result.err.strip() or f"exit code {result.code}"
                 out.append(
                     Submitted(
                         launch.attempt_id,
                         None,
                         f"sbatch on {self.label} failed: {detail}",
-                        temporary=not status,
+                        temporary=not status or busy(detail),
                     )
                 )
         return out
@@ -396,6 +396,21 @@ def _status(
         extra = {**extra, **f.mirroring()}
     ended = f.ended(now) if status.state not in (JobState.QUEUED, JobState.RUNNING) else None
     return Status(status.state, status.exit_code, status.reason, ended or status.finished, extra)
+
+
+# sbatch's words for a controller that could not take the job now (it is down, restarting
+# or overloaded), unlike a refusal of the job itself (options, partition, account)
+_BUSY = re.compile(
+    r"socket timed out|unable to contact slurm controller|slurm_persist_conn|"
+    r"resource temporarily unavailable|try again|slurmctld.*(down|not responding)|"
+    r"too many pending jobs|QOSMaxSubmitJob",
+    re.IGNORECASE,
+)
+
+
+def busy(message: str) -> bool:
+    """Whether sbatch's error says Slurm could not take the job now (worth sending again)."""
+    return _BUSY.search(message) is not None
 
 
 def _final(state: str) -> bool:

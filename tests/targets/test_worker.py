@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ccspec.spec.models import WslHost
+from ccspec.spec.models import SlurmHost, WslHost
 from ccspec.spec.resolved import ResolvedJob
 from ccspec.targets.base import RemoteLaunch, Submitted
 from ccspec.targets.hosts import backend_for
@@ -91,3 +91,21 @@ def test_a_permanent_refusal_is_passed_on_at_once(tmp_path: Path) -> None:
     assert answer.handle is None and not answer.temporary, answer
     assert answer.error and "the partition does not exist" in answer.error
     assert sends == 1
+
+
+def test_slurm_refusing_a_partition_is_a_permanent_refusal(tmp_path: Path) -> None:
+    """The real test cluster: sbatch rejects a partition that does not exist; the worker
+    passes that on at once (no backoff), marked permanent."""
+    host = SlurmHost(type="slurm", partition="no-such-partition", workdir=str(tmp_path / "w"))
+    posted: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+    worker = HostWorker(backend_for(host), lambda k, p: posted.put((k, p)), retry_first=30.0)
+    began = time.monotonic()
+    try:
+        worker.submit(_launch(tmp_path))
+        kind, answer = posted.get(timeout=60)
+    finally:
+        worker.close()
+    assert kind == "submitted"
+    assert answer.handle is None and not answer.temporary, answer
+    assert "partition" in (answer.error or "").lower()
+    assert time.monotonic() - began < 30  # no backoff of 30 s was waited
