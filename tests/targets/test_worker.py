@@ -6,15 +6,17 @@ dropping the first N launch commands it is given, or answering them with a refus
 from __future__ import annotations
 
 import queue
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-from ccspec.spec.models import SlurmHost, WslHost
+from ccspec.spec.models import SlurmHost, SshHost, WslHost
 from ccspec.spec.resolved import ResolvedJob
 from ccspec.targets.base import RemoteLaunch, Submitted
 from ccspec.targets.hosts import backend_for
 from ccspec.targets.worker import HostWorker
+from tests.services import services
 
 FAKE = """#!/bin/bash
 # FAKE wsl.exe for tests: wsl.exe -d DISTRO -- bash -lc SCRIPT, run with bash here. A script
@@ -108,4 +110,27 @@ def test_slurm_refusing_a_partition_is_a_permanent_refusal(tmp_path: Path) -> No
     assert kind == "submitted"
     assert answer.handle is None and not answer.temporary, answer
     assert "partition" in (answer.error or "").lower()
+    assert time.monotonic() - began < 30  # no backoff of 30 s was waited
+
+
+def test_ssh_refusing_the_key_is_a_permanent_refusal(tmp_path: Path) -> None:
+    """The real test sshd, with a key it does not know: refused at once, permanent."""
+    svc = services()
+    key = tmp_path / "unknown-key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    host = SshHost(
+        type="ssh", host="127.0.0.1", port=svc.ssh_port, user=svc.ssh_user, key=str(key),
+        workdir=f"~/t/{tmp_path.name}",
+    )  # fmt: skip
+    posted: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+    worker = HostWorker(backend_for(host), lambda k, p: posted.put((k, p)), retry_first=30.0)
+    began = time.monotonic()
+    try:
+        worker.submit(_launch(tmp_path))
+        kind, answer = posted.get(timeout=60)
+    finally:
+        worker.close()
+    assert kind == "submitted"
+    assert answer.handle is None and not answer.temporary, answer
+    assert "authentication failed" in (answer.error or "")
     assert time.monotonic() - began < 30  # no backoff of 30 s was waited
