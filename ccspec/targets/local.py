@@ -354,6 +354,10 @@ class LocalTarget:
             self._selector.register(fd, selectors.EVENT_READ, handle)
         return handle
 
+    def watches(self, handle: str) -> bool:
+        """Whether `handle` is a child whose exit `wait` has not reported yet."""
+        return handle in self._reapers
+
     def _wait_thread(self, handle: str, reap: Callable[[], int | None]) -> None:
         self._exited.put((handle, reap()))
         self.wake()

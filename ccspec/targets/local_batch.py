@@ -11,6 +11,7 @@ same on remote hosts).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -59,10 +60,10 @@ class LocalBatch:
                 continue
             try:
                 handle = self.target.submit(launch, self._exited)
-            except PermanentTargetError as exc:
-                out.append(Submitted(launch.attempt_id, None, str(exc)))
-            except (TargetError, OSError) as exc:  # out of processes, a folder failing
-                out.append(Submitted(launch.attempt_id, None, str(exc), temporary=True))
+            except (TargetError, OSError) as exc:  # nothing started: a later send may try again
+                _release(launch.run_dir)
+                temporary = not isinstance(exc, PermanentTargetError)  # out of processes...
+                out.append(Submitted(launch.attempt_id, None, str(exc), temporary=temporary))
             else:
                 out.append(Submitted(launch.attempt_id, handle))
         return out
@@ -81,10 +82,7 @@ class LocalBatch:
                     else Status(JobState.LOST, None, "the job never started (no pid)")
                 )
                 continue
-            if handle in exits:
-                status: Status | None = exit_status(exits[handle], t.run_dir)
-            else:
-                status = self.target.poll({handle: Path(t.run_dir)})[handle]
+            status = self._status(handle, Path(t.run_dir), exits)
             if status is not None and handle != t.handle:
                 status = Status(
                     status.state,
@@ -95,6 +93,24 @@ class LocalBatch:
                 )
             states[t.attempt_id] = status
         return states
+
+    def _status(self, handle: str, run_dir: Path, exits: dict[str, int | None]) -> Status | None:
+        """From the exit we saw (our children), else the run folder; a child found gone
+        there ended after `wait` looked: its exit is collected now (it tells a KILL)."""
+        if handle not in exits:
+            status = self.target.poll({handle: run_dir})[handle]
+            if (
+                status is None
+                or status.state is not JobState.LOST
+                or not self.target.watches(handle)
+            ):
+                return status
+            self.target.wait(0)
+            with self._lock:
+                exits.update(self._exits)
+            if handle not in exits:
+                return status
+        return exit_status(exits[handle], run_dir)
 
     def cancel(self, tracked: Sequence[Tracked], force: bool) -> None:
         for t in tracked:
@@ -133,6 +149,11 @@ def _claim(run_dir: Path) -> bool:
     except FileExistsError:
         return False
     return True
+
+
+def _release(run_dir: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.rmdir(run_dir / CLAIM)
 
 
 def _await_handle(run_dirs: Sequence[Path]) -> dict[Path, str]:

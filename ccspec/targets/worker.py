@@ -133,13 +133,18 @@ class HostWorker:
             if not self._pause(backoff.failed(time.monotonic())):
                 break
             pending = [launch for launch in launches if launch.attempt_id in again]
-        return [answers[launch.attempt_id] for launch in launches]
+        return [
+            answers.get(i, Submitted(i, None, f"{self.backend.label} did not answer", True))
+            for i in (launch.attempt_id for launch in launches)
+        ]
 
     def _submit_once(self, launches: list[RemoteLaunch]) -> list[Submitted]:
         try:
             return self.backend.submit(launches)
         except (TemporaryTargetError, OSError) as exc:
-            return [Submitted(launch.attempt_id, None, str(exc), True) for launch in launches]
+            return [
+                Submitted(launch.attempt_id, None, str(exc), temporary=True) for launch in launches
+            ]
         except TargetError as exc:  # permanent: retrying will not help
             return [Submitted(launch.attempt_id, None, str(exc)) for launch in launches]
 

@@ -306,3 +306,24 @@ def test_a_job_that_vanished_is_lost(harness: Harness, target: Target[Any]) -> N
     handle = "999999999" if target.queues else gone.strip()
     status = target.poll([harness.tracked(1, handle, since=time.time() - 3600)])[1]
     assert status is not None and status.state is JobState.LOST, status
+
+
+def test_a_launch_that_cannot_start_is_refused_and_may_be_sent_again(tmp_path: Path) -> None:
+    """This machine: a command that does not exist is a permanent refusal, and nothing of
+    the launch is left to block a later one of the same attempt."""
+    harness = _local(tmp_path)
+    target = harness.make()
+    try:
+        missing = harness.launch(1, "true")
+        broken = Launch(
+            missing.workflow, missing.job_id, 1, ["/nonexistent/shell", "-c", "true"],
+            missing.env, missing.cwd, missing.run_dir, missing.log_path, wrapped=True,
+            attempt_id=1,
+        )  # fmt: skip
+        (refused,) = target.submit([broken])
+        assert refused.handle is None and not refused.temporary and refused.error
+        (answer,) = submit(target, [missing])
+        states = until(target, [harness.tracked(1, answer.handle)], ended)
+        assert states[1].state is JobState.SUCCEEDED
+    finally:
+        target.close()
