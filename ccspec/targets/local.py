@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -146,6 +147,14 @@ def _forked_exit(run_dir: Path, launcher: BashLauncher, pid: int) -> int | None:
     return code if code is not None else launcher.status(pid)
 
 
+def _after_gone(pid: int, run_dir: Path) -> int | None:
+    """The exit code a process that is not our child left, once it is gone (a waiter
+    thread's polling, where no pidfd can be had)."""
+    while pid_alive(pid):
+        time.sleep(0.05)
+    return read_exit_code(run_dir)
+
+
 def read_pid(run_dir: Path | str) -> int | None:
     """The pid the attempt's wrapper recorded (its process group's leader), if any."""
     run_dir = Path(run_dir)
@@ -177,6 +186,7 @@ class LocalTarget:
         self._dirs: set[Path] = set()
         self._launcher: BashLauncher | None = None
         self._forked: set[str] = set()  # handles of jobs the launcher forked (its children)
+        self._forked_dirs: dict[str, Path] = {}  # their run folders
         # run folders `prepare` was asked for and no launch has used yet
         self._asked: set[Path] = set()
         # of those, the ones not made yet, in order
@@ -247,6 +257,7 @@ class LocalTarget:
         self._reapers.clear()
         self._callbacks.clear()
         self._forked.clear()
+        self._forked_dirs.clear()
 
     def wake(self) -> None:
         """Make a blocked `wait` return (safe to call from a signal handler or a thread)."""
@@ -297,6 +308,7 @@ class LocalTarget:
             if pid is not None:
                 run_dir, forked = launch.run_dir, pid
                 self._forked.add(str(pid))
+                self._forked_dirs[str(pid)] = run_dir
                 return self._watch(pid, lambda: _forked_exit(run_dir, launcher, forked), on_exit)
         try:
             pid = os.posix_spawn(
@@ -347,6 +359,9 @@ class LocalTarget:
             self._exited.put((handle, reap()))
             self.wake()
         except (AttributeError, OSError):
+            if handle in self._forked:  # not our child, and the launcher is not thread-safe:
+                run_dir = self._forked_dirs[handle]  # watch its pid, then read its exit code
+                reap = functools.partial(_after_gone, pid, run_dir)
             threading.Thread(
                 target=self._wait_thread, args=(handle, reap), name=f"wait-{handle}", daemon=True
             ).start()
@@ -384,6 +399,7 @@ class LocalTarget:
                 return
             self._reapers.pop(handle, None)
             self._forked.discard(handle)
+            self._forked_dirs.pop(handle, None)
             callback = self._callbacks.pop(handle, None)
             if callback is not None:
                 callback(handle, code)
