@@ -1,17 +1,19 @@
 # ccspec's launcher for `run:` jobs on this machine (bash only): one long-lived bash that
-# forks a subshell per job instead of starting a new bash (an exec costs about 1 ms here, a
-# fork of this small shell a fifth of that). Started as
+# forks a subshell per job instead of starting a new bash. Started as
 #   bash -c "$(cat run-launcher.sh)" bash WRAPPER_TEXT
-# with stdin a pipe of launch records, fd 3 a pipe for pids, fds 4 and 5 the two ends of a
-# pipe from the spares to the launcher, and K=4 "turn" pipes between spares: read ends on
-# fds 10-13, write ends on fds 20-23. Spares are subshells forked ahead of time; each reads the
-# next record itself and becomes that job, so the runner knows a job's pid (reported here
-# in order) before it sends the job, and does not wait for a fork. Spares take turns on
-# stdin: spare number i waits for one byte on turn pipe i mod K, which spare i-1 writes
-# once it has read its record; one pipe per spare (K-1 of them wait at a time) keeps the
-# order of the turns that of the pids. A spare that gets the turn tells the launcher (`r`
-# on fd 4), which forks the next: up to K-1 spares wait, so a busy machine has time to
-# fork them before the runner needs their pids.
+# The @NAME@ words are its file descriptors and the number of turn pipes, which
+# ccspec.targets.launcher writes in (it dup2s the pipes onto those numbers: one map for both
+# sides): stdin a pipe of launch records, @REPLIES@ a pipe of answers to the runner (pids,
+# statuses), @SAID_W@ and @SAID_R@ the two ends of a pipe to the launcher (from the spares,
+# and from the runner), and @K@ "turn" pipes between spares: read ends on @TURN_R@.., write
+# ends on @TURN_W@... Spares are subshells forked ahead of time; each reads the next record
+# itself and becomes that job, so the runner knows a job's pid (reported on @REPLIES@ in
+# order) before it sends the job, and does not wait for a fork. Spares take turns on stdin:
+# spare number i waits for one byte on turn pipe i mod K, which spare i-1 writes once it
+# has read its record; one pipe per spare (K-1 of them wait at a time) keeps the order of
+# the turns that of the pids. A spare that gets the turn tells the launcher (`r`), which
+# forks the next: up to K-1 spares wait, so a busy machine has time to fork them before the
+# runner needs their pids.
 # Record: its length in six digits, then that many bytes of shell code, all ASCII (the
 # runner escapes other bytes as $'\xHH'), so `read -N` takes it in two reads whatever the
 # locale instead of one read call per byte: `export NAME='VALUE'...` and `unset -v NAME...`
@@ -21,32 +23,37 @@
 # environment, signal dispositions and shell options a fresh `bash -c` would have: the
 # wrapper's set-up function, defined here once (parsed once), then the wrapper's last
 # lines, which are repeated below.
+# The launcher is the jobs' parent: when a job's wrapper could not write its exit code
+# (killed by KILL), the runner asks for its wait status (`wPID` and a newline on
+# @SAID_W@) and the launcher answers `=PID STATUS` on @REPLIES@. Jobs are not disowned, so
+# bash keeps their statuses; `jobs -n` now and then moves the ended ones out of its job
+# table (bash still answers `wait PID` for them).
 # At end of input the spares say so (`e`), and the launcher ends; jobs go on (detached).
 eval "${1%%__ccspec_setup \"\$@\"*}"  # the wrapper up to the call of its set-up: defines it
 declare -F __ccspec_setup >/dev/null || exit 1  # not that wrapper: ccspec then spawns every job
 shift $#
 set -m
-__ccspec_k=4  # turn pipes (the runner passes this many)
-printf t >&20  # spare 0 has the first turn
+__ccspec_k=@K@
+printf t >&@TURN_W@  # spare 0 has the first turn
 __ccspec_i=0  # the number of the next spare
 __ccspec_ahead=0  # spares forked that have not had their turn yet
 while :; do
   while [ "$__ccspec_ahead" -lt "$((__ccspec_k - 1))" ]; do
     (
       set +m
-      exec 3>&-  # the turn pipes and fd 5 stay open while we write: a dead peer must not SIGPIPE us
-      IFS= read -r -n 1 __ccspec_e <&"$((10 + __ccspec_i % __ccspec_k))"  # our turn on stdin
-      printf r >&4
+      exec @REPLIES@>&-  # the turn pipes and @SAID_R@ stay open while we write: a dead peer must not SIGPIPE us
+      IFS= read -r -n 1 __ccspec_e <&"$((@TURN_R@ + __ccspec_i % __ccspec_k))"  # our turn on stdin
+      printf r >&@SAID_W@
       # a record cut short (the runner died writing it) runs nothing
       if ! { IFS= read -r -N 6 __ccspec_n && case $__ccspec_n in *[!0-9]*) false ;; esac &&
              __ccspec_n=$((10#$__ccspec_n)) && IFS= read -r -N "$__ccspec_n" __ccspec_rec &&
              [ "${#__ccspec_rec}" -eq "$__ccspec_n" ]; }; then
-        printf t >&"$((20 + (__ccspec_i + 1) % __ccspec_k))"
-        printf e >&4
+        printf t >&"$((@TURN_W@ + (__ccspec_i + 1) % __ccspec_k))"
+        printf e >&@SAID_W@
         exit 0
       fi
-      printf t >&"$((20 + (__ccspec_i + 1) % __ccspec_k))"
-      exec 4>&- 5<&- 10<&- 11<&- 12<&- 13<&- 20>&- 21>&- 22>&- 23>&- </dev/null
+      printf t >&"$((@TURN_W@ + (__ccspec_i + 1) % __ccspec_k))"
+      exec @CLOSE@ </dev/null
       eval "$__ccspec_rec"
       __ccspec_setup "$__ccspec_cmd" "$__ccspec_log" "$__ccspec_cwd"
       unset -f __ccspec_setup
@@ -55,10 +62,16 @@ while :; do
         __ccspec_i __ccspec_k __ccspec_ahead
       eval "$__ccspec_command"
     ) &
-    echo "$!" >&3
-    disown "$!"  # bash still reaps it; no job table growing with every job
+    echo "$!" >&@REPLIES@
     __ccspec_i=$((__ccspec_i + 1)) __ccspec_ahead=$((__ccspec_ahead + 1))
+    ((__ccspec_i % 8)) || jobs -n >/dev/null 2>&1  # ended jobs leave the job table
   done
-  IFS= read -r -n 1 __ccspec_said <&5 && [ "$__ccspec_said" = r ] || break
-  __ccspec_ahead=$((__ccspec_ahead - 1))
+  IFS= read -r -n 1 __ccspec_said <&@SAID_R@ || break
+  case $__ccspec_said in
+    r) __ccspec_ahead=$((__ccspec_ahead - 1)) ;;
+    w) IFS= read -r __ccspec_p <&@SAID_R@
+       wait "$__ccspec_p" 2>/dev/null
+       echo "=$__ccspec_p $?" >&@REPLIES@ ;;
+    *) break ;;
+  esac
 done

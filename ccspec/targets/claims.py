@@ -5,8 +5,10 @@ backends (`fence`), whose launch functions take the same claim; the engine asks 
 attaches to such an attempt.
 
 Every remote launch first takes its claim: `mkdir RUN_DIR/launch.ID.CREATED` on the host,
-right before it starts the job (ssh) or submits it (Slurm), and gives up without starting
-anything when the claim is already there. A runner that attaches to an unanswered launch
+right before it starts the job (ssh) or submits it (Slurm), and writes the job's handle into
+it. When the claim is already there it starts nothing: it answers with the handle an
+earlier send of the same launch wrote (a launch retried after its answer was lost runs
+once), or gives up when a fence took the claim. A runner that attaches to an unanswered launch
 takes the same claim (the fence). mkdir is atomic, so exactly one of the two gets it:
 
 - the fence got it: the launch never reached that point and now never will, even if it is
@@ -26,27 +28,31 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
-from typing import Literal
 
-from ccspec.targets.remote import RemoteLayout, Tracked
+from ccspec.targets.base import Fenced, Tracked
+from ccspec.targets.remote import RemoteLayout
 
 __all__ = ["CLAIM_CHECK", "Fenced", "fence", "launch_claim"]
 
-# claimed: the launch took its claim; nothing in the folder yet
-Fenced = Literal["never", "claimed", "started"]
-
-# One line of a launch function, with the run folder in $r and the claim's name in $m: gives
-# up (and says so, as `@@ KEY err ...`) when a later runner settled the launch already.
-CLAIM_CHECK = (
-    'mkdir "$r/$m" 2>/dev/null || { printf \'@@ %s err %s\\n\' "$k" '
-    "'the launch was settled as never started by a later ccspec run'; return 0; }"
-)
+# Lines of a launch function, with the run folder in $r, the claim's name in $m and the
+# launch's key in $k. The claim taken, the function starts the job and writes its handle
+# into the claim (`$r/$m/handle`). The claim already taken: by this same launch sent before
+# (a retry after its answer was lost: answer with the handle it wrote, so nothing starts
+# twice) or by a later runner's fence (`$r/$m/fenced`: give up, saying so).
+CLAIM_CHECK = r"""
+  if ! mkdir "$r/$m" 2>/dev/null; then
+    j=0
+    while [ ! -e "$r/$m/fenced" ] && [ ! -s "$r/$m/handle" ] && [ "$j" -lt 50 ]; do sleep 0.1 2>/dev/null; j=$((j + 1)); done
+    if [ -s "$r/$m/handle" ]; then printf '@@ %s ok %s\n' "$k" "$(cat "$r/$m/handle")"
+    else printf '@@ %s err %s\n' "$k" 'the launch was settled as never started by a later ccspec run'; fi
+    return 0
+  fi"""
 
 # `C KEY RUN_DIR CLAIM` prints `@@ KEY fenced|launched started|-`.
 FENCE_FUNCTION = r"""
 C() {
   mkdir -p "$2" 2>/dev/null || return 0
-  if mkdir "$2/$3" 2>/dev/null; then f=fenced; else f=launched; fi
+  if mkdir "$2/$3" 2>/dev/null; then f=fenced; : > "$2/$3/fenced"; else f=launched; fi
   t=-
   for n in "$2"/pid "$2"/pid.* "$2"/exit_code "$2"/exit_code.* "$2"/slurm_id; do [ -e "$n" ] && t=started; done
   printf '@@ %s %s %s\n' "$1" "$f" "$t"

@@ -13,17 +13,16 @@ from collections.abc import Sequence
 
 from ccspec.errors import TargetError
 from ccspec.states import FINAL, JobState
-from ccspec.targets.base import Status
-from ccspec.targets.claims import CLAIM_CHECK, Fenced, fence
+from ccspec.targets.base import LOG_READ, Fenced, RemoteLaunch, Status, Submitted, Target, Tracked
+from ccspec.targets.claims import CLAIM_CHECK, fence
 from ccspec.targets.remote import (
     START_GRACE,
-    RemoteLaunch,
     RemoteLayout,
-    Submitted,
-    Tracked,
     fetch_results,
     parse_poll,
     poll_lines,
+    read_remote_log,
+    refused,
 )
 from ccspec.targets.shells import Shell
 
@@ -33,7 +32,7 @@ q = shlex.quote
 
 # L KEY RUN_DIR CWD CLAIM ARGV...: take the launch's claim (ccspec.targets.claims), start ARGV
 # detached in CWD with its output in RUN_DIR/log and print "@@ KEY ok PID" (the pid is the
-# wrapper's: it leads the job's own session). The log is made 0600 first (it may show
+# wrapper's: it leads the job's own session). A launch sent again answers with the same pid. The log is made 0600 first (it may show
 # secrets); the job keeps the host's umask U.
 LAUNCH_FUNCTION = r"""
 command -v setsid >/dev/null 2>&1 && S=setsid || S=
@@ -44,6 +43,7 @@ L() {
   CLAIM_CHECK
   umask 077; : >> "$r/log"; umask "$U"
   ( cd "$c" && exec $S nohup "$@" > "$r/log" 2>&1 < /dev/null ) &
+  echo "$!" > "$r/$m/handle"
   printf '@@ %s ok %s\n' "$k" "$!"
 }
 """.replace("CLAIM_CHECK", CLAIM_CHECK)
@@ -68,9 +68,7 @@ class DetachedBackend:
                 stage = self.layout.stage_script(launch)
                 argv = [*self.layout.env_argv(launch), *self.layout.argv(launch)]
             except (TargetError, OSError) as exc:
-                failed.append(
-                    Submitted(launch.attempt_id, None, f"cannot ship files to {self.label}: {exc}")
-                )
+                failed.append(refused(launch, f"cannot ship files to {self.label}: {exc}", exc))
                 continue
             run, cwd = self.layout.path(launch.run_dir), self.layout.job_folder(launch)
             lines.append(
@@ -89,9 +87,16 @@ class DetachedBackend:
             if status == "ok" and value.isdigit():
                 out.append(Submitted(launch.attempt_id, value))
             else:
+                # no answer at all: the command died on the way (sending it again is safe,
+                # its claim starts the job once); an answer "err" is the host's refusal
                 detail = value or result.err.strip() or f"exit code {result.code}"
                 out.append(
-                    Submitted(launch.attempt_id, None, f"could not start on {self.label}: {detail}")
+                    Submitted(
+                        launch.attempt_id,
+                        None,
+                        f"could not start on {self.label}: {detail}",
+                        temporary=not status,
+                    )
                 )
         if any(s.error for s in out):
             self.layout.forget_blobs()
@@ -161,8 +166,15 @@ class DetachedBackend:
         if lines:
             self.shell.run("\n".join(lines) + "\ntrue")
 
+    def read_log(self, tracked: Tracked, offset: int, most: int = LOG_READ) -> bytes:
+        return read_remote_log(self.layout, tracked, offset, most)
+
     def close(self) -> None:
         self.shell.close()
+
+
+def _check(backend: DetachedBackend) -> Target[RemoteLaunch]:
+    return backend  # mypy: a DetachedBackend is a Target of remote launches
 
 
 def _answers(text: str) -> dict[int, tuple[str, str, str]]:

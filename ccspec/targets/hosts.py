@@ -1,12 +1,12 @@
-"""Which backend serves a host of the spec, and how many of its jobs may run at once."""
+"""Which target serves a host of the spec, and how many of its jobs may run at once."""
 
 from __future__ import annotations
 
 import re
 
 from ccspec.spec.models import Host, SlurmHost, SshHost, WslHost
+from ccspec.targets.base import RemoteLaunch, Target
 from ccspec.targets.detached import DetachedBackend
-from ccspec.targets.remote import Backend
 from ccspec.targets.shells import LocalShell, SshShell, WslShell
 from ccspec.targets.slurm import SlurmBackend
 
@@ -18,7 +18,8 @@ DEFAULT_WORKDIR = "~/ccspec"
 DEFAULT_SLOTS = {"ssh": 32, "wsl": 8, "slurm": 1000}
 
 
-def backend_for(host: Host) -> Backend:
+def backend_for(host: Host) -> Target[RemoteLaunch]:
+    """The target serving a remote host of the spec (ssh, Slurm, WSL)."""
     if isinstance(host, SshHost):
         shell = SshShell(
             host.host, user=host.user, port=host.port, key=host.key, proxy_jump=host.proxy_jump

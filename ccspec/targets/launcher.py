@@ -1,13 +1,13 @@
 """One long-lived bash that forks `run:` jobs on this machine (templates/run-launcher.sh).
 
-Starting a bash costs about 1 ms of exec and dynamic linking here, and the runner's thread
-waits for most of it inside posix_spawn; a fork of a small, already running bash costs a
-fifth of that. The launcher keeps up to four of them forked ahead of time (spares, which
+Starting a bash means an exec and dynamic linking, most of which the runner's thread waits
+for inside posix_spawn; a fork of a small, already running bash is much cheaper (figures in
+bench/README.md). The launcher keeps up to four of them forked ahead of time (spares, which
 read the next launch records themselves: one reads, three wait for their turn), so a
-launch is: take a spare's pid, write one record. The
-jobs are the launcher's children, not the runner's: their exits are watched through pidfds
-(Linux), and their exit codes come from the wrapper's `exit_code` file, as for a
-re-attached job.
+launch is: take a spare's pid, write one record. The jobs are the launcher's children, not
+the runner's: their exits are watched through pidfds (Linux), and their exit codes come
+from the wrapper's `exit_code` file, as for a re-attached job; when a job was killed before
+its wrapper could write one, the launcher tells its wait status (`status`).
 
 Only where the result is the same as a fresh `bash -c` does a job go through here (see
 `eligible`); everything else, and everything when the launcher is gone, is spawned as before.
@@ -15,7 +15,9 @@ Only where the result is the same as a fresh `bash -c` does a job go through her
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import functools
 import os
 import re
 import signal
@@ -26,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from ccspec.fdwait import wait_readable
 from ccspec.resources import template_path
 
-__all__ = ["SIGDEF", "BashLauncher", "eligible"]
+__all__ = ["SIGDEF", "BashLauncher", "eligible", "launcher_script"]
 
 # A forked subshell keeps the launcher's $$ and ends without its EXIT trap when the
 # command execs: those commands start their own bash.
@@ -48,7 +50,16 @@ _STARTUP_ONLY = frozenset(
     }
 )
 MAX_RECORD = 999_999  # bytes of a launch record (six digits of length); longer ones are spawned
-TURN_PIPES = 4  # templates/run-launcher.sh's K: up to three spares wait for their turn
+# The launcher's file descriptors: the runner dup2s its pipes onto these numbers, and
+# `launcher_script` writes the same numbers into templates/run-launcher.sh (its @NAME@ words).
+RECORDS_FD = 0  # launch records, runner -> spares (stdin)
+REPLIES_FD = 3  # spare pids and asked-for statuses, launcher -> runner
+SAID_W_FD = 4  # spares -> launcher ("r": my turn, fork the next; "e": end of input)
+SAID_R_FD = 5
+TURN_R_FD = 10  # read end of turn pipe i is TURN_R_FD + i
+TURN_W_FD = 20  # write end of turn pipe i is TURN_W_FD + i
+TURN_PIPES = 4  # up to three spares wait for their turn
+_FD_CEILING = 32  # the runner's own ends of the pipes go above every number above
 REPLY_TIMEOUT = 10.0  # seconds a spare may take to appear before the launcher counts as stuck
 # Python ignores these; a job must start with them at their defaults (`yes | head` ends).
 SIGDEF = tuple(
@@ -77,8 +88,11 @@ class BashLauncher:
         self._bash, self._wrapper = bash, wrapper
         self._pid = 0
         self._records = -1  # write end of the launcher's stdin
-        self._replies = -1  # read end of its fd 3
+        self._replies = -1  # read end of its REPLIES_FD
+        self._asks = -1  # write end of its SAID_R_FD: the runner asks for statuses there
         self._pending = b""
+        self._statuses: dict[int, int] = {}  # answers to `status`, by pid
+        self._spares: collections.deque[int] = collections.deque()  # pids read ahead
         self._base: dict[str, str] = {}
         self.broken = False
 
@@ -144,7 +158,7 @@ class BashLauncher:
         return script
 
     def _start(self) -> bool:
-        # the launcher's ends above the fds they go to (0-23): dup2 in turn must not overwrite one
+        # the pipes' ends above the fds they go to: dup2 in turn must not overwrite one
         records_r, records_w = map(_above_targets, os.pipe())
         replies_r, replies_w = map(_above_targets, os.pipe())
         # spare -> launcher: "I have the turn, fork the next" (or "end")
@@ -158,18 +172,18 @@ class BashLauncher:
                 [
                     self._bash,
                     "-c",
-                    template_path("run-launcher.sh").read_text(),
+                    launcher_script(),
                     "bash",
                     self._wrapper,
                 ],
                 self._base,
                 file_actions=[
-                    (os.POSIX_SPAWN_DUP2, records_r, 0),
-                    (os.POSIX_SPAWN_DUP2, replies_w, 3),
-                    (os.POSIX_SPAWN_DUP2, said_w, 4),
-                    (os.POSIX_SPAWN_DUP2, said_r, 5),
-                    *((os.POSIX_SPAWN_DUP2, r, 10 + i) for i, (r, _) in enumerate(turns)),
-                    *((os.POSIX_SPAWN_DUP2, w, 20 + i) for i, (_, w) in enumerate(turns)),
+                    (os.POSIX_SPAWN_DUP2, records_r, RECORDS_FD),
+                    (os.POSIX_SPAWN_DUP2, replies_w, REPLIES_FD),
+                    (os.POSIX_SPAWN_DUP2, said_w, SAID_W_FD),
+                    (os.POSIX_SPAWN_DUP2, said_r, SAID_R_FD),
+                    *((os.POSIX_SPAWN_DUP2, r, TURN_R_FD + i) for i, (r, _) in enumerate(turns)),
+                    *((os.POSIX_SPAWN_DUP2, w, TURN_W_FD + i) for i, (_, w) in enumerate(turns)),
                     (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
                     (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
                 ],
@@ -177,22 +191,35 @@ class BashLauncher:
                 setsigdef=SIGDEF,
             )
         except OSError:
-            for fd in (records_w, replies_r):
+            for fd in (records_w, replies_r, said_w):
                 os.close(fd)
             self.broken = True
             return False
         finally:
-            for fd in (
-                records_r,
-                replies_w,
-                said_r,
-                said_w,
-                *(fd for pair in turns for fd in pair),
-            ):
+            for fd in (records_r, replies_w, said_r, *(fd for pair in turns for fd in pair)):
                 os.close(fd)
-        self._records, self._replies = records_w, replies_r
-        self._pending = b""  # pids of an earlier launcher's spares (after close) are not this one's
+        self._records, self._replies, self._asks = records_w, replies_r, said_w
+        # pids of an earlier launcher's spares (after close) are not this one's
+        self._pending = b""
+        self._spares.clear()
+        self._statuses.clear()
         return True
+
+    def status(self, pid: int) -> int | None:
+        """The wait status of a job this launcher forked that has ended, as an exit code
+        (-N: killed by signal N); None when the launcher cannot say. Asked only for a job
+        whose wrapper wrote no exit code: the launcher, its parent, knows why it ended."""
+        if self._asks < 0:
+            return None
+        try:
+            os.write(self._asks, b"w%d\n" % pid)  # one write: atomic among the spares' bytes
+            while pid not in self._statuses:
+                self._take_line()
+        except (OSError, ValueError):
+            self._fail()
+            return None
+        code = self._statuses.pop(pid)
+        return -(code - 128) if code > 128 else code
 
     def _write_all(self, data: bytes) -> None:
         view = memoryview(data)
@@ -200,6 +227,14 @@ class BashLauncher:
             view = view[os.write(self._records, view) :]
 
     def _read_pid(self) -> int:
+        """The pid of the next spare (the one that takes the next record)."""
+        while not self._spares:
+            self._take_line()
+        return self._spares.popleft()
+
+    def _take_line(self) -> None:
+        """One answer of the launcher: a spare's pid (kept in order for the launches) or
+        `=PID STATUS`, the status asked for."""
         while b"\n" not in self._pending:
             if not wait_readable(self._replies, REPLY_TIMEOUT):
                 raise OSError("the launcher did not answer")
@@ -208,7 +243,11 @@ class BashLauncher:
                 raise OSError("the launcher ended")
             self._pending += chunk
         line, _, self._pending = self._pending.partition(b"\n")
-        return int(line)
+        if line.startswith(b"="):
+            pid, _, code = line[1:].partition(b" ")
+            self._statuses[int(pid)] = int(code)
+        else:
+            self._spares.append(int(line))
 
     def _fail(self) -> None:
         """The launcher died or misbehaved: spawn every job from now on."""
@@ -217,21 +256,46 @@ class BashLauncher:
 
     def close(self) -> None:
         """End of input ends the launcher (its jobs go on); reap it in the background."""
-        for fd in (self._records, self._replies):
+        for fd in (self._records, self._replies, self._asks):
             if fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-        self._records = self._replies = -1
+        self._records = self._replies = self._asks = -1
         pid, self._pid = self._pid, 0
         if pid:
             threading.Thread(target=_reap, args=(pid,), name="reap-launcher", daemon=True).start()
+
+
+@functools.lru_cache(maxsize=1)
+def launcher_script() -> str:
+    """templates/run-launcher.sh with its @NAME@ words replaced by the fd map above."""
+    turns = range(TURN_PIPES)
+    close = [
+        f"{SAID_W_FD}>&-",
+        f"{SAID_R_FD}<&-",
+        *(f"{TURN_R_FD + i}<&-" for i in turns),
+        *(f"{TURN_W_FD + i}>&-" for i in turns),
+    ]
+    words = {
+        "@K@": str(TURN_PIPES),
+        "@REPLIES@": str(REPLIES_FD),
+        "@SAID_W@": str(SAID_W_FD),
+        "@SAID_R@": str(SAID_R_FD),
+        "@TURN_R@": str(TURN_R_FD),
+        "@TURN_W@": str(TURN_W_FD),
+        "@CLOSE@": " ".join(close),
+    }
+    text = template_path("run-launcher.sh").read_text()
+    for word, value in words.items():
+        text = text.replace(word, value)
+    return text
 
 
 def _above_targets(fd: int) -> int:
     """`fd` moved to a number above the launcher's fds (close-on-exec, as os.pipe's)."""
     import fcntl
 
-    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 32)
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _FD_CEILING)
     os.close(fd)
     return moved
 

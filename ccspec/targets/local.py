@@ -4,7 +4,9 @@ death of ccspec, and a timeout or cancel kills its whole process group.
 `run:` jobs in bash are forked by one long-lived bash (`BashLauncher`, Linux) running
 templates/run-wrapper.sh's text; other `run:` jobs start with one posix_spawn of their shell
 running that wrapper; scripts and notebooks with subprocess under templates/job-wrapper.sh.
-The wrappers record pid and exit code in the attempt's run folder. Exits arrive through
+The wrappers record pid and exit code in the attempt's run folder. A job killed before its
+wrapper could write an exit code gets its wait status from its parent, whichever path
+started it (this process, or the launcher): "killed by signal 9" either way. Exits arrive through
 pidfds in one selector (a waiter thread per child where pidfds do not exist), with no
 polling loop; attempts found after a restart are not our children and are polled through
 the wrappers' files.
@@ -23,6 +25,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -32,15 +35,23 @@ from ccspec.resources import template_path
 from ccspec.state.private import DIR_MODE, make_dirs, opener
 from ccspec.state.unwritable import folder_problem
 from ccspec.states import JobState
-from ccspec.targets.base import ExitCallback, Launch, Status
+from ccspec.targets.base import Launch, Status
 from ccspec.targets.launcher import SIGDEF, BashLauncher, eligible
 
-__all__ = ["LOST_REASON", "LocalTarget", "exit_time", "lost_reason", "read_exit_code"]
+__all__ = [
+    "LOST_REASON",
+    "ExitCallback",
+    "LocalTarget",
+    "exit_status",
+    "exit_time",
+    "lost_reason",
+    "read_exit_code",
+    "read_pid",
+]
 
 LOST_REASON = "the job's process is gone and left no exit code (killed by SIGKILL?)"
-PREPARE_AHEAD = (
-    256  # run folders made ahead of their launch at most at a time (a layer of a wide DAG)
-)
+# run folders made ahead of their launch at most at a time (a layer of a wide DAG)
+PREPARE_AHEAD = 256
 
 _SPAWN = hasattr(os, "posix_spawn") and not sys.platform.startswith("win")
 _NULL_STDIO = (
@@ -55,6 +66,9 @@ def _which(program: str) -> str:
 
 
 IS_WINDOWS = sys.platform == "win32"
+
+# (handle, exit code or None if it left none; -N: killed by signal N) -> None, from any thread
+ExitCallback = Callable[[str, int | None], None]
 
 
 def read_exit_code(run_dir: Path | str) -> int | None:
@@ -114,7 +128,36 @@ def exit_time(run_dir: Path | str) -> float | None:
         return None
 
 
-def _read_pid(run_dir: Path) -> int | None:
+def exit_status(code: int | None, run_dir: Path | str) -> Status:
+    """The status of an attempt that ended with `code` (the wrapper's exit code, or -N when
+    its process was killed by signal N before the wrapper could write one; None when
+    nothing is known), the same on every path a job took."""
+    if code is None:
+        return Status(JobState.LOST, None, lost_reason(run_dir), exit_time(run_dir))
+    if code == 0:
+        return Status(JobState.SUCCEEDED, 0, None, exit_time(run_dir))
+    reason = f"exit code {code}" if code > 0 else f"killed by signal {-code}"
+    return Status(JobState.FAILED, code, reason, exit_time(run_dir))
+
+
+def _forked_exit(run_dir: Path, launcher: BashLauncher, pid: int) -> int | None:
+    """The exit code of a job the launcher forked: its wrapper's, else (killed before the
+    wrapper could write one) the wait status its parent, the launcher, saw."""
+    code = read_exit_code(run_dir)
+    return code if code is not None else launcher.status(pid)
+
+
+def _after_gone(pid: int, run_dir: Path) -> int | None:
+    """The exit code a process that is not our child left, once it is gone (a waiter
+    thread's polling, where no pidfd can be had)."""
+    while pid_alive(pid):
+        time.sleep(0.05)
+    return read_exit_code(run_dir)
+
+
+def read_pid(run_dir: Path | str) -> int | None:
+    """The pid the attempt's wrapper recorded (its process group's leader), if any."""
+    run_dir = Path(run_dir)
     try:
         text = (run_dir / "pid").read_text().strip()
     except OSError:
@@ -131,9 +174,8 @@ class LocalTarget:
 
     def __init__(self) -> None:
         self._wrapper = str(template_path("job-wrapper.sh"))
-        self._reapers: dict[
-            str, Callable[[], int | None]
-        ] = {}  # handle -> wait for that child's exit code
+        # handle -> wait for that child's exit code
+        self._reapers: dict[str, Callable[[], int | None]] = {}
         self._callbacks: dict[str, ExitCallback] = {}
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe()
@@ -143,6 +185,8 @@ class LocalTarget:
         self._exited: queue.SimpleQueue[tuple[str, int | None]] = queue.SimpleQueue()
         self._dirs: set[Path] = set()
         self._launcher: BashLauncher | None = None
+        self._forked: set[str] = set()  # handles of jobs the launcher forked (its children)
+        self._forked_dirs: dict[str, Path] = {}  # their run folders
         # run folders `prepare` was asked for and no launch has used yet
         self._asked: set[Path] = set()
         # of those, the ones not made yet, in order
@@ -163,8 +207,8 @@ class LocalTarget:
 
     def prepare(self, run_dir: Path) -> None:
         """Note the run folder of an attempt that will launch soon, to be made by
-        `make_prepared` while the runner waits for jobs instead of during its launch: two
-        mkdir calls were a tenth of the runner's work per job on this ext4. At most
+        `make_prepared` while the runner waits for jobs instead of during its launch (the
+        mkdir calls are a noticeable share of the runner's work per job). At most
         PREPARE_AHEAD folders wait to be used at a time; a launch whose folder is not made
         yet makes it itself."""
         if len(self._asked) >= PREPARE_AHEAD or run_dir in self._asked:
@@ -175,8 +219,8 @@ class LocalTarget:
     def make_prepared(self, most: int = 2) -> None:
         """Make up to `most` of the folders asked for (the runner calls this right before it
         waits: a job that ends meanwhile is seen at most that many folders later). In the
-        runner's thread: a thread of its own made them sooner, but each wake-up of it handed
-        the GIL over at the runner's next system call, and made the runner wait longer."""
+        runner's thread: each wake-up of a thread of its own would take the GIL from the
+        runner at its next system call."""
         while most > 0 and self._to_make:
             run_dir = self._to_make.popleft()
             if run_dir not in self._asked:  # launched meanwhile: made by its launch
@@ -197,7 +241,7 @@ class LocalTarget:
             if key.data is not None:
                 os.close(key.fd)
                 reap = self._reapers.get(key.data)
-                if reap is not None:
+                if reap is not None and key.data not in self._forked:  # the launcher reaps those
                     threading.Thread(target=reap, name=f"reap-{key.data}", daemon=True).start()
         self._selector.close()
         if self._launcher is not None:
@@ -206,17 +250,14 @@ class LocalTarget:
         self._to_make.clear()
         self._made.clear()
         # a late wake() writes nowhere
-        wake_r, wake_w, self._wake_r, self._wake_w = (
-            self._wake_r,
-            self._wake_w,
-            -1,
-            -1,
-        )
+        wake_r, wake_w, self._wake_r, self._wake_w = self._wake_r, self._wake_w, -1, -1
         for fd in (wake_r, wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._reapers.clear()
         self._callbacks.clear()
+        self._forked.clear()
+        self._forked_dirs.clear()
 
     def wake(self) -> None:
         """Make a blocked `wait` return (safe to call from a signal handler or a thread)."""
@@ -262,10 +303,13 @@ class LocalTarget:
         if BashLauncher.available and eligible(argv):
             if self._launcher is None:
                 self._launcher = BashLauncher(_which(argv[0]), argv[2])
-            pid = self._launcher.launch(argv[4], argv[5], argv[6], argv[2], launch.env)
+            launcher = self._launcher
+            pid = launcher.launch(argv[4], argv[5], argv[6], argv[2], launch.env)
             if pid is not None:
-                run_dir = launch.run_dir
-                return self._watch(pid, lambda: read_exit_code(run_dir), on_exit)
+                run_dir, forked = launch.run_dir, pid
+                self._forked.add(str(pid))
+                self._forked_dirs[str(pid)] = run_dir
+                return self._watch(pid, lambda: _forked_exit(run_dir, launcher, forked), on_exit)
         try:
             pid = os.posix_spawn(
                 _which(argv[0]),
@@ -315,12 +359,19 @@ class LocalTarget:
             self._exited.put((handle, reap()))
             self.wake()
         except (AttributeError, OSError):
+            if handle in self._forked:  # not our child, and the launcher is not thread-safe:
+                run_dir = self._forked_dirs[handle]  # watch its pid, then read its exit code
+                reap = functools.partial(_after_gone, pid, run_dir)
             threading.Thread(
                 target=self._wait_thread, args=(handle, reap), name=f"wait-{handle}", daemon=True
             ).start()
         else:
             self._selector.register(fd, selectors.EVENT_READ, handle)
         return handle
+
+    def watches(self, handle: str) -> bool:
+        """Whether `handle` is a child whose exit `wait` has not reported yet."""
+        return handle in self._reapers
 
     def _wait_thread(self, handle: str, reap: Callable[[], int | None]) -> None:
         self._exited.put((handle, reap()))
@@ -347,6 +398,8 @@ class LocalTarget:
             except queue.Empty:
                 return
             self._reapers.pop(handle, None)
+            self._forked.discard(handle)
+            self._forked_dirs.pop(handle, None)
             callback = self._callbacks.pop(handle, None)
             if callback is not None:
                 callback(handle, code)
@@ -356,12 +409,7 @@ class LocalTarget:
         for handle, run_dir in handles.items():
             code = read_exit_code(run_dir)
             if code is not None:
-                out[handle] = Status(
-                    JobState.SUCCEEDED if code == 0 else JobState.FAILED,
-                    code,
-                    None if code == 0 else f"exit code {code}",
-                    exit_time(run_dir),
-                )
+                out[handle] = exit_status(code, run_dir)
             elif handle.isdigit() and pid_alive(int(handle)):
                 out[handle] = Status(JobState.RUNNING)
             else:
@@ -369,9 +417,14 @@ class LocalTarget:
         return out
 
     def cancel(self, handle: str, run_dir: Path, *, force: bool = False) -> None:
-        if not handle.isdigit():
-            return
-        pid = int(handle)
+        """Signal the attempt's process group. Its leader is the pid its wrapper wrote in
+        the run folder (the job's own word), else the handle: a handle learnt some other
+        way (the launcher's order of spares) never sends the signal to another group."""
+        pid = read_pid(run_dir)
+        if pid is None:
+            if not handle.isdigit() or read_exit_code(run_dir) is not None:
+                return  # ended: its pid may belong to another process by now
+            pid = int(handle)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL if force else signal.SIGTERM)
 
@@ -392,5 +445,5 @@ class LocalTarget:
 
     def recover(self, run_dir: Path) -> str | None:
         """The handle of an attempt whose launch was recorded but not its handle."""
-        pid = _read_pid(run_dir)
+        pid = read_pid(run_dir)
         return str(pid) if pid is not None else None

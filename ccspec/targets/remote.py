@@ -20,25 +20,21 @@ import functools
 import json
 import os
 import shlex
-import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Protocol
 
 from ccspec.fingerprint import hash_file
 from ccspec.interpreters import interpreter_argv
 from ccspec.resources import template_path
 from ccspec.spec.resolved import ResolvedJob
 from ccspec.state.private import make_dirs, opener
-from ccspec.targets.base import Status
+
+# the launch and tracking types live in base.py; imported from here by older callers
+from ccspec.targets.base import RemoteLaunch, Submitted, Tracked, launched_at
 from ccspec.targets.shells import Shell
 
-if TYPE_CHECKING:
-    from ccspec.targets.claims import Fenced
-
 __all__ = [
-    "Backend",
     "RemoteLaunch",
     "RemoteLayout",
     "Submitted",
@@ -46,6 +42,8 @@ __all__ = [
     "launched_at",
     "parse_poll",
     "poll_lines",
+    "read_remote_log",
+    "refused",
 ]
 
 q = shlex.quote
@@ -55,72 +53,13 @@ POLL_LOG_BUDGET = 16 << 20
 START_GRACE = 60.0  # seconds a launched job may take to write its pid before it counts as lost
 
 
-@dataclass(frozen=True)
-class RemoteLaunch:
-    """One attempt to start on a remote host."""
+def refused(launch: RemoteLaunch, message: str, exc: BaseException) -> Submitted:
+    """The answer to a launch that failed on this side (its files could not be shipped):
+    temporary unless the error says retrying cannot help."""
+    from ccspec.errors import TemporaryTargetError
 
-    attempt_id: int
-    workflow: str
-    job: ResolvedJob
-    attempt: int
-    base_dir: Path  # the spec's folder on this machine
-    run_dir: str  # relative to the host's workdir
-    log_path: Path  # the local mirror of the log
-    env: Mapping[str, str]  # the job's and host's env plus CCSPEC_* (not this machine's env)
-    # path relative to the spec -> local file
-    files: Mapping[str, Path] = field(default_factory=dict)
-    # run-folder files to bring back when it ends
-    fetch: Mapping[str, Path] = field(default_factory=dict)
-    claim: str = "launch"  # taken in the run folder right before the start (ccspec.targets.claims)
-
-
-@dataclass
-class Tracked:
-    """An attempt a remote target watches."""
-
-    attempt_id: int
-    handle: str | None  # pid or Slurm job id; None while unknown (found in the run folder)
-    run_dir: str  # relative to the host's workdir
-    log_path: Path
-    since: float  # wall time of the launch, for the start grace
-    last: Status | None = None
-    # files of the run folder to bring back when it ends
-    fetch: Mapping[str, Path] = field(default_factory=dict)
-    claim: str | None = None  # a launch recorded with no answer: its claim, for `Backend.fence`
-
-
-def launched_at(created: float | None) -> float:
-    """`Tracked.since` of a recorded attempt. One recorded without a launch time gets the whole
-    start grace from now: judged lost at once, a job still starting would run twice."""
-    return time.time() if created is None else created
-
-
-@dataclass(frozen=True)
-class Submitted:
-    attempt_id: int
-    handle: str | None
-    error: str | None = None
-
-
-class Backend(Protocol):
-    """The synchronous half of a remote target; a HostWorker drives it from one thread."""
-
-    queues: bool  # jobs wait in a scheduler queue before they run (Slurm)
-
-    @property
-    def label(self) -> str: ...
-
-    def submit(self, launches: Sequence[RemoteLaunch]) -> list[Submitted]: ...
-
-    def poll(self, tracked: Sequence[Tracked]) -> dict[int, Status | None]: ...
-
-    def fence(self, tracked: Sequence[Tracked]) -> dict[int, Fenced]:
-        """Whether unanswered launches reached the host (see ccspec.targets.claims)."""
-        ...
-
-    def cancel(self, tracked: Sequence[Tracked], force: bool) -> None: ...
-
-    def close(self) -> None: ...
+    temporary = isinstance(exc, (TemporaryTargetError, OSError))
+    return Submitted(launch.attempt_id, None, message, temporary=temporary)
 
 
 def job_files(
@@ -315,9 +254,8 @@ class FileState:
     slurm_id: str | None
     complete: bool  # the whole log has been mirrored
     left: int = 0  # log bytes still to mirror
-    age: float | None = (
-        None  # seconds between the exit code's writing and the poll, by the host's clock
-    )
+    # seconds between the exit code's writing and the poll, by the host's clock
+    age: float | None = None
 
     def ended(self, now: float) -> float | None:
         """When the job ended, on this machine's clock (None: not known)."""
@@ -354,6 +292,21 @@ F() {
   return 0
 }
 """
+
+
+def read_remote_log(layout: RemoteLayout, tracked: Tracked, offset: int, most: int) -> bytes:
+    """At most `most` bytes of an attempt's log on the host from `offset` on (one command)."""
+    if most <= 0:
+        return b""
+    path = f"{layout.path(tracked.run_dir)}/log"
+    out = layout.shell.run(f"{FETCH_FUNCTION}\nF 0 {q(path)} {max(0, offset)} {most}").out
+    start = out.find(b"@@ 0 ")
+    end = out.find(b"\n", start) if start >= 0 else -1
+    if end < 0:
+        return b""
+    fields = out[start + 3 : end].split(b" ")
+    nbytes = int(fields[2]) if len(fields) == 3 and fields[2].isdigit() else 0
+    return out[end + 1 : end + 1 + nbytes]
 
 
 def fetch_results(layout: RemoteLayout, finished: Sequence[Tracked]) -> None:

@@ -4,7 +4,7 @@ The ssh, Slurm and WSL targets speak to their host only through `Shell.run` (a P
 script in, exit code and output out) and `Shell.put` (a file in). One `SshShell` keeps one
 connection per host, reused by every command, and reconnects with backoff when it drops;
 a failure to connect raises `HostUnreachable` with a reason such as
-"connection refused: HOST:PORT".
+"connection refused: HOST:PORT", or `PermanentTargetError` when the host refuses the key.
 """
 
 from __future__ import annotations
@@ -22,7 +22,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 # HostUnreachable is re-exported: raised here
-from ccspec.errors import HostUnreachable, TemporaryTargetError
+from ccspec.errors import (
+    HostUnreachable,
+    PermanentTargetError,
+    TargetError,
+    TemporaryTargetError,
+)
 from ccspec.fdwait import wait_readable
 
 __all__ = [
@@ -35,10 +40,10 @@ __all__ = [
     "ssh_config_path",
 ]
 
-COMMAND_TIMEOUT = 120.0
+COMMAND_TIMEOUT = 120.0  # seconds a remote command may take (submits of many jobs included)
 # Longer scripts (a batch of hundreds of launches) go through stdin: an argument of
 # `sh -c` is limited (128 KiB on Linux), stdin is not.
-INLINE_LIMIT = 32 * 1024  # seconds a remote command may take (submits of many jobs included)
+INLINE_LIMIT = 32 * 1024
 KEEPALIVE = 15  # seconds between ssh keepalives, so idle connections survive NAT and firewalls
 RECONNECT_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
@@ -158,7 +163,7 @@ class SshShell:
         self._lock = threading.Lock()
         self._failures = 0
         self._retry_at = 0.0
-        self._last_error = ""
+        self._last_failure: TargetError = HostUnreachable("not connected yet")
         self.label = host
 
     # -- connection --------------------------------------------------------------------
@@ -171,11 +176,11 @@ class SshShell:
             self._drop()
         now = time.monotonic()
         if now < self._retry_at:
-            raise HostUnreachable(self._last_error)  # backing off: not tried again yet
+            raise type(self._last_failure)(str(self._last_failure))  # backing off: not tried yet
         try:
             conn = self._connect()
-        except HostUnreachable as exc:
-            self._last_error = str(exc)
+        except (HostUnreachable, PermanentTargetError) as exc:
+            self._last_failure = exc
             self._retry_at = (
                 time.monotonic()
                 + RECONNECT_BACKOFF[min(self._failures, len(RECONNECT_BACKOFF) - 1)]
@@ -220,8 +225,10 @@ class SshShell:
         self.label = f"{conn.user}@{conn.host}:{conn.port}"
         try:
             conn.open()
-        except paramiko.AuthenticationException as exc:
-            raise HostUnreachable(f"authentication failed: {self.label} ({exc})") from exc
+        except (
+            paramiko.AuthenticationException
+        ) as exc:  # the key is refused: trying again will not help
+            raise PermanentTargetError(f"authentication failed: {self.label} ({exc})") from exc
         except paramiko.ssh_exception.NoValidConnectionsError as exc:
             raise HostUnreachable(f"connection refused: {conn.host}:{conn.port}") from exc
         except TimeoutError as exc:

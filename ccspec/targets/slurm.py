@@ -25,29 +25,30 @@ from ccspec.errors import TargetError
 from ccspec.resources import template_path
 from ccspec.spec.models import SlurmHost
 from ccspec.states import FINAL, JobState
-from ccspec.targets.base import Status
-from ccspec.targets.claims import CLAIM_CHECK, Fenced, fence
+from ccspec.targets.base import LOG_READ, Fenced, RemoteLaunch, Status, Submitted, Target, Tracked
+from ccspec.targets.claims import CLAIM_CHECK, fence
 from ccspec.targets.remote import (
     START_GRACE,
-    RemoteLaunch,
+    FileState,
     RemoteLayout,
-    Submitted,
-    Tracked,
     fetch_results,
     parse_poll,
     poll_lines,
+    read_remote_log,
+    refused,
 )
 from ccspec.targets.shells import Shell
 
 if TYPE_CHECKING:
     import jinja2
 
-__all__ = ["SlurmBackend", "map_state", "sbatch_options"]
+__all__ = ["SlurmBackend", "busy", "map_state", "sbatch_options"]
 
 q = shlex.quote
 
 # S KEY RUN_DIR CLAIM: take the launch's claim (ccspec.targets.claims), then sbatch the run
-# folder's job.sbatch and keep its id in RUN_DIR/slurm_id.
+# folder's job.sbatch and keep its id in RUN_DIR/slurm_id. A launch sent again answers with
+# the same id.
 SUBMIT_FUNCTION = r"""
 U=$(umask)
 S() {
@@ -55,8 +56,9 @@ S() {
   CLAIM_CHECK
   umask 077; : >> "$2/log"; umask "$U"  # Slurm appends to it and keeps its mode: 0600 (the log may show secrets)
   if o=$(sbatch --parsable "$2/job.sbatch" 2>&1); then
-    i=${o%%;*}; echo "$i" > "$2/slurm_id"; printf '@@ %s ok %s\n' "$1" "$i"
+    i=${o%%;*}; echo "$i" > "$2/slurm_id"; echo "$i" > "$r/$m/handle"; printf '@@ %s ok %s\n' "$1" "$i"
   else
+    rm -rf "$r/$m"  # nothing was submitted: a later send of this launch may try again
     printf '@@ %s err %s\n' "$1" "$(printf '%s' "$o" | tr '\n' ' ')"
   fi
 }
@@ -197,9 +199,7 @@ class SlurmBackend:
                 stage = self.layout.stage_script(launch)
                 script = self.render(launch)
             except (TargetError, OSError) as exc:
-                failed.append(
-                    Submitted(launch.attempt_id, None, f"cannot ship files to {self.label}: {exc}")
-                )
+                failed.append(refused(launch, f"cannot ship files to {self.label}: {exc}", exc))
                 continue
             run = q(self.layout.path(launch.run_dir))
             eof = f"CCSPEC_{secrets.token_hex(8)}"
@@ -223,9 +223,16 @@ class SlurmBackend:
             if status == "ok" and value.strip().isdigit():
                 out.append(Submitted(launch.attempt_id, value.strip()))
             else:
+                # no answer: the command died on the way (safe to send again: the claim
+                # submits once); "err": sbatch refused it, for good unless Slurm was busy
                 detail = value.strip() or result.err.strip() or f"exit code {result.code}"
                 out.append(
-                    Submitted(launch.attempt_id, None, f"sbatch on {self.label} failed: {detail}")
+                    Submitted(
+                        launch.attempt_id,
+                        None,
+                        f"sbatch on {self.label} failed: {detail}",
+                        temporary=not status or busy(detail),
+                    )
                 )
         return out
 
@@ -261,45 +268,15 @@ class SlurmBackend:
         now = time.time()
         states: dict[int, Status | None] = {}
         for t in tracked:
-            f = files.get(t.attempt_id)
             handle = handles[t.attempt_id]
-            extra = {"handle": handle} if handle and handle != t.handle else {}
             record = queue.get(handle or "") if handle else None
             if record is None or _final(record.state):
                 record = accounting.get(handle or "", record)
-            if f is None:
-                states[t.attempt_id] = None
-                continue
-            if record is not None:
-                status = map_state(record, f.exit_code)
-            elif f.exit_code is not None:  # forgotten by Slurm: the wrapper's file settles it
-                status = map_state(
-                    SlurmRecord("COMPLETED" if f.exit_code == 0 else "FAILED"), f.exit_code
-                )
-            elif not queue_ok or not accounting_ok:
-                states[t.attempt_id] = None  # the scheduler could not be asked: unknown this time
-                continue
-            elif handle is None and now - t.since < START_GRACE:
-                status = Status(JobState.QUEUED, None, "submitting")
-            elif handle is not None and now - t.since < 5:
-                # just submitted: squeue may lag a moment
-                status = Status(JobState.QUEUED)
-            else:
-                status = Status(
-                    JobState.LOST,
-                    None,
-                    f"Slurm job {handle or '(never submitted)'} is unknown to squeue and "
-                    "sacct and left no exit code",
-                )
-            if status.state not in (JobState.QUEUED, JobState.RUNNING) and not f.complete:
-                status = Status(JobState.RUNNING)  # mirror the rest of the log first
-            if status.state is JobState.RUNNING:
-                extra = {**extra, **f.mirroring()}
-            ended = (
-                f.ended(now) if status.state not in (JobState.QUEUED, JobState.RUNNING) else None
-            )
-            states[t.attempt_id] = Status(
-                status.state, status.exit_code, status.reason, ended or status.finished, extra
+            f = files.get(t.attempt_id)
+            states[t.attempt_id] = (
+                None
+                if f is None
+                else _status(t, f, handle, record, queue_ok and accounting_ok, now)
             )
         fetch_results(
             self.layout,
@@ -374,8 +351,66 @@ class SlurmBackend:
         if lines:
             self.shell.run("\n".join(lines) + "\ntrue")
 
+    def read_log(self, tracked: Tracked, offset: int, most: int = LOG_READ) -> bytes:
+        return read_remote_log(self.layout, tracked, offset, most)
+
     def close(self) -> None:
         self.shell.close()
+
+
+def _check(backend: SlurmBackend) -> Target[RemoteLaunch]:
+    return backend  # mypy: a SlurmBackend is a Target of remote launches
+
+
+def _status(
+    t: Tracked,
+    f: FileState,
+    handle: str | None,
+    record: SlurmRecord | None,
+    asked: bool,
+    now: float,
+) -> Status | None:
+    """One attempt's status from Slurm's record of it and its run folder's files (`asked`:
+    squeue and sacct answered); None when it is unknown this time."""
+    extra = {"handle": handle} if handle and handle != t.handle else {}
+    if record is not None:
+        status = map_state(record, f.exit_code)
+    elif f.exit_code is not None:  # forgotten by Slurm: the wrapper's file settles it
+        status = map_state(SlurmRecord("COMPLETED" if f.exit_code == 0 else "FAILED"), f.exit_code)
+    elif not asked:
+        return None  # the scheduler could not be asked: unknown this time
+    elif handle is None and now - t.since < START_GRACE:
+        status = Status(JobState.QUEUED, None, "submitting")
+    elif handle is not None and now - t.since < 5:
+        status = Status(JobState.QUEUED)  # just submitted: squeue may lag a moment
+    else:
+        status = Status(
+            JobState.LOST,
+            None,
+            f"Slurm job {handle or '(never submitted)'} is unknown to squeue and "
+            "sacct and left no exit code",
+        )
+    if status.state not in (JobState.QUEUED, JobState.RUNNING) and not f.complete:
+        status = Status(JobState.RUNNING)  # mirror the rest of the log first
+    if status.state is JobState.RUNNING:
+        extra = {**extra, **f.mirroring()}
+    ended = f.ended(now) if status.state not in (JobState.QUEUED, JobState.RUNNING) else None
+    return Status(status.state, status.exit_code, status.reason, ended or status.finished, extra)
+
+
+# sbatch's words for a controller that could not take the job now (it is down, restarting
+# or overloaded), unlike a refusal of the job itself (options, partition, account)
+_BUSY = re.compile(
+    r"socket timed out|unable to contact slurm controller|slurm_persist_conn|"
+    r"resource temporarily unavailable|try again|slurmctld.*(down|not responding)|"
+    r"too many pending jobs|QOSMaxSubmitJob",
+    re.IGNORECASE,
+)
+
+
+def busy(message: str) -> bool:
+    """Whether sbatch's error says Slurm could not take the job now (worth sending again)."""
+    return _BUSY.search(message) is not None
 
 
 def _final(state: str) -> bool:

@@ -3,7 +3,12 @@ never blocks the engine's loop (local exits, timeouts, other hosts).
 
 Launches queued while the thread was busy go out together as one batch; every poll asks
 about all of the host's jobs at once. The poll interval starts short after a change and
-backs off while nothing changes. Results reach the engine as events through `post`:
+backs off while nothing changes. A batch the host refuses for now (unreachable, a command
+timed out, no answer) is sent again with backoff, a bounded number of times, before the
+refusal reaches the engine marked temporary; a permanent refusal reaches it at once. Sending
+a launch again is safe: its claim in the run folder (ccspec.targets.claims) starts it once.
+Results reach the engine as events through `post` (ccspec.targets.base has their typed
+form, `TargetEvent`):
 
     ("submitted", Submitted)          the handle (or why the launch failed)
     ("status", (attempt_id, Status))  a change of state; final states end the tracking
@@ -17,24 +22,33 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ccspec.errors import TargetError
+from ccspec.backoff import Backoff
+from ccspec.errors import HostUnreachable, TargetError, TemporaryTargetError
 from ccspec.states import FINAL
-from ccspec.targets.remote import Backend, RemoteLaunch, Submitted, Tracked
-from ccspec.targets.shells import HostUnreachable
+from ccspec.targets.base import RemoteLaunch, Submitted, Target, Tracked
 
 __all__ = ["HostWorker"]
 
 Post = Callable[[str, Any], None]
 BATCH_GATHER = 0.01  # seconds to wait for more launches before sending a batch
+SUBMIT_RETRIES = 4  # sends of a refused batch after the first (backoff 1, 2, 4, 8 s)
 
 
 class HostWorker:
     def __init__(
-        self, backend: Backend, post: Post, *, min_interval: float = 0.2, max_interval: float = 5.0
+        self,
+        backend: Target[RemoteLaunch],
+        post: Post,
+        *,
+        min_interval: float = 0.2,
+        max_interval: float = 5.0,
+        retries: int = SUBMIT_RETRIES,
+        retry_first: float = 1.0,
     ) -> None:
         self.backend = backend
         self.post = post
         self.min_interval, self.max_interval = min_interval, max_interval
+        self.retries, self.retry_first = retries, retry_first
         self.interval = min_interval
         self._cond = threading.Condition()
         self._launches: list[RemoteLaunch] = []
@@ -104,11 +118,45 @@ class HostWorker:
             elif tracked and time.monotonic() >= self._next_poll:
                 self._poll(tracked)
 
-    def _submit(self, launches: list[RemoteLaunch]) -> None:
+    def _send(self, launches: list[RemoteLaunch]) -> list[Submitted]:
+        """Submit a batch; the launches refused for now go again after a backoff, at most
+        `retries` times (or until the worker closes), then their refusal stands, temporary."""
+        backoff = Backoff(first=self.retry_first, cap=8 * self.retry_first)
+        answers: dict[int, Submitted] = {}
+        pending = launches
+        while True:
+            for result in self._submit_once(pending):
+                answers[result.attempt_id] = result
+            again = {i for i, r in answers.items() if r.handle is None and r.temporary}
+            if not again or backoff.failures >= self.retries:
+                break
+            if not self._pause(backoff.failed(time.monotonic())):
+                break
+            pending = [launch for launch in launches if launch.attempt_id in again]
+        return [
+            answers.get(i, Submitted(i, None, f"{self.backend.label} did not answer", True))
+            for i in (launch.attempt_id for launch in launches)
+        ]
+
+    def _submit_once(self, launches: list[RemoteLaunch]) -> list[Submitted]:
         try:
-            results = self.backend.submit(launches)
-        except (TargetError, OSError) as exc:
-            results = [Submitted(launch.attempt_id, None, str(exc)) for launch in launches]
+            return self.backend.submit(launches)
+        except (TemporaryTargetError, OSError) as exc:
+            return [
+                Submitted(launch.attempt_id, None, str(exc), temporary=True) for launch in launches
+            ]
+        except TargetError as exc:  # permanent: retrying will not help
+            return [Submitted(launch.attempt_id, None, str(exc)) for launch in launches]
+
+    def _pause(self, due: float) -> bool:
+        """Wait until `due` (monotonic); False when the worker closes meanwhile."""
+        with self._cond:
+            while not self._closing and (left := due - time.monotonic()) > 0:
+                self._cond.wait(left)
+            return not self._closing
+
+    def _submit(self, launches: list[RemoteLaunch]) -> None:
+        results = self._send(launches)
         by_id = {launch.attempt_id: launch for launch in launches}
         with self._cond:
             for result in results:

@@ -181,7 +181,9 @@ def test_jobs_go_on_when_the_launcher_dies(tmp_path: Path) -> None:
         target.close()
 
 
-def test_a_job_killed_behind_ccspecs_back_is_lost(tmp_path: Path) -> None:
+def test_a_forked_job_killed_behind_ccspecs_back_was_killed_by_signal_9(tmp_path: Path) -> None:
+    """Its wrapper could write no exit code, but its parent, the launcher, saw it die: the
+    same -9 ("killed by signal 9") as a job this process spawned, not "lost"."""
     target = LocalTarget()
     try:
         launch = _launch(tmp_path, "victim", "sleep 30", dict(os.environ))
@@ -195,7 +197,7 @@ def test_a_job_killed_behind_ccspecs_back_is_lost(tmp_path: Path) -> None:
             target.wait(0.5)
     finally:
         target.close()
-    assert done[handle] is None  # no exit code: the engine records it as lost
+    assert done[handle] == -9
 
 
 def test_a_forked_job_outlives_the_runner_and_the_next_apply_collects_it(tmp_path: Path) -> None:
@@ -460,3 +462,37 @@ def test_a_burst_of_launches_gets_each_job_the_pid_handed_out_for_it(tmp_path: P
         [sys.executable, "-c", BURST, str(tmp_path)], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_after_a_status_question_each_launch_still_gets_its_own_pid(tmp_path: Path) -> None:
+    """The launcher's answers to a status question come on the same pipe as the spares'
+    pids: the jobs launched after it must still be handed the pid of their own process
+    (the one its wrapper recorded), or a cancel would signal another job's group."""
+    target = LocalTarget()
+    try:
+        handle, code = _run(target, _launch(tmp_path, "killed", "kill -KILL $BASHPID", {}))
+        assert code == -9
+        for name in ("b", "c", "d", "e", "f"):
+            launch = _launch(tmp_path, name, "true", dict(os.environ))
+            handle, code = _run(target, launch)
+            assert code == 0
+            assert (launch.run_dir / "pid").read_text().strip() == handle
+    finally:
+        target.close()
+
+
+def test_cancel_signals_the_group_the_job_recorded_not_another(tmp_path: Path) -> None:
+    """A handle that names another process group (a pid learnt in the wrong order) is never
+    the one signalled: the job's wrapper recorded its own pid in the run folder."""
+    job, bystander = (subprocess.Popen(["sleep", "30"], start_new_session=True) for _ in range(2))
+    try:
+        run_dir = tmp_path / "run"
+        run_dir.mkdir()
+        (run_dir / "pid").write_text(f"{job.pid}\n")
+        LocalTarget().cancel(str(bystander.pid), run_dir)
+        assert job.wait(timeout=10) == -signal.SIGTERM
+        assert bystander.poll() is None
+    finally:
+        for proc in (job, bystander):
+            proc.kill()
+            proc.wait()

@@ -12,7 +12,14 @@ from ccspec.spec.resolved import ResolvedJob
 from ccspec.states import JobState
 from ccspec.targets.hosts import wsl_path
 from ccspec.targets.remote import LOG_CHUNK, RemoteLaunch, Tracked, parse_poll
-from ccspec.targets.slurm import SlurmRecord, _parse_sacct, _parse_squeue, map_state, sbatch_options
+from ccspec.targets.slurm import (
+    SlurmRecord,
+    _parse_sacct,
+    _parse_squeue,
+    busy,
+    map_state,
+    sbatch_options,
+)
 
 
 @pytest.mark.parametrize(
@@ -171,3 +178,18 @@ def test_a_layout_is_kept_on_disk_by_shape(tmp_path: Path, monkeypatch: pytest.M
         kept.write_text("<svg")
     graph.Painter("flow").lay_out(nodes)
     assert len(rendered) == 4
+
+
+@pytest.mark.parametrize(
+    ("message", "temporary"),
+    [
+        ("Batch job submission failed: Socket timed out on send/recv operation", True),
+        ("Batch job submission failed: Unable to contact slurm controller (connect failure)", True),
+        ("Batch job submission failed: Resource temporarily unavailable", True),
+        ("Batch job submission failed: Invalid partition name specified", False),
+        ("Batch job submission failed: Invalid account or account/partition combination", False),
+        ("sbatch: error: invalid partition specified: nope", False),
+    ],
+)
+def test_sbatch_errors_that_are_worth_sending_again(message: str, temporary: bool) -> None:
+    assert busy(f"sbatch: error: {message}") is temporary

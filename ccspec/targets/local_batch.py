@@ -1,0 +1,189 @@
+"""This machine as a `Target` (ccspec.targets.base): the batch protocol over `LocalTarget`,
+whose exit callbacks it gathers for `poll`. Attempts another process started are polled
+through their run folders (the wrappers' pid and exit-code files), as after a restart.
+
+Every launch first takes its claim, `mkdir RUN_DIR/launched` (atomic): a launch that finds
+the claim taken starts nothing and answers with the pid the first one's wrapper wrote, so
+submitting the same attempt twice starts it once; `fence` takes the same claim for an
+attempt that never started, so a late launch of it gives up (ccspec.targets.claims does the
+same on remote hosts).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from ccspec.errors import PermanentTargetError, TargetError
+from ccspec.state.private import DIR_MODE, make_dirs
+from ccspec.states import JobState
+from ccspec.targets.base import LOG_READ, Fenced, Launch, Status, Submitted, Target, Tracked
+from ccspec.targets.local import LocalTarget, exit_status, read_exit_code, read_pid
+
+__all__ = ["LocalBatch"]
+
+# seconds an attempt recorded with no handle may take to write its pid before it counts as
+# never started (its wrapper writes the pid first thing)
+START_WAIT = 1.0
+CLAIM = "launched"  # the launch claim's name in the run folder
+
+
+class LocalBatch:
+    queues = False
+    label = "this machine"
+
+    def __init__(self, target: LocalTarget | None = None) -> None:
+        self.target = target or LocalTarget()
+        self._exits: dict[str, int | None] = {}  # handle -> exit code of our children
+        self._lock = threading.Lock()  # exit callbacks may come from waiter threads
+
+    def _exited(self, handle: str, code: int | None) -> None:
+        with self._lock:
+            self._exits[handle] = code
+
+    def submit(self, launches: Sequence[Launch]) -> list[Submitted]:
+        out: list[Submitted] = []
+        for launch in launches:
+            try:
+                took = _claim(launch.run_dir)
+            except OSError as exc:
+                out.append(Submitted(launch.attempt_id, None, str(exc), temporary=True))
+                continue
+            if not took:  # sent before (it runs or ran), or fenced by a later run
+                known = _await_handle([launch.run_dir]).get(launch.run_dir)
+                error = None if known else "the launch was settled as never started"
+                out.append(Submitted(launch.attempt_id, known, error))
+                continue
+            try:
+                handle = self.target.submit(launch, self._exited)
+            except (TargetError, OSError) as exc:  # nothing started: a later send may try again
+                _release(launch.run_dir)
+                temporary = not isinstance(exc, PermanentTargetError)  # out of processes...
+                out.append(Submitted(launch.attempt_id, None, str(exc), temporary=temporary))
+            else:
+                out.append(Submitted(launch.attempt_id, handle))
+        return out
+
+    def poll(self, tracked: Sequence[Tracked]) -> dict[int, Status | None]:
+        self.target.wait(0)  # exits of our children that already happened
+        with self._lock:
+            exits = dict(self._exits)
+        states: dict[int, Status | None] = {}
+        for t in tracked:
+            handle = t.handle or _recorded_handle(Path(t.run_dir))
+            if handle is None:
+                states[t.attempt_id] = (
+                    Status(JobState.RUNNING)
+                    if time.time() - t.since < START_WAIT
+                    else Status(JobState.LOST, None, "the job never started (no pid)")
+                )
+                continue
+            status = self._status(handle, Path(t.run_dir), exits)
+            if status is not None and handle != t.handle:
+                status = Status(
+                    status.state,
+                    status.exit_code,
+                    status.reason,
+                    status.finished,
+                    {**status.extra, "handle": handle},
+                )
+            states[t.attempt_id] = status
+        return states
+
+    def _status(self, handle: str, run_dir: Path, exits: dict[str, int | None]) -> Status | None:
+        """From the exit we saw (our children), else the run folder; a child found gone
+        there ended after `wait` looked: its exit is collected now (it tells a KILL)."""
+        if handle not in exits:
+            status = self.target.poll({handle: run_dir})[handle]
+            if (
+                status is None
+                or status.state is not JobState.LOST
+                or not self.target.watches(handle)
+            ):
+                return status
+            self.target.wait(0)
+            with self._lock:
+                exits.update(self._exits)
+            if handle not in exits:
+                return status
+        return exit_status(exits[handle], run_dir)
+
+    def cancel(self, tracked: Sequence[Tracked], force: bool) -> None:
+        for t in tracked:
+            handle = t.handle or _recorded_handle(Path(t.run_dir))
+            if handle is not None:
+                self.target.cancel(handle, Path(t.run_dir), force=force)
+
+    def read_log(self, tracked: Tracked, offset: int, most: int = LOG_READ) -> bytes:
+        return LocalTarget.read_log(tracked.log_path, offset, most)
+
+    def fence(self, tracked: Sequence[Tracked]) -> dict[int, Fenced]:
+        """Attempts whose wrapper wrote a pid or exit code (within START_WAIT: one may be
+        starting) started; of the others, those whose claim the fence takes never will."""
+        found: dict[int, Fenced] = {}
+        dirs = {t.attempt_id: Path(t.run_dir) for t in tracked}
+        handles = _await_handle([d for d in dirs.values() if d.is_dir()])
+        for attempt_id, run_dir in dirs.items():
+            if run_dir in handles:
+                found[attempt_id] = "started"
+                continue
+            try:
+                found[attempt_id] = "never" if _claim(run_dir) else "claimed"
+            except OSError:
+                continue  # cannot say: unknown
+        return found
+
+    def close(self) -> None:
+        self.target.close()
+
+
+def _claim(run_dir: Path) -> bool:
+    """Take the attempt's launch claim; False when it was taken before."""
+    make_dirs(run_dir)
+    try:
+        os.mkdir(run_dir / CLAIM, DIR_MODE)
+    except FileExistsError:
+        return False
+    return True
+
+
+def _release(run_dir: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.rmdir(run_dir / CLAIM)
+
+
+def _await_handle(run_dirs: Sequence[Path]) -> dict[Path, str]:
+    """The handles the attempts in these run folders recorded, waiting up to START_WAIT for
+    those that recorded none yet (a wrapper writes its pid first thing)."""
+    found: dict[Path, str] = {}
+    deadline = time.monotonic() + START_WAIT
+    waiting = list(run_dirs)
+    while True:
+        left = []
+        for run_dir in waiting:
+            handle = _recorded_handle(run_dir)
+            if handle is None:
+                left.append(run_dir)
+            else:
+                found[run_dir] = handle
+        if not left or time.monotonic() >= deadline:
+            return found
+        waiting = left
+        time.sleep(0.02)
+
+
+def _recorded_handle(run_dir: Path) -> str | None:
+    """The pid an attempt's wrapper recorded in its run folder, "-" when only its exit code
+    is left there (it ended), None when it left nothing yet."""
+    pid = read_pid(run_dir)
+    if pid is not None:
+        return str(pid)
+    return "-" if read_exit_code(run_dir) is not None else None
+
+
+def _check(batch: LocalBatch) -> Target[Launch]:
+    return batch  # mypy: a LocalBatch is a Target of local launches
