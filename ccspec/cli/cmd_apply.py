@@ -11,6 +11,7 @@ import time
 
 import click
 
+from ccspec.cli.complete import complete_spec_job
 from ccspec.cli.entry import pending_changes
 from ccspec.cli.group import cli, common_options, load_workflows
 from ccspec.cli.plan_out import plan_document, plan_text
@@ -21,9 +22,19 @@ __all__ = ["apply", "plan", "status"]
 @cli.command()
 @common_options
 @click.option(
-    "--replace", multiple=True, metavar="JOB", help="Plan JOB to run even if it is up to date."
+    "--replace",
+    multiple=True,
+    metavar="JOB",
+    help="Plan JOB to run even if it is up to date.",
+    shell_complete=complete_spec_job,
 )
-@click.option("--target", multiple=True, metavar="JOB", help="Plan only JOB and the jobs it needs.")
+@click.option(
+    "--target",
+    multiple=True,
+    metavar="JOB",
+    help="Plan only JOB and the jobs it needs.",
+    shell_complete=complete_spec_job,
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option(
     "--detailed-exitcode",
@@ -67,8 +78,20 @@ def plan(
     default=None,
     help="Jobs at once (default: CPU count).",
 )
-@click.option("--replace", multiple=True, metavar="JOB", help="Run JOB even if it is up to date.")
-@click.option("--target", multiple=True, metavar="JOB", help="Run only JOB and the jobs it needs.")
+@click.option(
+    "--replace",
+    multiple=True,
+    metavar="JOB",
+    help="Run JOB even if it is up to date.",
+    shell_complete=complete_spec_job,
+)
+@click.option(
+    "--target",
+    multiple=True,
+    metavar="JOB",
+    help="Run only JOB and the jobs it needs.",
+    shell_complete=complete_spec_job,
+)
 @click.option("--wait", is_flag=True, help="Wait for another apply of the same workflow to finish.")
 def apply(
     paths: tuple[str, ...],
