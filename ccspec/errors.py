@@ -54,6 +54,10 @@ __all__ = [
 ]
 
 
+# what str.splitlines breaks a line at, and the escape that stands for it
+_ONE_LINE = str.maketrans({c: repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"})
+
+
 @dataclass(frozen=True, order=True)
 class Diagnostic:
     """One problem in one spec file. Lines and columns are 1-based (0 means unknown)."""
@@ -66,7 +70,9 @@ class Diagnostic:
     severity: str = field(default="error", compare=False)
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}: {self.message}"
+        """`file:line:col: message` on one line: a line break in the message (a quoted name
+        or path) is written as its escape, as `repr` writes it."""
+        return f"{self.file}:{self.line}:{self.col}: {self.message}".translate(_ONE_LINE)
 
     def as_dict(self) -> dict[str, object]:
         return {

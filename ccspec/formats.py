@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 
 from ccspec.errors import Diagnostic
 
@@ -34,7 +35,7 @@ def _text(d: Diagnostic) -> str:
     """`file:line:col: message [code]`; a warning says so, as compilers do."""
     if d.severity == "error":
         return f"{d} [{d.code}]"
-    return f"{d.file}:{d.line}:{d.col}: {d.severity}: {d.message} [{d.code}]"
+    return str(replace(d, message=f"{d.severity}: {d.message}")) + f" [{d.code}]"
 
 
 def summary(diagnostics: Sequence[Diagnostic], files: Sequence[str]) -> str:

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 import click
 
+from ccspec.cli.complete import complete_spec_job
+from ccspec.cli.entry import pending_changes
 from ccspec.cli.group import cli, common_options, load_workflows
+from ccspec.cli.plan_out import plan_document, plan_text
 
 __all__ = ["apply", "plan", "status"]
 
@@ -18,14 +22,24 @@ __all__ = ["apply", "plan", "status"]
 @cli.command()
 @common_options
 @click.option(
-    "--replace", multiple=True, metavar="JOB", help="Plan JOB to run even if it is up to date."
+    "--replace",
+    multiple=True,
+    metavar="JOB",
+    help="Plan JOB to run even if it is up to date.",
+    shell_complete=complete_spec_job,
 )
-@click.option("--target", multiple=True, metavar="JOB", help="Plan only JOB and the jobs it needs.")
+@click.option(
+    "--target",
+    multiple=True,
+    metavar="JOB",
+    help="Plan only JOB and the jobs it needs.",
+    shell_complete=complete_spec_job,
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option(
     "--detailed-exitcode",
     is_flag=True,
-    help="Exit 2 when something would run, 0 when nothing would.",
+    help="Exit 2 when something would run, 0 when nothing would, 1 on any error.",
 )
 def plan(
     paths: tuple[str, ...],
@@ -46,42 +60,12 @@ def plan(
     store = StateStore(state_dir(state_opt))
     plans = [plan_workflow(w, store, replace=replace, targets=target).plan for w in workflows]
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "workflows": [
-                        {
-                            "name": p.workflow,
-                            "counts": p.counts(),
-                            "jobs": [
-                                {
-                                    "id": j.id,
-                                    "name": j.name,
-                                    "action": j.action.value,
-                                    "reason_code": j.reason.code,
-                                    "reason": j.reason.detail,
-                                    "host": j.host,
-                                    "dynamic": j.dynamic,
-                                    "fingerprint": j.fingerprint.value if j.fingerprint else None,
-                                }
-                                for j in p.jobs
-                            ],
-                        }
-                        for p in plans
-                    ]
-                },
-                indent=2,
-            )
-        )
+        click.echo(json.dumps({"workflows": [plan_document(p) for p in plans]}, indent=2))
     else:
         for p in plans:
-            counts = p.counts()
-            summary = ", ".join(f"{n} {a.replace('_', ' ')}" for a, n in counts.items())
-            click.echo(f"{p.workflow}: {summary}")
-            for j in p.jobs:
-                click.echo(f"  {j.line()}")
+            click.echo(plan_text(p))
     if detailed_exitcode and not all(p.is_empty for p in plans):
-        sys.exit(2)
+        pending_changes()  # exit 2; any error exits 1 (ccspec.cli.entry)
 
 
 @cli.command()
@@ -94,8 +78,20 @@ def plan(
     default=None,
     help="Jobs at once (default: CPU count).",
 )
-@click.option("--replace", multiple=True, metavar="JOB", help="Run JOB even if it is up to date.")
-@click.option("--target", multiple=True, metavar="JOB", help="Run only JOB and the jobs it needs.")
+@click.option(
+    "--replace",
+    multiple=True,
+    metavar="JOB",
+    help="Run JOB even if it is up to date.",
+    shell_complete=complete_spec_job,
+)
+@click.option(
+    "--target",
+    multiple=True,
+    metavar="JOB",
+    help="Run only JOB and the jobs it needs.",
+    shell_complete=complete_spec_job,
+)
 @click.option("--wait", is_flag=True, help="Wait for another apply of the same workflow to finish.")
 def apply(
     paths: tuple[str, ...],
@@ -107,6 +103,7 @@ def apply(
     wait: bool,
 ) -> None:
     """Run what is new, changed or failed; exit 0 when every job succeeded or was up to date."""
+    from ccspec.cli.apply_out import apply_summary
     from ccspec.console import make_reporter
     from ccspec.runner import apply_workflow, leased, plan_workflow, state_dir
     from ccspec.state.store import LeaseLost, StateStore
@@ -122,6 +119,7 @@ def apply(
         ) as token:
             # under the lease: still to do
             planned = plan_workflow(workflow, store, replace=replace, targets=target)
+            began = time.monotonic()
             with make_reporter(workflow.name, planned.plan) as reporter:
                 outcome = apply_workflow(
                     planned,
@@ -131,6 +129,7 @@ def apply(
                     reporter=reporter,
                     lease=token,
                 )
+        click.echo(apply_summary(planned.plan, outcome, workflow.file, time.monotonic() - began))
         failed = failed or not outcome.ok
         interrupted = interrupted or outcome.interrupted
         lost = lost or outcome.lost

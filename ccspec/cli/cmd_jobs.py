@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ccspec.cli.complete import complete_job, complete_workflow, complete_workflow_or_file
 from ccspec.cli.group import cli, load_workflows
 from ccspec.cli.startup import collect_again
 
@@ -19,8 +20,8 @@ __all__ = ["cancel", "graph", "logs"]
 
 
 @cli.command()
-@click.argument("workflow")
-@click.argument("job")
+@click.argument("workflow", shell_complete=complete_workflow)
+@click.argument("job", shell_complete=complete_job)
 @click.option("--attempt", type=int, default=None, help="Attempt number (default: the last).")
 @click.option(
     "-f", "--follow", is_flag=True, help="Keep printing as the log grows, until the job ends."
@@ -57,7 +58,7 @@ def logs(workflow: str, job: str, attempt: int | None, follow: bool, state_opt: 
 
 
 @cli.command()
-@click.argument("workflow")
+@click.argument("workflow", shell_complete=complete_workflow_or_file)
 @click.option(
     "-o",
     "--output",
@@ -107,8 +108,8 @@ def graph(workflow: str, output: str | None, state_opt: str | None) -> None:
 
 
 @cli.command()
-@click.argument("workflow")
-@click.argument("jobs_", metavar="[JOB]...", nargs=-1)
+@click.argument("workflow", shell_complete=complete_workflow)
+@click.argument("jobs_", metavar="[JOB]...", nargs=-1, shell_complete=complete_job)
 @click.option("--state", "state_opt", metavar="DIR", help="State folder.")
 def cancel(workflow: str, jobs_: tuple[str, ...], state_opt: str | None) -> None:
     """Cancel a workflow's running jobs (all, or the JOBs named)."""

@@ -14,10 +14,11 @@ from ccspec.cli.startup import collect_again
 if TYPE_CHECKING:  # imported inside the commands: `ccspec --help` stays fast
     from fastapi import FastAPI
 
-__all__ = ["serve", "server_app"]
+__all__ = ["serve", "server_app", "specs_folder"]
 
 
 @cli.command()
+@click.argument("paths", nargs=-1, type=click.Path())
 @click.option(
     "--host",
     default="127.0.0.1",
@@ -37,10 +38,9 @@ __all__ = ["serve", "server_app"]
 @click.option(
     "--specs",
     "specs_dir",
-    default="specs",
-    show_default=True,
+    default=None,
     metavar="DIR",
-    help="Folder of spec files: where uploads go and edits happen.",
+    help="The folder of PATHS, as an option (default: specs).",
 )
 @click.option(
     "--allow-write",
@@ -62,22 +62,52 @@ __all__ = ["serve", "server_app"]
 )
 @click.option("--access-log", is_flag=True, help="Print a line per request.")
 def serve(
+    paths: tuple[str, ...],
     host: str,
     port: int,
     state_opt: str | None,
-    specs_dir: str,
+    specs_dir: str | None,
     allow_write: bool,
     token_file: str | None,
     max_upload: str,
     access_log: bool,
 ) -> None:
-    """Serve the status API (OpenAPI GUI at /docs), the live dashboard (/) and server-sent events."""
+    """Serve the status API (OpenAPI GUI at /docs), the live dashboard (/) and server-sent events.
+
+    PATHS: the folder of spec files (or a spec file in it) whose workflows are shown, where
+    uploads go and edits happen; default specs."""
     from ccspec.server import run
 
     collect_again()
 
-    app = server_app(host, port, state_opt, specs_dir, allow_write, token_file, max_upload)
+    folder = specs_folder((*paths, *([specs_dir] if specs_dir else [])))
+    app = server_app(host, port, state_opt, folder, allow_write, token_file, max_upload)
     run(app, host, port, access_log=access_log)
+
+
+def specs_folder(paths: tuple[str, ...]) -> str:
+    """The one folder of specs that PATHS (and --specs) name: a folder, or the folder of a
+    spec file; none named: specs. A path that does not exist is a usage error (exit 2), as
+    for every command that takes PATHS."""
+    from pathlib import Path
+
+    from ccspec.errors import UsageError
+
+    if not paths:
+        return "specs"
+    folders: list[str] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise UsageError(f"no such file or folder: {raw}")
+        folder = str(path if path.is_dir() else path.parent)
+        if folder not in folders:
+            folders.append(folder)
+    if len(folders) > 1:
+        raise UsageError(
+            f"serve shows one folder of specs; {' and '.join(folders)} are different folders"
+        )
+    return folders[0]
 
 
 def server_app(

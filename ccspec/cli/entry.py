@@ -17,17 +17,46 @@ from ccspec import __version__
 from ccspec.cli.group import cli
 from ccspec.cli.startup import skip_pydantic_plugin_discovery
 
-__all__ = ["EXIT_INTERNAL", "main", "run"]
+__all__ = ["EXIT_INTERNAL", "detailed_exitcode", "main", "pending_changes", "run"]
 
 
 EXIT_INTERNAL = 3
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
-    """Entry point of the console script and `python -m ccspec`."""
+    """Entry point of the console script and `python -m ccspec`. Under `plan
+    --detailed-exitcode`, Terraform's contract: every error exits 1, so that 2 means only
+    "changes pending" (which the command says with `click.exceptions.Exit(2)`)."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        _main(args)
+    except SystemExit as exc:
+        code = exc.code
+        if detailed_exitcode(args) and code not in (0, None) and not isinstance(exc, _Pending):
+            code = 1
+        sys.exit(code)
+
+
+class _Pending(SystemExit):
+    """`plan --detailed-exitcode` found something to run: exit 2, not an error."""
+
+
+def pending_changes() -> NoReturn:
+    """Exit 2 for `plan --detailed-exitcode`: something would run."""
+    raise _Pending(2)
+
+
+def detailed_exitcode(args: list[str]) -> bool:
+    """Whether the command line is `plan ... --detailed-exitcode` (looked at before click
+    parses it, so that a usage error exits 1 as well)."""
+    words = args[: args.index("--")] if "--" in args else args
+    command = next((w for w in words if not w.startswith("-")), None)
+    return command == "plan" and "--detailed-exitcode" in words
+
+
+def _main(args: list[str]) -> NoReturn:
     from ccspec.errors import CcspecError
 
-    args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
         cli.main(args=args, prog_name="ccspec", standalone_mode=False)

@@ -134,15 +134,37 @@ def _method(scope: Scope) -> str:
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-def _route(scope: Scope) -> str:
+def _route(scope: Scope, path: str, root_path: str) -> str:
+    """The template of the route that answered (`/api/workflows/{name}`): a label per route,
+    whatever the names in the path. `path` and `root_path` are the request's, as they were
+    before routing changed the scope (a mount rewrites `root_path`)."""
     label = scope.get("ccspec.route")  # set by the hot path, which answers before FastAPI routes
     if isinstance(label, str):
         return label
     route = scope.get("route")
-    path = getattr(route, "path", None)
-    if isinstance(path, str):
-        return path
-    return "unmatched"
+    template = getattr(route, "path", None)
+    if isinstance(template, str):
+        return template
+    # Starlette's own routes (/openapi.json) and mounts (/static, /docs-assets) leave no
+    # `route` in the scope: ask the app's routes which one the path is theirs
+    routes = getattr(getattr(scope.get("app"), "router", None), "routes", ())
+    return _matching(routes, {**scope, "path": path, "root_path": root_path}) or "unmatched"
+
+
+def _matching(routes: Iterable[object], scope: Scope) -> str | None:
+    from starlette.routing import BaseRoute, Match, Mount
+
+    for route in routes:
+        if not isinstance(route, BaseRoute):
+            continue
+        match, _ = route.matches(scope)
+        if match is Match.NONE:
+            continue
+        if isinstance(route, Mount):
+            return f"{route.path}/{{path}}"
+        template = getattr(route, "path", None)
+        return template if isinstance(template, str) else None
+    return None
 
 
 class MetricsMiddleware:
@@ -158,6 +180,7 @@ class MetricsMiddleware:
             return
         began = time.perf_counter()
         answered = False
+        path, root_path = scope.get("path", ""), scope.get("root_path", "")
 
         async def sending(message: dict[str, Any]) -> None:
             nonlocal answered
@@ -166,7 +189,7 @@ class MetricsMiddleware:
                 # a streamed response (SSE, a followed log) counts its time to the headers
                 self.metrics.observe(
                     _method(scope),
-                    _route(scope),
+                    _route(scope, path, root_path),
                     int(message["status"]),
                     time.perf_counter() - began,
                 )
@@ -177,6 +200,6 @@ class MetricsMiddleware:
         except BaseException:
             if not answered:
                 self.metrics.observe(
-                    _method(scope), _route(scope), 500, time.perf_counter() - began
+                    _method(scope), _route(scope, path, root_path), 500, time.perf_counter() - began
                 )
             raise
