@@ -70,13 +70,6 @@ def test_module_entry_point() -> None:
 MAX_FUNCTION_LINES = 80
 MAX_MODULE_LINES = 500
 
-# Modules being reworked under issue 14 (the execution core and the targets), exempt from the
-# size rule until that rework lands. To be emptied then; the test fails on an entry that no
-# longer needs the exemption, so the set cannot outlive its reason.
-PENDING = {
-    "ccspec/targets",
-}
-
 
 def _too_long(path: Path) -> list[str]:
     """Each function over MAX_FUNCTION_LINES (its def to its last line, decorators excluded)
@@ -97,21 +90,6 @@ def _too_long(path: Path) -> list[str]:
 
 
 def test_no_long_functions_or_modules() -> None:
-    """Issue 14 item 6: no function over 80 lines and no module over 500 lines in ccspec/
-    (but the PENDING ones, which must still need it)."""
-    too_long: list[str] = []
-    still_pending = {path: False for path in PENDING}
-    for path in sorted((REPO / "ccspec").rglob("*.py")):
-        found = _too_long(path)
-        relative = path.relative_to(REPO).as_posix()
-        pending = [p for p in PENDING if relative == p or relative.startswith(p + "/")]
-        if not pending:
-            too_long.extend(found)
-        elif found:
-            still_pending[pending[0]] = True
-    stale = [
-        f"{path}: within the limits now; remove it from PENDING"
-        for path, needed in still_pending.items()
-        if not needed
-    ]
-    assert not too_long + stale, "\n".join(too_long + stale)
+    """Issue 14 item 6: no function over 80 lines and no module over 500 lines in ccspec/."""
+    too_long = [f for path in sorted((REPO / "ccspec").rglob("*.py")) for f in _too_long(path)]
+    assert not too_long, "\n".join(too_long)
