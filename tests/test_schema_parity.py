@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functools
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -282,3 +284,40 @@ def test_document_same_verdict(folder: Path, document: dict[str, Any], ok: bool)
     report = validate_text(yaml.safe_dump(document), folder / "spec.yaml", repo_root=folder)
     assert report.valid is ok, report.diagnostics
     assert schema_valid(document) is ok
+
+
+def test_check_jsonschema_gives_the_same_verdicts(tmp_path: Path) -> None:
+    """The real check-jsonschema, which matches `pattern` with an ECMA-262 engine (regress)
+    as editors do, on the shipped specs, the structural corpus and the table above."""
+    expected: dict[str, bool] = {}
+    for path in [*SPECS, *CASES]:
+        if path.name in VALIDATE_ONLY or path.name in UNREADABLE or path.name in BOMBS:
+            continue
+        copy = tmp_path / f"{len(expected):03d}-{path.name}"
+        copy.write_bytes(path.read_bytes())
+        expected[copy.name] = path in SPECS
+    for _, document, ok in DOCUMENTS:
+        name = f"{len(expected):03d}-document.json"  # JSON: what the table holds, exactly
+        (tmp_path / name).write_text(json.dumps(document))
+        expected[name] = ok
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--schemafile",
+            str(REPO / "schemas" / "workflow.schema.json"),
+            "--output-format",
+            "json",
+            *sorted(str(tmp_path / name) for name in expected),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    report = json.loads(result.stdout)
+    assert not report.get("parse_errors"), report["parse_errors"]
+    failed = {Path(e["filename"]).name for e in report["errors"]}
+    wrong = {name: ok for name, ok in expected.items() if (name not in failed) is not ok}
+    assert not wrong, f"check-jsonschema disagrees on {wrong}"
