@@ -113,9 +113,14 @@ def test_script_kinds_from_files_beside_and_hosts_of_other_kinds(tmp_path: Path)
             }
         )
     )
+    (tmp_path / ".git").mkdir()  # a repository with the schema: the spec points editors at it
+    (tmp_path / "schemas").mkdir()
+    (tmp_path / "schemas" / "workflow.schema.json").write_text(json.dumps(SCHEMA))
     result = ccspec(tmp_path, "import", "cloudmesh-cc", "flow.yaml", "-o", "out/spec.yaml")
     assert result.returncode == 0, result.stderr
-    data = yaml.safe_load((tmp_path / "out" / "spec.yaml").read_text())
+    text = (tmp_path / "out" / "spec.yaml").read_text()
+    assert text.startswith("# yaml-language-server: $schema=../schemas/workflow.schema.json\n")
+    data = yaml.safe_load(text)
     assert data["hosts"] == {
         "login-slurm": {"type": "slurm", "ssh": "login.hpc.edu", "user": "ann"},
         "slurm": {"type": "slurm"},

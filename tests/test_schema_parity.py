@@ -321,3 +321,18 @@ def test_check_jsonschema_gives_the_same_verdicts(tmp_path: Path) -> None:
     failed = {Path(e["filename"]).name for e in report["errors"]}
     wrong = {name: ok for name, ok in expected.items() if (name not in failed) is not ok}
     assert not wrong, f"check-jsonschema disagrees on {wrong}"
+
+
+def test_init_starter_spec_valid_for_both(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ccspec", "init", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    spec = tmp_path / "specs" / "hello.yaml"
+    (report,) = validate_paths([spec])
+    assert report.valid, report.diagnostics
+    assert schema_valid(_load(spec))
