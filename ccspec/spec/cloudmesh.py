@@ -212,22 +212,21 @@ def _host(
     if kind == "local" or (kind == "ssh" and not remote):
         if remote:
             job.warnings.append(f"kind {kind} runs on this machine; host {host} is not used")
+        elif kind == "ssh":
+            job.notes.append(f"kind ssh to {host} runs on this machine")
         return None
     entry: dict[str, Any] = {"type": kind}
-    if kind == "ssh":
-        entry["host"] = host
-    elif kind == "slurm" and remote:
-        entry["ssh"] = host
-    elif kind == "wsl":
+    base = kind
+    if kind == "wsl":  # on this Windows machine; cloudmesh-cc's user names its Windows folder
         entry["distro"] = "Ubuntu"
         job.warnings.append("cloudmesh-cc runs WSL's default distribution: check `distro:`")
-    if user and (remote or kind == "wsl"):
-        entry["user"] = str(user)
+    elif remote:  # ssh to the host, or slurm submitting through it
+        entry["host" if kind == "ssh" else "ssh"] = host
+        if user:
+            entry["user"] = str(user)
+        base = str(host).split(".")[0] + ("" if kind == "ssh" else f"-{kind}")
     ident = tuple(f"{k}={v}" for k, v in sorted(entry.items()))
     if ident not in hosts:
-        base = (host or kind).split(".")[0] if remote else kind
-        if kind not in ("ssh",) and remote:
-            base = f"{base}-{kind}"
         taken = {name for name, _ in hosts.values()} | {"local"}
         hosts[ident] = (_slug(base, taken), entry)
     return hosts[ident][0]
