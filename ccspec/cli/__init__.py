@@ -9,7 +9,7 @@ so `ccspec --help` stays fast.
 
 from __future__ import annotations
 
-from ccspec.cli import cmd_apply, cmd_jobs, cmd_serve, cmd_spec, cmd_watch
+from ccspec.cli import cmd_apply, cmd_import, cmd_jobs, cmd_serve, cmd_spec, cmd_watch
 from ccspec.cli.entry import EXIT_INTERNAL, main, run
 from ccspec.cli.group import cli
 from ccspec.cli.startup import collect_again, skip_pydantic_plugin_discovery
@@ -18,6 +18,7 @@ __all__ = [
     "EXIT_INTERNAL",
     "cli",
     "cmd_apply",
+    "cmd_import",
     "cmd_jobs",
     "cmd_serve",
     "cmd_spec",

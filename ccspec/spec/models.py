@@ -20,9 +20,19 @@ from pydantic import (
     model_validator,
 )
 
-from ccspec.spec.units import DURATION_HELP, MEMORY_HELP, parse_duration, parse_memory
+from ccspec.spec.units import (
+    DURATION_HELP,
+    DURATION_PATTERN,
+    MEMORY_HELP,
+    MEMORY_PATTERN,
+    parse_duration,
+    parse_memory,
+    whole_number,
+)
 
 __all__ = [
+    "JOB_KINDS",
+    "KIND_OF_FIELD",
     "NAME_PATTERN",
     "NAME_RULE",
     "Defaults",
@@ -46,13 +56,26 @@ VarName = Annotated[str, StringConstraints(pattern=VAR_PATTERN)]
 EnvName = Annotated[str, StringConstraints(pattern=ENV_PATTERN)]
 Scalar = str | int | float | bool
 SbatchOption = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")]
-Count = Annotated[int, Field(strict=True)]  # YAML gives real ints; `true` is not a count
+# YAML gives real ints; `true` is not a count, `2.0` is (JSON Schema cannot tell it from 2)
+# (written after a count's limits, so that the schema keeps them as minimum and maximum)
+Count = Annotated[int, Field(strict=True)]
+Whole = BeforeValidator(whole_number)
+JOB_KINDS = ("run", "script", "notebook")
+# Keys that belong to one kind of job; on another kind they are an error (the resolver
+# reports them, the schema's per-kind branches forbid them).
+KIND_OF_FIELD = {
+    "args": "script",
+    "interpreter": "script",
+    "shell": "run",
+    "parameters": "notebook",
+    "kernel": "notebook",
+}
 
 _DURATION_SCHEMA = {
     "anyOf": [
         {
             "type": "string",
-            "pattern": r"^\s*(\d+(\.\d+)?\s*(ms|d|h|m|s)\s*)+$|^(\d+-)?\d+(:\d+){0,2}$",
+            "pattern": DURATION_PATTERN,
         },
         {"type": "number", "exclusiveMinimum": 0},
     ],
@@ -65,7 +88,7 @@ Memory = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "string", "pattern": r"^\d+(\.\d+)?\s*[KMGTkmgt]?(i?[Bb])?$"},
+                {"type": "string", "pattern": MEMORY_PATTERN},
                 {"type": "integer", "minimum": 1},
             ],
             "description": f"Megabytes, or {MEMORY_HELP}.",
@@ -83,7 +106,11 @@ def _env_value(value: object) -> object:
     return value
 
 
-EnvValue = Annotated[str, BeforeValidator(_env_value)]
+EnvValue = Annotated[
+    str,
+    BeforeValidator(_env_value),
+    WithJsonSchema({"type": ["string", "number", "boolean"]}),
+]
 
 
 def _one_or_many(value: object) -> object:
@@ -97,7 +124,35 @@ def _one_or_many(value: object) -> object:
     return value
 
 
+# `needs: fetch` and `inputs: data.csv` are shorthands for one-item lists.
+OneOrMany = Annotated[
+    list[str],
+    BeforeValidator(_one_or_many),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": ["string", "number"]},
+                {"type": "array", "items": {"type": ["string", "number"]}},
+            ]
+        }
+    ),
+]
+
+
+def _job_kinds(schema: dict[str, Any]) -> None:
+    """Exactly one kind per job, and only that kind's keys: one branch per kind, each saying
+    its kind key is text, the other kinds are absent (or null), other kinds' keys absent."""
+    branches: list[dict[str, Any]] = []
+    for kind in JOB_KINDS:
+        properties: dict[str, Any] = {kind: {"type": "string"}}
+        properties.update({other: {"type": "null"} for other in JOB_KINDS if other != kind})
+        properties.update({key: False for key, owner in KIND_OF_FIELD.items() if owner != kind})
+        branches.append({"title": f"a {kind} job", "required": [kind], "properties": properties})
+    schema["oneOf"] = branches
+
+
 def _number_version(value: object) -> object:
+    value = whole_number(value)
     if isinstance(value, bool) or not isinstance(value, int):
         shown = f"the text {value!r}; remove the quotes" if isinstance(value, str) else repr(value)
         raise ValueError(f"`version` must be the number 1, not {shown}")
@@ -111,10 +166,12 @@ class _Model(BaseModel):
 class Resources(_Model):
     """What a job asks of the machine; passed to schedulers, not part of the fingerprint."""
 
-    cpus: Annotated[Count, Field(ge=1, le=100_000)] | None = Field(None, description="CPU cores")
+    cpus: Annotated[Count, Field(ge=1, le=100_000), Whole] | None = Field(
+        None, description="CPU cores"
+    )
     mem: Memory | None = Field(None, description="Memory, e.g. 4G (megabytes when a number)")
     time: Duration | None = Field(None, description="Wall-time limit asked of a scheduler")
-    gpus: Annotated[Count, Field(ge=0, le=1024)] | None = Field(None, description="GPUs")
+    gpus: Annotated[Count, Field(ge=0, le=1024), Whole] | None = Field(None, description="GPUs")
 
 
 class _HostBase(_Model):
@@ -124,7 +181,7 @@ class _HostBase(_Model):
     env: dict[EnvName, EnvValue] = Field(
         default_factory=dict, description="Environment for every job on this host"
     )
-    max_jobs: Annotated[Count, Field(ge=1)] | None = Field(
+    max_jobs: Annotated[Count, Field(ge=1), Whole] | None = Field(
         None,
         description="Jobs at once on this host (default: -j for local, 32 for ssh, 8 for wsl, 1000 for slurm)",
     )
@@ -140,7 +197,7 @@ class _RemoteLogin(_HostBase):
     user: str | None = Field(
         None, description="Login name (default: from ~/.ssh/config or the current user)"
     )
-    port: Annotated[Count, Field(ge=1, le=65535)] | None = None
+    port: Annotated[Count, Field(ge=1, le=65535), Whole] | None = None
     key: str | None = Field(None, description="Private key file")
     proxy_jump: str | None = Field(None, description="Jump host, as ssh's -J")
     python: str = Field(
@@ -188,7 +245,7 @@ class Defaults(_Model):
 
     host: str | None = None
     timeout: Duration | None = None
-    retries: Annotated[Count, Field(ge=0, le=100)] | None = None
+    retries: Annotated[Count, Field(ge=0, le=100), Whole] | None = None
     resources: Resources | None = None
     env: dict[EnvName, EnvValue] = Field(default_factory=dict)
     shell: str | None = None
@@ -200,6 +257,10 @@ MatrixSpec = dict[str, Any] | str
 
 class Job(_Model):
     """One job, or a family of jobs when it has a `matrix`."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, json_schema_extra=_job_kinds
+    )
 
     description: str | None = None
     run: str | None = Field(None, description="A shell command (bash on POSIX)")
@@ -219,23 +280,23 @@ class Job(_Model):
     )
     kernel: str | None = Field(None, description="Notebook kernel name")
     host: str | None = None
-    needs: Annotated[list[str], BeforeValidator(_one_or_many)] = Field(default_factory=list)
+    needs: OneOrMany = Field(default_factory=list)
     matrix: MatrixSpec | None = Field(
         None,
         description="Fan-out: {name: [values]}, with optional include/exclude, or a template of an upstream output",
     )
-    inputs: Annotated[list[str], BeforeValidator(_one_or_many)] = Field(
+    inputs: OneOrMany = Field(
         default_factory=list, description="Files (globs) whose content is part of the fingerprint"
     )
     resources: Resources | None = None
     env: dict[EnvName, EnvValue] = Field(default_factory=dict)
-    retries: Annotated[Count, Field(ge=0, le=100)] | None = None
+    retries: Annotated[Count, Field(ge=0, le=100), Whole] | None = None
     timeout: Duration | None = None
     workdir: str | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> Job:
-        kinds = [k for k in ("run", "script", "notebook") if getattr(self, k) is not None]
+        kinds = [k for k in JOB_KINDS if getattr(self, k) is not None]
         if len(kinds) != 1:
             found = " and ".join(kinds) if kinds else "none"
             raise ValueError(f"a job needs exactly one of run, script or notebook (found {found})")
@@ -275,7 +336,7 @@ class Workflow(_Model):
         default_factory=dict, description="Where jobs run; `local` always exists"
     )
     defaults: Defaults = Field(default_factory=Defaults)
-    allow_outside_repo: bool = Field(
+    allow_outside_repo: Annotated[bool, Field(strict=True)] = Field(
         False, description="Allow script, notebook and input paths outside the repository"
     )
     jobs: dict[Name, Job] = Field(..., min_length=1, description="The jobs, by name")

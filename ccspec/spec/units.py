@@ -9,7 +9,14 @@ from __future__ import annotations
 import math
 import re
 
-__all__ = ["format_duration", "parse_duration", "parse_memory"]
+__all__ = [
+    "DURATION_PATTERN",
+    "MEMORY_PATTERN",
+    "format_duration",
+    "parse_duration",
+    "parse_memory",
+    "whole_number",
+]
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|d|h|m|s)", re.IGNORECASE)
 _UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
@@ -21,6 +28,41 @@ DURATION_HELP = "a duration like 90s, 30m, 2h, 1h30m, 1d or 1-12:00:00"
 MEMORY_HELP = "a size like 512M, 4G or 1T"
 
 
+def _duration_shape() -> str:
+    """The texts `parse_duration` reads, as one regular expression that Python and the
+    ECMA-262 dialect of JSON Schema read alike (ASCII digits, no inline flags).
+
+    Spaces may sit between any two characters (they are dropped before reading); minutes and
+    seconds of a clock go up to 59, hours after a day part up to 23.
+    """
+    digits = "[0-9](?: *[0-9])*"
+    below60 = "(?:0 *)*(?:[0-5] *)?[0-9]"
+    below24 = "(?:0 *)*(?:[01] *)?[0-9]|(?:0 *)*2 *[0-3]"
+    bare = rf"(?:{digits}(?: *\.(?: *{digits})?)?|\. *{digits})"
+    clock = (
+        rf"(?:{below60} *: *{below60}|{digits} *: *{below60} *: *{below60}"
+        rf"|{digits} *- *(?:{below24})(?: *: *{below60}(?: *: *{below60})?)?)"
+    )
+    unit = "(?:[mM] *[sS]|[dDhHmMsS])"
+    parts = rf"(?:{digits}(?: *\. *{digits})? *{unit} *)+"
+    return rf"\s*(?:{bare}|{clock}|{parts})\s*"
+
+
+# A positive amount has a non-zero digit somewhere; the schema says so with a lookahead.
+_NONZERO = r"(?=[\s\S]*[1-9])"
+_DURATION_SHAPE = re.compile(_duration_shape())
+DURATION_PATTERN = f"^{_NONZERO}{_duration_shape()}$"
+_MEMORY_SHAPE = r"\s*[0-9]+(?:\.[0-9]+)?\s*[KMGTkmgt]?(?:[iI]?[bB]?)?\s*"
+MEMORY_PATTERN = f"^{_NONZERO}{_MEMORY_SHAPE}$"
+
+
+def whole_number(value: object) -> object:
+    """`2.0` -> `2`: JSON Schema (draft 6 on) counts 2.0 as an integer, so ccspec does too."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def parse_duration(value: object) -> float:
     """Seconds in `value`: a number of seconds, `1h30m`, or Slurm's `D-HH:MM:SS`."""
     if isinstance(value, bool):
@@ -28,8 +70,9 @@ def parse_duration(value: object) -> float:
     if isinstance(value, (int, float)):
         seconds = float(value)
     elif isinstance(value, str):
-        text = value.strip().replace(" ", "")
-        seconds = _text_duration(text)
+        if not _DURATION_SHAPE.fullmatch(value):
+            raise ValueError(f"expected {DURATION_HELP}, got {value!r}")
+        seconds = _text_duration(value.strip().replace(" ", ""))
     else:
         raise ValueError(f"expected {DURATION_HELP}, got {value!r}")
     if not math.isfinite(seconds) or seconds <= 0:
@@ -85,10 +128,11 @@ def parse_memory(value: object) -> int:
     """Megabytes in `value`: `4G` -> 4096, `512M` -> 512; a bare number means megabytes."""
     if isinstance(value, bool):
         raise ValueError(f"expected {MEMORY_HELP}, got {value!r}")
+    value = whole_number(value)
     if isinstance(value, int):
         megabytes = float(value)
     elif isinstance(value, str):
-        match = _MEMORY.match(value.strip())
+        match = _MEMORY.match(value.strip()) if re.fullmatch(_MEMORY_SHAPE, value) else None
         if not match:
             raise ValueError(f"expected {MEMORY_HELP}, got {value!r}")
         number, unit, _ = match.groups()

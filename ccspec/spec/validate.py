@@ -12,6 +12,7 @@ import dataclasses
 import gc
 import os
 import re
+import shlex
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from pydantic import ValidationError
 from ccspec.errors import Diagnostic, UsageError
 from ccspec.spec.budget import overall
 from ccspec.spec.checks import check_cycles, check_files, find_repo_root
+from ccspec.spec.cloudmesh import looks_like_cloudmesh
 from ccspec.spec.models import NAME_PATTERN, NAME_RULE, Workflow
 from ccspec.spec.quoting import check_quoted_q
 from ccspec.spec.resolve import resolve, suggest
@@ -209,6 +211,17 @@ def validate_source(
     data = source.data
     bad: dict[str, set[str]] = {}
     spec: Workflow | None
+    if looks_like_cloudmesh(data):  # another tool's format: say how to convert it, not 3 errors
+        report.diagnostics.append(
+            source.diagnostic(
+                ("workflow",),
+                "this is a cloudmesh-cc workflow, not a ccspec spec; convert it with "
+                f"`ccspec import cloudmesh-cc {shlex.quote(source.file)} -o NEW.yaml`",
+                "cloudmesh-cc-workflow",
+                key=True,
+            )
+        )
+        return report
     try:
         spec = Workflow.model_validate(data)
     except ValidationError as exc:
