@@ -377,6 +377,20 @@ def any_130(repo: Path) -> None:
     assert proc.returncode == 130
 
 
+def any_5(repo: Path) -> None:
+    """A fresh state folder on a read-only tmpfs: every command that opens the state says so."""
+    disk = repo / "state"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,ro", "tmpfs", str(disk)], check=True)
+    try:
+        spec(repo, OK)
+        for command in ("plan", "status", "apply"):
+            done = cli(repo, command, "flow.yaml", "--state", str(disk))
+            assert done.returncode == 5 and "is read-only" in done.stderr, (command, done.stderr)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
 SCENARIOS: dict[tuple[str, int], Callable[[Path], None]] = {
     ("validate", 0): validate_0,
     ("validate", 1): validate_1,
@@ -410,6 +424,7 @@ SCENARIOS: dict[tuple[str, int], Callable[[Path], None]] = {
     ("init", 2): init_2,
     ("schema", 0): schema_0,
     ("any command", 3): any_3,
+    ("any command", 5): any_5,
     ("any command", 130): any_130,
 }
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ccspec.errors import CcspecError
+from ccspec.state import unwritable
 from ccspec.state.busy import OPEN_PATIENCE, retry_busy
 from ccspec.state.private import prepare as prepare_private
 from ccspec.state.records import ENCODER
@@ -36,9 +37,16 @@ class StateDatabase:
         prepare_private(folder)  # 0700, files 0600: what jobs print (secrets too) is nobody else's
         self.folder = folder
         self.path = folder / "state.db"
-        self.db = sqlite3.connect(
-            self.path, timeout=min(30.0, patience), isolation_level=None, factory=GuardedConnection
-        )
+        try:
+            self.db = sqlite3.connect(
+                self.path,
+                timeout=min(30.0, patience),
+                isolation_level=None,
+                factory=GuardedConnection,
+            )
+        except sqlite3.Error as exc:  # no database yet, and its folder cannot take one
+            unwritable.check(exc, folder)
+            raise
         self.db.row_factory = sqlite3.Row
         # a new database: another process may be switching it to WAL too, which fails at once
         retry_busy(lambda: self.db.execute("PRAGMA journal_mode=WAL"), self.path, patience)
