@@ -14,7 +14,7 @@ from typing import Any
 from ccspec.errors import Diagnostic
 from ccspec.redact import secret_values
 from ccspec.spec import matrix as matrix_mod
-from ccspec.spec.models import Job, LocalHost, Resources, Workflow
+from ccspec.spec.models import KIND_OF_FIELD, Job, LocalHost, Resources, Workflow
 from ccspec.spec.rendering import FieldRenderer, nested_template, suggest
 from ccspec.spec.resolved import ResolvedJob, ResolvedWorkflow
 from ccspec.spec.source import Source, ValuePath
@@ -29,13 +29,6 @@ _TEXT_FIELDS_SET = frozenset(_TEXT_FIELDS)
 _TEMPLATE_FIELDS = frozenset({*_TEXT_FIELDS, "args", "inputs", "needs", "env", "parameters"})
 # checked by ccspec.spec.checks
 PATH_FIELDS = frozenset({"script", "notebook", "inputs", "workdir"})
-_KIND_OF_FIELD = {
-    "args": "script",
-    "interpreter": "script",
-    "shell": "run",
-    "parameters": "notebook",
-    "kernel": "notebook",
-}
 
 
 def job_context(
@@ -338,7 +331,7 @@ class Resolver(FieldRenderer):
         templated = self._defaults_templated
         kind = job.kind
         for f in job.model_fields_set:
-            owner = _KIND_OF_FIELD.get(f)
+            owner = KIND_OF_FIELD.get(f)
             if owner is not None and owner != kind:
                 self.error(
                     (*base, f),
