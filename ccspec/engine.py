@@ -22,19 +22,13 @@ import queue
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ccspec import engine_act
 from ccspec import scheduler_types as ev
 from ccspec.clock import Clock, SystemClock
 from ccspec.engine_local import command, job_cwd, run_wrapper
-from ccspec.engine_observe import (
-    Observed,
-    RemoteStatus,
-    RemoteSubmitted,
-    RemoteUnknown,
-    translate,
-)
+from ccspec.engine_observe import Observed, translate
 from ccspec.engine_views import JobView, Outcome, OutputsOf, initial_views
 from ccspec.fanout import expand_jobs
 from ccspec.fingerprint import Facts, Fingerprint
@@ -47,6 +41,7 @@ from ccspec.spec.resolve import resolve_at_launch, upstream_context
 from ccspec.spec.resolved import ResolvedJob, ResolvedWorkflow
 from ccspec.state.store import LeaseLost, RecordedJob, StateStore
 from ccspec.states import FINAL, JobState
+from ccspec.targets.base import TargetEvent
 from ccspec.targets.local import LocalTarget
 
 if TYPE_CHECKING:  # imported where remote hosts are used: a local run does without them
@@ -208,14 +203,9 @@ class Engine:
                 follow.extend(self.act(command_))
             pending.extend(reversed(follow))
 
-    def post(self, kind: str, payload: Any) -> None:
-        """Events from remote hosts' worker threads."""
-        if kind == "submitted":
-            self.events.put(RemoteSubmitted(payload))
-        elif kind == "status":
-            self.events.put(RemoteStatus(*payload))
-        elif kind == "unknown":
-            self.events.put(RemoteUnknown(tuple(payload[0]), payload[1]))
+    def post(self, event: TargetEvent) -> None:
+        """What a remote host's worker thread learnt; safe from any thread."""
+        self.events.put(event)
         self.local.wake()
 
     def hosts(self) -> RemoteHosts:

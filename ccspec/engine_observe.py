@@ -10,14 +10,20 @@ from typing import TYPE_CHECKING
 from ccspec import scheduler_types as ev
 from ccspec.planner import Action
 from ccspec.states import FINAL, JobState
-from ccspec.targets.base import Status
+from ccspec.targets.base import (
+    LaunchAnswered,
+    Status,
+    StatusChanged,
+    StatusUnknown,
+    Submitted,
+    TargetEvent,
+)
 from ccspec.targets.local import exit_time, lost_reason
 
 if TYPE_CHECKING:
     from ccspec.engine import Engine, Run
-    from ccspec.targets.remote import Submitted
 
-__all__ = ["LocalExit", "Observed", "RemoteStatus", "RemoteSubmitted", "RemoteUnknown", "translate"]
+__all__ = ["LocalExit", "Observed", "translate"]
 
 UNKNOWN = "state unknown: "  # the message of a job whose host could not be asked
 
@@ -28,45 +34,35 @@ class LocalExit:
     code: int | None
 
 
-@dataclass(frozen=True)
-class RemoteSubmitted:
-    result: Submitted
-
-
-@dataclass(frozen=True)
-class RemoteStatus:
-    attempt_id: int
-    status: Status
-
-
-@dataclass(frozen=True)
-class RemoteUnknown:
-    attempt_ids: tuple[int, ...]
-    reason: str
-
-
-Observed = ev.Event | LocalExit | RemoteSubmitted | RemoteStatus | RemoteUnknown
+Observed = ev.Event | LocalExit | TargetEvent
 
 
 def translate(engine: Engine, item: Observed) -> list[ev.Event]:
-    if isinstance(item, LocalExit):
-        run = engine.by_handle.pop(item.handle, None)
-        if run is None or engine.runs.get(run.job) is not run:
+    match item:
+        case LocalExit(handle, code):
+            run = engine.by_handle.pop(handle, None)
+            if run is None or engine.runs.get(run.job) is not run:
+                return []
+            return [exited(engine, run, code)]
+        case LaunchAnswered(result):
+            return submitted(engine, result)
+        case StatusChanged(attempt_id, status):
+            return remote_status(engine, attempt_id, status)
+        case StatusUnknown(attempt_ids, reason):
+            unknown(engine, attempt_ids, reason)
             return []
-        return [exited(engine, run, item.code)]
-    if isinstance(item, RemoteSubmitted):
-        return submitted(engine, item.result)
-    if isinstance(item, RemoteStatus):
-        return remote_status(engine, item.attempt_id, item.status)
-    if isinstance(item, RemoteUnknown):
-        for attempt_id in item.attempt_ids:
-            run = engine.by_attempt.get(attempt_id)
-            view = engine.views.get(run.job) if run is not None else None
-            if view is not None and view.message != f"{UNKNOWN}{item.reason}":
-                view.message = f"{UNKNOWN}{item.reason}"
-                engine.report("unknown", view)
-        return []
-    return [item]
+        case _:
+            return [item]
+
+
+def unknown(engine: Engine, attempt_ids: tuple[int, ...], reason: str) -> None:
+    """The host could not be asked: its jobs' views say so until it answers again."""
+    for attempt_id in attempt_ids:
+        run = engine.by_attempt.get(attempt_id)
+        view = engine.views.get(run.job) if run is not None else None
+        if view is not None and view.message != f"{UNKNOWN}{reason}":
+            view.message = f"{UNKNOWN}{reason}"
+            engine.report("unknown", view)
 
 
 def exited(engine: Engine, run: Run, code: int | None) -> ev.Event:
@@ -91,10 +87,7 @@ def submitted(engine: Engine, result: Submitted) -> list[ev.Event]:
     if result.handle is None:
         engine.by_attempt.pop(result.attempt_id, None)
         reason = result.error or "the host refused the job"
-        temporary = getattr(result, "temporary", None)
-        if isinstance(temporary, bool):
-            return [ev.LaunchRefused(run.job, run.number, reason, temporary)]
-        return [ev.Ended(run.job, run.number, JobState.FAILED, None, reason)]
+        return [ev.LaunchRefused(run.job, run.number, reason, result.temporary)]
     queues = engine.hosts().queues(view.host)
     run.handle = view.handle = result.handle
     view.started = engine.clock.time()
