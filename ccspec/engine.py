@@ -41,8 +41,8 @@ from ccspec.spec.resolve import resolve_at_launch, upstream_context
 from ccspec.spec.resolved import ResolvedJob, ResolvedWorkflow
 from ccspec.state.store import LeaseLost, RecordedJob, StateStore
 from ccspec.states import FINAL, JobState
-from ccspec.targets.base import TargetEvent
-from ccspec.targets.local import LocalTarget
+from ccspec.targets.base import Launch, StatusChanged, TargetEvent, Tracked
+from ccspec.targets.local_batch import LocalBatch
 
 if TYPE_CHECKING:  # imported where remote hosts are used: a local run does without them
     from ccspec.engine_remote import RemoteHosts
@@ -71,8 +71,14 @@ class Run:
     log_path: Path | None
     handle: str | None = None
     attached: bool = False  # a local process another runner started: polled, no exit event
+    since: float | None = None  # wall time of its launch (re-attached ones: when recorded)
     mine_at: float = 0.0  # monotonic time of the next read of its log for progress
     miner: LogMiner | None = None
+
+    def tracked(self) -> Tracked:
+        """The attempt as its target follows it."""
+        log_path = self.log_path or Path(".")
+        return Tracked(self.attempt_id, self.handle, str(self.run_dir), log_path, self.since or 0.0)
 
 
 def slot_limits(workflow: ResolvedWorkflow, local: int) -> dict[str, int]:
@@ -112,7 +118,10 @@ class Engine:
         self.lease = lease
         self.clock: Clock = clock or SystemClock()
         self.events: queue.SimpleQueue[Observed] = queue.SimpleQueue()
-        self.local = LocalTarget()
+        # this machine's exits come as StatusChanged events from `self.local.wait`, in this
+        # thread: no wake-up is needed
+        self.local = LocalBatch(post=self.events.put, state_dir=state_dir)
+        self.to_submit: list[Launch] = []  # local launches of this pass, submitted as a batch
         self.jobs: dict[str, ResolvedJob] = dict(workflow.jobs)
         self.fingerprints: dict[str, str] = {k: v.value for k, v in (fingerprints or {}).items()}
         self.planned = dict(fingerprints or {})  # reused at launch when nothing it hashed moved
@@ -127,8 +136,7 @@ class Engine:
         self.logs_abs = os.path.abspath(self.logs)  # for local launches, asked once
         self.lost: LeaseLost | None = None
         self.runs: dict[str, Run] = {}  # job id -> its attempt under way
-        self.by_handle: dict[str, Run] = {}  # local handles of this runner's children
-        self.by_attempt: dict[int, Run] = {}  # remote attempts by id
+        self.by_attempt: dict[int, Run] = {}  # the same, by attempt id (what targets report)
         self.remote: RemoteHosts | None = None
         self.removed = {j.id: j for j in plan.jobs if j.action is Action.REMOVED}
         self.kept: set[str] = set()  # removed jobs still out there: not forgotten yet
@@ -194,14 +202,27 @@ class Engine:
 
     def feed(self, events: list[ev.Event]) -> None:
         """Step the scheduler through the events and act on its commands; what acting learns
-        (a launch taken or refused, a fan-out rendered) is stepped in turn."""
+        (a launch taken or refused, a fan-out rendered) is stepped in turn. The local launches
+        gathered meanwhile go to this machine as one batch when nothing else is left."""
         pending = list(reversed(events))
-        while pending:
+        while pending or self.to_submit:
+            if not pending:
+                pending = list(reversed(self.submit_local()))
+                continue
             commands = self.scheduler.step(pending.pop(), self.clock.monotonic())
             follow: list[ev.Event] = []
             for command_ in commands:
                 follow.extend(self.act(command_))
             pending.extend(reversed(follow))
+
+    def submit_local(self) -> list[ev.Event]:
+        from ccspec.engine_observe import submitted
+
+        launches, self.to_submit = self.to_submit, []
+        events: list[ev.Event] = []
+        for answer in self.local.submit(launches):
+            events.extend(submitted(self, answer))
+        return events
 
     def post(self, event: TargetEvent) -> None:
         """What a remote host's worker thread learnt; safe from any thread."""
@@ -282,7 +303,7 @@ class Engine:
         if run.remote:
             self.hosts().cancel(self.views[run.job].host, run.attempt_id, command_.force)
         elif run.handle and run.run_dir:
-            self.local.cancel(run.handle, run.run_dir, force=command_.force)
+            self.local.cancel([run.tracked()], command_.force)
 
     def prepare(self, job_id: str) -> None:
         """A ready local job's run folder is made ahead while others run."""
@@ -332,7 +353,7 @@ class Engine:
     def periodic(self) -> None:
         """Log mining for progress, polls of attached local processes, the lease."""
         now = self.clock.monotonic()
-        ended: list[ev.Event] = []
+        attached: list[Tracked] = []
         for run in list(self.runs.values()):
             view = self.views.get(run.job)
             if view is None:
@@ -341,22 +362,15 @@ class Engine:
                 outputs = self.redactor.value(view.outputs)
                 self.store.update_progress(run.attempt_id, view.progress, view.message, outputs)
                 self.report("progress", view)
-            if run.attached and run.handle and run.run_dir:  # not our child: no exit event
-                status = self.local.poll({run.handle: run.run_dir})[run.handle]
+            if run.attached and run.run_dir:  # not our child: no exit event
+                attached.append(run.tracked())
+        if attached:
+            ended: list[ev.Event] = []
+            for attempt_id, status in self.local.poll(attached).items():
                 if status is not None and status.state in FINAL:
-                    run.attached = False
-                    self.mine(run, final=True)
-                    ended.append(
-                        ev.Ended(
-                            run.job,
-                            run.number,
-                            status.state,
-                            status.exit_code,
-                            status.reason,
-                            status.finished,
-                        )
-                    )
-        self.feed(ended)
+                    self.by_attempt[attempt_id].attached = False
+                    ended.extend(translate(self, StatusChanged(attempt_id, status)))
+            self.feed(ended)
         if self.lease and now >= self.next_lease:
             if not self.store.renew_lease(self.workflow.name, self.lease, LEASE_TTL):
                 holder = self.store.lease_holder(self.workflow.name)

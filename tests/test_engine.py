@@ -4,6 +4,7 @@ sleeping. Each engine runs in a thread; the test watches its reports with bounde
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from ccspec.engine import Engine, JobView, Outcome
 from ccspec.runner import plan_workflow
 from ccspec.state.store import StateStore
 from ccspec.states import JobState
+from tests.services import services
 
 
 class FakeClock:
@@ -154,3 +156,32 @@ def test_an_interrupt_cancels_running_jobs_and_the_ones_not_started(tmp_path: Pa
     assert outcome.views["slow"].state is JobState.CANCELLED
     assert outcome.views["after"].state is JobState.CANCELLED
     assert outcome.views["after"].reason == "cancelled before it started"
+
+
+def test_a_host_that_refuses_the_key_fails_its_job_at_once_with_retries_unspent(
+    tmp_path: Path,
+) -> None:
+    """The real test sshd, with a key it does not know: a permanent refusal, so the job fails
+    on its first launch (no backoff, no retry: the same launch would be refused again)."""
+    svc = services()
+    key = tmp_path / "unknown-key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    (tmp_path / "flow.yaml").write_text(
+        "version: 1\nhosts:\n"
+        f"  box: {{type: ssh, host: 127.0.0.1, port: {svc.ssh_port}, user: {svc.ssh_user},"
+        f" key: {key}, workdir: '~/t/{tmp_path.name}'}}\n"
+        "jobs:\n  there: {host: box, run: 'echo never', retries: 2}\n  here: {run: 'true'}\n"
+    )
+    run = Running(tmp_path, FakeClock())
+    outcome = run.result(timeout=60)
+    there = outcome.views["there"]
+    assert there.state is JobState.FAILED
+    assert "authentication failed" in (there.reason or "")
+    assert outcome.views["here"].state is JobState.SUCCEEDED
+    assert run.count("retrying", "there") == 0
+    store = StateStore(tmp_path / ".ccspec")
+    try:
+        attempts = [a for a in store.attempts("flow") if a.job == "there"]
+    finally:
+        store.close()
+    assert [(a.number, a.state) for a in attempts] == [(1, JobState.FAILED)]
