@@ -3,12 +3,16 @@
     run()
       attach          attempts an earlier runner left become events (never launched twice)
       loop:
-        observe       local exits (pidfds), remote hosts' worker posts, signals, the clock
+        observe       what the targets post (ccspec.targets.base.TargetEvent: this machine's
+                      LocalBatch from its pidfds, remote hosts' worker threads), signals, the clock
         step          the scheduler (ccspec.scheduler) turns each event into commands
-        act           render at launch, record the intent, submit; cancel; record ends
+        act           render at launch, record the intent, submit (a pass's local launches
+                      as one batch); cancel; record ends
         record        handles and ends ride along with the next commit, or are flushed once
                       they have waited FLUSH_AFTER
 
+Every target is used through the one batch protocol (ccspec.targets.base.Target) and speaks
+the same events, so local and remote attempts take one path through observe and re-attach.
 The scheduler decides (readiness, slots, retries, timeouts, fan-out, skipping, cancellation);
 this module does the I/O and keeps the views reporters read. The loop sleeps until the next
 event or deadline, never in a fixed polling cycle. One job's failure is a value recorded in
