@@ -173,7 +173,7 @@ def _never_started_here(engine: Engine, active: list[Attempt]) -> set[int]:
         a
         for a in active
         if not (a.host in hosts and hosts[a.host].type != "local")
-        and not (a.host not in hosts and a.host != "local")
+        and not (a.host not in hosts and a.host != "local" and a.job not in engine.views)
     ]
     never = {a.id for a in local if not a.run_dir}
     unanswered = [a for a in local if a.handle is None and a.id not in never]

@@ -4,6 +4,7 @@ sleeping. Each engine runs in a thread; the test watches its reports with bounde
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
@@ -15,6 +16,8 @@ from ccspec.engine import Engine, JobView, Outcome
 from ccspec.runner import plan_workflow
 from ccspec.state.store import StateStore
 from ccspec.states import JobState
+from ccspec.targets.base import Launch
+from ccspec.targets.local_batch import LocalBatch
 from tests.services import services
 
 
@@ -185,3 +188,42 @@ def test_a_host_that_refuses_the_key_fails_its_job_at_once_with_retries_unspent(
     finally:
         store.close()
     assert [(a.number, a.state) for a in attempts] == [(1, JobState.FAILED)]
+
+
+def test_a_local_launch_recorded_with_no_pid_is_fenced_and_launched_again(tmp_path: Path) -> None:
+    """An earlier runner recorded the launch and made its run folder, then died before the
+    job started: the next engine fences it (a late launch of it starts nothing) and runs the
+    job again as a new attempt."""
+    _spec(tmp_path, "  one: {run: 'echo ran >> trace'}\n")
+    logs = tmp_path / ".ccspec" / "logs" / "flow" / "one"
+    store = StateStore(tmp_path / ".ccspec")
+    try:
+        store.begin_attempt(
+            "flow", "one", "one", host="local", fingerprint="sha256:" + "0" * 64, parts={},
+            run_dir=logs / "1", log_path=logs / "1.log",
+        )  # fmt: skip
+    finally:
+        store.close()
+    (logs / "1").mkdir(parents=True)
+    outcome = Running(tmp_path, FakeClock()).result()
+    assert outcome.views["one"].state is JobState.SUCCEEDED
+    store = StateStore(tmp_path / ".ccspec")
+    try:
+        attempts = store.attempts("flow", "one")
+    finally:
+        store.close()
+    assert [(a.number, a.state) for a in attempts] == [
+        (1, JobState.LOST),
+        (2, JobState.SUCCEEDED),
+    ]
+    late = Launch(
+        "flow", "one", 1, ["sh", "-c", "echo late >> trace"], dict(os.environ), tmp_path,
+        logs / "1", logs / "1.log", attempt_id=attempts[0].id,
+    )  # fmt: skip
+    batch = LocalBatch()
+    try:
+        [answer] = batch.submit([late])
+    finally:
+        batch.close()
+    assert answer.handle is None and not answer.temporary, answer
+    assert (tmp_path / "trace").read_text().split() == ["ran"]
