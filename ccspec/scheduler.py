@@ -139,10 +139,6 @@ class Scheduler:
     def stopping(self) -> bool:
         return self._stopping
 
-    @property
-    def handing_over(self) -> bool:
-        return self._handing_over
-
     def phase(self, job: str) -> Phase | None:
         found = self._jobs.get(job)
         return found.phase if found is not None else None

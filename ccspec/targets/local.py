@@ -62,8 +62,6 @@ def _which(program: str) -> str:
     return shutil.which(program) or program
 
 
-IS_WINDOWS = sys.platform == "win32"
-
 # (handle, exit code or None if it left none; -N: killed by signal N) -> None, from any thread
 ExitCallback = Callable[[str, int | None], None]
 
