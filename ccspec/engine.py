@@ -3,12 +3,16 @@
     run()
       attach          attempts an earlier runner left become events (never launched twice)
       loop:
-        observe       local exits (pidfds), remote hosts' worker posts, signals, the clock
+        observe       what the targets post (ccspec.targets.base.TargetEvent: this machine's
+                      LocalBatch from its pidfds, remote hosts' worker threads), signals, the clock
         step          the scheduler (ccspec.scheduler) turns each event into commands
-        act           render at launch, record the intent, submit; cancel; record ends
+        act           render at launch, record the intent, submit (a pass's local launches
+                      as one batch); cancel; record ends
         record        handles and ends ride along with the next commit, or are flushed once
                       they have waited FLUSH_AFTER
 
+Every target is used through the one batch protocol (ccspec.targets.base.Target) and speaks
+the same events, so local and remote attempts take one path through observe and re-attach.
 The scheduler decides (readiness, slots, retries, timeouts, fan-out, skipping, cancellation);
 this module does the I/O and keeps the views reporters read. The loop sleeps until the next
 event or deadline, never in a fixed polling cycle. One job's failure is a value recorded in
@@ -22,19 +26,13 @@ import queue
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ccspec import engine_act
 from ccspec import scheduler_types as ev
 from ccspec.clock import Clock, SystemClock
 from ccspec.engine_local import command, job_cwd, run_wrapper
-from ccspec.engine_observe import (
-    Observed,
-    RemoteStatus,
-    RemoteSubmitted,
-    RemoteUnknown,
-    translate,
-)
+from ccspec.engine_observe import Observed, translate
 from ccspec.engine_views import JobView, Outcome, OutputsOf, initial_views
 from ccspec.fanout import expand_jobs
 from ccspec.fingerprint import Facts, Fingerprint
@@ -47,7 +45,8 @@ from ccspec.spec.resolve import resolve_at_launch, upstream_context
 from ccspec.spec.resolved import ResolvedJob, ResolvedWorkflow
 from ccspec.state.store import LeaseLost, RecordedJob, StateStore
 from ccspec.states import FINAL, JobState
-from ccspec.targets.local import LocalTarget
+from ccspec.targets.base import Launch, StatusChanged, TargetEvent, Tracked
+from ccspec.targets.local_batch import LocalBatch
 
 if TYPE_CHECKING:  # imported where remote hosts are used: a local run does without them
     from ccspec.engine_remote import RemoteHosts
@@ -76,8 +75,14 @@ class Run:
     log_path: Path | None
     handle: str | None = None
     attached: bool = False  # a local process another runner started: polled, no exit event
+    since: float | None = None  # wall time of its launch (re-attached ones: when recorded)
     mine_at: float = 0.0  # monotonic time of the next read of its log for progress
     miner: LogMiner | None = None
+
+    def tracked(self) -> Tracked:
+        """The attempt as its target follows it."""
+        log_path = self.log_path or Path(".")
+        return Tracked(self.attempt_id, self.handle, str(self.run_dir), log_path, self.since or 0.0)
 
 
 def slot_limits(workflow: ResolvedWorkflow, local: int) -> dict[str, int]:
@@ -117,7 +122,10 @@ class Engine:
         self.lease = lease
         self.clock: Clock = clock or SystemClock()
         self.events: queue.SimpleQueue[Observed] = queue.SimpleQueue()
-        self.local = LocalTarget()
+        # this machine's exits come as StatusChanged events from `self.local.wait`, in this
+        # thread: no wake-up is needed
+        self.local = LocalBatch(post=self.events.put, state_dir=state_dir)
+        self.to_submit: list[Launch] = []  # local launches of this pass, submitted as a batch
         self.jobs: dict[str, ResolvedJob] = dict(workflow.jobs)
         self.fingerprints: dict[str, str] = {k: v.value for k, v in (fingerprints or {}).items()}
         self.planned = dict(fingerprints or {})  # reused at launch when nothing it hashed moved
@@ -132,8 +140,7 @@ class Engine:
         self.logs_abs = os.path.abspath(self.logs)  # for local launches, asked once
         self.lost: LeaseLost | None = None
         self.runs: dict[str, Run] = {}  # job id -> its attempt under way
-        self.by_handle: dict[str, Run] = {}  # local handles of this runner's children
-        self.by_attempt: dict[int, Run] = {}  # remote attempts by id
+        self.by_attempt: dict[int, Run] = {}  # the same, by attempt id (what targets report)
         self.remote: RemoteHosts | None = None
         self.removed = {j.id: j for j in plan.jobs if j.action is Action.REMOVED}
         self.kept: set[str] = set()  # removed jobs still out there: not forgotten yet
@@ -199,23 +206,31 @@ class Engine:
 
     def feed(self, events: list[ev.Event]) -> None:
         """Step the scheduler through the events and act on its commands; what acting learns
-        (a launch taken or refused, a fan-out rendered) is stepped in turn."""
+        (a launch taken or refused, a fan-out rendered) is stepped in turn. The local launches
+        gathered meanwhile go to this machine as one batch when nothing else is left."""
         pending = list(reversed(events))
-        while pending:
+        while pending or self.to_submit:
+            if not pending:
+                pending = list(reversed(self.submit_local()))
+                continue
             commands = self.scheduler.step(pending.pop(), self.clock.monotonic())
             follow: list[ev.Event] = []
             for command_ in commands:
                 follow.extend(self.act(command_))
             pending.extend(reversed(follow))
 
-    def post(self, kind: str, payload: Any) -> None:
-        """Events from remote hosts' worker threads."""
-        if kind == "submitted":
-            self.events.put(RemoteSubmitted(payload))
-        elif kind == "status":
-            self.events.put(RemoteStatus(*payload))
-        elif kind == "unknown":
-            self.events.put(RemoteUnknown(tuple(payload[0]), payload[1]))
+    def submit_local(self) -> list[ev.Event]:
+        from ccspec.engine_observe import submitted
+
+        launches, self.to_submit = self.to_submit, []
+        events: list[ev.Event] = []
+        for answer in self.local.submit(launches):
+            events.extend(submitted(self, answer))
+        return events
+
+    def post(self, event: TargetEvent) -> None:
+        """What a remote host's worker thread learnt; safe from any thread."""
+        self.events.put(event)
         self.local.wake()
 
     def hosts(self) -> RemoteHosts:
@@ -292,7 +307,7 @@ class Engine:
         if run.remote:
             self.hosts().cancel(self.views[run.job].host, run.attempt_id, command_.force)
         elif run.handle and run.run_dir:
-            self.local.cancel(run.handle, run.run_dir, force=command_.force)
+            self.local.cancel([run.tracked()], command_.force)
 
     def prepare(self, job_id: str) -> None:
         """A ready local job's run folder is made ahead while others run."""
@@ -342,7 +357,7 @@ class Engine:
     def periodic(self) -> None:
         """Log mining for progress, polls of attached local processes, the lease."""
         now = self.clock.monotonic()
-        ended: list[ev.Event] = []
+        attached: list[Tracked] = []
         for run in list(self.runs.values()):
             view = self.views.get(run.job)
             if view is None:
@@ -351,22 +366,15 @@ class Engine:
                 outputs = self.redactor.value(view.outputs)
                 self.store.update_progress(run.attempt_id, view.progress, view.message, outputs)
                 self.report("progress", view)
-            if run.attached and run.handle and run.run_dir:  # not our child: no exit event
-                status = self.local.poll({run.handle: run.run_dir})[run.handle]
+            if run.attached and run.run_dir:  # not our child: no exit event
+                attached.append(run.tracked())
+        if attached:
+            ended: list[ev.Event] = []
+            for attempt_id, status in self.local.poll(attached).items():
                 if status is not None and status.state in FINAL:
-                    run.attached = False
-                    self.mine(run, final=True)
-                    ended.append(
-                        ev.Ended(
-                            run.job,
-                            run.number,
-                            status.state,
-                            status.exit_code,
-                            status.reason,
-                            status.finished,
-                        )
-                    )
-        self.feed(ended)
+                    self.by_attempt[attempt_id].attached = False
+                    ended.extend(translate(self, StatusChanged(attempt_id, status)))
+            self.feed(ended)
         if self.lease and now >= self.next_lease:
             if not self.store.renew_lease(self.workflow.name, self.lease, LEASE_TTL):
                 holder = self.store.lease_holder(self.workflow.name)

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 from ccspec import scheduler_types as ev
 from ccspec.engine_local import local_launch
-from ccspec.engine_observe import LocalExit
 from ccspec.engine_views import OutputsOf
 from ccspec.errors import TargetError
 from ccspec.fingerprint import Fingerprint, fingerprint, gather_facts
@@ -61,9 +60,9 @@ def launch(engine: Engine, command: ev.Launch) -> list[ev.Event]:
     run.miner = LogMiner()
     run.mine_at = engine.clock.monotonic() + PROGRESS_EVERY / 5  # a quick first look
     engine.runs[command.job] = run
+    engine.by_attempt[attempt.id] = run
     if not run.remote:
         return _launch_local(engine, job, run)
-    engine.by_attempt[attempt.id] = run
     make_dirs(log_path.parent)  # 0700, as every folder under the state folder
     engine.hosts().submit(engine.workflow, job, attempt, engine.facts, planned.id)
     engine.report("launching", view)
@@ -101,8 +100,9 @@ def _begin(
 
 
 def _launch_local(engine: Engine, job: ResolvedJob, run: Run) -> list[ev.Event]:
-    view = engine.views[run.job]
-    number = view.attempt
+    """Gathered for this pass's batch (Engine.submit_local); the answer comes back through
+    engine_observe.submitted, as a remote host's does."""
+    number = engine.views[run.job].attempt
     try:
         spec = local_launch(
             engine.workflow.name,
@@ -111,25 +111,14 @@ def _launch_local(engine: Engine, job: ResolvedJob, run: Run) -> list[ev.Event]:
             engine.workflow.base_dir,
             engine.local_run_dir(job.id, number),
             engine.base_env,
+            run.attempt_id,
         )
-        handle = engine.local.submit(spec, lambda h, code: engine.events.put(LocalExit(h, code)))
     except (TargetError, OSError) as exc:
         unwritable.check(exc, engine.state_dir)  # a full or read-only state folder: exit 5
+        engine.by_attempt.pop(run.attempt_id, None)
         return [ev.LaunchRefused(run.job, run.number, str(exc), temporary=False)]
-    run.handle = view.handle = handle
-    engine.by_handle[handle] = run
-    view.started = engine.clock.time()
-    engine.store.set_handle(
-        run.attempt_id,
-        handle,
-        started=view.started,  # the same instant in views and records
-        workflow=engine.workflow.name,
-        job=job.id,
-        soon=True,
-    )
-    view.state = JobState.RUNNING
-    engine.report("started", view)
-    return [ev.LaunchAccepted(run.job, run.number)]
+    engine.to_submit.append(spec)
+    return []
 
 
 def launch_fingerprint(engine: Engine, planned: ResolvedJob) -> Fingerprint:
@@ -158,8 +147,6 @@ def finish(engine: Engine, command: ev.Finish) -> None:
         return
     del engine.runs[command.job]
     engine.by_attempt.pop(run.attempt_id, None)
-    if run.handle is not None:
-        engine.by_handle.pop(run.handle, None)
     if command.state is JobState.SUCCEEDED:
         view.progress = 100.0
     now = engine.clock.time()

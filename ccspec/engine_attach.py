@@ -5,7 +5,6 @@ Engine.run (ccspec.engine) before anything launches."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +14,7 @@ from ccspec.planner import Action
 from ccspec.progress import LogMiner
 from ccspec.state.store import Attempt
 from ccspec.states import FINAL, JobState
-from ccspec.targets.base import Status
+from ccspec.targets.base import Status, Tracked, launched_at
 
 if TYPE_CHECKING:
     from ccspec.engine import Engine
@@ -30,6 +29,7 @@ NEVER_STARTED = "the launch was recorded but the job never started"
 def attach(engine: Engine) -> list[ev.Event]:
     active = engine.store.active_attempts(engine.workflow.name)
     fenced = _never_reached(engine, active)
+    unstarted = _never_started_here(engine, active)
     events: list[ev.Event] = []
     for attempt in active:
         view = engine.views.get(attempt.job)
@@ -44,18 +44,18 @@ def attach(engine: Engine) -> list[ev.Event]:
                 events += _follow(engine, attempt, view, attempt.handle, None)
         elif view is None and host is None and attempt.host != "local":
             engine.kept.add(attempt.job)  # on a host the spec no longer names: nobody can ask it
+        elif attempt.id in unstarted:
+            _never_started(engine, attempt, view, NEVER_STARTED)
         else:
             events += _attach_local(engine, attempt, view)
     return events
 
 
 def _attach_local(engine: Engine, attempt: Attempt, view: JobView | None) -> list[ev.Event]:
-    handle = attempt.handle or _recover_handle(engine, attempt)
-    run_dir = Path(attempt.run_dir) if attempt.run_dir else None
-    if handle is None or run_dir is None:
-        _never_started(engine, attempt, view, NEVER_STARTED)
-        return []
-    status = engine.local.poll({handle: run_dir})[handle]
+    status = engine.local.poll([_tracked(attempt)])[attempt.id]
+    handle = attempt.handle
+    if handle is None and status is not None:  # found in its run folder
+        handle = status.extra.get("handle")
     view = view or _removed_view(engine, attempt)
     if view is None:  # the job is not planned (--target): just settle the record
         if status is not None and status.state in FINAL:
@@ -69,7 +69,7 @@ def _attach_local(engine: Engine, attempt: Attempt, view: JobView | None) -> lis
                 message=None,
             )
         return []
-    if attempt.handle is None:
+    if attempt.handle is None and handle is not None:
         engine.store.set_handle(attempt.id, handle)
     return _follow(engine, attempt, view, handle, status)
 
@@ -93,10 +93,11 @@ def _follow(
     run_dir = Path(attempt.run_dir) if attempt.run_dir else None
     run = Run(view.id, attempt.number, attempt.id, remote, run_dir, view.log_path, handle)
     run.attached, run.miner = not remote, LogMiner()
+    run.since = launched_at(attempt.created)
     engine.runs[view.id] = run
+    engine.by_attempt[attempt.id] = run
     if remote:
         view.host = attempt.host
-        engine.by_attempt[attempt.id] = run
         engine.hosts().watch(attempt, engine.jobs.get(view.id))
     task = None
     if view.action is Action.REMOVED:  # not one of the scheduler's jobs
@@ -156,17 +157,27 @@ def _removed_view(engine: Engine, attempt: Attempt) -> JobView | None:
     return view
 
 
-def _recover_handle(engine: Engine, attempt: Attempt) -> str | None:
-    if not attempt.run_dir:
-        return None
-    run_dir = Path(attempt.run_dir)
-    if not run_dir.is_dir():  # the runner makes it before a launch: none happened
-        return None
-    # The wrapper writes its pid first thing: give it a moment (the folder may also have been
-    # made ahead for a launch that never happened). Real time: this waits on a real process.
-    deadline = time.monotonic() + 1.0
-    while True:
-        handle = engine.local.recover(run_dir)
-        if handle is not None or time.monotonic() > deadline:
-            return handle
-        time.sleep(0.05)
+def _tracked(attempt: Attempt) -> Tracked:
+    log_path = Path(attempt.log_path) if attempt.log_path else Path(".")
+    return Tracked(
+        attempt.id, attempt.handle, attempt.run_dir or "", log_path, launched_at(attempt.created)
+    )
+
+
+def _never_started_here(engine: Engine, active: list[Attempt]) -> set[int]:
+    """Local launches recorded with no handle whose wrapper left nothing in the run folder
+    (fenced: a late launch of one starts nothing). One that took its claim but recorded no
+    pid within the fence's wait never got as far as its process either."""
+    hosts = engine.workflow.hosts
+    local = [
+        a
+        for a in active
+        if not (a.host in hosts and hosts[a.host].type != "local")
+        and not (a.host not in hosts and a.host != "local" and a.job not in engine.views)
+    ]
+    never = {a.id for a in local if not a.run_dir}
+    unanswered = [a for a in local if a.handle is None and a.id not in never]
+    never |= {a.id for a in unanswered if not Path(a.run_dir or "").is_dir()}
+    asked = [_tracked(a) for a in unanswered if a.id not in never]
+    found = engine.local.fence(asked) if asked else {}
+    return never | {t.attempt_id for t in asked if found.get(t.attempt_id) != "started"}

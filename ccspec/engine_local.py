@@ -74,6 +74,7 @@ def local_launch(
     base: Path,
     run_dir: Path,
     base_env: Mapping[str, str],
+    attempt_id: int = 0,
 ) -> Launch:
     """Launch `number` of a job, in `run_dir` (absolute), its log beside it as N.log."""
     log_path = run_dir.with_name(f"{number}.log")
@@ -89,5 +90,15 @@ def local_launch(
     wrapped = len(argv) > 2 and argv[2] is run_wrapper()
     cwd = job_cwd(job, base)
     return Launch(
-        workflow, job.id, number, argv, env, cwd, run_dir, log_path, job.timeout, wrapped=wrapped
+        workflow,
+        job.id,
+        number,
+        argv,
+        env,
+        cwd,
+        run_dir,
+        log_path,
+        job.timeout,
+        wrapped=wrapped,
+        attempt_id=attempt_id,
     )

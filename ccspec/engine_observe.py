@@ -1,86 +1,58 @@
-"""What the targets say, as the scheduler's events: a local process's exit (through its pidfd),
-a remote host's answers (its worker thread posts them). The views reporters read are updated
-on the way. Called by Engine.observed (ccspec.engine) once per pass of its loop."""
+"""What the targets say, as the scheduler's events. Every target speaks the same typed events
+(ccspec.targets.base): LaunchAnswered (this machine's answers to a batch, a remote host's
+through its worker thread), StatusChanged (a local child's exit with the final Status this
+machine's target computed, a remote host's polls, a re-attached local attempt found ended)
+and StatusUnknown. The views reporters read are updated on the way. Called by
+Engine.observed and Engine.submit_local (ccspec.engine) once per pass of its loop."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ccspec import scheduler_types as ev
 from ccspec.planner import Action
 from ccspec.states import FINAL, JobState
-from ccspec.targets.base import Status
-from ccspec.targets.local import exit_time, lost_reason
+from ccspec.targets.base import (
+    LaunchAnswered,
+    Status,
+    StatusChanged,
+    StatusUnknown,
+    Submitted,
+    TargetEvent,
+)
 
 if TYPE_CHECKING:
-    from ccspec.engine import Engine, Run
-    from ccspec.targets.remote import Submitted
+    from ccspec.engine import Engine
 
-__all__ = ["LocalExit", "Observed", "RemoteStatus", "RemoteSubmitted", "RemoteUnknown", "translate"]
+__all__ = ["Observed", "status_changed", "submitted", "translate"]
 
 UNKNOWN = "state unknown: "  # the message of a job whose host could not be asked
 
 
-@dataclass(frozen=True)
-class LocalExit:
-    handle: str
-    code: int | None
-
-
-@dataclass(frozen=True)
-class RemoteSubmitted:
-    result: Submitted
-
-
-@dataclass(frozen=True)
-class RemoteStatus:
-    attempt_id: int
-    status: Status
-
-
-@dataclass(frozen=True)
-class RemoteUnknown:
-    attempt_ids: tuple[int, ...]
-    reason: str
-
-
-Observed = ev.Event | LocalExit | RemoteSubmitted | RemoteStatus | RemoteUnknown
+Observed = ev.Event | TargetEvent
 
 
 def translate(engine: Engine, item: Observed) -> list[ev.Event]:
-    if isinstance(item, LocalExit):
-        run = engine.by_handle.pop(item.handle, None)
-        if run is None or engine.runs.get(run.job) is not run:
+    match item:
+        case LaunchAnswered(result):
+            return submitted(engine, result)
+        case StatusChanged(attempt_id, status):
+            return status_changed(engine, attempt_id, status)
+        case StatusUnknown(attempt_ids, reason):
+            unknown(engine, attempt_ids, reason)
             return []
-        return [exited(engine, run, item.code)]
-    if isinstance(item, RemoteSubmitted):
-        return submitted(engine, item.result)
-    if isinstance(item, RemoteStatus):
-        return remote_status(engine, item.attempt_id, item.status)
-    if isinstance(item, RemoteUnknown):
-        for attempt_id in item.attempt_ids:
-            run = engine.by_attempt.get(attempt_id)
-            view = engine.views.get(run.job) if run is not None else None
-            if view is not None and view.message != f"{UNKNOWN}{item.reason}":
-                view.message = f"{UNKNOWN}{item.reason}"
-                engine.report("unknown", view)
-        return []
-    return [item]
+        case _:
+            return [item]
 
 
-def exited(engine: Engine, run: Run, code: int | None) -> ev.Event:
-    ended = exit_time(run.run_dir) if run.run_dir is not None else None  # before a long read
-    engine.mine(run, final=True)
-    if code is None:
-        # not our child, and its wrapper wrote no exit code: killed by KILL, or a full folder
-        state, reason = JobState.LOST, lost_reason(run.run_dir)
-    elif code == 0:
-        state, reason = JobState.SUCCEEDED, None
-    else:
-        state = JobState.FAILED
-        reason = f"exit code {code}" if code > 0 else f"killed by signal {-code}"
-    return ev.Ended(run.job, run.number, state, code, reason, ended)
+def unknown(engine: Engine, attempt_ids: tuple[int, ...], reason: str) -> None:
+    """The host could not be asked: its jobs' views say so until it answers again."""
+    for attempt_id in attempt_ids:
+        run = engine.by_attempt.get(attempt_id)
+        view = engine.views.get(run.job) if run is not None else None
+        if view is not None and view.message != f"{UNKNOWN}{reason}":
+            view.message = f"{UNKNOWN}{reason}"
+            engine.report("unknown", view)
 
 
 def submitted(engine: Engine, result: Submitted) -> list[ev.Event]:
@@ -91,13 +63,10 @@ def submitted(engine: Engine, result: Submitted) -> list[ev.Event]:
     if result.handle is None:
         engine.by_attempt.pop(result.attempt_id, None)
         reason = result.error or "the host refused the job"
-        temporary = getattr(result, "temporary", None)
-        if isinstance(temporary, bool):
-            return [ev.LaunchRefused(run.job, run.number, reason, temporary)]
-        return [ev.Ended(run.job, run.number, JobState.FAILED, None, reason)]
-    queues = engine.hosts().queues(view.host)
+        return [ev.LaunchRefused(run.job, run.number, reason, result.temporary)]
+    queues = run.remote and engine.hosts().queues(view.host)
     run.handle = view.handle = result.handle
-    view.started = engine.clock.time()
+    view.started = engine.clock.time()  # the same instant in views and records
     view.state = JobState.QUEUED if queues else JobState.RUNNING
     engine.store.set_handle(
         result.attempt_id,
@@ -106,12 +75,13 @@ def submitted(engine: Engine, result: Submitted) -> list[ev.Event]:
         started=view.started,
         workflow=engine.workflow.name,
         job=view.id,
+        soon=not run.remote,  # a local pid is found again in its run folder
     )
     engine.report("queued" if queues else "started", view)
     return [ev.LaunchAccepted(run.job, run.number, queued=queues)]
 
 
-def remote_status(engine: Engine, attempt_id: int, status: Status) -> list[ev.Event]:
+def status_changed(engine: Engine, attempt_id: int, status: Status) -> list[ev.Event]:
     run = engine.by_attempt.get(attempt_id)
     view = engine.views.get(run.job) if run is not None else None
     if run is None or view is None or engine.runs.get(run.job) is not run:

@@ -4,9 +4,8 @@ by runs that use a remote host."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from ccspec.errors import TargetError
 from ccspec.fingerprint import Facts
@@ -16,7 +15,7 @@ from ccspec.state.store import Attempt
 from ccspec.targets.claims import launch_claim
 from ccspec.targets.hosts import backend_for, poll_intervals
 from ccspec.targets.remote import RemoteLaunch, Tracked, job_files, launched_at
-from ccspec.targets.worker import HostWorker
+from ccspec.targets.worker import HostWorker, Post
 
 __all__ = ["RemoteHosts", "fetched"]
 
@@ -29,7 +28,7 @@ def fetched(job: ResolvedJob | None, log_path: Path) -> dict[str, Path]:
 
 
 class RemoteHosts:
-    def __init__(self, hosts: Mapping[str, Host], post: Callable[[str, Any], None]) -> None:
+    def __init__(self, hosts: Mapping[str, Host], post: Post) -> None:
         self.hosts = hosts
         self.post = post
         self.workers: dict[str, HostWorker] = {}

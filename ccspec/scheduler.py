@@ -5,8 +5,17 @@
 It owns readiness (needs met, topological order), slots per pool, retries and their backoff,
 timeouts and the TERM -> KILL grace, the wait for a remote host to confirm a forced kill,
 fan-out (the engine renders the members and hands them in), skipping the descendants of a
-failure, cancellation and hand-over. It does no I/O and reads no clock: `now` is the engine's
-monotonic time, so tests drive it with a fake one. Events and commands live in
+failure, cancellation and hand-over.
+
+A launch a target refuses ends that attempt as failed. A temporary refusal (the host could
+not be reached, a command timed out) is launched again after a backoff without spending one
+of the job's retries; MAX_REFUSALS in a row fail the job. A permanent refusal (a partition
+that does not exist, a key the host refuses, a program that cannot start) fails the job at
+once, retries unspent: the same launch would be refused again, so retrying is for the user
+to do once the spec or host is fixed.
+
+It does no I/O and reads no clock: `now` is the engine's monotonic time, so tests drive it
+with a fake one. Events and commands live in
 ccspec.scheduler_types; the engine turns target results into events and commands into target
 calls and state-store writes.
 """
@@ -129,10 +138,6 @@ class Scheduler:
     @property
     def stopping(self) -> bool:
         return self._stopping
-
-    @property
-    def handing_over(self) -> bool:
-        return self._handing_over
 
     def phase(self, job: str) -> Phase | None:
         found = self._jobs.get(job)

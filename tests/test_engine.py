@@ -4,6 +4,8 @@ sleeping. Each engine runs in a thread; the test watches its reports with bounde
 
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +16,9 @@ from ccspec.engine import Engine, JobView, Outcome
 from ccspec.runner import plan_workflow
 from ccspec.state.store import StateStore
 from ccspec.states import JobState
+from ccspec.targets.base import Launch
+from ccspec.targets.local_batch import LocalBatch
+from tests.services import services
 
 
 class FakeClock:
@@ -154,3 +159,71 @@ def test_an_interrupt_cancels_running_jobs_and_the_ones_not_started(tmp_path: Pa
     assert outcome.views["slow"].state is JobState.CANCELLED
     assert outcome.views["after"].state is JobState.CANCELLED
     assert outcome.views["after"].reason == "cancelled before it started"
+
+
+def test_a_host_that_refuses_the_key_fails_its_job_at_once_with_retries_unspent(
+    tmp_path: Path,
+) -> None:
+    """The real test sshd, with a key it does not know: a permanent refusal, so the job fails
+    on its first launch (no backoff, no retry: the same launch would be refused again)."""
+    svc = services()
+    key = tmp_path / "unknown-key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    (tmp_path / "flow.yaml").write_text(
+        "version: 1\nhosts:\n"
+        f"  box: {{type: ssh, host: 127.0.0.1, port: {svc.ssh_port}, user: {svc.ssh_user},"
+        f" key: {key}, workdir: '~/t/{tmp_path.name}'}}\n"
+        "jobs:\n  there: {host: box, run: 'echo never', retries: 2}\n  here: {run: 'true'}\n"
+    )
+    run = Running(tmp_path, FakeClock())
+    outcome = run.result(timeout=60)
+    there = outcome.views["there"]
+    assert there.state is JobState.FAILED
+    assert "authentication failed" in (there.reason or "")
+    assert outcome.views["here"].state is JobState.SUCCEEDED
+    assert run.count("retrying", "there") == 0
+    store = StateStore(tmp_path / ".ccspec")
+    try:
+        attempts = [a for a in store.attempts("flow") if a.job == "there"]
+    finally:
+        store.close()
+    assert [(a.number, a.state) for a in attempts] == [(1, JobState.FAILED)]
+
+
+def test_a_local_launch_recorded_with_no_pid_is_fenced_and_launched_again(tmp_path: Path) -> None:
+    """An earlier runner recorded the launch and made its run folder, then died before the
+    job started: the next engine fences it (a late launch of it starts nothing) and runs the
+    job again as a new attempt."""
+    _spec(tmp_path, "  one: {run: 'echo ran >> trace'}\n")
+    logs = tmp_path / ".ccspec" / "logs" / "flow" / "one"
+    store = StateStore(tmp_path / ".ccspec")
+    try:
+        store.begin_attempt(
+            "flow", "one", "one", host="local", fingerprint="sha256:" + "0" * 64, parts={},
+            run_dir=logs / "1", log_path=logs / "1.log",
+        )  # fmt: skip
+    finally:
+        store.close()
+    (logs / "1").mkdir(parents=True)
+    outcome = Running(tmp_path, FakeClock()).result()
+    assert outcome.views["one"].state is JobState.SUCCEEDED
+    store = StateStore(tmp_path / ".ccspec")
+    try:
+        attempts = store.attempts("flow", "one")
+    finally:
+        store.close()
+    assert [(a.number, a.state) for a in attempts] == [
+        (1, JobState.LOST),
+        (2, JobState.SUCCEEDED),
+    ]
+    late = Launch(
+        "flow", "one", 1, ["sh", "-c", "echo late >> trace"], dict(os.environ), tmp_path,
+        logs / "1", logs / "1.log", attempt_id=attempts[0].id,
+    )  # fmt: skip
+    batch = LocalBatch()
+    try:
+        [answer] = batch.submit([late])
+    finally:
+        batch.close()
+    assert answer.handle is None and not answer.temporary, answer
+    assert (tmp_path / "trace").read_text().split() == ["ran"]

@@ -166,8 +166,8 @@ class Target(Protocol[LaunchT]):
         ...
 
 
-# -- events a host's worker posts (typed form of its ("submitted"|"status"|"unknown", ...)
-# tuples, for the engine's loop to switch to) ----------------------------------------------
+# -- what a target tells the engine: a host's worker thread posts these, and this machine's
+# target posts StatusChanged when one of its children exits ---------------------------------
 
 
 @dataclass(frozen=True)

@@ -39,12 +39,9 @@ from ccspec.targets.base import Launch, Status
 from ccspec.targets.launcher import SIGDEF, BashLauncher, eligible
 
 __all__ = [
-    "LOST_REASON",
     "ExitCallback",
     "LocalTarget",
     "exit_status",
-    "exit_time",
-    "lost_reason",
     "read_exit_code",
     "read_pid",
 ]
@@ -64,8 +61,6 @@ def _which(program: str) -> str:
     """posix_spawn wants a path; look programs up once."""
     return shutil.which(program) or program
 
-
-IS_WINDOWS = sys.platform == "win32"
 
 # (handle, exit code or None if it left none; -N: killed by signal N) -> None, from any thread
 ExitCallback = Callable[[str, int | None], None]
@@ -104,7 +99,7 @@ def _number_in_name(run_dir: Path | str, prefix: str) -> int | None:
     return None
 
 
-def lost_reason(run_dir: Path | str | None) -> str:
+def _lost_reason(run_dir: Path | str | None) -> str:
     """Why a job that is gone left no exit code: its run folder could not take one (full or
     read-only, as it is now), or else it was most likely killed by KILL."""
     problem = folder_problem(run_dir) if run_dir is not None else None
@@ -113,7 +108,7 @@ def lost_reason(run_dir: Path | str | None) -> str:
     return LOST_REASON
 
 
-def exit_time(run_dir: Path | str) -> float | None:
+def _exit_time(run_dir: Path | str) -> float | None:
     """When the attempt ended, by its own clock: the wrapper writes the exit-code file as the
     job ends, so its mtime is the end whenever ccspec gets round to it (None: no such file)."""
     try:
@@ -133,11 +128,11 @@ def exit_status(code: int | None, run_dir: Path | str) -> Status:
     its process was killed by signal N before the wrapper could write one; None when
     nothing is known), the same on every path a job took."""
     if code is None:
-        return Status(JobState.LOST, None, lost_reason(run_dir), exit_time(run_dir))
+        return Status(JobState.LOST, None, _lost_reason(run_dir), _exit_time(run_dir))
     if code == 0:
-        return Status(JobState.SUCCEEDED, 0, None, exit_time(run_dir))
+        return Status(JobState.SUCCEEDED, 0, None, _exit_time(run_dir))
     reason = f"exit code {code}" if code > 0 else f"killed by signal {-code}"
-    return Status(JobState.FAILED, code, reason, exit_time(run_dir))
+    return Status(JobState.FAILED, code, reason, _exit_time(run_dir))
 
 
 def _forked_exit(run_dir: Path, launcher: BashLauncher, pid: int) -> int | None:
@@ -232,6 +227,11 @@ class LocalTarget:
                 continue
             self._made.add(run_dir)
             most -= 1
+
+    @property
+    def prepared_unused(self) -> int:
+        """Run folders `prepare` was asked for that no launch has used yet."""
+        return len(self._asked | self._made)
 
     def close(self) -> None:
         """Release the selector, pidfds and wake-up pipe. Children still running are left
@@ -413,7 +413,7 @@ class LocalTarget:
             elif handle.isdigit() and pid_alive(int(handle)):
                 out[handle] = Status(JobState.RUNNING)
             else:
-                out[handle] = Status(JobState.LOST, None, lost_reason(run_dir))
+                out[handle] = Status(JobState.LOST, None, _lost_reason(run_dir))
         return out
 
     def cancel(self, handle: str, run_dir: Path, *, force: bool = False) -> None:

@@ -1,6 +1,13 @@
-"""This machine as a `Target` (ccspec.targets.base): the batch protocol over `LocalTarget`,
-whose exit callbacks it gathers for `poll`. Attempts another process started are polled
-through their run folders (the wrappers' pid and exit-code files), as after a restart.
+"""This machine as a `Target` (ccspec.targets.base): the batch protocol over `LocalTarget`.
+The engine (ccspec.engine) uses it for every local attempt; the contract suite checks it
+against the other targets. Given `post`, the exit of a child becomes a `StatusChanged`
+with the final Status computed here (`exit_status`: the same mapping of exit codes and
+signals to states whatever path started the job), posted from `wait`; without it, exits
+are gathered for `poll`. Attempts another process started are polled through their run
+folders (the wrappers' pid and exit-code files), as after a restart.
+
+Beyond the protocol, the engine's loop reaches the pidfd selector through `wait` and
+`wake`, and makes run folders ahead of launches through `prepare` and `make_prepared`.
 
 Every launch first takes its claim, `mkdir RUN_DIR/launched` (atomic): a launch that finds
 the claim taken starts nothing and answers with the pid the first one's wrapper wrote, so
@@ -15,13 +22,24 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ccspec.errors import PermanentTargetError, TargetError
+from ccspec.state import unwritable
 from ccspec.state.private import DIR_MODE, make_dirs
 from ccspec.states import JobState
-from ccspec.targets.base import LOG_READ, Fenced, Launch, Status, Submitted, Target, Tracked
+from ccspec.targets.base import (
+    LOG_READ,
+    Fenced,
+    Launch,
+    Status,
+    StatusChanged,
+    Submitted,
+    Target,
+    TargetEvent,
+    Tracked,
+)
 from ccspec.targets.local import LocalTarget, exit_status, read_exit_code, read_pid
 
 __all__ = ["LocalBatch"]
@@ -30,20 +48,69 @@ __all__ = ["LocalBatch"]
 # never started (its wrapper writes the pid first thing)
 START_WAIT = 1.0
 CLAIM = "launched"  # the launch claim's name in the run folder
+_NONE = object()  # no exit seen
 
 
 class LocalBatch:
     queues = False
     label = "this machine"
 
-    def __init__(self, target: LocalTarget | None = None) -> None:
+    def __init__(
+        self,
+        target: LocalTarget | None = None,
+        *,
+        post: Callable[[TargetEvent], None] | None = None,
+        state_dir: Path | None = None,
+    ) -> None:
+        """`post`: where exits go as they happen (called from `wait`, in its caller's
+        thread). `state_dir`: a launch that cannot write under it raises
+        StateFolderUnwritable instead of being refused (every launch would fail so)."""
         self.target = target or LocalTarget()
+        self._post = post
+        self._state_dir = state_dir
+        self._launched: dict[str, tuple[int, Path]] = {}  # handle -> (attempt id, run folder)
         self._exits: dict[str, int | None] = {}  # handle -> exit code of our children
-        self._lock = threading.Lock()  # exit callbacks may come from waiter threads
+        self._lock = threading.Lock()
 
     def _exited(self, handle: str, code: int | None) -> None:
+        known = self._launched.pop(handle, None) if self._post is not None else None
+        if known is not None and self._post is not None:
+            attempt_id, run_dir = known
+            self._post(StatusChanged(attempt_id, exit_status(code, run_dir)))
+            return
         with self._lock:
             self._exits[handle] = code
+
+    # -- the engine loop's reach into this machine ----------------------------------------
+
+    def wait(self, timeout: float | None) -> None:
+        """Block until a child exits, `wake` is called or `timeout` passes; exits are then
+        posted (or gathered for `poll`)."""
+        self.target.wait(timeout)
+
+    def wake(self) -> None:
+        """Make a blocked `wait` return; safe from a signal handler or another thread."""
+        self.target.wake()
+
+    def prepare(self, run_dir: Path) -> None:
+        """Note the run folder of an attempt that will launch soon (made by `make_prepared`)."""
+        self.target.prepare(run_dir)
+
+    def make_prepared(self) -> None:
+        """Make a few of the folders noted, while the caller has nothing else to do."""
+        self.target.make_prepared()
+
+    @property
+    def made_ahead(self) -> int:
+        """Launches whose run folder was made ahead."""
+        return self.target.made_ahead
+
+    @property
+    def prepared_unused(self) -> int:
+        """Run folders noted or made ahead that no launch has used yet."""
+        return self.target.prepared_unused
+
+    # -- the protocol ---------------------------------------------------------------------
 
     def submit(self, launches: Sequence[Launch]) -> list[Submitted]:
         out: list[Submitted] = []
@@ -51,6 +118,7 @@ class LocalBatch:
             try:
                 took = _claim(launch.run_dir)
             except OSError as exc:
+                self._check(exc)
                 out.append(Submitted(launch.attempt_id, None, str(exc), temporary=True))
                 continue
             if not took:  # sent before (it runs or ran), or fenced by a later run
@@ -62,16 +130,21 @@ class LocalBatch:
                 handle = self.target.submit(launch, self._exited)
             except (TargetError, OSError) as exc:  # nothing started: a later send may try again
                 _release(launch.run_dir)
+                self._check(exc)
                 temporary = not isinstance(exc, PermanentTargetError)  # out of processes...
                 out.append(Submitted(launch.attempt_id, None, str(exc), temporary=temporary))
             else:
+                if self._post is not None:
+                    self._launched[handle] = (launch.attempt_id, launch.run_dir)
                 out.append(Submitted(launch.attempt_id, handle))
         return out
 
+    def _check(self, exc: BaseException) -> None:
+        if self._state_dir is not None:
+            unwritable.check(exc, self._state_dir)  # a full or read-only state folder: exit 5
+
     def poll(self, tracked: Sequence[Tracked]) -> dict[int, Status | None]:
         self.target.wait(0)  # exits of our children that already happened
-        with self._lock:
-            exits = dict(self._exits)
         states: dict[int, Status | None] = {}
         for t in tracked:
             handle = t.handle or _recorded_handle(Path(t.run_dir))
@@ -82,7 +155,7 @@ class LocalBatch:
                     else Status(JobState.LOST, None, "the job never started (no pid)")
                 )
                 continue
-            status = self._status(handle, Path(t.run_dir), exits)
+            status = self._status(handle, Path(t.run_dir))
             if status is not None and handle != t.handle:
                 status = Status(
                     status.state,
@@ -94,10 +167,15 @@ class LocalBatch:
             states[t.attempt_id] = status
         return states
 
-    def _status(self, handle: str, run_dir: Path, exits: dict[str, int | None]) -> Status | None:
+    def _exit_of(self, handle: str) -> object:
+        with self._lock:
+            return self._exits.get(handle, _NONE)
+
+    def _status(self, handle: str, run_dir: Path) -> Status | None:
         """From the exit we saw (our children), else the run folder; a child found gone
         there ended after `wait` looked: its exit is collected now (it tells a KILL)."""
-        if handle not in exits:
+        code = self._exit_of(handle)
+        if code is _NONE:
             status = self.target.poll({handle: run_dir})[handle]
             if (
                 status is None
@@ -106,11 +184,11 @@ class LocalBatch:
             ):
                 return status
             self.target.wait(0)
-            with self._lock:
-                exits.update(self._exits)
-            if handle not in exits:
+            code = self._exit_of(handle)
+            if code is _NONE:
                 return status
-        return exit_status(exits[handle], run_dir)
+        assert code is None or isinstance(code, int)
+        return exit_status(code, run_dir)
 
     def cancel(self, tracked: Sequence[Tracked], force: bool) -> None:
         for t in tracked:
@@ -142,12 +220,19 @@ class LocalBatch:
 
 
 def _claim(run_dir: Path) -> bool:
-    """Take the attempt's launch claim; False when it was taken before."""
-    make_dirs(run_dir)
+    """Take the attempt's launch claim; False when it was taken before. One mkdir when the
+    run folder was made ahead (the usual case of a local launch)."""
+    claim = os.path.join(run_dir, CLAIM)
     try:
-        os.mkdir(run_dir / CLAIM, DIR_MODE)
+        os.mkdir(claim, DIR_MODE)
     except FileExistsError:
         return False
+    except FileNotFoundError:
+        make_dirs(run_dir)
+        try:
+            os.mkdir(claim, DIR_MODE)
+        except FileExistsError:
+            return False
     return True
 
 

@@ -7,12 +7,12 @@ backs off while nothing changes. A batch the host refuses for now (unreachable, 
 timed out, no answer) is sent again with backoff, a bounded number of times, before the
 refusal reaches the engine marked temporary; a permanent refusal reaches it at once. Sending
 a launch again is safe: its claim in the run folder (ccspec.targets.claims) starts it once.
-Results reach the engine as events through `post` (ccspec.targets.base has their typed
-form, `TargetEvent`):
+Results reach the engine as typed events (`TargetEvent`, ccspec.targets.base) through
+`post`:
 
-    ("submitted", Submitted)          the handle (or why the launch failed)
-    ("status", (attempt_id, Status))  a change of state; final states end the tracking
-    ("unknown", (attempt_ids, reason)) the host could not be asked this time
+    LaunchAnswered(Submitted)            the handle (or why the launch was refused)
+    StatusChanged(attempt_id, Status)    a change of state; final states end the tracking
+    StatusUnknown(attempt_ids, reason)   the host could not be asked this time
 """
 
 from __future__ import annotations
@@ -20,16 +20,24 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from ccspec.backoff import Backoff
 from ccspec.errors import HostUnreachable, TargetError, TemporaryTargetError
 from ccspec.states import FINAL
-from ccspec.targets.base import RemoteLaunch, Submitted, Target, Tracked
+from ccspec.targets.base import (
+    LaunchAnswered,
+    RemoteLaunch,
+    StatusChanged,
+    StatusUnknown,
+    Submitted,
+    Target,
+    TargetEvent,
+    Tracked,
+)
 
-__all__ = ["HostWorker"]
+__all__ = ["HostWorker", "Post"]
 
-Post = Callable[[str, Any], None]
+Post = Callable[[TargetEvent], None]
 BATCH_GATHER = 0.01  # seconds to wait for more launches before sending a batch
 SUBMIT_RETRIES = 4  # sends of a refused batch after the first (backoff 1, 2, 4, 8 s)
 
@@ -173,7 +181,7 @@ class HostWorker:
             self.interval = self.min_interval
             self._next_poll = time.monotonic() + self.interval
         for result in results:
-            self.post("submitted", result)
+            self.post(LaunchAnswered(result))
 
     def _poll(self, tracked: Sequence[Tracked]) -> None:
         try:
@@ -182,7 +190,7 @@ class HostWorker:
             reason = (
                 str(exc) if isinstance(exc, HostUnreachable) else f"{self.backend.label}: {exc}"
             )
-            self.post("unknown", ([t.attempt_id for t in tracked], reason))
+            self.post(StatusUnknown(tuple(t.attempt_id for t in tracked), reason))
             for t in tracked:
                 t.last = None  # the next answer is news, even if the state did not change
             states = {}
@@ -202,7 +210,7 @@ class HostWorker:
                 if t.last != status:
                     changed = True
                     t.last = status
-                    self.post("status", (t.attempt_id, status))
+                    self.post(StatusChanged(t.attempt_id, status))
                 if status.state in FINAL:
                     self._tracked.pop(t.attempt_id, None)
             self.interval = (
@@ -218,6 +226,8 @@ class HostWorker:
             try:
                 self.backend.cancel(chosen, force)
             except (TargetError, OSError) as exc:
-                self.post("unknown", ([t.attempt_id for t in chosen], f"cancel failed: {exc}"))
+                self.post(
+                    StatusUnknown(tuple(t.attempt_id for t in chosen), f"cancel failed: {exc}")
+                )
         with self._cond:
             self._next_poll = time.monotonic() + self.min_interval

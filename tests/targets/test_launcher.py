@@ -421,7 +421,7 @@ def test_an_apply_launches_jobs_in_the_run_folders_made_ahead(tmp_path: Path) ->
     assert (tmp_path / "all").read_text().split() == [str(i) for i in range(6)]
     local = engines[0].local
     assert local.made_ahead >= 4  # j2..j5 waited for a slot while theirs were made
-    assert not local._asked and not local._made  # every folder asked for was used by its launch
+    assert local.prepared_unused == 0  # every folder asked for was used by its launch
     for name in [*(f"j{i}" for i in range(6)), "last"]:
         assert read_exit_code(tmp_path / ".ccspec" / "logs" / "flow" / name / "1") == 0
 

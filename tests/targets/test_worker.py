@@ -9,11 +9,10 @@ import queue
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 from ccspec.spec.models import SlurmHost, SshHost, WslHost
 from ccspec.spec.resolved import ResolvedJob
-from ccspec.targets.base import RemoteLaunch, Submitted
+from ccspec.targets.base import LaunchAnswered, RemoteLaunch, Submitted, TargetEvent
 from ccspec.targets.hosts import backend_for
 from ccspec.targets.worker import HostWorker
 from tests.services import services
@@ -35,14 +34,14 @@ exec "$@"
 """
 
 
-def _worker(tmp: Path, retries: int) -> tuple[HostWorker, queue.SimpleQueue[tuple[str, Any]]]:
+def _worker(tmp: Path, retries: int) -> tuple[HostWorker, queue.SimpleQueue[TargetEvent]]:
     fake = tmp / "fake-wsl.exe"
     fake.write_text(FAKE.format(dir=tmp))
     fake.chmod(0o755)
     host = WslHost(type="wsl", distro="Ubuntu", wsl_exe=str(fake), workdir=str(tmp / "home"))
-    posted: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+    posted: queue.SimpleQueue[TargetEvent] = queue.SimpleQueue()
     worker = HostWorker(
-        backend_for(host), lambda kind, payload: posted.put((kind, payload)),
+        backend_for(host), posted.put,
         retries=retries, retry_first=0.05,
     )  # fmt: skip
     return worker, posted
@@ -60,10 +59,11 @@ def _answer(tmp: Path, retries: int) -> tuple[Submitted, int]:
     worker, posted = _worker(tmp, retries)
     try:
         worker.submit(_launch(tmp))
-        kind, answer = posted.get(timeout=30)
+        event = posted.get(timeout=30)
     finally:
         worker.close()
-    assert kind == "submitted"
+    assert isinstance(event, LaunchAnswered), event
+    answer = event.result
     return answer, len((tmp / "sends").read_text().split())
 
 
@@ -99,15 +99,16 @@ def test_slurm_refusing_a_partition_is_a_permanent_refusal(tmp_path: Path) -> No
     """The real test cluster: sbatch rejects a partition that does not exist; the worker
     passes that on at once (no backoff), marked permanent."""
     host = SlurmHost(type="slurm", partition="no-such-partition", workdir=str(tmp_path / "w"))
-    posted: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
-    worker = HostWorker(backend_for(host), lambda k, p: posted.put((k, p)), retry_first=30.0)
+    posted: queue.SimpleQueue[TargetEvent] = queue.SimpleQueue()
+    worker = HostWorker(backend_for(host), posted.put, retry_first=30.0)
     began = time.monotonic()
     try:
         worker.submit(_launch(tmp_path))
-        kind, answer = posted.get(timeout=60)
+        event = posted.get(timeout=60)
     finally:
         worker.close()
-    assert kind == "submitted"
+    assert isinstance(event, LaunchAnswered), event
+    answer = event.result
     assert answer.handle is None and not answer.temporary, answer
     assert "partition" in (answer.error or "").lower()
     assert time.monotonic() - began < 30  # no backoff of 30 s was waited
@@ -122,15 +123,16 @@ def test_ssh_refusing_the_key_is_a_permanent_refusal(tmp_path: Path) -> None:
         type="ssh", host="127.0.0.1", port=svc.ssh_port, user=svc.ssh_user, key=str(key),
         workdir=f"~/t/{tmp_path.name}",
     )  # fmt: skip
-    posted: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
-    worker = HostWorker(backend_for(host), lambda k, p: posted.put((k, p)), retry_first=30.0)
+    posted: queue.SimpleQueue[TargetEvent] = queue.SimpleQueue()
+    worker = HostWorker(backend_for(host), posted.put, retry_first=30.0)
     began = time.monotonic()
     try:
         worker.submit(_launch(tmp_path))
-        kind, answer = posted.get(timeout=60)
+        event = posted.get(timeout=60)
     finally:
         worker.close()
-    assert kind == "submitted"
+    assert isinstance(event, LaunchAnswered), event
+    answer = event.result
     assert answer.handle is None and not answer.temporary, answer
     assert "authentication failed" in (answer.error or "")
     assert time.monotonic() - began < 30  # no backoff of 30 s was waited
