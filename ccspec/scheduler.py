@@ -8,11 +8,14 @@ fan-out (the engine renders the members and hands them in), skipping the descend
 failure, cancellation and hand-over.
 
 A launch a target refuses ends that attempt as failed. A temporary refusal (the host could
-not be reached, a command timed out) is launched again after a backoff without spending one
-of the job's retries; MAX_REFUSALS in a row fail the job. A permanent refusal (a partition
-that does not exist, a key the host refuses, a program that cannot start) fails the job at
-once, retries unspent: the same launch would be refused again, so retrying is for the user
-to do once the spec or host is fixed.
+not be reached, a command timed out) has been sent again by the host's worker already, as
+the same attempt (its claim makes that safe: ccspec.targets.claims); when it still reaches
+the scheduler it is a failure like any other, which the job's `retries` may retry after
+their backoff. A new attempt is not sent on its own: a refusal whose answer was lost may
+have started the job. A permanent refusal (a partition that does not exist, a key the host
+refuses, a program that cannot start) fails the job at once, retries unspent: the same
+launch would be refused again, so retrying is for the user to do once the spec or host is
+fixed.
 
 It does no I/O and reads no clock: `now` is the engine's monotonic time, so tests drive it
 with a fake one. Events and commands live in
@@ -53,11 +56,10 @@ from ccspec.scheduler_types import (
 )
 from ccspec.states import FINAL, JobState
 
-__all__ = ["KILL_GRACE", "MAX_REFUSALS", "REMOTE_CONFIRM", "Phase", "Scheduler", "backoff"]
+__all__ = ["KILL_GRACE", "REMOTE_CONFIRM", "Phase", "Scheduler", "backoff"]
 
 KILL_GRACE = 5.0  # seconds between TERM and KILL
 REMOTE_CONFIRM = 30.0  # seconds a host has to confirm a forced kill before it is recorded anyway
-MAX_REFUSALS = 8  # temporary refusals in a row before one counts as the launch failing
 RETRYABLE = frozenset({JobState.FAILED, JobState.TIMED_OUT, JobState.LOST})
 
 
@@ -90,7 +92,6 @@ class _Job:
     number: int = 0  # the number of its latest launch
     waiting: int = 0  # needs not yet succeeded
     retries_left: int = 0
-    refusals: int = 0  # temporary refusals in a row
     children: list[str] = field(default_factory=list)
     held: tuple[str, ...] = ()  # slot pools it holds
     deadline: float | None = None
@@ -256,7 +257,7 @@ class Scheduler:
         job = self._current(event.job, event.number)
         if job is None or job.phase is not Phase.LAUNCHING:
             return
-        job.phase, job.refusals = (Phase.QUEUED if event.queued else Phase.RUNNING), 0
+        job.phase = Phase.QUEUED if event.queued else Phase.RUNNING
         if job.killing is not None:  # cancelled while the launch was under way
             out.append(Cancel(job.task.id, job.number, False))
 
@@ -267,15 +268,12 @@ class Scheduler:
         if job.killing is not None:  # cancelled meanwhile: it ends as that
             self._end_attempt(job, job.killing, None, job.kill_reason, None, now, out)
             return
-        if not event.temporary or job.refusals + 1 >= MAX_REFUSALS or self._stopping:
-            self._release(job)
-            out.append(Finish(job.task.id, job.number, JobState.FAILED, None, event.reason, None))
-            self._settle(job, JobState.FAILED, event.reason, False, out)
+        if event.temporary:
+            self._end_attempt(job, JobState.FAILED, None, event.reason, None, now, out)
             return
         self._release(job)
-        job.refusals += 1
         out.append(Finish(job.task.id, job.number, JobState.FAILED, None, event.reason, None))
-        self._back_off(job, now, backoff(job.refusals), f"{event.reason}; launch again", out)
+        self._settle(job, JobState.FAILED, event.reason, False, out)
 
     def _back_off(self, job: _Job, now: float, delay: float, why: str, out: list[Command]) -> None:
         job.phase, job.state, job.retry_at = Phase.BACKOFF, JobState.PENDING, now + delay
