@@ -14,7 +14,8 @@ into a temporary repository, starts `ccspec watch specs/` on it and measures:
   from the save to it, when idle and while `--load-specs` other specs rerun all their jobs
   (each job sleeping `--load-seconds`);
 - peak RSS (VmHWM), open descriptors (/proc/PID/fd), threads (/proc/PID/status), sampled
-  every `--sample` seconds; the values once idle, and per spec;
+  every `--sample` seconds; the values once idle (after the two resync intervals), and per
+  spec;
 - peak job processes at once (descendants of watch), which tells whether `-j` holds
   across specs.
 
@@ -245,12 +246,12 @@ def measure(args: argparse.Namespace, repo: Path) -> dict[str, object]:
         result["converge_s"] = round(time.monotonic() - started, 2) if not pending else None
         result["not_converged"] = pending
         time.sleep(args.settle)  # the last status writes and engines ending
-        sampler.sample()
-        idle = dict(sampler.last)
         # the first resync after converging plans every spec (what it compares next time);
         # the steady idle cost is the next interval's
         result["idle_cpu_first_pct"] = idle_cpu(proc.pid, args.interval)
         result["idle_cpu_pct"] = idle_cpu(proc.pid, args.interval)
+        sampler.sample()  # what an idle watch holds, after two resyncs
+        idle = dict(sampler.last)
         result["idle"] = idle
         result["idle_rss_mb"] = round(idle.get("VmRSS", 0) / 1024, 1)
         result["fds_per_spec"] = round(idle.get("fds", 0) / args.specs, 2)

@@ -169,7 +169,25 @@ class Controller:
             self.name, time.monotonic() - began, "planned" if planned else "unchanged"
         )
         self._succeeded(desired)
+        if self.clean is not None:
+            # converged: an idle workflow holds no connection (the reconciler compares its
+            # stamp on its own); the next pass opens one
+            with contextlib.suppress(Exception):
+                store.close()
+            return None
         return store
+
+    def unchanged(self, store: StateStore) -> bool:
+        """True when a resync need not wake this controller: no pass is due or under way, the
+        last one found nothing to do and nothing failed since, and the workflow's stamp is
+        still what that pass found. Called by the reconciler's thread with its own store."""
+        with self.cond:
+            quiet = self.desired.version == self.applied_version and not self.busy
+            clean = self.clean if quiet and self.failure is None else None
+            current = self.desired.workflow
+        if clean is None or clean[0] is not current:
+            return False
+        return stamp_of(clean[0], store) == clean[1]
 
     def _failed(self, exc: Exception, desired: Desired) -> None:
         """Count it, say it once, put it in the status file, and schedule the retry."""

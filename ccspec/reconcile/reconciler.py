@@ -23,6 +23,8 @@ from ccspec.reconcile.stamp import Racy, Stat, file_stat
 if TYPE_CHECKING:  # watchdog is imported when watching starts
     from watchdog.observers.api import BaseObserver
 
+    from ccspec.state.store import StateStore
+
 __all__ = ["DEBOUNCE", "DEBOUNCE_MAX", "Reconciler", "Say"]
 
 DEBOUNCE = 0.1  # seconds of quiet after the last file event before re-planning
@@ -71,6 +73,7 @@ class Reconciler:
         self._observer: BaseObserver | None = None
         self._errors: dict[str, int] = {}  # failed passes per workflow, for /metrics
         self._errors_lock = threading.Lock()
+        self._store: StateStore | None = None  # this thread's, for the stamps of resyncs
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -156,6 +159,17 @@ class Reconciler:
         return found
 
     def _pass(self, specs: Iterable[Path], *, resync: bool) -> None:
+        try:
+            self._pass_over(specs, resync=resync)
+        finally:
+            # closed between resyncs: SQLite keeps the descriptors of connections closed in
+            # this process while another one is open on the same file
+            if self._store is not None:
+                with contextlib.suppress(Exception):
+                    self._store.close()
+                self._store = None
+
+    def _pass_over(self, specs: Iterable[Path], *, resync: bool) -> None:
         from ccspec.spec.validate import validate_file
 
         for path in sorted(specs):
@@ -179,6 +193,10 @@ class Reconciler:
                 continue
             if resync and digest == self.digests.get(path) and path in self.names:
                 controller = self._controller(self.names[path])
+                began = time.monotonic()
+                if self._unchanged(controller):  # converged, and nothing it read changed
+                    self.count_pass(controller.name, time.monotonic() - began, "unchanged")
+                    continue
                 # unchanged spec: the same wish again, re-planned (files may have changed)
                 last = controller.desired
                 controller.want(
@@ -217,6 +235,23 @@ class Reconciler:
             self.hashed.pop(path, None)
         return digest
 
+    def _unchanged(self, controller: Controller) -> bool:
+        """Whether the controller's workflow is converged with the same stamp (False when the
+        state store cannot be read here: the controller's pass will say why)."""
+        from ccspec.runner import state_dir
+        from ccspec.state.store import StateStore
+
+        try:
+            if self._store is None:
+                self._store = StateStore(state_dir(str(self.state)))
+            return controller.unchanged(self._store)
+        except Exception:
+            if self._store is not None:
+                with contextlib.suppress(Exception):
+                    self._store.close()
+            self._store = None
+            return False
+
     def _controller(self, name: str) -> Controller:
         controller = self.controllers.get(name)
         if controller is None:
@@ -228,5 +263,8 @@ class Reconciler:
             self._observer.stop()
         for controller in self.controllers.values():
             controller.close()
+        if self._store is not None:
+            with contextlib.suppress(Exception):
+                self._store.close()
         if self._observer is not None:
             self._observer.join(timeout=5)
