@@ -4,8 +4,6 @@ file that changed without an event. Counted in /metrics under `watch --serve`.""
 
 from __future__ import annotations
 
-import json
-import re
 import socket
 import urllib.request
 from pathlib import Path
@@ -103,21 +101,3 @@ def _metric_in(text: str, line_start: str) -> float:
         if line.startswith(line_start + " "):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"no {line_start} in:\n{text}")
-
-
-def test_the_dashboard_lists_specs_with_errors_first_then_failed_ones() -> None:
-    from ccspec.server.dashboard import Dashboard
-
-    def item(name: str, phase: str, errors: list[str] | None = None) -> dict[str, object]:
-        return {"name": name, "phase": phase, "counts": {}, "total": 0, "errors": errors or []}
-
-    listed = [
-        item("alpha", "succeeded"),
-        item("beta", "failed"),
-        item("gamma", "running"),
-        item("delta", "invalid", ["jobs.a: needs an unknown job"]),
-        item("eps", "succeeded", ["watch could not reconcile this workflow since ..."]),
-    ]
-    html = Dashboard().index(json.dumps({"workflows": listed}).encode())
-    shown = [n for n in re.findall(r'data-workflow="([^"]+)"', html)]
-    assert shown == ["delta", "eps", "beta", "alpha", "gamma"]
