@@ -109,6 +109,7 @@ def watch(
         folder = next((p for p in paths if Path(p).is_dir()), str(Path(paths[0]).parent))
         app = server_app(host, port, state_opt, folder, allow_write, None, "1M")
         app.state.metrics.reconcile_errors = reconciler.pass_errors  # ccspec_reconcile_errors_total
+        app.state.metrics.reconcile = reconciler.pass_snapshot  # passes, durations, queue
         thread = threading.Thread(target=reconciler.run, name="reconciler", daemon=True)
         thread.start()
 

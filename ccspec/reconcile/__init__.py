@@ -10,7 +10,14 @@ recorded state and runs what differs, so a missed event costs latency, never cor
                                    validate -> plan -> apply (the engine)
 
 - Only a changed spec (or a file under its folder) is validated and planned again; the
-  resync re-plans everything to catch missed events and to poll jobs nobody watches.
+  resync catches missed events and polls jobs nobody watches. A spec file is read again
+  only when its stat changed, and a converged workflow is planned again only when its stamp
+  changed (its last recorded event, the stat of every file its plan read: the reconciler
+  compares it without waking the controller; ccspec.reconcile.stamp), so an idle resync
+  costs about a stat per file.
+- `/metrics` under `watch --serve` counts passes per workflow and outcome (planned,
+  unchanged, failed), their durations, and the passes waiting or under way
+  (ccspec.reconcile.passes).
 - A spec edited while its workflow runs takes over the run: the engine hands over (running
   jobs stay out there) and the next engine, planned from the new spec, re-attaches.
 - An invalid spec gets its errors in its status file and launches nothing new; jobs it

@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from ccspec.backoff import Backoff
 from ccspec.reconcile.failures import failure_kind_of, traceback_file
+from ccspec.reconcile.stamp import Stamp, stamp_of
 from ccspec.report.pass_errors import pass_error_line, with_pass_error
 
 if TYPE_CHECKING:
     from ccspec.reconcile.reconciler import Reconciler
+    from ccspec.runner import Planned
     from ccspec.spec.models import Host
     from ccspec.spec.resolved import ResolvedWorkflow
     from ccspec.spec.validate import SpecReport
@@ -64,6 +66,10 @@ class Controller:
         ] = ()  # its type and where it was raised: a retry failing alike is not said again
         self.failing_since = 0.0  # Unix time of the first of them
         self.owed_full = False  # a failed pass was not a resync: its retry must not be one either
+        # the workflow and stamp of the last pass that found nothing to do: a resync that
+        # finds the same stamp skips planning (ccspec.reconcile.stamp)
+        self.clean: tuple[ResolvedWorkflow, Stamp] | None = None
+        self.busy = False  # a pass is under way (for /metrics)
         self.thread = threading.Thread(target=self._loop, name=f"reconcile-{name}", daemon=True)
         self.thread.start()
 
@@ -84,6 +90,13 @@ class Controller:
         if engine is not None and not resync:  # a newer spec takes over the running engine
             engine.handover()
 
+    def state(self) -> str:
+        """`running` (a pass under way), `waiting` (a newer wish not yet taken up) or `idle`."""
+        if self.busy:
+            return "running"
+        with self.cond:
+            return "waiting" if self.desired.version != self.applied_version else "idle"
+
     def close(self) -> None:
         with self.cond:
             self.closing = True
@@ -100,11 +113,14 @@ class Controller:
                 desired = self._next()
                 if desired is None:
                     return
+                self.busy = True
                 try:
                     store = self._attempt(store, desired)
                 except Exception:
                     # saying the failure failed too (stdout closed): the thread goes on
                     store = None
+                finally:
+                    self.busy = False
         finally:
             if store is not None:
                 with contextlib.suppress(Exception):
@@ -134,19 +150,44 @@ class Controller:
         from ccspec.runner import state_dir
         from ccspec.state.store import StateStore
 
+        began = time.monotonic()
+        planned = False
         try:
             if store is None:
                 store = StateStore(state_dir(str(self.r.state)))
-            self._converge(store, desired)
+            planned = self._converge(store, desired)
         except Exception as exc:
             # one workflow's trouble must stop neither it for good nor the others
+            self.clean = None
             if store is not None:  # the retry starts on a fresh connection
                 with contextlib.suppress(Exception):
                     store.close()
+            self.r.count_pass(self.name, time.monotonic() - began, "failed")
             self._failed(exc, desired)
             return None
+        self.r.count_pass(
+            self.name, time.monotonic() - began, "planned" if planned else "unchanged"
+        )
         self._succeeded(desired)
+        if self.clean is not None:
+            # converged: an idle workflow holds no connection (the reconciler compares its
+            # stamp on its own); the next pass opens one
+            with contextlib.suppress(Exception):
+                store.close()
+            return None
         return store
+
+    def unchanged(self, store: StateStore) -> bool:
+        """True when a resync need not wake this controller: no pass is due or under way, the
+        last one found nothing to do and nothing failed since, and the workflow's stamp is
+        still what that pass found. Called by the reconciler's thread with its own store."""
+        with self.cond:
+            quiet = self.desired.version == self.applied_version and not self.busy
+            clean = self.clean if quiet and self.failure is None else None
+            current = self.desired.workflow
+        if clean is None or clean[0] is not current:
+            return False
+        return stamp_of(clean[0], store) == clean[1]
 
     def _failed(self, exc: Exception, desired: Desired) -> None:
         """Count it, say it once, put it in the status file, and schedule the retry."""
@@ -205,7 +246,8 @@ class Controller:
         except (OSError, UnicodeDecodeError):
             pass  # e.g. a folder in its way: the line said and /metrics still tell
 
-    def _converge(self, store: StateStore, desired: Desired) -> None:
+    def _converge(self, store: StateStore, desired: Desired) -> bool:
+        """One pass; False when a resync found the workflow's stamp unchanged and did not plan."""
         from ccspec.redact import source_redactor
         from ccspec.runner import settle
 
@@ -221,28 +263,49 @@ class Controller:
             settle(store, self.name, desired.hosts, redactor=redactor)
             if desired.invalid is not None:  # its errors, and the jobs it ran, in its status file
                 self._write_invalid(store, desired.invalid)
-            return
-        self._apply(store, desired)
+            return True
+        return self._apply(store, desired)
 
-    def _apply(self, store: StateStore, desired: Desired) -> None:
-        from ccspec.console import plain_reporter
+    def _apply(self, store: StateStore, desired: Desired) -> bool:
         from ccspec.planner import Action
-        from ccspec.runner import apply_workflow, plan_workflow
-        from ccspec.state.store import LeaseHeld
+        from ccspec.runner import plan_workflow
 
         workflow = desired.workflow
         assert workflow is not None  # _converge calls this only with a workflow
+        stamp = stamp_of(workflow, store)  # before planning: a change meanwhile shows next time
+        clean, self.clean = self.clean, None
+        if desired.resync and stamp is not None and clean == (workflow, stamp):
+            self.clean = clean
+            return False
         planned = plan_workflow(workflow, store)
         # a periodic pass launches new and changed jobs, not unchanged failures again
-        if desired.resync:
-            news = [
-                j
-                for j in planned.plan.jobs
-                if j.action in (Action.CREATE, Action.ATTACH)
-                or (j.action is Action.RERUN and j.reason.code != "upstream_runs")
-            ]
-            if not news and not planned.plan.is_empty:
-                return
+        news = [
+            j
+            for j in planned.plan.jobs
+            if j.action in (Action.CREATE, Action.ATTACH)
+            or (j.action is Action.RERUN and j.reason.code != "upstream_runs")
+        ]
+        if desired.resync and news:
+            self._run(store, planned)
+            return True
+        # nothing new to do: the next resync compares the stamp instead of planning, unless
+        # the plan expanded a fan-out from recorded outputs (it may depend on more)
+        idle = stamp is not None and planned.workflow is workflow and not news
+        # a resync leaves unchanged failures alone; otherwise the runner applies the plan (an
+        # empty one only rewrites the status file and picture if they are not the last run's)
+        done = (desired.resync and not planned.plan.is_empty) or self._run(store, planned)
+        if idle and done and stamp is not None:
+            self.clean = (workflow, stamp)
+        return True
+
+    def _run(self, store: StateStore, planned: Planned) -> bool:
+        """Apply a plan through the runner, the engine handed to `want` while it runs; False
+        when another apply holds or took the workflow."""
+        from ccspec.console import plain_reporter
+        from ccspec.runner import apply_workflow
+        from ccspec.state.store import LeaseHeld
+
+        workflow = planned.workflow
         started_at = time.monotonic()
         runs = planned.plan.to_run
         if runs:
@@ -266,13 +329,13 @@ class Controller:
             )
         except LeaseHeld as exc:
             self.r.say(f"{self.name}: {exc}; trying again at the next resync")
-            return
+            return False
         finally:
             with self.cond:
                 self.engine = None
         if outcome.lost is not None:  # another apply took the workflow over: it runs it now
             self.r.say(f"{self.name}: {outcome.lost}; trying again at the next resync")
-            return
+            return False
         if outcome.views:
             failed = len(outcome.failed)
             self.r.say(
@@ -280,6 +343,7 @@ class Controller:
                 f"in {time.monotonic() - started_at:.1f}s"
                 + (f", {failed} failed" if failed else "")
             )
+        return True
 
     def _write_invalid(self, store: StateStore, report: SpecReport) -> None:
         from ccspec.redact import masked_diagnostics, source_redactor

@@ -17,9 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from ccspec.reconcile.controller import Controller
 from ccspec.reconcile.files import is_spec_file, specs_touched, start_observer
+from ccspec.reconcile.passes import PassLog, PassSnapshot
+from ccspec.reconcile.stamp import Racy, Stat, file_stat
 
 if TYPE_CHECKING:  # watchdog is imported when watching starts
     from watchdog.observers.api import BaseObserver
+
+    from ccspec.state.store import StateStore
 
 __all__ = ["DEBOUNCE", "DEBOUNCE_MAX", "Reconciler", "Say"]
 
@@ -63,10 +67,13 @@ class Reconciler:
         self.controllers: dict[str, Controller] = {}
         self.names: dict[Path, str] = {}  # spec file -> workflow name, as last read
         self.digests: dict[Path, str] = {}  # spec file -> content hash, as last read
+        self.hashed: dict[Path, tuple[Stat, str]] = {}  # spec file -> (its stat, content hash)
+        self.passes = PassLog()
         self._stop = threading.Event()
         self._observer: BaseObserver | None = None
         self._errors: dict[str, int] = {}  # failed passes per workflow, for /metrics
         self._errors_lock = threading.Lock()
+        self._store: StateStore | None = None  # this thread's, for the stamps of resyncs
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -99,6 +106,19 @@ class Reconciler:
     def count_error(self, workflow: str) -> None:
         with self._errors_lock:
             self._errors[workflow] = self._errors.get(workflow, 0) + 1
+
+    def count_pass(self, workflow: str, seconds: float, outcome: str) -> None:
+        self.passes.count(workflow, seconds, outcome)
+
+    def pass_snapshot(self) -> PassSnapshot:
+        """Passes so far, their durations, and the passes waiting and under way now (called
+        by the server's /metrics under `watch --serve`, from its threads)."""
+        waiting = running = 0
+        for controller in list(self.controllers.values()):
+            state = controller.state()
+            waiting += state == "waiting"
+            running += state == "running"
+        return self.passes.snapshot(waiting=waiting, running=running)
 
     def pass_errors(self) -> dict[str, int]:
         """Failed passes so far per workflow, 0 for every other workflow seen (called by the
@@ -139,12 +159,24 @@ class Reconciler:
         return found
 
     def _pass(self, specs: Iterable[Path], *, resync: bool) -> None:
+        try:
+            self._pass_over(specs, resync=resync)
+        finally:
+            # closed between resyncs: SQLite keeps the descriptors of connections closed in
+            # this process while another one is open on the same file
+            if self._store is not None:
+                with contextlib.suppress(Exception):
+                    self._store.close()
+                self._store = None
+
+    def _pass_over(self, specs: Iterable[Path], *, resync: bool) -> None:
         from ccspec.spec.validate import validate_file
 
         for path in sorted(specs):
             if not path.exists():
                 name = self.names.pop(path, None)
                 self.digests.pop(path, None)
+                self.hashed.pop(path, None)
                 if name is not None:
                     self.say(
                         f"{name}: spec {path.name} deleted"
@@ -156,12 +188,15 @@ class Reconciler:
                     )
                     self._controller(name).want(None, deleted=True)
                 continue
-            try:
-                digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            except OSError:
+            digest = self._digest(path)
+            if digest is None:
                 continue
             if resync and digest == self.digests.get(path) and path in self.names:
                 controller = self._controller(self.names[path])
+                began = time.monotonic()
+                if self._unchanged(controller):  # converged, and nothing it read changed
+                    self.count_pass(controller.name, time.monotonic() - began, "unchanged")
+                    continue
                 # unchanged spec: the same wish again, re-planned (files may have changed)
                 last = controller.desired
                 controller.want(
@@ -180,6 +215,43 @@ class Reconciler:
                 continue
             self._controller(name).want(report.workflow, resync=resync)
 
+    def _digest(self, path: Path) -> str | None:
+        """The spec's content hash, read again only when its stat changed (or is too recent
+        to be trusted): a resync of unchanged specs costs a stat of each."""
+        try:
+            stat = file_stat(path, time.time())
+        except Racy:  # changed too recently for its stat to tell: read it
+            stat = None
+        known = self.hashed.get(path)
+        if stat is not None and known is not None and known[0] == stat:
+            return known[1]
+        try:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            return None
+        if stat is not None:
+            self.hashed[path] = (stat, digest)
+        else:
+            self.hashed.pop(path, None)
+        return digest
+
+    def _unchanged(self, controller: Controller) -> bool:
+        """Whether the controller's workflow is converged with the same stamp (False when the
+        state store cannot be read here: the controller's pass will say why)."""
+        from ccspec.runner import state_dir
+        from ccspec.state.store import StateStore
+
+        try:
+            if self._store is None:
+                self._store = StateStore(state_dir(str(self.state)))
+            return controller.unchanged(self._store)
+        except Exception:
+            if self._store is not None:
+                with contextlib.suppress(Exception):
+                    self._store.close()
+            self._store = None
+            return False
+
     def _controller(self, name: str) -> Controller:
         controller = self.controllers.get(name)
         if controller is None:
@@ -191,5 +263,8 @@ class Reconciler:
             self._observer.stop()
         for controller in self.controllers.values():
             controller.close()
+        if self._store is not None:
+            with contextlib.suppress(Exception):
+                self._store.close()
         if self._observer is not None:
             self._observer.join(timeout=5)

@@ -15,7 +15,7 @@ from typing import Any
 
 from ccspec.resources import data_dir
 
-__all__ = ["CSP", "Dashboard", "static_dir"]
+__all__ = ["CSP", "Dashboard", "errors_first", "static_dir"]
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -25,6 +25,19 @@ CSP = (
 
 def static_dir() -> Path:
     return data_dir("templates") / "dashboard" / "static"
+
+
+def errors_first(workflows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The workflow list as the dashboard shows it: specs with errors (invalid, or watch
+    could not reconcile them) first, then failed ones, then the rest in the API's order.
+    dashboard.js orders the live list the same way."""
+
+    def rank(w: dict[str, Any]) -> int:
+        if w.get("errors") or w.get("phase") in ("invalid", "error"):
+            return 0
+        return 1 if w.get("phase") == "failed" else 2
+
+    return sorted(workflows, key=rank)
 
 
 class Dashboard:
@@ -43,7 +56,8 @@ class Dashboard:
         return self.env.get_template(template).render(**context)
 
     def index(self, workflows: bytes) -> str:
-        return self._render("index.html", workflows=json.loads(workflows)["workflows"])
+        listed = json.loads(workflows)["workflows"]
+        return self._render("index.html", workflows=errors_first(listed))
 
     def workflow(self, detail: bytes) -> str:
         return self._render("workflow.html", w=json.loads(detail))

@@ -2,7 +2,8 @@
 request counts and latencies (a histogram per route template, so paths with random names do
 not make new series). Counted by `MetricsMiddleware`, a plain ASGI wrapper around the app.
 Under `watch --serve`, also the reconciler's failed passes per workflow (`reconcile_errors`,
-set by the command to `Reconciler.pass_errors`).
+set by the command to `Reconciler.pass_errors`), and its passes per workflow and outcome,
+their durations and the passes waiting or under way (`reconcile`, `Reconciler.pass_snapshot`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ccspec.reconcile.passes import PassSnapshot
 
 __all__ = ["BUCKETS", "Metrics", "MetricsMiddleware", "escape"]
 
@@ -51,6 +55,7 @@ class Metrics:
         self.reconcile_errors: Callable[[], Mapping[str, int]] | None = (
             None  # `watch --serve`'s reconciler
         )
+        self.reconcile: Callable[[], PassSnapshot] | None = None  # likewise
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         with self._lock:
@@ -118,12 +123,57 @@ class Metrics:
                 lines.append(
                     f'ccspec_reconcile_errors_total{{workflow="{escape(workflow)}"}} {count}'
                 )
+        if self.reconcile is not None:
+            lines += reconcile_lines(self.reconcile())
         lines += [
             "# HELP ccspec_server_start_time_seconds When this server started (Unix time).",
             "# TYPE ccspec_server_start_time_seconds gauge",
             f"ccspec_server_start_time_seconds {self.started:.3f}",
         ]
         return "\n".join(lines) + "\n"
+
+
+def reconcile_lines(snap: PassSnapshot) -> list[str]:
+    """The reconciler's passes, their durations and its queue, in the text format."""
+    from ccspec.reconcile.passes import PASS_BUCKETS
+
+    lines = [
+        "# HELP ccspec_reconcile_passes_total Reconcile passes of `ccspec watch`, per workflow and "
+        "outcome (planned; unchanged: a resync that found nothing changed and did not plan; failed).",
+        "# TYPE ccspec_reconcile_passes_total counter",
+    ]
+    for (workflow, outcome), count in sorted(snap.passes.items()):
+        lines.append(
+            f'ccspec_reconcile_passes_total{{workflow="{escape(workflow)}",outcome="{outcome}"}} {count}'
+        )
+    lines += [
+        "# HELP ccspec_reconcile_pass_duration_seconds Time a reconcile pass took, by outcome "
+        "(a pass that runs jobs lasts as long as they do).",
+        "# TYPE ccspec_reconcile_pass_duration_seconds histogram",
+    ]
+    for outcome, buckets in sorted(snap.buckets.items()):
+        label = f'outcome="{outcome}"'
+        running = 0
+        for bound, n in zip(PASS_BUCKETS, buckets, strict=True):
+            running += n
+            lines.append(
+                f'ccspec_reconcile_pass_duration_seconds_bucket{{{label},le="{bound}"}} {running}'
+            )
+        count = snap.count.get(outcome, 0)
+        lines += [
+            f'ccspec_reconcile_pass_duration_seconds_bucket{{{label},le="+Inf"}} {count}',
+            f"ccspec_reconcile_pass_duration_seconds_sum{{{label}}} {snap.seconds.get(outcome, 0.0):.6f}",
+            f"ccspec_reconcile_pass_duration_seconds_count{{{label}}} {count}",
+        ]
+    lines += [
+        "# HELP ccspec_reconcile_queue_depth Workflows with a reconcile pass due that has not started.",
+        "# TYPE ccspec_reconcile_queue_depth gauge",
+        f"ccspec_reconcile_queue_depth {snap.waiting}",
+        "# HELP ccspec_reconcile_passes_running Reconcile passes under way (one per workflow at most).",
+        "# TYPE ccspec_reconcile_passes_running gauge",
+        f"ccspec_reconcile_passes_running {snap.running}",
+    ]
+    return lines
 
 
 def _method(scope: Scope) -> str:

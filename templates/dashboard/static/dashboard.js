@@ -81,12 +81,21 @@
 
   // -- the list of workflows ---------------------------------------------------------
 
+  // specs with errors first, then failed ones, then the rest in the API's order (as the
+  // server renders the page: ccspec.server.dashboard.errors_first)
+  function rank(w) {
+    if ((w.errors && w.errors.length) || w.phase === "invalid" || w.phase === "error") return 0;
+    return w.phase === "failed" ? 1 : 2;
+  }
+
   function indexPage() {
     const tbody = document.querySelector("#workflows tbody");
     const refresh = debounce(async function () {
       const list = await getJSON("/api/workflows");
       tbody.replaceChildren();
-      list.workflows.forEach(function (w) {
+      const ordered = list.workflows.map(function (w, i) { return [rank(w), i, w]; });
+      ordered.sort(function (a, b) { return a[0] - b[0] || a[1] - b[1]; });
+      ordered.map(function (e) { return e[2]; }).forEach(function (w) {
         const tr = document.createElement("tr");
         tr.dataset.workflow = w.name;
         tr.dataset.phase = w.phase;
