@@ -396,6 +396,8 @@ class StateStore(Leases):
         self._write(write, soon)
 
     def forget_jobs(self, workflow: str, ids: Iterable[str]) -> None:
+        if self._batches:
+            self._open()  # with the batch's other writes, not a commit of its own
         for job in ids:
             self.db.execute("DELETE FROM jobs WHERE workflow=? AND id=?", (workflow, job))
             self._event(workflow, job, None, "removed", {})

@@ -116,3 +116,17 @@ def test_a_runner_killed_around_the_commit(
     active = store.active_attempts("w")
     assert sorted(a.job for a in active) == recorded
     assert all(a.state is JobState.LAUNCHING and a.handle is None for a in active)
+
+
+def test_final_states_and_forgotten_jobs_ride_the_batch_commit(
+    open_store: OpenStore,
+) -> None:
+    store, reader = open_store(), open_store()
+    store.set_job_state("w", "gone", "gone", JobState.SUCCEEDED)
+    done = commits(store)
+    with store.batch():
+        store.forget_jobs("w", ["gone"])
+        store.set_job_state("w", "s", "s", JobState.SKIPPED, "needs a, which failed")
+        assert set(reader.recorded_jobs("w")) == {"gone"}
+    assert len(done) == 1
+    assert set(reader.recorded_jobs("w")) == {"s"}
