@@ -6,10 +6,11 @@
         observe       what the targets post (ccspec.targets.base.TargetEvent: this machine's
                       LocalBatch from its pidfds, remote hosts' worker threads), signals, the clock
         step          the scheduler (ccspec.scheduler) turns each event into commands
-        act           render at launch, record the intent, submit (a pass's local launches
-                      as one batch); cancel; record ends
-        record        handles and ends ride along with the next commit, or are flushed once
-                      they have waited FLUSH_AFTER
+        act           render at launch, record the intent; cancel; record ends
+        record        all a pass records is one transaction (StateStore.batch), committed
+                      before its launches are submitted (this machine's as one batch);
+                      handles and ends ride along with it, or are flushed once they have
+                      waited FLUSH_AFTER
 
 Every target is used through the one batch protocol (ccspec.targets.base.Target) and speaks
 the same events, so local and remote attempts take one path through observe and re-attach.
@@ -126,6 +127,8 @@ class Engine:
         # thread: no wake-up is needed
         self.local = LocalBatch(post=self.events.put, state_dir=state_dir)
         self.to_submit: list[Launch] = []  # local launches of this pass, submitted as a batch
+        # remote hosts' launches and cancels of this pass, handed over after its commit
+        self.to_hand: list[Callable[[], None]] = []
         self.jobs: dict[str, ResolvedJob] = dict(workflow.jobs)
         self.fingerprints: dict[str, str] = {k: v.value for k, v in (fingerprints or {}).items()}
         self.planned = dict(fingerprints or {})  # reused at launch when nothing it hashed moved
@@ -165,8 +168,7 @@ class Engine:
             self.feed([ev.Start()])
             while not self.scheduler.done:
                 self.wait()
-                self.feed(self.observed())
-                self.feed([ev.Tick()])
+                self.feed([*self.observed(), ev.Tick()])
                 self.periodic()
         finally:
             if self.remote is not None:
@@ -206,25 +208,31 @@ class Engine:
 
     def feed(self, events: list[ev.Event]) -> None:
         """Step the scheduler through the events and act on its commands; what acting learns
-        (a launch taken or refused, a fan-out rendered) is stepped in turn. The local launches
-        gathered meanwhile go to this machine as one batch when nothing else is left."""
+        (a launch taken or refused, a fan-out rendered) is stepped in turn. All a round
+        records (launch intents, ends, final states) is one transaction, committed before any
+        of its launches reaches a target: this machine's as one batch, then the remote hosts'
+        calls in the order made. What the targets answer is the next round."""
         pending = list(reversed(events))
-        while pending or self.to_submit:
-            if not pending:
-                pending = list(reversed(self.submit_local()))
-                continue
-            commands = self.scheduler.step(pending.pop(), self.clock.monotonic())
-            follow: list[ev.Event] = []
-            for command_ in commands:
-                follow.extend(self.act(command_))
-            pending.extend(reversed(follow))
+        while pending or self.to_submit or self.to_hand:
+            with self.store.batch():
+                while pending:
+                    commands = self.scheduler.step(pending.pop(), self.clock.monotonic())
+                    follow: list[ev.Event] = []
+                    for command_ in commands:
+                        follow.extend(self.act(command_))
+                    pending.extend(reversed(follow))
+            pending = list(reversed(self.submit()))
 
-    def submit_local(self) -> list[ev.Event]:
+    def submit(self) -> list[ev.Event]:
+        """Hand the round's recorded launches to their targets; this machine's answers."""
         from ccspec.engine_observe import submitted
 
+        calls, self.to_hand = self.to_hand, []
+        for call in calls:
+            call()
         launches, self.to_submit = self.to_submit, []
         events: list[ev.Event] = []
-        for answer in self.local.submit(launches):
+        for answer in self.local.submit(launches) if launches else ():
             events.extend(submitted(self, answer))
         return events
 
@@ -304,8 +312,9 @@ class Engine:
         run = self.runs.get(command_.job)
         if run is None or run.number != command_.number:
             return
-        if run.remote:
-            self.hosts().cancel(self.views[run.job].host, run.attempt_id, command_.force)
+        if run.remote:  # after the round's launches: it may be one of them
+            host = self.views[run.job].host
+            self.to_hand.append(lambda: self.hosts().cancel(host, run.attempt_id, command_.force))
         elif run.handle and run.run_dir:
             self.local.cancel([run.tracked()], command_.force)
 

@@ -1,5 +1,5 @@
 """The engine's acts that touch the state store and the targets: a launch (render at launch,
-fingerprint, record the intent, submit), the record of an attempt's end and of a job's final
+fingerprint, record the intent; submitted after the pass's commit), the record of an attempt's end and of a job's final
 state. Called by Engine.act (ccspec.engine) for the scheduler's Launch, Finish and Settle."""
 
 from __future__ import annotations
@@ -64,7 +64,9 @@ def launch(engine: Engine, command: ev.Launch) -> list[ev.Event]:
     if not run.remote:
         return _launch_local(engine, job, run)
     make_dirs(log_path.parent)  # 0700, as every folder under the state folder
-    engine.hosts().submit(engine.workflow, job, attempt, engine.facts, planned.id)
+    workflow, facts = engine.workflow, engine.facts
+    # handed to the host's worker once the round's intents are committed (Engine.feed)
+    engine.to_hand.append(lambda: engine.hosts().submit(workflow, job, attempt, facts, planned.id))
     engine.report("launching", view)
     return []
 
@@ -100,7 +102,7 @@ def _begin(
 
 
 def _launch_local(engine: Engine, job: ResolvedJob, run: Run) -> list[ev.Event]:
-    """Gathered for this pass's batch (Engine.submit_local); the answer comes back through
+    """Gathered for this pass's batch (Engine.submit); the answer comes back through
     engine_observe.submitted, as a remote host's does."""
     number = engine.views[run.job].attempt
     try:

@@ -3,7 +3,7 @@
 through its worker thread), StatusChanged (a local child's exit with the final Status this
 machine's target computed, a remote host's polls, a re-attached local attempt found ended)
 and StatusUnknown. The views reporters read are updated on the way. Called by
-Engine.observed and Engine.submit_local (ccspec.engine) once per pass of its loop."""
+Engine.observed and Engine.submit (ccspec.engine) once per pass of its loop."""
 
 from __future__ import annotations
 

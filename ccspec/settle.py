@@ -16,7 +16,7 @@ from ccspec.state.store import Attempt, StateStore
 if TYPE_CHECKING:
     from ccspec.progress import LogMiner
     from ccspec.spec.models import Host
-    from ccspec.targets.base import Status
+    from ccspec.targets.base import Status, Tracked
 
 __all__ = ["cancel_attempts", "job_statuses", "settle", "spec_hosts"]
 
@@ -33,12 +33,12 @@ def settle(
     host (`hosts`: the spec's hosts). Leaves everything to the runner holding the lease.
     `redactor`: the workflow's, to record outputs and messages with its secrets masked."""
     from ccspec.states import FINAL, JobState
-    from ccspec.targets.local import LocalTarget
+    from ccspec.targets.local import read_pid
+    from ccspec.targets.local_batch import LocalBatch
 
     if store.lease_holder(workflow) is not None:
         return 0
-    local = LocalTarget()
-    found: list[tuple[Attempt, Status]] = []
+    local: dict[int, tuple[Attempt, Tracked]] = {}
     remote: dict[str, list[Attempt]] = {}
     for attempt in store.active_attempts(workflow):
         if not attempt.run_dir:
@@ -49,13 +49,20 @@ def settle(
             continue
         if host is None and attempt.host != "local":
             continue  # a remote host the spec no longer names: nobody can ask it
-        run_dir = Path(attempt.run_dir)
-        handle = attempt.handle or local.recover(run_dir)
-        if handle is None:
-            continue
-        status = local.poll({handle: run_dir})[handle]
-        if status is not None:
-            found.append((attempt, status))
+        # one that left no pid yet is skipped, not called lost: it may be starting, and only
+        # the runner that launched it (holding the lease) fences a launch
+        pid = read_pid(attempt.run_dir)
+        handle = attempt.handle or (str(pid) if pid is not None else None)
+        if handle is not None:
+            local[attempt.id] = (attempt, _tracked(attempt, handle))
+    found: list[tuple[Attempt, Status]] = []
+    if local:
+        batch = LocalBatch()
+        try:
+            polled = batch.poll([t for _, t in local.values()])
+        finally:
+            batch.close()
+        found.extend((local[i][0], s) for i, s in polled.items() if s is not None)
     for name, attempts in remote.items():
         found.extend(_poll_remote((hosts or {})[name], attempts))
     settled = 0
@@ -120,17 +127,17 @@ def cancel_attempts(
     remote host) and record them cancelled with `reason`. Returns, by attempt id, why some
     could not be stopped; those stay recorded as running."""
     from ccspec.states import JobState
-    from ccspec.targets.local import LocalTarget
+    from ccspec.targets.local_batch import LocalBatch
 
     remote = [a for a in attempts if a.host in hosts and hosts[a.host].type != "local"]
     problems = _cancel_remote(hosts, remote)
-    local = LocalTarget()
+    local = LocalBatch()
     try:
         for attempt in attempts:
             if attempt.id in problems:
                 continue
             if attempt not in remote and attempt.handle and attempt.run_dir:
-                local.cancel(attempt.handle, Path(attempt.run_dir))
+                local.cancel([_tracked(attempt, attempt.handle)], False)
             store.finish_attempt(
                 attempt.id,
                 JobState.CANCELLED,
@@ -143,6 +150,16 @@ def cancel_attempts(
     finally:
         local.close()
     return problems
+
+
+def _tracked(attempt: Attempt, handle: str | None) -> Tracked:
+    """A recorded attempt as a target follows it."""
+    from ccspec.targets.base import Tracked, launched_at
+
+    log_path = Path(attempt.log_path or ".")
+    return Tracked(
+        attempt.id, handle, attempt.run_dir or "", log_path, launched_at(attempt.created)
+    )
 
 
 def _cancel_remote(hosts: Mapping[str, Host], attempts: list[Attempt]) -> dict[int, str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -227,3 +228,33 @@ def test_a_local_launch_recorded_with_no_pid_is_fenced_and_launched_again(tmp_pa
         batch.close()
     assert answer.handle is None and not answer.temporary, answer
     assert (tmp_path / "trace").read_text().split() == ["ran"]
+
+
+def test_the_launches_of_a_pass_are_one_transaction_committed_before_any_job_starts(
+    tmp_path: Path,
+) -> None:
+    """Four ready jobs launch in one pass: their intents are one commit on the engine's
+    connection, and each job, once started, already sees all four recorded."""
+    sees = "import sqlite3, sys\nprint(sqlite3.connect(sys.argv[1]).execute('SELECT COUNT(*) FROM attempts').fetchone()[0])\n"
+    (tmp_path / "sees.py").write_text(sees)
+    db = tmp_path / ".ccspec" / "state.db"
+    jobs = "".join(f"  {n}: {{run: {sys.executable} sees.py {db} > {n}.seen}}\n" for n in "abcd")
+    _spec(tmp_path, jobs)
+    store = StateStore(tmp_path / ".ccspec")
+    statements: list[str] = []
+    try:
+        planned = plan_workflow(ccspec.load(tmp_path / "flow.yaml"), store)
+        store.db.set_trace_callback(statements.append)
+        outcome = Engine(
+            planned.workflow, planned.plan, store, state_dir=tmp_path / ".ccspec", jobs=4,
+            reporter=lambda event, view: None, fingerprints=planned.fingerprints,
+            facts=planned.facts, recorded=planned.recorded,
+        ).run()  # fmt: skip
+    finally:
+        store.close()
+    assert {v.state for v in outcome.views.values()} == {JobState.SUCCEEDED}
+    intents = [i for i, sql in enumerate(statements) if "INSERT INTO attempts" in sql]
+    assert len(intents) == 4
+    between = statements[intents[0] : intents[-1]]
+    assert not [sql for sql in between if sql.split()[0].upper() in ("COMMIT", "BEGIN")]
+    assert [(tmp_path / f"{n}.seen").read_text().strip() for n in "abcd"] == ["4"] * 4

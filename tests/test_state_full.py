@@ -22,7 +22,8 @@ import yaml
 
 from ccspec.resources import template_path
 from ccspec.states import JobState
-from ccspec.targets.local import LocalTarget
+from ccspec.targets.base import Status, Tracked
+from ccspec.targets.local_batch import LocalBatch
 
 
 @pytest.fixture
@@ -144,6 +145,21 @@ def _run_wrapped(wrapper: str, run_dir: Path, code: int) -> int:
     return proc.pid
 
 
+def _poll(handle: str | None, run_dir: Path) -> Status | None:
+    """This machine's target polls the attempt in `run_dir` (as `ccspec status` does)."""
+    batch = LocalBatch()
+    try:
+        return batch.poll([Tracked(1, handle, str(run_dir), run_dir / "log", time.time())])[1]
+    finally:
+        batch.close()
+
+
+def _found_handle(run_dir: Path) -> str | None:
+    """The pid this machine's target finds in a run folder for an attempt recorded with none."""
+    status = _poll(None, run_dir)
+    return None if status is None else status.extra.get("handle")
+
+
 @pytest.mark.parametrize("wrapper", ["job-wrapper.sh", "run-wrapper.sh"])
 def test_a_wrapper_on_a_full_folder_keeps_the_exit_code_in_a_file_name(
     small_disk: Path, wrapper: str
@@ -152,7 +168,7 @@ def test_a_wrapper_on_a_full_folder_keeps_the_exit_code_in_a_file_name(
     run_dir.mkdir()
     _fill(small_disk, inodes=False)
     pid = _run_wrapped(wrapper, run_dir, 7)
-    status = LocalTarget().poll({str(pid): run_dir})[str(pid)]
+    status = _poll(str(pid), run_dir)
     assert status is not None and status.state is JobState.FAILED and status.exit_code == 7
 
 
@@ -164,7 +180,7 @@ def test_a_job_whose_exit_code_could_not_be_recorded_is_not_called_killed(
     run_dir.mkdir()
     _fill(small_disk, inodes=True)
     pid = _run_wrapped(wrapper, run_dir, 0)
-    status = LocalTarget().poll({str(pid): run_dir})[str(pid)]
+    status = _poll(str(pid), run_dir)
     assert status is not None and status.state is JobState.LOST
     assert (
         status.reason is not None
@@ -215,9 +231,9 @@ def test_a_job_started_on_a_full_folder_can_be_found_again_by_its_pid(
     proc = _start_wrapped(wrapper, run_dir, "sleep 30")
     try:  # a runner that could not record the handle finds the job from its run folder
         end = time.monotonic() + 10
-        while LocalTarget().recover(run_dir) is None and time.monotonic() < end:
+        while _found_handle(run_dir) is None and time.monotonic() < end:
             time.sleep(0.02)
-        assert LocalTarget().recover(run_dir) == str(proc.pid)
+        assert _found_handle(run_dir) == str(proc.pid)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()

@@ -2,6 +2,11 @@
 through: writes asked for `soon` wait for the next transaction (or `flush`), and the events a
 transaction records are inserted together at its end. `StateStore` builds on it.
 
+`batch()` makes every write inside it one transaction, committed when the block ends: the
+engine records all a pass decides (launch intents, ends, final states) with one commit, before
+it hands any launch to a target. Each launch's checks run in a SAVEPOINT of that transaction,
+so a launch refused there undoes only itself.
+
 WAL mode lets readers look while an apply writes. Processes opening the database together
 wait for each other (ccspec.state.busy); the schema is migrated forward on open
 (ccspec.state.schema).
@@ -12,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +65,7 @@ class StateDatabase:
         # the events of the transaction under way, inserted last
         self._events: list[tuple[Any, ...]] | None = None
         self._soon_since = 0.0  # monotonic time the oldest of them was asked for
+        self._batches = 0  # depth of the batch() blocks under way
         migrate(self.db, self.path, patience, self._rollback)
 
     def close(self) -> None:
@@ -78,8 +84,13 @@ class StateDatabase:
         return time.monotonic() - self._soon_since if self._soon else None
 
     def flush(self) -> None:
-        """Do the writes asked for `soon`, in one transaction (in the order they were asked)."""
+        """Do the writes asked for `soon`, in one transaction (in the order they were asked);
+        inside `batch()`, in the batch's transaction, committed with it."""
         if not self._soon:
+            return
+        if self._batches:
+            self._open()
+            self._write_soon()
             return
         self._begin()
         try:
@@ -88,6 +99,84 @@ class StateDatabase:
         except BaseException:
             self._rollback()
             raise
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Every write inside is part of one transaction (begun at the first write), committed
+        when the outermost block ends, or rolled back when it raises: nothing of it is then
+        recorded. Reads inside see its writes (one connection)."""
+        self._batches += 1
+        try:
+            yield
+        except BaseException:
+            self._batches -= 1
+            if not self._batches:
+                self._rollback()
+            raise
+        self._batches -= 1
+        if self._batches or self._events is None:
+            return
+        try:
+            self._write_soon()
+            self._commit()
+        except BaseException:
+            self._rollback()
+            raise
+
+    @contextlib.contextmanager
+    def _checked(self) -> Iterator[None]:
+        """A write whose checks may refuse it (a launch), in a SAVEPOINT so that a refusal
+        undoes only this write; in a transaction of its own, or inside `batch()` in the
+        batch's. The writes asked for `soon` go first (they are older) and stay when it is
+        refused."""
+        own = not self._batches
+        if own:
+            self._begin()
+        else:
+            self._open()
+        try:
+            self._write_soon()
+        except BaseException:
+            if own:
+                self._rollback()
+            raise
+        try:
+            with self._savepoint():
+                yield
+        except BaseException:
+            if own:
+                self._commit_or_rollback()
+            raise
+        if own:
+            self._commit_or_rollback(raise_=True)
+
+    @contextlib.contextmanager
+    def _savepoint(self) -> Iterator[None]:
+        assert self._events is not None
+        events = len(self._events)
+        self.db.execute("SAVEPOINT checked")
+        try:
+            yield
+        except BaseException:
+            del self._events[events:]
+            with contextlib.suppress(sqlite3.Error, CcspecError):
+                self.db.execute("ROLLBACK TO checked")
+                self.db.execute("RELEASE checked")
+            raise
+        self.db.execute("RELEASE checked")
+
+    def _commit_or_rollback(self, *, raise_: bool = False) -> None:
+        try:
+            self._commit()
+        except BaseException:
+            self._rollback()
+            if raise_:
+                raise
+
+    def _open(self) -> None:
+        """Inside `batch()`: its transaction, begun now if no write has begun it yet."""
+        if self._events is None:
+            self._begin()
 
     def _begin(self) -> None:
         self.db.execute("BEGIN IMMEDIATE")

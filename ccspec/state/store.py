@@ -201,23 +201,18 @@ class StateStore(Leases):
     ) -> Attempt:
         """Record the intent to launch (state `launching`) before anything starts.
 
-        Both checks below are made in the transaction that records the attempt. `number`: the
+        Both checks below are made in the transaction that records the attempt (inside
+        `batch()`: in a savepoint of the batch's; a refused launch undoes only itself). `number`: the
         attempt's number as the caller counted it (its paths carry it); AttemptNumberTaken
         when the job has an attempt with that number or a higher one (by default: the next
         free number). `lease`: the caller's lease token; LeaseLost when another runner holds
         the workflow now, so that two runners never launch the same job."""
         now = time.time()
-        self._begin()
-        try:
+        with self._checked():  # inside `batch()`: committed with the batch
             number = self._launch_number(workflow, job, number, lease)
-            self._write_soon()
             attempt_id = self._record_launch(
                 workflow, job, name, number, host, fingerprint, parts, run_dir, log_path, now
             )
-            self._commit()
-        except BaseException:
-            self._rollback()
-            raise
         return Attempt(
             attempt_id,
             workflow,
@@ -401,6 +396,8 @@ class StateStore(Leases):
         self._write(write, soon)
 
     def forget_jobs(self, workflow: str, ids: Iterable[str]) -> None:
+        if self._batches:
+            self._open()  # with the batch's other writes, not a commit of its own
         for job in ids:
             self.db.execute("DELETE FROM jobs WHERE workflow=? AND id=?", (workflow, job))
             self._event(workflow, job, None, "removed", {})

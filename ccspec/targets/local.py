@@ -442,8 +442,3 @@ class LocalTarget:
             return b""
         finally:
             os.close(fd)
-
-    def recover(self, run_dir: Path) -> str | None:
-        """The handle of an attempt whose launch was recorded but not its handle."""
-        pid = read_pid(run_dir)
-        return str(pid) if pid is not None else None
