@@ -275,7 +275,7 @@ def run_once(argv: list[str], cwd: Path, env: dict[str, str], timeout: float, lo
         usage.ru_utime + usage.ru_stime,
         output_tail=text[-1500:] if code else "",
     )
-    run.succeeded = len(re.findall(r"^\S+ \S+ succeeded", text, re.M))
+    run.succeeded = len(re.findall(r"^\S+ \S+/\S+ succeeded", text, re.M))  # TIME WF/JOB succeeded
     failures = re.findall(r"^\S+ \S+ failed after [^:]*: (.*?)(?: \(log: .*)?$", text, re.M)
     run.failed = len(re.findall(r"^\S+ \S+ failed", text, re.M))
     run.first_failure = failures[0] if failures else ""
