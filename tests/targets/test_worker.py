@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from ccspec.spec.models import SlurmHost, SshHost, WslHost
+from ccspec.spec.models import Host, SlurmHost, SshHost, WslHost
 from ccspec.spec.resolved import ResolvedJob
 from ccspec.targets.base import LaunchAnswered, RemoteLaunch, Submitted, TargetEvent
 from ccspec.targets.hosts import backend_for
@@ -95,20 +95,26 @@ def test_a_permanent_refusal_is_passed_on_at_once(tmp_path: Path) -> None:
     assert sends == 1
 
 
-def test_slurm_refusing_a_partition_is_a_permanent_refusal(tmp_path: Path) -> None:
-    """The real test cluster: sbatch rejects a partition that does not exist; the worker
-    passes that on at once (no backoff), marked permanent."""
-    host = SlurmHost(type="slurm", partition="no-such-partition", workdir=str(tmp_path / "w"))
+def _answer_without_backoff(host: Host, tmp: Path) -> tuple[Submitted, float]:
+    """Submit one launch through a worker whose backoff would take 30 s: its answer, and
+    when the submit began (monotonic)."""
     posted: queue.SimpleQueue[TargetEvent] = queue.SimpleQueue()
     worker = HostWorker(backend_for(host), posted.put, retry_first=30.0)
     began = time.monotonic()
     try:
-        worker.submit(_launch(tmp_path))
+        worker.submit(_launch(tmp))
         event = posted.get(timeout=60)
     finally:
         worker.close()
     assert isinstance(event, LaunchAnswered), event
-    answer = event.result
+    return event.result, began
+
+
+def test_slurm_refusing_a_partition_is_a_permanent_refusal(tmp_path: Path) -> None:
+    """The real test cluster: sbatch rejects a partition that does not exist; the worker
+    passes that on at once (no backoff), marked permanent."""
+    host = SlurmHost(type="slurm", partition="no-such-partition", workdir=str(tmp_path / "w"))
+    answer, began = _answer_without_backoff(host, tmp_path)
     assert answer.handle is None and not answer.temporary, answer
     assert "partition" in (answer.error or "").lower()
     assert time.monotonic() - began < 30  # no backoff of 30 s was waited
@@ -123,16 +129,7 @@ def test_ssh_refusing_the_key_is_a_permanent_refusal(tmp_path: Path) -> None:
         type="ssh", host="127.0.0.1", port=svc.ssh_port, user=svc.ssh_user, key=str(key),
         workdir=f"~/t/{tmp_path.name}",
     )  # fmt: skip
-    posted: queue.SimpleQueue[TargetEvent] = queue.SimpleQueue()
-    worker = HostWorker(backend_for(host), posted.put, retry_first=30.0)
-    began = time.monotonic()
-    try:
-        worker.submit(_launch(tmp_path))
-        event = posted.get(timeout=60)
-    finally:
-        worker.close()
-    assert isinstance(event, LaunchAnswered), event
-    answer = event.result
+    answer, began = _answer_without_backoff(host, tmp_path)
     assert answer.handle is None and not answer.temporary, answer
     assert "authentication failed" in (answer.error or "")
     assert time.monotonic() - began < 30  # no backoff of 30 s was waited
