@@ -62,7 +62,7 @@ def launch(engine: Engine, command: ev.Launch) -> list[ev.Event]:
     engine.runs[command.job] = run
     engine.by_attempt[attempt.id] = run
     if not run.remote:
-        return _launch_local(engine, job, run)
+        return _launch_local(engine, job, run, attempt.created)
     make_dirs(log_path.parent)  # 0700, as every folder under the state folder
     workflow, facts = engine.workflow, engine.facts
     # handed to the host's worker once the round's intents are committed (Engine.feed)
@@ -101,7 +101,9 @@ def _begin(
         return attempt, run_dir
 
 
-def _launch_local(engine: Engine, job: ResolvedJob, run: Run) -> list[ev.Event]:
+def _launch_local(
+    engine: Engine, job: ResolvedJob, run: Run, created: float | None
+) -> list[ev.Event]:
     """Gathered for this pass's batch (Engine.submit); the answer comes back through
     engine_observe.submitted, as a remote host's does."""
     number = engine.views[run.job].attempt
@@ -114,6 +116,7 @@ def _launch_local(engine: Engine, job: ResolvedJob, run: Run) -> list[ev.Event]:
             engine.local_run_dir(job.id, number),
             engine.base_env,
             run.attempt_id,
+            created,
         )
     except (TargetError, OSError) as exc:
         unwritable.check(exc, engine.state_dir)  # a full or read-only state folder: exit 5

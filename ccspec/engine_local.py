@@ -75,6 +75,7 @@ def local_launch(
     run_dir: Path,
     base_env: Mapping[str, str],
     attempt_id: int = 0,
+    created: float | None = None,
 ) -> Launch:
     """Launch `number` of a job, in `run_dir` (absolute), its log beside it as N.log."""
     log_path = run_dir.with_name(f"{number}.log")
@@ -101,4 +102,5 @@ def local_launch(
         job.timeout,
         wrapped=wrapped,
         attempt_id=attempt_id,
+        created=created,
     )

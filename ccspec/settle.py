@@ -33,8 +33,8 @@ def settle(
     host (`hosts`: the spec's hosts). Leaves everything to the runner holding the lease.
     `redactor`: the workflow's, to record outputs and messages with its secrets masked."""
     from ccspec.states import FINAL, JobState
-    from ccspec.targets.local import read_pid
     from ccspec.targets.local_batch import LocalBatch
+    from ccspec.targets.run_folder import read_pid
 
     if store.lease_holder(workflow) is not None:
         return 0

@@ -54,6 +54,8 @@ class Launch:
     timeout: float | None = None
     wrapped: bool = False  # argv already records pid and exit code (the run: wrapper)
     attempt_id: int = 0  # the attempt's record: the key of its answer in a batch
+    # wall time the attempt was recorded: a run folder older than that is another state's
+    created: float | None = None
 
 
 @dataclass(frozen=True)

@@ -33,21 +33,24 @@ from ccspec.errors import PermanentTargetError
 from ccspec.processes import pid_alive
 from ccspec.resources import template_path
 from ccspec.state.private import DIR_MODE, make_dirs, opener
-from ccspec.state.unwritable import folder_problem
 from ccspec.states import JobState
 from ccspec.targets.base import Launch, Status
 from ccspec.targets.launcher import SIGDEF, BashLauncher, eligible
+from ccspec.targets.run_folder import (
+    exit_status,
+    lost_reason,
+    move_stale,
+    read_exit_code,
+    read_pid,
+    take_claim,
+)
 
 __all__ = [
     "ExitCallback",
     "LocalTarget",
-    "exit_status",
-    "read_exit_code",
-    "read_pid",
 ]
 
-LOST_REASON = "the job's process is gone and left no exit code (killed by SIGKILL?)"
-# run folders made ahead of their launch at most at a time (a layer of a wide DAG)
+# run folders noted ahead of their launch at most at a time (a layer of a wide DAG)
 PREPARE_AHEAD = 256
 
 _SPAWN = hasattr(os, "posix_spawn") and not sys.platform.startswith("win")
@@ -66,75 +69,6 @@ def _which(program: str) -> str:
 ExitCallback = Callable[[str, int | None], None]
 
 
-def read_exit_code(run_dir: Path | str) -> int | None:
-    """The exit code the job's wrapper recorded: in the file `exit_code`, or, where that could
-    not be written (a full folder), in the name of an empty file `exit_code.N`."""
-    try:  # os-level: this runs once for every job that ends
-        fd = os.open(os.path.join(run_dir, "exit_code"), os.O_RDONLY)
-    except OSError:
-        return _exit_code_in_name(run_dir)
-    try:
-        text = os.read(fd, 64).decode(errors="replace").strip()
-    except OSError:
-        text = ""
-    finally:
-        os.close(fd)
-    return int(text) if text.lstrip("-").isdigit() else _exit_code_in_name(run_dir)
-
-
-def _exit_code_in_name(run_dir: Path | str) -> int | None:
-    return _number_in_name(run_dir, "exit_code.")
-
-
-def _number_in_name(run_dir: Path | str, prefix: str) -> int | None:
-    """N of an empty file PREFIX.N, which a wrapper leaves where its folder is full."""
-    try:
-        names = os.listdir(run_dir)
-    except OSError:
-        return None
-    for name in names:
-        number = name[len(prefix) :] if name.startswith(prefix) else ""
-        if number.lstrip("-").isdigit():
-            return int(number)
-    return None
-
-
-def _lost_reason(run_dir: Path | str | None) -> str:
-    """Why a job that is gone left no exit code: its run folder could not take one (full or
-    read-only, as it is now), or else it was most likely killed by KILL."""
-    problem = folder_problem(run_dir) if run_dir is not None else None
-    if problem is not None:
-        return f"the job ended but its exit code could not be recorded: state folder {problem}"
-    return LOST_REASON
-
-
-def _exit_time(run_dir: Path | str) -> float | None:
-    """When the attempt ended, by its own clock: the wrapper writes the exit-code file as the
-    job ends, so its mtime is the end whenever ccspec gets round to it (None: no such file)."""
-    try:
-        return os.stat(os.path.join(run_dir, "exit_code")).st_mtime
-    except OSError:
-        code = _exit_code_in_name(run_dir)  # a full folder: the empty file named after the code
-    try:
-        return (
-            None if code is None else os.stat(os.path.join(run_dir, f"exit_code.{code}")).st_mtime
-        )
-    except OSError:
-        return None
-
-
-def exit_status(code: int | None, run_dir: Path | str) -> Status:
-    """The status of an attempt that ended with `code` (the wrapper's exit code, or -N when
-    its process was killed by signal N before the wrapper could write one; None when
-    nothing is known), the same on every path a job took."""
-    if code is None:
-        return Status(JobState.LOST, None, _lost_reason(run_dir), _exit_time(run_dir))
-    if code == 0:
-        return Status(JobState.SUCCEEDED, 0, None, _exit_time(run_dir))
-    reason = f"exit code {code}" if code > 0 else f"killed by signal {-code}"
-    return Status(JobState.FAILED, code, reason, _exit_time(run_dir))
-
-
 def _forked_exit(run_dir: Path, launcher: BashLauncher, pid: int) -> int | None:
     """The exit code of a job the launcher forked: its wrapper's, else (killed before the
     wrapper could write one) the wait status its parent, the launcher, saw."""
@@ -148,16 +82,6 @@ def _after_gone(pid: int, run_dir: Path) -> int | None:
     while pid_alive(pid):
         time.sleep(0.05)
     return read_exit_code(run_dir)
-
-
-def read_pid(run_dir: Path | str) -> int | None:
-    """The pid the attempt's wrapper recorded (its process group's leader), if any."""
-    run_dir = Path(run_dir)
-    try:
-        text = (run_dir / "pid").read_text().strip()
-    except OSError:
-        text = ""
-    return int(text) if text.isdigit() else _number_in_name(run_dir, "pid.")
 
 
 class LocalTarget:
@@ -186,7 +110,8 @@ class LocalTarget:
         self._asked: set[Path] = set()
         # of those, the ones not made yet, in order
         self._to_make: collections.deque[Path] = collections.deque()
-        self._made: set[Path] = set()  # the ones made ahead
+        self._made: set[Path] = set()  # the ones whose job folder is made
+        self._claimed: set[Path] = set()  # run folders made by `claim`, not launched yet
         self.made_ahead = 0  # launches whose run folder was made ahead
 
     def _ensure_dir(self, folder: Path) -> None:
@@ -201,32 +126,60 @@ class LocalTarget:
         self._dirs.add(folder)
 
     def prepare(self, run_dir: Path) -> None:
-        """Note the run folder of an attempt that will launch soon, to be made by
-        `make_prepared` while the runner waits for jobs instead of during its launch (the
-        mkdir calls are a noticeable share of the runner's work per job). At most
-        PREPARE_AHEAD folders wait to be used at a time; a launch whose folder is not made
-        yet makes it itself."""
+        """Note the run folder of an attempt that will launch soon: its job's folder is made
+        by `make_prepared` while the runner waits for jobs instead of during its launch (a
+        mkdir is a noticeable share of the runner's work per job). The run folder itself is
+        made by the launch: it is the launch's claim (`claim`). At most PREPARE_AHEAD
+        folders wait to be used at a time; a launch whose job folder is not made yet makes
+        it itself."""
         if len(self._asked) >= PREPARE_AHEAD or run_dir in self._asked:
             return
         self._asked.add(run_dir)
         self._to_make.append(run_dir)
 
     def make_prepared(self, most: int = 2) -> None:
-        """Make up to `most` of the folders asked for (the runner calls this right before it
-        waits: a job that ends meanwhile is seen at most that many folders later). In the
-        runner's thread: each wake-up of a thread of its own would take the GIL from the
-        runner at its next system call."""
+        """Make up to `most` of the job folders asked for (the runner calls this right
+        before it waits: a job that ends meanwhile is seen at most that many folders later).
+        In the runner's thread: each wake-up of a thread of its own would take the GIL from
+        the runner at its next system call."""
         while most > 0 and self._to_make:
             run_dir = self._to_make.popleft()
             if run_dir not in self._asked:  # launched meanwhile: made by its launch
                 continue
-            try:
-                self._make_folders(run_dir)
-            except OSError:  # its launch makes it again and reports what is wrong
-                self._asked.discard(run_dir)
-                continue
+            if run_dir.parent not in self._dirs:
+                try:
+                    self._make_job_dir(run_dir.parent)
+                except OSError:  # its launch makes it again and reports what is wrong
+                    self._asked.discard(run_dir)
+                    continue
+                most -= 1
             self._made.add(run_dir)
-            most -= 1
+
+    def claim(self, run_dir: Path, created: float | None = None) -> bool:
+        """Make the attempt's run folder: its launch claim (mkdir is atomic). False when it
+        was made before: by an earlier send of the same launch, or by a later run's fence
+        (`take_claim`). A folder last changed before the attempt was recorded (`created`)
+        was left by an attempt of a state folder deleted since: it and its log are moved
+        aside, and the claim is taken."""
+        self._note_used(run_dir)
+        try:
+            os.mkdir(run_dir, DIR_MODE)
+        except FileNotFoundError:
+            self._make_job_dir(run_dir.parent)
+            if not take_claim(run_dir):
+                return False
+        except FileExistsError:
+            if created is None or not move_stale(run_dir, created) or not take_claim(run_dir):
+                return False
+        self._dirs.add(run_dir.parent)
+        self._claimed.add(run_dir)
+        return True
+
+    def release(self, run_dir: Path) -> None:
+        """Give back the claim of a launch that started nothing (a later send may try again)."""
+        self._claimed.discard(run_dir)
+        with contextlib.suppress(OSError):
+            os.rmdir(run_dir)
 
     @property
     def prepared_unused(self) -> int:
@@ -249,6 +202,7 @@ class LocalTarget:
         self._asked.clear()  # folders not made yet are not needed
         self._to_make.clear()
         self._made.clear()
+        self._claimed.clear()
         # a late wake() writes nowhere
         wake_r, wake_w, self._wake_r, self._wake_w = self._wake_r, self._wake_w, -1, -1
         for fd in (wake_r, wake_w):
@@ -269,7 +223,7 @@ class LocalTarget:
     def submit(self, launch: Launch, on_exit: ExitCallback) -> str:
         if launch.wrapped and _SPAWN:
             return self._spawn(launch, on_exit)
-        self._ensure_dir(launch.run_dir)
+        self._make_run_dir(launch.run_dir)
         self._ensure_dir(launch.log_path.parent)
         argv = (
             list(launch.argv)
@@ -326,25 +280,29 @@ class LocalTarget:
         return self._watch(pid, lambda: os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), on_exit)
 
     def _make_run_dir(self, run_dir: Path) -> None:
-        """A launch's run folder, unless `make_prepared` made it."""
+        """A launch's run folder, unless its claim made it."""
+        if run_dir in self._claimed:
+            self._claimed.discard(run_dir)
+            return
+        self._note_used(run_dir)
+        self._make_job_dir(run_dir.parent)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(run_dir, DIR_MODE)
+
+    def _note_used(self, run_dir: Path) -> None:
         self._asked.discard(run_dir)
         if run_dir in self._made:
             self._made.discard(run_dir)
             self.made_ahead += 1
-            return
-        self._make_folders(run_dir)
 
-    def _make_folders(self, run_dir: Path) -> None:
-        """Two mkdir calls for a job's first attempt, one after (a mkdir here costs less than
-        the `mkdir` process the wrapper would otherwise start)."""
-        job_dir = run_dir.parent
+    def _make_job_dir(self, job_dir: Path) -> None:
+        """One mkdir for a job's first attempt (a mkdir here costs less than the `mkdir`
+        process the wrapper would otherwise start), none after."""
         if job_dir not in self._dirs:
             self._ensure_dir(job_dir.parent)  # logs/WF, once
             with contextlib.suppress(FileExistsError):  # a job that ran before
                 os.mkdir(job_dir, DIR_MODE)
             self._dirs.add(job_dir)
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(run_dir, DIR_MODE)
 
     def _watch(self, pid: int, reap: Callable[[], int | None], on_exit: ExitCallback) -> str:
         """Watch a process's exit through a pidfd in the selector, or a waiter thread where
@@ -368,6 +326,19 @@ class LocalTarget:
         else:
             self._selector.register(fd, selectors.EVENT_READ, handle)
         return handle
+
+    def follow(self, handle: str, run_dir: Path, on_exit: ExitCallback) -> None:
+        """Report, as a child's, the exit of an attempt this target did not start (an
+        earlier send of the same launch): through a pidfd while its process runs, then from
+        its run folder; at once when it ended already ("-": only its exit code is left)."""
+        if handle in self._callbacks:  # our child: its exit is reported anyway
+            return
+        if handle.isdigit():
+            self._watch(int(handle), functools.partial(_after_gone, int(handle), run_dir), on_exit)
+            return
+        self._callbacks[handle] = on_exit
+        self._exited.put((handle, read_exit_code(run_dir)))
+        self.wake()
 
     def watches(self, handle: str) -> bool:
         """Whether `handle` is a child whose exit `wait` has not reported yet."""
@@ -413,7 +384,7 @@ class LocalTarget:
             elif handle.isdigit() and pid_alive(int(handle)):
                 out[handle] = Status(JobState.RUNNING)
             else:
-                out[handle] = Status(JobState.LOST, None, _lost_reason(run_dir))
+                out[handle] = Status(JobState.LOST, None, lost_reason(run_dir))
         return out
 
     def cancel(self, handle: str, run_dir: Path, *, force: bool = False) -> None:

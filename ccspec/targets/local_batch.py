@@ -9,17 +9,15 @@ folders (the wrappers' pid and exit-code files), as after a restart.
 Beyond the protocol, the engine's loop reaches the pidfd selector through `wait` and
 `wake`, and makes run folders ahead of launches through `prepare` and `make_prepared`.
 
-Every launch first takes its claim, `mkdir RUN_DIR/launched` (atomic): a launch that finds
-the claim taken starts nothing and answers with the pid the first one's wrapper wrote, so
-submitting the same attempt twice starts it once; `fence` takes the same claim for an
-attempt that never started, so a late launch of it gives up (ccspec.targets.claims does the
-same on remote hosts).
+Every launch first takes its claim: it makes the attempt's run folder (`mkdir` is atomic).
+A launch that finds the folder made starts nothing and answers with the pid the first one's
+wrapper wrote, so submitting the same attempt twice starts it once; `fence` makes the folder
+of an attempt that never started, so a late launch of it gives up (ccspec.targets.claims
+does the same on remote hosts).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,7 +25,6 @@ from pathlib import Path
 
 from ccspec.errors import PermanentTargetError, TargetError
 from ccspec.state import unwritable
-from ccspec.state.private import DIR_MODE, make_dirs
 from ccspec.states import JobState
 from ccspec.targets.base import (
     LOG_READ,
@@ -40,14 +37,14 @@ from ccspec.targets.base import (
     TargetEvent,
     Tracked,
 )
-from ccspec.targets.local import LocalTarget, exit_status, read_exit_code, read_pid
+from ccspec.targets.local import LocalTarget
+from ccspec.targets.run_folder import exit_status, read_exit_code, read_pid, take_claim
 
 __all__ = ["LocalBatch"]
 
 # seconds an attempt recorded with no handle may take to write its pid before it counts as
 # never started (its wrapper writes the pid first thing)
 START_WAIT = 1.0
-CLAIM = "launched"  # the launch claim's name in the run folder
 _NONE = object()  # no exit seen
 
 
@@ -116,7 +113,7 @@ class LocalBatch:
         out: list[Submitted] = []
         for launch in launches:
             try:
-                took = _claim(launch.run_dir)
+                took = self.target.claim(launch.run_dir, launch.created)
             except OSError as exc:
                 self._check(exc)
                 out.append(Submitted(launch.attempt_id, None, str(exc), temporary=True))
@@ -125,11 +122,14 @@ class LocalBatch:
                 known = _await_handle([launch.run_dir]).get(launch.run_dir)
                 error = None if known else "the launch was settled as never started"
                 out.append(Submitted(launch.attempt_id, known, error))
+                if known is not None and self._post is not None:  # its exit is posted too
+                    self._launched[known] = (launch.attempt_id, launch.run_dir)
+                    self.target.follow(known, launch.run_dir, self._exited)
                 continue
             try:
                 handle = self.target.submit(launch, self._exited)
             except (TargetError, OSError) as exc:  # nothing started: a later send may try again
-                _release(launch.run_dir)
+                self.target.release(launch.run_dir)
                 self._check(exc)
                 temporary = not isinstance(exc, PermanentTargetError)  # out of processes...
                 out.append(Submitted(launch.attempt_id, None, str(exc), temporary=temporary))
@@ -210,35 +210,13 @@ class LocalBatch:
                 found[attempt_id] = "started"
                 continue
             try:
-                found[attempt_id] = "never" if _claim(run_dir) else "claimed"
+                found[attempt_id] = "never" if take_claim(run_dir) else "claimed"
             except OSError:
                 continue  # cannot say: unknown
         return found
 
     def close(self) -> None:
         self.target.close()
-
-
-def _claim(run_dir: Path) -> bool:
-    """Take the attempt's launch claim; False when it was taken before. One mkdir when the
-    run folder was made ahead (the usual case of a local launch)."""
-    claim = os.path.join(run_dir, CLAIM)
-    try:
-        os.mkdir(claim, DIR_MODE)
-    except FileExistsError:
-        return False
-    except FileNotFoundError:
-        make_dirs(run_dir)
-        try:
-            os.mkdir(claim, DIR_MODE)
-        except FileExistsError:
-            return False
-    return True
-
-
-def _release(run_dir: Path) -> None:
-    with contextlib.suppress(OSError):
-        os.rmdir(run_dir / CLAIM)
 
 
 def _await_handle(run_dirs: Sequence[Path]) -> dict[Path, str]:

@@ -20,7 +20,8 @@ from ccspec.engine import _run_wrapper
 from ccspec.processes import pid_alive
 from ccspec.targets.base import Launch
 from ccspec.targets.launcher import BashLauncher, eligible
-from ccspec.targets.local import PREPARE_AHEAD, LocalTarget, read_exit_code
+from ccspec.targets.local import PREPARE_AHEAD, LocalTarget
+from ccspec.targets.run_folder import read_exit_code, take_claim
 
 pytestmark = pytest.mark.skipif(
     not BashLauncher.available, reason="the launcher needs Linux pidfds"
@@ -351,12 +352,13 @@ def test_a_wrapper_without_its_set_up_function_is_refused(tmp_path: Path) -> Non
     assert not (tmp_path / "ran").exists()
 
 
-def test_run_folders_asked_for_ahead_are_made_while_the_runner_waits_up_to_a_limit(
+def test_job_folders_asked_for_ahead_are_made_while_the_runner_waits_up_to_a_limit(
     tmp_path: Path,
 ) -> None:
     """The runner asks for the run folders of jobs that are ready, at most PREPARE_AHEAD
-    waiting at a time, and makes a few each time before it waits. A launch uses its
-    folder made ahead, or makes it."""
+    waiting at a time, and makes a few of their job folders each time before it waits. The
+    run folder itself is made by the launch (its claim); a launch makes the job folder too
+    when it was not made ahead."""
     target = LocalTarget()
     try:
         folders = [tmp_path / "logs" / "wf" / f"j{i}" / "1" for i in range(PREPARE_AHEAD + 5)]
@@ -364,16 +366,12 @@ def test_run_folders_asked_for_ahead_are_made_while_the_runner_waits_up_to_a_lim
             target.prepare(folder)
         target.make_prepared(3)
         # in the order asked, three
-        assert [f.exists() for f in folders[:4]] == [
-            True,
-            True,
-            True,
-            False,
-        ]
+        assert [f.parent.exists() for f in folders[:4]] == [True, True, True, False]
         target.make_prepared(PREPARE_AHEAD)
-        assert all(f.exists() for f in folders[:PREPARE_AHEAD])
+        assert all(f.parent.exists() for f in folders[:PREPARE_AHEAD])
+        assert not any(f.exists() for f in folders)  # run folders wait for their launch
         # beyond the limit: made by their launch
-        assert not any(f.exists() for f in folders[PREPARE_AHEAD:])
+        assert not any(f.parent.exists() for f in folders[PREPARE_AHEAD:])
         for name, folder in (("ahead", folders[0]), ("own", folders[-1])):
             handle, code = _run(
                 target, _launch(tmp_path, name, f"echo {name}", dict(os.environ), run_dir=folder)
@@ -384,7 +382,29 @@ def test_run_folders_asked_for_ahead_are_made_while_the_runner_waits_up_to_a_lim
         assert target.made_ahead == 1
         target.prepare(folders[-2])  # a place was freed by the launch of folders[0]
         target.make_prepared()
-        assert folders[-2].exists()
+        assert folders[-2].parent.exists()
+    finally:
+        target.close()
+
+
+def test_the_run_folder_is_the_launch_claim(tmp_path: Path) -> None:
+    """A launch makes its run folder, atomically: a second claim of the same folder (the
+    same launch sent again, or a later run's fence) is refused; a released claim is free."""
+    target = LocalTarget()
+    try:
+        run_dir = tmp_path / "logs" / "wf" / "j" / "1"
+        target.prepare(run_dir)
+        target.make_prepared()
+        assert run_dir.parent.is_dir() and not run_dir.exists()
+        assert target.claim(run_dir) and run_dir.is_dir()
+        assert not target.claim(run_dir)
+        assert not take_claim(run_dir)
+        target.release(run_dir)
+        assert not run_dir.exists()
+        assert take_claim(run_dir)  # a fence took it: the launch gives up
+        assert not target.claim(run_dir)
+        deep = tmp_path / "logs" / "other" / "k" / "1"  # no folder above it made yet
+        assert target.claim(deep) and deep.is_dir()
     finally:
         target.close()
 
