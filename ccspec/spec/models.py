@@ -31,6 +31,7 @@ from ccspec.spec.units import (
 )
 
 __all__ = [
+    "ARRAY_MAX",
     "JOB_KINDS",
     "KIND_OF_FIELD",
     "NAME_PATTERN",
@@ -61,6 +62,7 @@ SbatchOption = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_-]
 Count = Annotated[int, Field(strict=True)]
 Whole = BeforeValidator(whole_number)
 JOB_KINDS = ("run", "script", "notebook")
+ARRAY_MAX = 1000  # members of one Slurm job array: Slurm's default MaxArraySize is 1001
 # Keys that belong to one kind of job; on another kind they are an error (the resolver
 # reports them, the schema's per-kind branches forbid them).
 KIND_OF_FIELD = {
@@ -289,6 +291,14 @@ class Job(_Model):
         default_factory=list, description="Files (globs) whose content is part of the fingerprint"
     )
     resources: Resources | None = None
+    array: (
+        Annotated[bool, Field(strict=True)]
+        | Annotated[Count, Field(ge=1, le=ARRAY_MAX), Whole]
+        | None
+    ) = Field(
+        None,
+        description="Slurm job arrays for a matrix job: members ready together go as one `sbatch --array` (true), or as arrays of at most this many members",
+    )
     env: dict[EnvName, EnvValue] = Field(default_factory=dict)
     retries: Annotated[Count, Field(ge=0, le=100), Whole] | None = None
     timeout: Duration | None = None

@@ -38,6 +38,15 @@ from ccspec.targets.remote import (
     refused,
 )
 from ccspec.targets.shells import Shell
+from ccspec.targets.slurm_array import (
+    ARRAY_FUNCTION,
+    SLURM_ID,
+    array_folder,
+    array_script,
+    find_lines,
+    split_arrays,
+    submit_line,
+)
 
 if TYPE_CHECKING:
     import jinja2
@@ -192,9 +201,10 @@ class SlurmBackend:
         )
 
     def submit(self, launches: Sequence[RemoteLaunch]) -> list[Submitted]:
-        lines = [SUBMIT_FUNCTION]
+        singles, arrays = split_arrays(launches)
+        lines = [SUBMIT_FUNCTION, ARRAY_FUNCTION if arrays else ""]
         failed: list[Submitted] = []
-        for launch in launches:
+        for launch in singles:
             try:
                 stage = self.layout.stage_script(launch)
                 script = self.render(launch)
@@ -206,7 +216,22 @@ class SlurmBackend:
             lines.append(
                 f"{stage} && cat > {run}/job.sbatch <<'{eof}'\n{script}{eof}\nS {launch.attempt_id} {run} {q(launch.claim)}"
             )
-        if len(lines) == 1:
+        for members in arrays:
+            try:
+                stages = [self.layout.stage_script(m) for m in members]
+                folder = array_folder(self.layout, members[0].workflow)
+                options = sbatch_options(members[0], self.host)
+                script = array_script(self.layout, members, folder, options)
+            except (TargetError, OSError) as exc:
+                failed += [
+                    refused(m, f"cannot ship files to {self.label}: {exc}", exc) for m in members
+                ]
+                continue
+            stage = " && ".join(stages)
+            lines.append(
+                f"{stage} && {submit_line(self.layout, members, folder, script, self.host.max_jobs)}"
+            )
+        if len(lines) == 2:
             return failed
         result = self.shell.run("\n".join(lines))
         answers = {}
@@ -220,7 +245,7 @@ class SlurmBackend:
             if launch.attempt_id in done:
                 continue
             status, value = answers.get(launch.attempt_id, ("", ""))
-            if status == "ok" and value.strip().isdigit():
+            if status == "ok" and SLURM_ID.match(value.strip()):
                 out.append(Submitted(launch.attempt_id, value.strip()))
             else:
                 # no answer: the command died on the way (safe to send again: the claim
@@ -237,12 +262,14 @@ class SlurmBackend:
         return out
 
     def poll(self, tracked: Sequence[Tracked]) -> dict[int, Status | None]:
-        ids = sorted({t.handle for t in tracked if t.handle and t.handle.isdigit()}, key=int)
+        ids = sorted(
+            {t.handle for t in tracked if t.handle and SLURM_ID.match(t.handle)}, key=_order
+        )
         script = poll_lines(self.layout, tracked)
         if ids:
             self.queries += 1
             script = (
-                f"echo '@@squeue'; squeue -h -t all -j {','.join(ids)} -o '%i|%T|%r' 2>&1; "
+                f"echo '@@squeue'; squeue -h -t all -r -j {','.join(ids)} -o '%i|%T|%r' 2>&1; "
                 f"echo \"@@rc $?\"; echo '@@end'\n{script}"
             )
         result = self.shell.run(script)
@@ -257,7 +284,10 @@ class SlurmBackend:
         }
         # what squeue still shows (final states included) needs no accounting query
         ask = (
-            sorted({h for h in handles.values() if h and h.isdigit() and h not in queue}, key=int)
+            sorted(
+                {h for h in handles.values() if h and SLURM_ID.match(h) and h not in queue},
+                key=_order,
+            )
             if queue_ok
             else []
         )
@@ -296,6 +326,7 @@ class SlurmBackend:
         found = fence(self.layout, tracked)
         claimed = [t for t in tracked if found.get(t.attempt_id) == "claimed"]
         if claimed:
+            self.shell.run(find_lines(self.layout, claimed))  # members of an array
             self._find_submitted(claimed)
         return {i: "started" if f == "claimed" else f for i, f in found.items()}
 
@@ -315,21 +346,27 @@ class SlurmBackend:
         for line in result.text.splitlines():
             slurm_id, _, comment = line.partition("|")
             match = keys.pop(comment.strip(), None)
-            if match is not None and slurm_id.isdigit():
+            if match is not None and slurm_id.isdigit():  # a single job (arrays: find_lines)
                 lines.append(f"echo {slurm_id} > {q(self.layout.path(match.run_dir))}/slurm_id")
         if lines:
             self.shell.run("\n".join(lines))
 
     def _sacct(self, ids: list[str]) -> tuple[dict[str, SlurmRecord], bool]:
-        fmt = "-n -P -o JobID,State,ExitCode -j " + ",".join(ids)
+        fmt = "-n -P -o JobID,State,ExitCode -j "
         if self.completion_log is not True:
             self.queries += 1
-            result = self.shell.run(f"sacct -X {fmt}")
+            result = self.shell.run(f"sacct -X {fmt}{','.join(ids)}")
             if result.code == 0:
                 self.completion_log = False
                 return _parse_sacct(result.text), True
             if self.completion_log is False:
                 return {}, False
+        # the completion log knows array tasks only by their own numeric ids: the run
+        # folder's exit code settles those
+        ids = [i for i in ids if i.isdigit()]
+        if not ids and self.completion_log:
+            return {}, True
+        fmt += ",".join(ids) if ids else "0"
         self.queries += 1
         result = self.shell.run(f"sacct -c {fmt}")
         if result.code != 0:
@@ -342,7 +379,7 @@ class SlurmBackend:
         for t in tracked:
             job = (
                 t.handle
-                if t.handle and t.handle.isdigit()
+                if t.handle and SLURM_ID.match(t.handle)
                 else f"$(cat {q(self.layout.path(t.run_dir))}/slurm_id 2>/dev/null)"
             )
             lines.append(f"scancel {'--signal=KILL --full ' if force else ''}{job} 2>/dev/null")
@@ -413,6 +450,11 @@ def busy(message: str) -> bool:
     return _BUSY.search(message) is not None
 
 
+def _order(slurm_id: str) -> tuple[int, int]:
+    job, _, task = slurm_id.partition("_")
+    return int(job), int(task or -1)
+
+
 def _final(state: str) -> bool:
     name = state.split()[0].rstrip("+") if state else ""
     return name not in QUEUED_STATES and name not in RUNNING_STATES
@@ -425,7 +467,7 @@ def _parse_squeue(text: str) -> tuple[dict[str, SlurmRecord], bool]:
     records: dict[str, SlurmRecord] = {}
     for line in body.splitlines():
         parts = line.split("|")
-        if len(parts) == 3 and parts[0].isdigit():
+        if len(parts) == 3 and SLURM_ID.match(parts[0]):
             records[parts[0]] = SlurmRecord(parts[1], None, parts[2])
     # "Invalid job id" only means squeue forgot every id asked for: ask sacct instead
     ok = rc == "0" or (not records and "Invalid job id" in body)
@@ -439,7 +481,7 @@ def _parse_sacct(text: str) -> dict[str, SlurmRecord]:
     records: dict[str, SlurmRecord] = {}
     for line in text.splitlines():
         parts = line.split("|")
-        if len(parts) < 3 or not parts[0].isdigit():  # skip steps (123.batch) and blank lines
+        if len(parts) < 3 or not SLURM_ID.match(parts[0]):  # skip steps (123.batch), blank lines
             continue
         match = _EXIT.match(parts[2].strip())
         code = int(match.group(1)) if match else None
