@@ -66,6 +66,7 @@ class PlannedJob:
     fingerprint: Fingerprint | None
     host: str | None
     dynamic: bool = False  # created on the fly when its upstream finishes
+    array: int | None = None  # members per Slurm job array (`array:`)
 
     def line(self) -> str:
         return f"{self.action.symbol} {self.id}: {self.action.words} ({self.reason})"
@@ -125,7 +126,14 @@ def make_plan(
         if job.fanout_pending and action is not Action.UP_TO_DATE:
             reason = Reason(reason.code, f"{reason.detail}; jobs known after upstream")
         decided[job_id] = PlannedJob(
-            job_id, job.name, action, reason, fp, job.host, dynamic=job.fanout_pending
+            job_id,
+            job.name,
+            action,
+            reason,
+            fp,
+            job.host,
+            dynamic=job.fanout_pending,
+            array=job.array,
         )
     removed = []
     pending_groups = {j.name for j in workflow.jobs.values() if j.fanout_pending}

@@ -161,6 +161,26 @@ def _number_version(value: object) -> object:
     return value
 
 
+def _array_size(value: object) -> object:
+    value = whole_number(value)
+    if value is None or isinstance(value, bool):
+        return value
+    if not isinstance(value, int) or not 1 <= value <= ARRAY_MAX:
+        raise ValueError(
+            f"`array` must be true, false or the most members of one Slurm job array (1 to {ARRAY_MAX})"
+        )
+    return value
+
+
+ArraySize = Annotated[
+    bool | int,
+    BeforeValidator(_array_size),
+    WithJsonSchema(
+        {"anyOf": [{"type": "boolean"}, {"type": "integer", "minimum": 1, "maximum": ARRAY_MAX}]}
+    ),
+]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -291,11 +311,7 @@ class Job(_Model):
         default_factory=list, description="Files (globs) whose content is part of the fingerprint"
     )
     resources: Resources | None = None
-    array: (
-        Annotated[bool, Field(strict=True)]
-        | Annotated[Count, Field(ge=1, le=ARRAY_MAX), Whole]
-        | None
-    ) = Field(
+    array: ArraySize | None = Field(
         None,
         description="Slurm job arrays for a matrix job: members ready together go as one `sbatch --array` (true), or as arrays of at most this many members",
     )
