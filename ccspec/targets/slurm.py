@@ -17,7 +17,6 @@ import secrets
 import shlex
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -47,11 +46,23 @@ from ccspec.targets.slurm_array import (
     split_arrays,
     submit_line,
 )
+from ccspec.targets.slurm_states import SlurmRecord, map_state
+from ccspec.targets.slurm_states import final as _final
+from ccspec.targets.slurm_states import parse_sacct as _parse_sacct
+from ccspec.targets.slurm_states import parse_squeue as _parse_squeue
 
 if TYPE_CHECKING:
     import jinja2
 
-__all__ = ["SlurmBackend", "busy", "map_state", "sbatch_options"]
+__all__ = [
+    "SlurmBackend",
+    "SlurmRecord",
+    "_parse_sacct",
+    "_parse_squeue",
+    "busy",
+    "map_state",
+    "sbatch_options",
+]
 
 q = shlex.quote
 
@@ -72,65 +83,6 @@ S() {
   fi
 }
 """.replace("CLAIM_CHECK", CLAIM_CHECK)
-
-QUEUED_STATES = {
-    "PENDING",
-    "CONFIGURING",
-    "REQUEUED",
-    "REQUEUE_HOLD",
-    "REQUEUE_FED",
-    "RESV_DEL_HOLD",
-    "SUSPENDED",
-}
-RUNNING_STATES = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING"}
-FINAL_REASONS = {
-    "TIMEOUT": (JobState.TIMED_OUT, "Slurm's time limit was reached (TIMEOUT)"),
-    "NODE_FAIL": (JobState.FAILED, "the node failed (NODE_FAIL)"),
-    "OUT_OF_MEMORY": (JobState.FAILED, "out of memory (OUT_OF_MEMORY)"),
-    "BOOT_FAIL": (JobState.FAILED, "the node failed to boot (BOOT_FAIL)"),
-    "DEADLINE": (JobState.FAILED, "the job missed its deadline (DEADLINE)"),
-    "PREEMPTED": (JobState.FAILED, "preempted by Slurm (PREEMPTED)"),
-    "REVOKED": (JobState.FAILED, "revoked by Slurm (REVOKED)"),
-    "SPECIAL_EXIT": (JobState.FAILED, "held in a special exit state (SPECIAL_EXIT)"),
-}
-
-
-@dataclass(frozen=True)
-class SlurmRecord:
-    state: str
-    exit_code: int | None = None
-    reason: str | None = None
-
-
-def map_state(record: SlurmRecord, file_code: int | None) -> Status:
-    """A Slurm state (from squeue or sacct) as a ccspec status, with the reason."""
-    state = record.state.split()[0].rstrip("+") if record.state else ""
-    if state in QUEUED_STATES:
-        reason = record.reason if record.reason and record.reason != "None" else None
-        return Status(
-            JobState.QUEUED, None, f"{state.lower()}: {reason}" if reason else state.lower()
-        )
-    if state in RUNNING_STATES:
-        return Status(JobState.RUNNING)
-    code = file_code if file_code is not None else record.exit_code
-    if state == "COMPLETED":
-        if code in (None, 0):
-            return Status(JobState.SUCCEEDED, 0)
-        return Status(JobState.FAILED, code, f"exit code {code}")
-    if state == "FAILED":
-        return Status(
-            JobState.FAILED, code, f"exit code {code}" if code else "failed in Slurm (FAILED)"
-        )
-    if state == "CANCELLED":
-        return Status(JobState.CANCELLED, code, "cancelled in Slurm (scancel)")
-    if state in FINAL_REASONS:
-        mapped, reason = FINAL_REASONS[state]
-        return Status(mapped, code, reason)
-    return (
-        Status(JobState.RUNNING, None, f"Slurm state {state}")
-        if state
-        else Status(JobState.RUNNING)
-    )
 
 
 def sbatch_options(launch: RemoteLaunch, host: SlurmHost) -> list[str]:
@@ -453,37 +405,3 @@ def busy(message: str) -> bool:
 def _order(slurm_id: str) -> tuple[int, int]:
     job, _, task = slurm_id.partition("_")
     return int(job), int(task or -1)
-
-
-def _final(state: str) -> bool:
-    name = state.split()[0].rstrip("+") if state else ""
-    return name not in QUEUED_STATES and name not in RUNNING_STATES
-
-
-def _parse_squeue(text: str) -> tuple[dict[str, SlurmRecord], bool]:
-    body, _, tail = text.partition("@@rc ")
-    body = body.replace("@@squeue\n", "", 1)
-    rc = tail.strip().split()[0] if tail.strip() else "1"
-    records: dict[str, SlurmRecord] = {}
-    for line in body.splitlines():
-        parts = line.split("|")
-        if len(parts) == 3 and SLURM_ID.match(parts[0]):
-            records[parts[0]] = SlurmRecord(parts[1], None, parts[2])
-    # "Invalid job id" only means squeue forgot every id asked for: ask sacct instead
-    ok = rc == "0" or (not records and "Invalid job id" in body)
-    return records, ok
-
-
-_EXIT = re.compile(r"^(\d+):(\d+)$")
-
-
-def _parse_sacct(text: str) -> dict[str, SlurmRecord]:
-    records: dict[str, SlurmRecord] = {}
-    for line in text.splitlines():
-        parts = line.split("|")
-        if len(parts) < 3 or not SLURM_ID.match(parts[0]):  # skip steps (123.batch), blank lines
-            continue
-        match = _EXIT.match(parts[2].strip())
-        code = int(match.group(1)) if match else None
-        records[parts[0]] = SlurmRecord(parts[1], code)  # the last record wins (requeued jobs)
-    return records
