@@ -255,6 +255,7 @@ class Resolver(FieldRenderer):
             retries=job.retries if job.retries is not None else (d.retries or 0),
             timeout=job.timeout if job.timeout is not None else d.timeout,
             array=None if job.array is False else ARRAY_MAX if job.array is True else job.array,
+            pack=job.pack,
             deferred=frozenset(deferred),
             upstream=frozenset(upstream),
             fanout_pending=pending,

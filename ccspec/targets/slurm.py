@@ -46,6 +46,16 @@ from ccspec.targets.slurm_array import (
     split_arrays,
     submit_line,
 )
+from ccspec.targets.slurm_pack import (
+    PACK_FUNCTION,
+    PACK_MEMBER,
+    cancel_member,
+    member_record,
+    pack_folder,
+    pack_script,
+    pack_submit_line,
+    split_packs,
+)
 from ccspec.targets.slurm_states import SlurmRecord, map_state
 from ccspec.targets.slurm_states import final as _final
 from ccspec.targets.slurm_states import parse_sacct as _parse_sacct
@@ -153,37 +163,23 @@ class SlurmBackend:
         )
 
     def submit(self, launches: Sequence[RemoteLaunch]) -> list[Submitted]:
-        singles, arrays = split_arrays(launches)
-        lines = [SUBMIT_FUNCTION, ARRAY_FUNCTION if arrays else ""]
+        rest, packs = split_packs(launches)
+        singles, arrays = split_arrays(rest)
+        lines = [SUBMIT_FUNCTION, ARRAY_FUNCTION if arrays else "", PACK_FUNCTION if packs else ""]
         failed: list[Submitted] = []
-        for launch in singles:
+        groups = [
+            *((self._single_line, [launch]) for launch in singles),
+            *((self._array_line, members) for members in arrays),
+            *((self._pack_line, members) for members in packs),
+        ]
+        for make, members in groups:
             try:
-                stage = self.layout.stage_script(launch)
-                script = self.render(launch)
-            except (TargetError, OSError) as exc:
-                failed.append(refused(launch, f"cannot ship files to {self.label}: {exc}", exc))
-                continue
-            run = q(self.layout.path(launch.run_dir))
-            eof = f"CCSPEC_{secrets.token_hex(8)}"
-            lines.append(
-                f"{stage} && cat > {run}/job.sbatch <<'{eof}'\n{script}{eof}\nS {launch.attempt_id} {run} {q(launch.claim)}"
-            )
-        for members in arrays:
-            try:
-                stages = [self.layout.stage_script(m) for m in members]
-                folder = array_folder(self.layout, members[0].workflow)
-                options = sbatch_options(members[0], self.host)
-                script = array_script(self.layout, members, folder, options)
+                lines.append(make(members))
             except (TargetError, OSError) as exc:
                 failed += [
                     refused(m, f"cannot ship files to {self.label}: {exc}", exc) for m in members
                 ]
-                continue
-            stage = " && ".join(stages)
-            lines.append(
-                f"{stage} && {submit_line(self.layout, members, folder, script, self.host.max_jobs)}"
-            )
-        if len(lines) == 2:
+        if len(lines) == 3:
             return failed
         result = self.shell.run("\n".join(lines))
         answers = {}
@@ -213,9 +209,33 @@ class SlurmBackend:
                 )
         return out
 
+    def _single_line(self, members: Sequence[RemoteLaunch]) -> str:
+        launch = members[0]
+        stage = self.layout.stage_script(launch)
+        script = self.render(launch)
+        run = q(self.layout.path(launch.run_dir))
+        eof = f"CCSPEC_{secrets.token_hex(8)}"
+        return f"{stage} && cat > {run}/job.sbatch <<'{eof}'\n{script}{eof}\nS {launch.attempt_id} {run} {q(launch.claim)}"
+
+    def _array_line(self, members: Sequence[RemoteLaunch]) -> str:
+        stage = " && ".join(self.layout.stage_script(m) for m in members)
+        folder = array_folder(self.layout, members[0].workflow)
+        options = sbatch_options(members[0], self.host)
+        script = array_script(self.layout, members, folder, options)
+        return f"{stage} && {submit_line(self.layout, members, folder, script, self.host.max_jobs)}"
+
+    def _pack_line(self, members: Sequence[RemoteLaunch]) -> str:
+        stage = " && ".join(self.layout.stage_script(m) for m in members)
+        folder = pack_folder(self.layout, members[0].workflow)
+        options = sbatch_options(members[0], self.host)
+        name = f"ccspec.{members[0].workflow}.{members[0].job.name}"[:200]
+        script = pack_script(self.layout, members, folder, name, options)
+        line = pack_submit_line(self.layout, members, folder, script, self.host.partition)
+        return f"{stage} && {line}"
+
     def poll(self, tracked: Sequence[Tracked]) -> dict[int, Status | None]:
         ids = sorted(
-            {t.handle for t in tracked if t.handle and SLURM_ID.match(t.handle)}, key=_order
+            {_job(t.handle) for t in tracked if t.handle and SLURM_ID.match(t.handle)}, key=_order
         )
         script = poll_lines(self.layout, tracked)
         if ids:
@@ -237,7 +257,11 @@ class SlurmBackend:
         # what squeue still shows (final states included) needs no accounting query
         ask = (
             sorted(
-                {h for h in handles.values() if h and SLURM_ID.match(h) and h not in queue},
+                {
+                    _job(h)
+                    for h in handles.values()
+                    if h and SLURM_ID.match(h) and _job(h) not in queue
+                },
                 key=_order,
             )
             if queue_ok
@@ -251,10 +275,13 @@ class SlurmBackend:
         states: dict[int, Status | None] = {}
         for t in tracked:
             handle = handles[t.attempt_id]
-            record = queue.get(handle or "") if handle else None
+            job = _job(handle) if handle else ""
+            record = queue.get(job) if handle else None
             if record is None or _final(record.state):
-                record = accounting.get(handle or "", record)
+                record = accounting.get(job, record)
             f = files.get(t.attempt_id)
+            if f is not None and handle and PACK_MEMBER.match(handle):
+                record = member_record(record, f.exit_code, f.pid != "-")
             states[t.attempt_id] = (
                 None
                 if f is None
@@ -329,6 +356,9 @@ class SlurmBackend:
     def cancel(self, tracked: Sequence[Tracked], force: bool) -> None:
         lines = []
         for t in tracked:
+            if t.handle and PACK_MEMBER.match(t.handle):  # one member of a pack
+                lines.append(cancel_member(self.layout, t.run_dir, t.handle, force))
+                continue
             job = (
                 t.handle
                 if t.handle and SLURM_ID.match(t.handle)
@@ -400,6 +430,11 @@ _BUSY = re.compile(
 def busy(message: str) -> bool:
     """Whether sbatch's error says Slurm could not take the job now (worth sending again)."""
     return _BUSY.search(message) is not None
+
+
+def _job(handle: str) -> str:
+    """The id squeue and sacct know a handle by: a pack member's is its pack's."""
+    return handle.partition("+")[0]
 
 
 def _order(slurm_id: str) -> tuple[int, int]:

@@ -40,8 +40,9 @@ __all__ = [
 
 q = shlex.quote
 
-# a Slurm job id, or an array task's id JOBID_TASK (squeue -r, sacct and scancel take both)
-SLURM_ID = re.compile(r"^\d+(_\d+)?$")
+# a Slurm job id, an array task's id JOBID_TASK (squeue -r, sacct and scancel take both)
+# or a pack member's PACKID+X (ccspec.targets.slurm_pack)
+SLURM_ID = re.compile(r"^\d+([_+]\d+)?$")
 
 # `A FOLDER THROTTLE (KEY RUN_DIR CLAIM)...`: take each member's claim (a member claimed
 # already answers as in `S`), then one sbatch --array over the members this send claimed.
@@ -82,17 +83,20 @@ A() {
 }
 """.replace("CLAIM_CHECK", CLAIM_CHECK)
 
-# `F RUN_DIR`: a member claimed but without its Slurm id: from its array's slurm_id,
-# else from squeue by the array's comment; written into the run folder for the polls.
+# `F RUN_DIR`: a member of an array or a pack, claimed but without its Slurm id: from the
+# array's (pack's) slurm_id, else from squeue by its comment; written into the run folder.
 FIND_FUNCTION = r"""
 F() {
-  [ -s "$1/slurm_id" ] || [ ! -s "$1/array" ] && return 0
-  read -r d x < "$1/array"
+  [ -s "$1/slurm_id" ] && return 0
+  if [ -s "$1/array" ]; then read -r d x < "$1/array"; g=_ f=1
+  elif [ -s "$1/pack" ]; then read -r d x < "$1/pack"; g=+ f=2
+  else return 0; fi
   i=$(cat "$d/slurm_id" 2>/dev/null)
   if [ -z "$i" ]; then
-    i=$(squeue -h -t all -r -u "$(id -un)" -o '%F|%k' 2>/dev/null | grep -F "|ccspec:array:${d##*/}" | head -n 1 | cut -d'|' -f1)
+    i=$(squeue -h -t all -r -u "$(id -un)" -o '%F|%i|%k' 2>/dev/null | grep -F ":${d##*/}" | head -n 1 | cut -d'|' -f"$f")
+    i=${i%%_*}
   fi
-  [ -n "$i" ] && echo "${i}_$x" > "$1/slurm_id"
+  [ -n "$i" ] && echo "$i$g$x" > "$1/slurm_id"
   return 0
 }
 """
