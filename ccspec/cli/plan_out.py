@@ -12,37 +12,21 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # imported by the command only: `ccspec --help` stays fast
     from ccspec.planner import Plan, PlannedJob
 
-__all__ = ["job_line", "plan_arrays", "plan_document", "plan_text"]
+__all__ = ["job_line", "plan_document", "plan_text"]
 
 
 def plan_text(plan: Plan) -> str:
-    """The workflow's counts, then one line a job."""
+    """The workflow's counts, then one line a job, then the Slurm arrays and packs."""
+    from ccspec.cli.plan_batches import batch_line, plan_batches
+
     counts = ", ".join(f"{n} {a.replace('_', ' ')}" for a, n in plan.counts().items())
-    arrays = [
-        f"  sbatch --array {name} #{n}: {', '.join(members)}"
-        if len(members) > 1
-        else f"  sbatch {members[0]}: alone, a plain Slurm job"
-        for name, chunks in plan_arrays(plan).items()
-        for n, members in enumerate(chunks, 1)
-    ]
     return "\n".join(
-        [f"{plan.workflow}: {counts}", *(f"  {job_line(j)}" for j in plan.jobs), *arrays]
+        [
+            f"{plan.workflow}: {counts}",
+            *(f"  {job_line(j)}" for j in plan.jobs),
+            *(f"  {batch_line(b)}" for b in plan_batches(plan)),
+        ]
     )
-
-
-def plan_arrays(plan: Plan) -> dict[str, list[list[str]]]:
-    """Job name -> the Slurm job arrays its members to run go in, when they are ready
-    together: chunks of its `array:` size, in plan order (an array of one is a plain sbatch)."""
-    members: dict[str, list[str]] = {}
-    size: dict[str, int] = {}
-    for job in plan.to_run:
-        if job.array:
-            members.setdefault(job.name, []).append(job.id)
-            size[job.name] = job.array
-    return {
-        name: [ids[i : i + size[name]] for i in range(0, len(ids), size[name])]
-        for name, ids in members.items()
-    }
 
 
 def job_line(job: PlannedJob) -> str:
@@ -55,14 +39,15 @@ def job_line(job: PlannedJob) -> str:
 
 def plan_document(plan: Plan) -> dict[str, object]:
     """The plan of one workflow as `plan --json` prints it."""
+    from ccspec.cli.plan_batches import plan_batches
+
     return {
         "name": plan.workflow,
         "counts": plan.counts(),
         "jobs": [_job_document(j) for j in plan.jobs],
-        "arrays": [
-            {"job": name, "members": chunk}
-            for name, chunks in plan_arrays(plan).items()
-            for chunk in chunks
+        "batches": [
+            {"kind": b.kind, "job": b.job, "members": list(b.members), "asks": b.asks}
+            for b in plan_batches(plan)
         ],
     }
 
