@@ -181,7 +181,7 @@ def test_a_killed_runner_reattaches_to_a_running_array(
     assert len(ids) == 3 and len({i.split("_")[0] for i in ids}) == 1  # one array, submitted once
 
 
-def _record(repo: Path, member: str) -> Attempt:
+def record_unanswered(repo: Path, member: str) -> Attempt:
     """What a runner killed between recording a launch and the host's answer leaves."""
     store = StateStore(repo / ".ccspec")
     try:
@@ -216,7 +216,7 @@ def test_an_array_submitted_before_its_ids_were_kept_is_followed_not_repeated(
           {name}: {{host: hpc, array: true, matrix: {{n: [1, 2]}}, run: "{run.format(n="{{ matrix.n }}")}"}}
         """,
     )
-    recorded = [_record(repo, f"{name}-{n}") for n in (1, 2)]
+    recorded = [record_unanswered(repo, f"{name}-{n}") for n in (1, 2)]
     held = SlurmHost(
         type="slurm", partition=svc.slurm_partition, workdir=str(workdir), sbatch={"hold": True}
     )

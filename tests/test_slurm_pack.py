@@ -8,6 +8,7 @@ Each test names its job uniquely, so the Slurm jobs it counts are its own.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 import uuid
@@ -15,10 +16,15 @@ from pathlib import Path
 
 import pytest
 
+from ccspec.spec.models import SlurmHost
+from ccspec.spec.resolved import ResolvedJob
+from ccspec.targets.base import RemoteLaunch
+from ccspec.targets.claims import launch_claim
+from ccspec.targets.hosts import backend_for
 from tests.services import TestServices, services
 from tests.test_apply import ccspec, kill_runner, start, status, wait_for, write
 from tests.test_remote import slurm_host
-from tests.test_slurm_array import attempts, ledger, run_dir, slurm_ids
+from tests.test_slurm_array import attempts, ledger, record_unanswered, run_dir, slurm_ids
 
 
 @pytest.fixture
@@ -187,3 +193,100 @@ def test_a_killed_runner_reattaches_to_a_running_pack(
     for n in (1, 2, 3):
         assert attempts(repo, f"{name}-{n}") == [(1, "succeeded")]
     assert len(slurm_ids(f"ccspec.flow.{name}")) == 1  # one pack, submitted once
+
+
+def test_interrupting_apply_cancels_a_running_pack_whole(
+    repo: Path, svc: TestServices, name: str
+) -> None:
+    write(
+        repo,
+        f"""
+        version: 1
+        hosts: {{hpc: {slurm_host(svc, repo / "w")}}}
+        jobs:
+          {name}:
+            host: hpc
+            pack: 2
+            matrix: {{n: [1, 2]}}
+            run: "echo {{{{ matrix.n }}}} >> {repo}/LEDGER; sleep 60"
+        """,
+    )
+    proc = start(repo, "apply", "flow.yaml")
+    wait_for(lambda: len(ledger(repo)) == 2, timeout=60)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, out + err
+    jobs = status(repo)["jobs"]
+    assert {jobs[f"{name}-{n}"]["state"] for n in (1, 2)} == {"cancelled"}
+    (pack,) = slurm_ids(f"ccspec.flow.{name}")
+    wait_for(lambda: slurm_state(pack) == "CANCELLED", timeout=20)  # scancel'ed whole
+
+
+def test_a_pack_submitted_before_its_ids_were_kept_is_followed_not_repeated(
+    repo: Path, svc: TestServices, name: str
+) -> None:
+    """sbatch of the pack ran, but neither the members' handles nor the pack's id reached the
+    runner or the run folders: the next apply finds the pack by its comment on squeue. The
+    pack is held until the apply found it."""
+    workdir = repo / "w"
+    run = f"echo {{n}} >> {repo}/LEDGER; echo '# ccspec output n={{n}}'"
+    write(
+        repo,
+        f"""
+        version: 1
+        hosts: {{hpc: {slurm_host(svc, workdir)}}}
+        jobs:
+          {name}: {{host: hpc, pack: 2, matrix: {{n: [1, 2]}}, run: "{run.format(n="{{ matrix.n }}")}"}}
+        """,
+    )
+    recorded = [record_unanswered(repo, f"{name}-{n}") for n in (1, 2)]
+    held = SlurmHost(
+        type="slurm", partition=svc.slurm_partition, workdir=str(workdir), sbatch={"hold": True}
+    )
+    launches = [
+        RemoteLaunch(
+            a.id,
+            "flow",
+            ResolvedJob(f"{name}-{n}", name, "run", "hpc", {"n": n}, run=run.format(n=n), pack=2),
+            1,
+            repo,
+            str(a.run_dir),
+            Path(str(a.log_path)),
+            {},
+            claim=launch_claim(a.id, a.created or 0.0),
+        )
+        for n, a in zip((1, 2), recorded, strict=True)
+    ]
+    backend = backend_for(held)
+    try:
+        answers = backend.submit(launches)
+    finally:
+        backend.close()
+    got = [a.handle or "" for a in answers]
+    pack = got[0].split("+")[0]
+    assert got == [f"{pack}+0", f"{pack}+1"], answers
+    for n in (1, 2):  # the handles never reached a file
+        run_dir(workdir, f"{name}-{n}").joinpath("slurm_id").unlink()
+    for found in (workdir / ".ccspec" / "packs").rglob("slurm_id"):
+        found.unlink()
+    proc = start(repo, "apply", "flow.yaml")
+    try:
+        wait_for(lambda: all(p.exists() for p in ids_files(workdir, name)))
+        subprocess.run(["scontrol", "release", pack], check=True)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        subprocess.run(["scancel", pack], check=False)  # no held job left behind
+    assert proc.returncode == 0, out + err
+    assert "attached" in out
+    assert ledger(repo) == ["1", "2"]
+    for n in (1, 2):
+        assert attempts(repo, f"{name}-{n}") == [(1, "succeeded")]
+    assert handles(workdir, name, 2) == got
+    assert slurm_ids(f"ccspec.flow.{name}") == [pack]
+
+
+def ids_files(workdir: Path, name: str) -> list[Path]:
+    return [run_dir(workdir, f"{name}-{n}") / "slurm_id" for n in (1, 2)]

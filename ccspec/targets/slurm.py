@@ -49,7 +49,7 @@ from ccspec.targets.slurm_array import (
 from ccspec.targets.slurm_pack import (
     PACK_FUNCTION,
     PACK_MEMBER,
-    cancel_member,
+    cancel_members,
     member_record,
     pack_folder,
     pack_script,
@@ -354,10 +354,12 @@ class SlurmBackend:
         return _parse_sacct(result.text), True
 
     def cancel(self, tracked: Sequence[Tracked], force: bool) -> None:
-        lines = []
+        packed = [
+            (t.run_dir, t.handle) for t in tracked if t.handle and PACK_MEMBER.match(t.handle)
+        ]
+        lines = cancel_members(self.layout, packed, force)
         for t in tracked:
-            if t.handle and PACK_MEMBER.match(t.handle):  # one member of a pack
-                lines.append(cancel_member(self.layout, t.run_dir, t.handle, force))
+            if t.handle and PACK_MEMBER.match(t.handle):
                 continue
             job = (
                 t.handle

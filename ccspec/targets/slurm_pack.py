@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from ccspec.targets.base import RemoteLaunch
 from ccspec.targets.claims import CLAIM_CHECK
-from ccspec.targets.slurm_states import RUNNING_STATES, SlurmRecord
+from ccspec.targets.slurm_states import RUNNING_STATES, SlurmRecord, final
 
 if TYPE_CHECKING:
     from ccspec.spec.models import Resources
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PACK_FUNCTION",
     "PACK_MEMBER",
-    "cancel_member",
+    "cancel_members",
     "member_record",
     "pack_folder",
     "pack_script",
@@ -201,13 +201,15 @@ def member_record(
     record: SlurmRecord | None, exit_code: int | None, started: bool
 ) -> SlurmRecord | None:
     """A member's state from its pack's record and its own run folder: its own exit code
-    settles it; not started in a running pack, it waits for a lane; a pack that ended
+    settles it (unless the pack was cancelled or timed out with it); not started in a running pack, it waits for a lane; a pack that ended
     without the member's exit code ends the member the same way."""
+    state = record.state.split()[0].rstrip("+") if record and record.state else ""
     if exit_code is not None:
+        if record is not None and exit_code > 128 and final(state) and state != "COMPLETED":
+            return SlurmRecord(record.state, exit_code)  # killed with its pack: why the pack ended
         return SlurmRecord("COMPLETED" if exit_code == 0 else "FAILED", exit_code)
     if record is None:
         return None
-    state = record.state.split()[0].rstrip("+") if record.state else ""
     if state in RUNNING_STATES and not started:
         return SlurmRecord("PENDING", None, "waiting for a lane in its pack")
     if state == "COMPLETED":  # the pack's runner ended, this member left no exit code
@@ -215,15 +217,30 @@ def member_record(
     return record
 
 
-def cancel_member(layout: RemoteLayout, run_dir: str, handle: str, force: bool) -> str:
-    """Shell lines that cancel one member: skipped if it has not started, signalled (its
-    process group) inside the pack's allocation if it has."""
-    match = PACK_MEMBER.match(handle)
-    job = match.group(1) if match else ""
-    run = q(layout.path(run_dir))
+def cancel_members(
+    layout: RemoteLayout, members: Sequence[tuple[str, str]], force: bool
+) -> list[str]:
+    """Shell lines that cancel members (run folder, handle): each is skipped if it has not
+    started, and signalled (its process group) inside its pack's allocation if it has; a
+    pack whose every member is cancelled is cancelled whole (scancel)."""
+    packs: dict[str, list[str]] = {}
+    for run_dir, handle in members:
+        match = PACK_MEMBER.match(handle)
+        if match:
+            packs.setdefault(match.group(1), []).append(q(layout.path(run_dir)))
     signal = "KILL" if force else "TERM"
-    return (
-        f": > {run}/cancel; p=$(cat {run}/pid 2>/dev/null); "
-        f'[ -n "$p" ] && [ ! -e {run}/exit_code ] && '
-        f"srun --jobid={job} --overlap -N1 -n1 -Q kill -s {signal} -- -$p 2>/dev/null"
-    )
+    lines = []
+    for job, runs in packs.items():
+        whole = f"scancel --signal=KILL --full {job}; scancel {job}" if force else f"scancel {job}"
+        each = "; ".join(
+            f"p=$(cat {run}/pid 2>/dev/null); "
+            f'[ -n "$p" ] && [ ! -e {run}/exit_code ] && '
+            f"srun --jobid={job} --overlap -N1 -n1 -Q kill -s {signal} -- -$p"
+            for run in runs
+        )
+        lines += [
+            "; ".join(f": > {run}/cancel" for run in runs),
+            f'd=$(cut -d" " -f1 < {runs[0]}/pack)',
+            f'if [ "$(wc -l < "$d/members")" -le {len(runs)} ]; then {whole}; else {each}; fi 2>/dev/null',
+        ]
+    return lines
