@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from ccspec.fingerprint import Fingerprint
+from ccspec.spec.models import Resources
 from ccspec.spec.resolved import ResolvedWorkflow
 from ccspec.state.store import RecordedJob
 from ccspec.states import ACTIVE, UNSUCCESSFUL, JobState
@@ -66,6 +67,10 @@ class PlannedJob:
     fingerprint: Fingerprint | None
     host: str | None
     dynamic: bool = False  # created on the fly when its upstream finishes
+    array: int | None = None  # members per Slurm job array (`array:`)
+    pack: int | None = None  # members per pack (`pack:`)
+    resources: Resources | None = None  # a member's, for the resources of its pack
+    timeout: float | None = None
 
     def line(self) -> str:
         return f"{self.action.symbol} {self.id}: {self.action.words} ({self.reason})"
@@ -125,7 +130,17 @@ def make_plan(
         if job.fanout_pending and action is not Action.UP_TO_DATE:
             reason = Reason(reason.code, f"{reason.detail}; jobs known after upstream")
         decided[job_id] = PlannedJob(
-            job_id, job.name, action, reason, fp, job.host, dynamic=job.fanout_pending
+            job_id,
+            job.name,
+            action,
+            reason,
+            fp,
+            job.host,
+            dynamic=job.fanout_pending,
+            array=job.array,
+            pack=job.pack,
+            resources=job.resources,
+            timeout=job.timeout,
         )
     removed = []
     pending_groups = {j.name for j in workflow.jobs.values() if j.fanout_pending}

@@ -16,9 +16,17 @@ __all__ = ["job_line", "plan_document", "plan_text"]
 
 
 def plan_text(plan: Plan) -> str:
-    """The workflow's counts, then one line a job."""
+    """The workflow's counts, then one line a job, then the Slurm arrays and packs."""
+    from ccspec.cli.plan_batches import batch_line, plan_batches
+
     counts = ", ".join(f"{n} {a.replace('_', ' ')}" for a, n in plan.counts().items())
-    return "\n".join([f"{plan.workflow}: {counts}", *(f"  {job_line(j)}" for j in plan.jobs)])
+    return "\n".join(
+        [
+            f"{plan.workflow}: {counts}",
+            *(f"  {job_line(j)}" for j in plan.jobs),
+            *(f"  {batch_line(b)}" for b in plan_batches(plan)),
+        ]
+    )
 
 
 def job_line(job: PlannedJob) -> str:
@@ -31,10 +39,16 @@ def job_line(job: PlannedJob) -> str:
 
 def plan_document(plan: Plan) -> dict[str, object]:
     """The plan of one workflow as `plan --json` prints it."""
+    from ccspec.cli.plan_batches import plan_batches
+
     return {
         "name": plan.workflow,
         "counts": plan.counts(),
         "jobs": [_job_document(j) for j in plan.jobs],
+        "batches": [
+            {"kind": b.kind, "job": b.job, "members": list(b.members), "asks": b.asks}
+            for b in plan_batches(plan)
+        ],
     }
 
 

@@ -31,10 +31,12 @@ from ccspec.spec.units import (
 )
 
 __all__ = [
+    "ARRAY_MAX",
     "JOB_KINDS",
     "KIND_OF_FIELD",
     "NAME_PATTERN",
     "NAME_RULE",
+    "PACK_MAX",
     "Defaults",
     "Host",
     "Job",
@@ -61,6 +63,8 @@ SbatchOption = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_-]
 Count = Annotated[int, Field(strict=True)]
 Whole = BeforeValidator(whole_number)
 JOB_KINDS = ("run", "script", "notebook")
+ARRAY_MAX = 1000  # members of one Slurm job array: Slurm's default MaxArraySize is 1001
+PACK_MAX = 1000  # members of one pack (one Slurm job)
 # Keys that belong to one kind of job; on another kind they are an error (the resolver
 # reports them, the schema's per-kind branches forbid them).
 KIND_OF_FIELD = {
@@ -157,6 +161,43 @@ def _number_version(value: object) -> object:
         shown = f"the text {value!r}; remove the quotes" if isinstance(value, str) else repr(value)
         raise ValueError(f"`version` must be the number 1, not {shown}")
     return value
+
+
+def _array_size(value: object) -> object:
+    value = whole_number(value)
+    if value is None or isinstance(value, bool):
+        return value
+    if not isinstance(value, int) or not 1 <= value <= ARRAY_MAX:
+        raise ValueError(
+            f"`array` must be true, false or the most members of one Slurm job array (1 to {ARRAY_MAX})"
+        )
+    return value
+
+
+def _pack_size(value: object) -> object:
+    value = whole_number(value)
+    if value is None:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= PACK_MAX:
+        raise ValueError(
+            f"`pack` must be the most members of one Slurm job, a number from 2 to {PACK_MAX}"
+        )
+    return value
+
+
+PackSize = Annotated[
+    int,
+    BeforeValidator(_pack_size),
+    WithJsonSchema({"type": "integer", "minimum": 2, "maximum": PACK_MAX}),
+]
+
+ArraySize = Annotated[
+    bool | int,
+    BeforeValidator(_array_size),
+    WithJsonSchema(
+        {"anyOf": [{"type": "boolean"}, {"type": "integer", "minimum": 1, "maximum": ARRAY_MAX}]}
+    ),
+]
 
 
 class _Model(BaseModel):
@@ -289,6 +330,14 @@ class Job(_Model):
         default_factory=list, description="Files (globs) whose content is part of the fingerprint"
     )
     resources: Resources | None = None
+    array: ArraySize | None = Field(
+        None,
+        description="Slurm job arrays for a matrix job: members ready together go as one `sbatch --array` (true), or as arrays of at most this many members",
+    )
+    pack: PackSize | None = Field(
+        None,
+        description="Slurm packing for a matrix job: up to this many members ready together run inside ONE Slurm job, as many at once as its allocation holds",
+    )
     env: dict[EnvName, EnvValue] = Field(default_factory=dict)
     retries: Annotated[Count, Field(ge=0, le=100), Whole] | None = None
     timeout: Duration | None = None

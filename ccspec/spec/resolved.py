@@ -41,6 +41,8 @@ class ResolvedJob:
     resources: Resources = field(default_factory=Resources)
     retries: int = 0
     timeout: float | None = None
+    array: int | None = None  # members per Slurm job array (`array:`); None: one sbatch each
+    pack: int | None = None  # members per pack, one Slurm job (`pack:`)
     deferred: frozenset[str] = frozenset()  # fields that wait for upstream outputs
     upstream: frozenset[str] = frozenset()  # job names/ids whose outputs the templates read
     fanout_pending: bool = False  # the matrix itself comes from an upstream output

@@ -14,7 +14,7 @@ from typing import Any
 from ccspec.errors import Diagnostic
 from ccspec.redact import secret_values
 from ccspec.spec import matrix as matrix_mod
-from ccspec.spec.models import KIND_OF_FIELD, Job, LocalHost, Resources, Workflow
+from ccspec.spec.models import ARRAY_MAX, KIND_OF_FIELD, Job, LocalHost, Resources, Workflow
 from ccspec.spec.rendering import FieldRenderer, nested_template, suggest
 from ccspec.spec.resolved import ResolvedJob, ResolvedWorkflow
 from ccspec.spec.source import Source, ValuePath
@@ -254,6 +254,8 @@ class Resolver(FieldRenderer):
             resources=_merge_resources(d.resources, job.resources),
             retries=job.retries if job.retries is not None else (d.retries or 0),
             timeout=job.timeout if job.timeout is not None else d.timeout,
+            array=None if job.array is False else ARRAY_MAX if job.array is True else job.array,
+            pack=job.pack,
             deferred=frozenset(deferred),
             upstream=frozenset(upstream),
             fanout_pending=pending,

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from ccspec.errors import Diagnostic, UsageError
 from ccspec.spec.budget import overall
 from ccspec.spec.checks import check_cycles, check_files, find_repo_root
+from ccspec.spec.checks_slurm import check_arrays
 from ccspec.spec.cloudmesh import looks_like_cloudmesh
 from ccspec.spec.models import NAME_PATTERN, NAME_RULE, Workflow
 from ccspec.spec.quoting import check_quoted_q
@@ -258,6 +259,7 @@ def validate_source(
     report.diagnostics.extend(cycles)
     root = repo_root or find_repo_root(path.resolve().parent)
     report.diagnostics.extend(check_files(resolved, source, root))
+    report.diagnostics.extend(check_arrays(resolved, source))
     report.diagnostics.extend(check_quoted_q(spec, source))  # warnings: the spec stays valid
     if not any(d.severity == "error" for d in report.diagnostics):
         report.workflow = dataclasses.replace(

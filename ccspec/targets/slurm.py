@@ -17,7 +17,6 @@ import secrets
 import shlex
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -38,11 +37,42 @@ from ccspec.targets.remote import (
     refused,
 )
 from ccspec.targets.shells import Shell
+from ccspec.targets.slurm_array import (
+    ARRAY_FUNCTION,
+    SLURM_ID,
+    array_folder,
+    array_script,
+    find_lines,
+    split_arrays,
+    submit_line,
+)
+from ccspec.targets.slurm_pack import (
+    PACK_FUNCTION,
+    PACK_MEMBER,
+    cancel_members,
+    member_record,
+    pack_folder,
+    pack_script,
+    pack_submit_line,
+    split_packs,
+)
+from ccspec.targets.slurm_states import SlurmRecord, map_state
+from ccspec.targets.slurm_states import final as _final
+from ccspec.targets.slurm_states import parse_sacct as _parse_sacct
+from ccspec.targets.slurm_states import parse_squeue as _parse_squeue
 
 if TYPE_CHECKING:
     import jinja2
 
-__all__ = ["SlurmBackend", "busy", "map_state", "sbatch_options"]
+__all__ = [
+    "SlurmBackend",
+    "SlurmRecord",
+    "_parse_sacct",
+    "_parse_squeue",
+    "busy",
+    "map_state",
+    "sbatch_options",
+]
 
 q = shlex.quote
 
@@ -63,65 +93,6 @@ S() {
   fi
 }
 """.replace("CLAIM_CHECK", CLAIM_CHECK)
-
-QUEUED_STATES = {
-    "PENDING",
-    "CONFIGURING",
-    "REQUEUED",
-    "REQUEUE_HOLD",
-    "REQUEUE_FED",
-    "RESV_DEL_HOLD",
-    "SUSPENDED",
-}
-RUNNING_STATES = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING"}
-FINAL_REASONS = {
-    "TIMEOUT": (JobState.TIMED_OUT, "Slurm's time limit was reached (TIMEOUT)"),
-    "NODE_FAIL": (JobState.FAILED, "the node failed (NODE_FAIL)"),
-    "OUT_OF_MEMORY": (JobState.FAILED, "out of memory (OUT_OF_MEMORY)"),
-    "BOOT_FAIL": (JobState.FAILED, "the node failed to boot (BOOT_FAIL)"),
-    "DEADLINE": (JobState.FAILED, "the job missed its deadline (DEADLINE)"),
-    "PREEMPTED": (JobState.FAILED, "preempted by Slurm (PREEMPTED)"),
-    "REVOKED": (JobState.FAILED, "revoked by Slurm (REVOKED)"),
-    "SPECIAL_EXIT": (JobState.FAILED, "held in a special exit state (SPECIAL_EXIT)"),
-}
-
-
-@dataclass(frozen=True)
-class SlurmRecord:
-    state: str
-    exit_code: int | None = None
-    reason: str | None = None
-
-
-def map_state(record: SlurmRecord, file_code: int | None) -> Status:
-    """A Slurm state (from squeue or sacct) as a ccspec status, with the reason."""
-    state = record.state.split()[0].rstrip("+") if record.state else ""
-    if state in QUEUED_STATES:
-        reason = record.reason if record.reason and record.reason != "None" else None
-        return Status(
-            JobState.QUEUED, None, f"{state.lower()}: {reason}" if reason else state.lower()
-        )
-    if state in RUNNING_STATES:
-        return Status(JobState.RUNNING)
-    code = file_code if file_code is not None else record.exit_code
-    if state == "COMPLETED":
-        if code in (None, 0):
-            return Status(JobState.SUCCEEDED, 0)
-        return Status(JobState.FAILED, code, f"exit code {code}")
-    if state == "FAILED":
-        return Status(
-            JobState.FAILED, code, f"exit code {code}" if code else "failed in Slurm (FAILED)"
-        )
-    if state == "CANCELLED":
-        return Status(JobState.CANCELLED, code, "cancelled in Slurm (scancel)")
-    if state in FINAL_REASONS:
-        mapped, reason = FINAL_REASONS[state]
-        return Status(mapped, code, reason)
-    return (
-        Status(JobState.RUNNING, None, f"Slurm state {state}")
-        if state
-        else Status(JobState.RUNNING)
-    )
 
 
 def sbatch_options(launch: RemoteLaunch, host: SlurmHost) -> list[str]:
@@ -192,21 +163,23 @@ class SlurmBackend:
         )
 
     def submit(self, launches: Sequence[RemoteLaunch]) -> list[Submitted]:
-        lines = [SUBMIT_FUNCTION]
+        rest, packs = split_packs(launches)
+        singles, arrays = split_arrays(rest)
+        lines = [SUBMIT_FUNCTION, ARRAY_FUNCTION if arrays else "", PACK_FUNCTION if packs else ""]
         failed: list[Submitted] = []
-        for launch in launches:
+        groups = [
+            *((self._single_line, [launch]) for launch in singles),
+            *((self._array_line, members) for members in arrays),
+            *((self._pack_line, members) for members in packs),
+        ]
+        for make, members in groups:
             try:
-                stage = self.layout.stage_script(launch)
-                script = self.render(launch)
+                lines.append(make(members))
             except (TargetError, OSError) as exc:
-                failed.append(refused(launch, f"cannot ship files to {self.label}: {exc}", exc))
-                continue
-            run = q(self.layout.path(launch.run_dir))
-            eof = f"CCSPEC_{secrets.token_hex(8)}"
-            lines.append(
-                f"{stage} && cat > {run}/job.sbatch <<'{eof}'\n{script}{eof}\nS {launch.attempt_id} {run} {q(launch.claim)}"
-            )
-        if len(lines) == 1:
+                failed += [
+                    refused(m, f"cannot ship files to {self.label}: {exc}", exc) for m in members
+                ]
+        if len(lines) == 3:
             return failed
         result = self.shell.run("\n".join(lines))
         answers = {}
@@ -220,7 +193,7 @@ class SlurmBackend:
             if launch.attempt_id in done:
                 continue
             status, value = answers.get(launch.attempt_id, ("", ""))
-            if status == "ok" and value.strip().isdigit():
+            if status == "ok" and SLURM_ID.match(value.strip()):
                 out.append(Submitted(launch.attempt_id, value.strip()))
             else:
                 # no answer: the command died on the way (safe to send again: the claim
@@ -236,13 +209,39 @@ class SlurmBackend:
                 )
         return out
 
+    def _single_line(self, members: Sequence[RemoteLaunch]) -> str:
+        launch = members[0]
+        stage = self.layout.stage_script(launch)
+        script = self.render(launch)
+        run = q(self.layout.path(launch.run_dir))
+        eof = f"CCSPEC_{secrets.token_hex(8)}"
+        return f"{stage} && cat > {run}/job.sbatch <<'{eof}'\n{script}{eof}\nS {launch.attempt_id} {run} {q(launch.claim)}"
+
+    def _array_line(self, members: Sequence[RemoteLaunch]) -> str:
+        stage = " && ".join(self.layout.stage_script(m) for m in members)
+        folder = array_folder(self.layout, members[0].workflow)
+        options = sbatch_options(members[0], self.host)
+        script = array_script(self.layout, members, folder, options)
+        return f"{stage} && {submit_line(self.layout, members, folder, script, self.host.max_jobs)}"
+
+    def _pack_line(self, members: Sequence[RemoteLaunch]) -> str:
+        stage = " && ".join(self.layout.stage_script(m) for m in members)
+        folder = pack_folder(self.layout, members[0].workflow)
+        options = sbatch_options(members[0], self.host)
+        name = f"ccspec.{members[0].workflow}.{members[0].job.name}"[:200]
+        script = pack_script(self.layout, members, folder, name, options)
+        line = pack_submit_line(self.layout, members, folder, script, self.host.partition)
+        return f"{stage} && {line}"
+
     def poll(self, tracked: Sequence[Tracked]) -> dict[int, Status | None]:
-        ids = sorted({t.handle for t in tracked if t.handle and t.handle.isdigit()}, key=int)
+        ids = sorted(
+            {_job(t.handle) for t in tracked if t.handle and SLURM_ID.match(t.handle)}, key=_order
+        )
         script = poll_lines(self.layout, tracked)
         if ids:
             self.queries += 1
             script = (
-                f"echo '@@squeue'; squeue -h -t all -j {','.join(ids)} -o '%i|%T|%r' 2>&1; "
+                f"echo '@@squeue'; squeue -h -t all -r -j {','.join(ids)} -o '%i|%T|%r' 2>&1; "
                 f"echo \"@@rc $?\"; echo '@@end'\n{script}"
             )
         result = self.shell.run(script)
@@ -257,7 +256,14 @@ class SlurmBackend:
         }
         # what squeue still shows (final states included) needs no accounting query
         ask = (
-            sorted({h for h in handles.values() if h and h.isdigit() and h not in queue}, key=int)
+            sorted(
+                {
+                    _job(h)
+                    for h in handles.values()
+                    if h and SLURM_ID.match(h) and _job(h) not in queue
+                },
+                key=_order,
+            )
             if queue_ok
             else []
         )
@@ -269,10 +275,13 @@ class SlurmBackend:
         states: dict[int, Status | None] = {}
         for t in tracked:
             handle = handles[t.attempt_id]
-            record = queue.get(handle or "") if handle else None
+            job = _job(handle) if handle else ""
+            record = queue.get(job) if handle else None
             if record is None or _final(record.state):
-                record = accounting.get(handle or "", record)
+                record = accounting.get(job, record)
             f = files.get(t.attempt_id)
+            if f is not None and handle and PACK_MEMBER.match(handle):
+                record = member_record(record, f.exit_code, f.pid != "-")
             states[t.attempt_id] = (
                 None
                 if f is None
@@ -296,6 +305,7 @@ class SlurmBackend:
         found = fence(self.layout, tracked)
         claimed = [t for t in tracked if found.get(t.attempt_id) == "claimed"]
         if claimed:
+            self.shell.run(find_lines(self.layout, claimed))  # members of an array
             self._find_submitted(claimed)
         return {i: "started" if f == "claimed" else f for i, f in found.items()}
 
@@ -315,21 +325,27 @@ class SlurmBackend:
         for line in result.text.splitlines():
             slurm_id, _, comment = line.partition("|")
             match = keys.pop(comment.strip(), None)
-            if match is not None and slurm_id.isdigit():
+            if match is not None and slurm_id.isdigit():  # a single job (arrays: find_lines)
                 lines.append(f"echo {slurm_id} > {q(self.layout.path(match.run_dir))}/slurm_id")
         if lines:
             self.shell.run("\n".join(lines))
 
     def _sacct(self, ids: list[str]) -> tuple[dict[str, SlurmRecord], bool]:
-        fmt = "-n -P -o JobID,State,ExitCode -j " + ",".join(ids)
+        fmt = "-n -P -o JobID,State,ExitCode -j "
         if self.completion_log is not True:
             self.queries += 1
-            result = self.shell.run(f"sacct -X {fmt}")
+            result = self.shell.run(f"sacct -X {fmt}{','.join(ids)}")
             if result.code == 0:
                 self.completion_log = False
                 return _parse_sacct(result.text), True
             if self.completion_log is False:
                 return {}, False
+        # the completion log knows array tasks only by their own numeric ids: the run
+        # folder's exit code settles those
+        ids = [i for i in ids if i.isdigit()]
+        if not ids and self.completion_log:
+            return {}, True
+        fmt += ",".join(ids) if ids else "0"
         self.queries += 1
         result = self.shell.run(f"sacct -c {fmt}")
         if result.code != 0:
@@ -338,11 +354,16 @@ class SlurmBackend:
         return _parse_sacct(result.text), True
 
     def cancel(self, tracked: Sequence[Tracked], force: bool) -> None:
-        lines = []
+        packed = [
+            (t.run_dir, t.handle) for t in tracked if t.handle and PACK_MEMBER.match(t.handle)
+        ]
+        lines = cancel_members(self.layout, packed, force)
         for t in tracked:
+            if t.handle and PACK_MEMBER.match(t.handle):
+                continue
             job = (
                 t.handle
-                if t.handle and t.handle.isdigit()
+                if t.handle and SLURM_ID.match(t.handle)
                 else f"$(cat {q(self.layout.path(t.run_dir))}/slurm_id 2>/dev/null)"
             )
             lines.append(f"scancel {'--signal=KILL --full ' if force else ''}{job} 2>/dev/null")
@@ -413,35 +434,11 @@ def busy(message: str) -> bool:
     return _BUSY.search(message) is not None
 
 
-def _final(state: str) -> bool:
-    name = state.split()[0].rstrip("+") if state else ""
-    return name not in QUEUED_STATES and name not in RUNNING_STATES
+def _job(handle: str) -> str:
+    """The id squeue and sacct know a handle by: a pack member's is its pack's."""
+    return handle.partition("+")[0]
 
 
-def _parse_squeue(text: str) -> tuple[dict[str, SlurmRecord], bool]:
-    body, _, tail = text.partition("@@rc ")
-    body = body.replace("@@squeue\n", "", 1)
-    rc = tail.strip().split()[0] if tail.strip() else "1"
-    records: dict[str, SlurmRecord] = {}
-    for line in body.splitlines():
-        parts = line.split("|")
-        if len(parts) == 3 and parts[0].isdigit():
-            records[parts[0]] = SlurmRecord(parts[1], None, parts[2])
-    # "Invalid job id" only means squeue forgot every id asked for: ask sacct instead
-    ok = rc == "0" or (not records and "Invalid job id" in body)
-    return records, ok
-
-
-_EXIT = re.compile(r"^(\d+):(\d+)$")
-
-
-def _parse_sacct(text: str) -> dict[str, SlurmRecord]:
-    records: dict[str, SlurmRecord] = {}
-    for line in text.splitlines():
-        parts = line.split("|")
-        if len(parts) < 3 or not parts[0].isdigit():  # skip steps (123.batch) and blank lines
-            continue
-        match = _EXIT.match(parts[2].strip())
-        code = int(match.group(1)) if match else None
-        records[parts[0]] = SlurmRecord(parts[1], code)  # the last record wins (requeued jobs)
-    return records
+def _order(slurm_id: str) -> tuple[int, int]:
+    job, _, task = slurm_id.partition("_")
+    return int(job), int(task or -1)
