@@ -3,8 +3,9 @@ tree the job waited for) and peak memory (the largest RSS of one process of the 
 the warning shown when a job used far less or far more than its `resources` asked.
 
 The wrapper (templates/run-wrapper.sh, job-wrapper.sh) writes the run folder's `usage` file as
-the job ends; `read_usage` reads it for the engine when it records the end. Slurm jobs get
-theirs from sacct (ccspec.targets.slurm_usage). Shown by `ccspec status`, the status file,
+the job ends; the engine reads it (`usage_file`, `read_usage`) when it records the end. On
+remote hosts (ssh, Slurm, WSL) the same wrappers write it, and the host's poll brings it back
+beside the log with the attempt's other result files. Shown by `ccspec status`, the status file,
 the API, the dashboard and `ccspec report`.
 
 Thresholds of the warning (`usage_warning`):
@@ -29,8 +30,10 @@ __all__ = [
     "MIN_WALL",
     "Usage",
     "format_bytes",
+    "mirrored",
     "parse_usage",
     "read_usage",
+    "usage_file",
     "usage_warning",
 ]
 
@@ -76,12 +79,25 @@ def parse_usage(text: str) -> Usage | None:
     return Usage(wall, cpu, rss)
 
 
-def read_usage(run_dir: Path | str | None) -> Usage | None:
-    """The usage the wrapper recorded in the run folder, if any."""
-    if run_dir is None:
+def usage_file(run_dir: Path | None, log_path: Path | None, remote: bool) -> Path | None:
+    """Where an attempt's usage file is on this machine: in its run folder, or for a remote
+    one (ssh, Slurm, WSL), the copy brought back beside its log when it ended (`fetched`)."""
+    if remote:
+        return None if log_path is None else mirrored(log_path)
+    return None if run_dir is None else run_dir / "usage"
+
+
+def mirrored(log_path: Path) -> Path:
+    """The local copy of a remote attempt's usage file: beside its log, as NUMBER.usage."""
+    return log_path.resolve().with_suffix(".usage")
+
+
+def read_usage(path: Path | None) -> Usage | None:
+    """The usage a wrapper recorded in the usage file `path`, if any."""
+    if path is None:
         return None
     try:
-        fd = os.open(os.path.join(run_dir, "usage"), os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return None
     try:
