@@ -13,11 +13,11 @@
 # name. The set-up is a function so that the launcher parses it once, not once per job; the
 # command runs outside of it.
 # Just before the exit code, its EXIT trap records the job's resource usage in `usage` (read
-# by ccspec.usage): CPU time of the shell and of the children it waited for and peak RSS
-# from /proc/self (builtins: no process). A job that ran children has their peak RSS only
-# in getrusage(RUSAGE_CHILDREN), which no shell prints: then, where python3 is installed,
-# the shell execs it (no fork; CPU and peak RSS of the reaped children survive an exec),
-# and it writes both files. Without /proc nothing is recorded.
+# by ccspec.usage): CPU time of the shell and of the children it waited for, and its RSS,
+# from /proc/self/stat (one read by a builtin: no process). The peak RSS of a job's children
+# is only in getrusage(RUSAGE_CHILDREN), which no shell prints: a job that ran any, where
+# python3 is installed, execs it at exit (no fork; what the reaped children used survives an
+# exec), and it writes both files. Without /proc nothing is recorded.
 # The files it writes (log, pid, exit code, usage) are private, 0600: the log may show secrets.
 # The job itself runs with the umask it was started with; on this machine ccspec writes
 # its value into the line below (no fork to ask for it), on other hosts the line asks.
@@ -27,16 +27,15 @@ __ccspec_note() {
 }
 __ccspec_end() {
   umask 077
-  # fields 11, 14-17 of /proc/self/stat: children's minor faults (> 0: children were reaped),
-  # user and system CPU of the shell, then of its reaped children, in ticks of 1/100 s
+  # fields 11, 14-17 and 24 of /proc/self/stat: children's minor faults (> 0: children were
+  # reaped), user and system CPU of the shell, then of its reaped children (ticks of 1/100 s),
+  # and the shell's RSS (4 kB pages): for a shell that ran no program, about its peak
   { IFS=' ' read -r __ccspec_x __ccspec_x __ccspec_x __ccspec_x __ccspec_x __ccspec_x __ccspec_x \
       __ccspec_x __ccspec_x __ccspec_x __ccspec_ch __ccspec_x __ccspec_x __ccspec_ut __ccspec_st \
-      __ccspec_cut __ccspec_cst __ccspec_x </proc/self/stat; } 2>/dev/null || __ccspec_cst=
-  if [ -n "$__ccspec_cst" ]; then
-    __ccspec_m=-
-    while IFS=' 	' read -r __ccspec_k __ccspec_v __ccspec_x; do  # the shell's peak RSS
-      case $__ccspec_k in VmHWM:) __ccspec_m=$__ccspec_v; break ;; esac
-    done 2>/dev/null </proc/self/status
+      __ccspec_cut __ccspec_cst __ccspec_x __ccspec_x __ccspec_x __ccspec_x __ccspec_x __ccspec_x \
+      __ccspec_m __ccspec_x </proc/self/stat; } 2>/dev/null || __ccspec_m=
+  if [ -n "$__ccspec_m" ]; then
+    __ccspec_m=$((__ccspec_m * 4))
     if [ "$__ccspec_ch" != 0 ] && command -v python3 >/dev/null 2>&1; then
       exec python3 -I -S -c 'import os,resource as r,sys,time
 d,c,u,s,m,t=sys.argv[1:7];k=r.getrusage(r.RUSAGE_CHILDREN);m=m if m.isdigit() else "0"
