@@ -36,7 +36,7 @@ __ccspec_end() {
       __ccspec_m __ccspec_x </proc/self/stat; } 2>/dev/null || __ccspec_m=
   if [ -n "$__ccspec_m" ]; then
     __ccspec_m=$((__ccspec_m * 4))
-    if [ "$__ccspec_ch" != 0 ] && command -v python3 >/dev/null 2>&1; then
+    if [ "$__ccspec_ch" != "${__ccspec_had:-0}" ] && command -v python3 >/dev/null 2>&1; then
       exec python3 -I -S -c 'import os,resource as r,sys,time
 d,c,u,s,m,t=sys.argv[1:7];k=r.getrusage(r.RUSAGE_CHILDREN);m=m if m.isdigit() else "0"
 try:
@@ -57,6 +57,10 @@ os._exit(int(c))' "$CCSPEC_RUN_DIR" "$1" "$__ccspec_ut" "$__ccspec_st" "$__ccspe
 __ccspec_setup() {
   __ccspec_start=${EPOCHREALTIME-}
   __ccspec_umask=$(umask)
+  # children reaped so far (field 11 of /proc/self/stat; the subshell that asked the umask):
+  # a job that ran none needs no python3 at its end
+  { IFS=' ' read -r __ccspec_x __ccspec_x __ccspec_x __ccspec_x __ccspec_x __ccspec_x __ccspec_x \
+      __ccspec_x __ccspec_x __ccspec_x __ccspec_had __ccspec_x </proc/self/stat; } 2>/dev/null
   umask 077
   if [ -n "${2-}" ]; then
     [ -d "$CCSPEC_RUN_DIR" ] || mkdir -p "$CCSPEC_RUN_DIR"  # the runner usually made it: no process then
