@@ -12,6 +12,7 @@ from ccspec.planner import Action, Plan
 from ccspec.spec.resolved import ResolvedJob
 from ccspec.state.store import Attempt, LeaseLost, RecordedJob
 from ccspec.states import JobState
+from ccspec.usage import Usage
 
 __all__ = ["JobView", "Outcome", "OutputsOf", "initial_views"]
 
@@ -37,6 +38,8 @@ class JobView:
     outputs: dict[str, Any] = field(default_factory=dict)
     fingerprint: str | None = None
     log_path: Path | None = None
+    usage: Usage | None = None  # of the latest attempt, once it ended (ccspec.usage)
+    usage_warning: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ def initial_views(
                 view.started, view.finished = attempt.started, attempt.finished
                 view.exit_code, view.progress = attempt.exit_code, attempt.progress
                 view.message, view.host = attempt.message, attempt.host
+                view.usage, view.usage_warning = attempt.usage, attempt.usage_warning
         views[planned.id] = view
     return views
 

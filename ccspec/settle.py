@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from ccspec.redact import Redactor
 from ccspec.report.status import JobStatus
 from ccspec.state.store import Attempt, StateStore
+from ccspec.usage import read_usage, usage_file
 
 if TYPE_CHECKING:
     from ccspec.progress import LogMiner
@@ -82,6 +83,9 @@ def settle(
             progress=progress,
             message=None if miner.message is None else mask.text(miner.message),
             finished=status.finished,
+            usage=read_usage(
+                usage_file(Path(attempt.run_dir or "."), None, attempt.id not in local)
+            ),
         )
         settled += 1
     return settled
@@ -218,6 +222,8 @@ def job_statuses(store: StateStore, workflow: str) -> list[JobStatus]:
                 a.message if a else None,
                 rec.reason,
                 dict(a.outputs) if a and a.outputs else dict(rec.outputs),
+                a.usage if a else None,
+                a.usage_warning if a else None,
             )
         )
     return out

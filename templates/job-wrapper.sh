@@ -6,6 +6,10 @@
 # Output goes where the caller pointed stdout/stderr (the job's log).
 # The pid and exit code files are private (0600), as everything in the state folder; the
 # job keeps the umask it was started with.
+# Before the exit code, it records the job's CPU time and peak RSS in `usage` (read by
+# ccspec.usage): getrusage(RUSAGE_CHILDREN) of this shell, which only a program can ask
+# for, so the shell execs python3 for it (no fork; the reaped children's usage survives the
+# exec), which writes both files (the job's start: the pid file's mtime). Without python3 (or /proc) the exit code alone.
 run_dir=$1
 shift
 job_umask=$(umask)
@@ -20,5 +24,20 @@ trap : TERM INT HUP
 "$@" < /dev/null
 code=$?
 umask 077
+if [ -r /proc/self/stat ] && command -v python3 >/dev/null 2>&1; then
+  exec python3 -I -S -c 'import os,resource as r,sys,time
+d,c=sys.argv[1:3];k=r.getrusage(r.RUSAGE_CHILDREN)
+try:t="%.6f"%os.stat(d+"/pid").st_mtime
+except OSError:t="-"
+try:
+ with open(d+"/usage","w") as f:f.write("s %.3f %.3f %d %s %.6f\n"%(k.ru_utime,k.ru_stime,k.ru_maxrss,t,time.time()))
+except OSError:pass
+try:
+ with open(d+"/exit_code","w") as f:f.write(c+"\n")
+except OSError:
+ try:open(d+"/exit_code."+c,"w").close()
+ except OSError:pass
+os._exit(int(c))' "$run_dir" "$code"
+fi
 echo "$code" 2>/dev/null >"$run_dir/exit_code" || true 2>/dev/null >"$run_dir/exit_code.$code"
 exit "$code"

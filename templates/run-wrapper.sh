@@ -12,21 +12,61 @@
 # be written (the folder is full), an empty file `pid.N` or `exit_code.N` keeps it in its
 # name. The set-up is a function so that the launcher parses it once, not once per job; the
 # command runs outside of it.
-# The files it writes (log, pid, exit code) are private, 0600: the log may show secrets.
+# Just before the exit code, its EXIT trap records the job's resource usage in `usage` (read
+# by ccspec.usage): CPU time of the shell and of the children it waited for, and its RSS,
+# from /proc/self/stat (one read by a builtin: no process). The peak RSS of a job's children
+# is only in getrusage(RUSAGE_CHILDREN), which no shell prints: a job that ran any, where
+# python3 is installed, execs it at exit (no fork; what the reaped children used survives an
+# exec), and it writes both files. Without /proc nothing is recorded.
+# The files it writes (log, pid, exit code, usage) are private, 0600: the log may show secrets.
 # The job itself runs with the umask it was started with; on this machine ccspec writes
 # its value into the line below (no fork to ask for it), on other hosts the line asks.
 __ccspec_note() {
   umask 077
   echo "$2" 2>/dev/null >"$CCSPEC_RUN_DIR/$1" || true 2>/dev/null >"$CCSPEC_RUN_DIR/$1.$2"
 }
+__ccspec_end() {
+  umask 077
+  # fields 11, 14-17 and 24 of /proc/self/stat: children's minor faults (> 0: children were
+  # reaped), user and system CPU of the shell, then of its reaped children (ticks of 1/100 s),
+  # and the shell's RSS (4 kB pages): for a shell that ran no program, about its peak
+  { IFS=' ' read -r __ccspec_x __ccspec_x __ccspec_x __ccspec_x __ccspec_x __ccspec_x __ccspec_x \
+      __ccspec_x __ccspec_x __ccspec_x __ccspec_ch __ccspec_x __ccspec_x __ccspec_ut __ccspec_st \
+      __ccspec_cut __ccspec_cst __ccspec_x __ccspec_x __ccspec_x __ccspec_x __ccspec_x __ccspec_x \
+      __ccspec_m __ccspec_x </proc/self/stat; } 2>/dev/null || __ccspec_m=
+  if [ -n "$__ccspec_m" ]; then
+    __ccspec_m=$((__ccspec_m * 4))
+    if [ "$__ccspec_ch" != "${__ccspec_had:-0}" ] && command -v python3 >/dev/null 2>&1; then
+      exec python3 -I -S -c 'import os,resource as r,sys,time
+d,c,u,s,m,t=sys.argv[1:7];k=r.getrusage(r.RUSAGE_CHILDREN);m=m if m.isdigit() else "0"
+try:
+ with open(d+"/usage","w") as f:f.write("s %.3f %.3f %d %s %.6f\n"%(int(u)/100+k.ru_utime,int(s)/100+k.ru_stime,max(int(m),k.ru_maxrss),t or "-",time.time()))
+except OSError:pass
+try:
+ with open(d+"/exit_code","w") as f:f.write(c+"\n")
+except OSError:
+ try:open(d+"/exit_code."+c,"w").close()
+ except OSError:pass
+os._exit(int(c))' "$CCSPEC_RUN_DIR" "$1" "$__ccspec_ut" "$__ccspec_st" "$__ccspec_m" "${__ccspec_start-}"
+    fi
+    echo "t $((__ccspec_ut + __ccspec_cut)) $((__ccspec_st + __ccspec_cst)) $__ccspec_m ${__ccspec_start:--} ${EPOCHREALTIME:--}" \
+      2>/dev/null >"$CCSPEC_RUN_DIR/usage"
+  fi
+  __ccspec_note exit_code "$1"
+}
 __ccspec_setup() {
+  __ccspec_start=${EPOCHREALTIME-}
   __ccspec_umask=$(umask)
+  # children reaped so far (field 11 of /proc/self/stat; the subshell that asked the umask):
+  # a job that ran none needs no python3 at its end
+  { IFS=' ' read -r __ccspec_x __ccspec_x __ccspec_x __ccspec_x __ccspec_x __ccspec_x __ccspec_x \
+      __ccspec_x __ccspec_x __ccspec_x __ccspec_had __ccspec_x </proc/self/stat; } 2>/dev/null
   umask 077
   if [ -n "${2-}" ]; then
     [ -d "$CCSPEC_RUN_DIR" ] || mkdir -p "$CCSPEC_RUN_DIR"  # the runner usually made it: no process then
     exec >>"$2" 2>&1
   fi
-  trap '__ccspec_note exit_code $?' EXIT
+  trap '__ccspec_end $?' EXIT
   trap 'trap - EXIT; __ccspec_note exit_code 129; exit 129' HUP
   trap 'trap - EXIT; __ccspec_note exit_code 130; exit 130' INT
   trap 'trap - EXIT; __ccspec_note exit_code 131; exit 131' QUIT

@@ -151,7 +151,7 @@ def status(
 
     from ccspec.errors import StateFolderUnwritable
     from ccspec.redact import redactor_for
-    from ccspec.report.status import status_document
+    from ccspec.report.status import status_document, usage_text
     from ccspec.runner import job_statuses, settle, state_dir
     from ccspec.state.store import StateStore
 
@@ -184,4 +184,7 @@ def status(
             reason = f" ({entry['reason']})" if "reason" in entry else ""
             click.echo(
                 f"  {job_id:<30} {entry['state']:<10} attempt {entry.get('attempt', 0)}{progress}{reason}"
+                + usage_text(entry)
             )
+            if "usage_warning" in entry:
+                click.echo(f"  {'':<30} warning: {entry['usage_warning']}")

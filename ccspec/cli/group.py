@@ -33,6 +33,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ccspec plan specs/          what would run, and why
     ccspec apply specs/         run what is new, changed or failed
     ccspec status specs/        recorded state of every job
+    ccspec report WF -o t.html  timeline and resource usage of a run
     ccspec schema               print the JSON Schema of the spec language
     ccspec init                 start a repository with a spec and the schema
     """

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 from ccspec.redact import Redactor
 from ccspec.report import yamlout
 from ccspec.states import JobState
+from ccspec.usage import Usage
 
 __all__ = [
     "JobStatus",
@@ -27,6 +28,8 @@ __all__ = [
     "phase_of",
     "render_status",
     "status_document",
+    "usage_entry",
+    "usage_text",
     "write_if_changed",
 ]
 
@@ -48,6 +51,34 @@ class JobStatus(NamedTuple):
     message: str | None = None
     reason: str | None = None
     outputs: Mapping[str, Any] | None = None
+    usage: Usage | None = None
+    usage_warning: str | None = None
+
+
+def usage_entry(usage: Usage | None) -> dict[str, float] | None:
+    """A job's measured usage as the status file and the API show it: wall and CPU seconds,
+    peak RSS in megabytes (keys left out when not measured)."""
+    if usage is None:
+        return None
+    entry = {
+        "wall": usage.wall,
+        "cpu": usage.cpu,
+        "max_rss_mb": None if usage.max_rss is None else round(usage.max_rss / 1048576, 1),
+    }
+    return {k: v for k, v in entry.items() if v is not None} or None
+
+
+def usage_text(entry: Mapping[str, Any]) -> str:
+    """` wall 2.1s cpu 0.5s mem 50.2M`: a job's usage on its `ccspec status` line."""
+    usage = entry.get("usage") or {}
+    parts = []
+    if "wall" in usage:
+        parts.append(f"wall {usage['wall']:.1f}s")
+    if "cpu" in usage:
+        parts.append(f"cpu {usage['cpu']:.1f}s")
+    if "max_rss_mb" in usage:
+        parts.append(f"mem {usage['max_rss_mb']:.1f}M")
+    return "  " + " ".join(parts) if parts else ""
 
 
 def iso(stamp: float | None) -> str | None:
@@ -112,6 +143,8 @@ def status_document(
             "message": _redacted(j.message, secrets),
             "reason": _redacted(j.reason, secrets),
             "outputs": _redacted(dict(j.outputs or {}), secrets) or None,
+            "usage": usage_entry(j.usage),
+            "usage_warning": j.usage_warning,
         }
         entries[j.id] = {k: v for k, v in entry.items() if v is not None}
     return {

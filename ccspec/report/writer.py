@@ -200,4 +200,6 @@ def _status(v: JobView) -> JobStatus:
         v.message,
         v.reason,
         v.outputs,
+        v.usage,
+        v.usage_warning,
     )

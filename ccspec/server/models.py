@@ -26,6 +26,7 @@ __all__ = [
     "JobInfo",
     "Phase",
     "Problem",
+    "ResourceUsage",
     "WorkflowDetail",
     "WorkflowHead",
     "WorkflowList",
@@ -90,6 +91,22 @@ class WorkflowList(_Model):
     workflows: list[WorkflowSummary]
 
 
+class ResourceUsage(_Model):
+    """What an attempt used, as its wrapper (or sacct) measured it."""
+
+    wall: float | None = Field(None, description="Wall time, seconds")
+    cpu: float | None = Field(
+        None, description="CPU time (user + system) of its processes, seconds"
+    )
+    max_rss: int | None = Field(None, description="Peak memory (largest RSS of one process), bytes")
+    warning: str | None = Field(
+        None,
+        description="Set when it used far less or far more than its `resources` asked "
+        "(peak memory under 10% or over 100% of `mem`; CPU time / wall time under 25% or "
+        "over 150% of `cpus`, for attempts of 10 s or more)",
+    )
+
+
 class JobInfo(_Model):
     id: str = Field(..., description="Job id (a matrix member's id carries its values: train-cnn)")
     name: str = Field(..., description="The key under `jobs:` in the spec")
@@ -111,6 +128,7 @@ class JobInfo(_Model):
     )
     needs: list[str] = Field(default_factory=list, description="Jobs it needs, from the spec")
     updated: datetime | None = None
+    usage: ResourceUsage | None = Field(None, description="What the last attempt used")
 
 
 class WorkflowHead(WorkflowSummary):
@@ -140,6 +158,7 @@ class AttemptInfo(_Model):
     progress: float | None = None
     message: str | None = None
     outputs: dict[str, Any] = Field(default_factory=dict)
+    usage: ResourceUsage | None = Field(None, description="What the attempt used")
     log: str = Field(..., description="URL of this attempt's log")
 
 

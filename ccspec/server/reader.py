@@ -25,6 +25,7 @@ from ccspec import __version__
 from ccspec.redact import Redactor, environment_secrets
 from ccspec.report.graph import GraphNode, Painter
 from ccspec.report.status import phase_of
+from ccspec.report.timeline import bars_of, timeline_svg
 from ccspec.server.built import Built, etag, gzip_of
 from ccspec.server.errors import NotFound
 from ccspec.server.models import EventInfo, JobDetail, WorkflowHead, WorkflowList, WorkflowSummary
@@ -323,6 +324,13 @@ class Reader:
             painter.lay_out(nodes)
         return painter.paint(nodes), "image/svg+xml", [spec.path] if spec else []
 
+    def timeline(self, name: str) -> tuple[bytes, str, list[Path]]:
+        """The run's timeline picture: one bar per attempt (ccspec.report.timeline)."""
+        if not self.known(name):
+            raise NotFound(f"no workflow {name!r}")
+        bars = bars_of(self.store().attempts(name))
+        return timeline_svg(bars).encode(), "image/svg+xml", []
+
     def spec_text(self, name: str) -> tuple[bytes, str, list[Path]]:
         spec = self.spec_of(name)
         if spec is None:
@@ -402,5 +410,6 @@ class Reader:
 # store's recorded_jobs + last_attempts build two objects per job). Read-only use of its schema.
 _JOB_ROWS = """
     SELECT j.id, j.name, j.state, j.reason, j.fingerprint, j.outputs, j.attempts, j.updated,
-           a.host, a.started, a.finished, a.exit_code, a.progress, a.message, a.outputs
+           a.host, a.started, a.finished, a.exit_code, a.progress, a.message, a.outputs,
+           a.wall, a.cpu, a.max_rss, a.usage_warning
     FROM jobs j LEFT JOIN attempts a ON a.id = j.last_attempt WHERE j.workflow = ?"""

@@ -13,10 +13,11 @@ from typing import Any
 from urllib.parse import quote
 
 from ccspec.redact import Redactor
-from ccspec.server.models import AttemptInfo, EventInfo, JobInfo
+from ccspec.server.models import AttemptInfo, EventInfo, JobInfo, ResourceUsage
 from ccspec.server.specs import SpecFile
 from ccspec.state.store import Attempt, RecordedJob
 from ccspec.states import JobState
+from ccspec.usage import Usage
 
 __all__ = [
     "STATES",
@@ -29,6 +30,7 @@ __all__ = [
     "redacted_spec",
     "row_info",
     "stamp_time",
+    "usage_info",
 ]
 
 STATES = {s.value: s for s in JobState}
@@ -90,6 +92,10 @@ def row_info(row: tuple[Any, ...], needs: list[str], redactor: Redactor) -> JobI
         progress,
         message,
         attempt_outputs,
+        wall,
+        cpu,
+        max_rss,
+        warning,
     ) = row
     # as `ccspec status` shows them
     outputs = json_object(attempt_outputs) or json_object(job_outputs)
@@ -112,6 +118,7 @@ def row_info(row: tuple[Any, ...], needs: list[str], redactor: Redactor) -> JobI
         outputs=redactor.value(outputs),
         needs=needs,
         updated=stamp_time(updated),
+        usage=usage_info(Usage(wall, cpu, max_rss), _masked(redactor, warning)),
     )
 
 
@@ -144,6 +151,7 @@ def job_info(
         outputs=redactor.value(outputs),
         needs=needs.get(rec.id, []),
         updated=stamp_time(rec.updated),
+        usage=usage_info(a.usage, _masked(redactor, a.usage_warning)) if a else None,
     )
 
 
@@ -162,8 +170,16 @@ def attempt_info(workflow: str, a: Attempt, redactor: Redactor) -> AttemptInfo:
         progress=_percent(a.progress),
         message=_masked(redactor, a.message),
         outputs=redactor.value(dict(a.outputs)),
+        usage=usage_info(a.usage, _masked(redactor, a.usage_warning)),
         log=log_url(workflow, a.job, a.number),
     )
+
+
+def usage_info(usage: Usage | None, warning: str | None) -> ResourceUsage | None:
+    """An attempt's usage in the API (None: nothing was measured)."""
+    if usage is None or (usage.wall is None and usage.cpu is None and usage.max_rss is None):
+        return None
+    return ResourceUsage(wall=usage.wall, cpu=usage.cpu, max_rss=usage.max_rss, warning=warning)
 
 
 def _percent(value: float | None) -> float | None:

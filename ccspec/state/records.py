@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ccspec.states import JobState
+from ccspec.usage import Usage
 
 __all__ = [
     "ENCODER",
@@ -20,6 +21,7 @@ __all__ = [
     "attempt_from_row",
     "from_json",
     "to_json",
+    "usage_from_row",
 ]
 
 
@@ -61,6 +63,8 @@ class Attempt:
     progress: float | None
     message: str | None
     outputs: Mapping[str, Any]
+    usage: Usage | None = None  # measured resource usage (None: not measured)
+    usage_warning: str | None = None  # when it did not fit the job's `resources`
 
 
 # one for every record: json.dumps makes one a call
@@ -120,4 +124,14 @@ def attempt_from_row(r: sqlite3.Row) -> Attempt:
         progress=r["progress"],
         message=r["message"],
         outputs=LazyJSON(r["outputs"]),
+        usage=usage_from_row(r),
+        usage_warning=r["usage_warning"],
     )
+
+
+def usage_from_row(r: sqlite3.Row) -> Usage | None:
+    """The usage columns of an attempt's row (None when none was measured)."""
+    wall, cpu, rss = r["wall"], r["cpu"], r["max_rss"]
+    if wall is None and cpu is None and rss is None:
+        return None
+    return Usage(wall, cpu, rss)

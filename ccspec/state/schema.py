@@ -78,6 +78,14 @@ MIGRATIONS = [
     DROP INDEX attempts_by_job;
     CREATE UNIQUE INDEX attempts_number ON attempts (workflow, job, number);
     """,
+    # resource usage of an attempt (ccspec.usage): wall and CPU seconds, peak RSS in bytes, and
+    # the warning when it did not fit the job's `resources`; NULL for attempts before this
+    """
+    ALTER TABLE attempts ADD COLUMN wall REAL;
+    ALTER TABLE attempts ADD COLUMN cpu REAL;
+    ALTER TABLE attempts ADD COLUMN max_rss INTEGER;
+    ALTER TABLE attempts ADD COLUMN usage_warning TEXT;
+    """,
 ]
 
 

@@ -34,6 +34,7 @@ from ccspec.state.records import (
 )
 from ccspec.state.schema import MIGRATIONS
 from ccspec.states import JobState
+from ccspec.usage import Usage
 
 __all__ = [
     "MIGRATIONS",
@@ -346,8 +347,11 @@ class StateStore(Leases):
         soon: bool = False,
         workflow: str | None = None,
         job: str | None = None,
+        usage: Usage | None = None,
+        usage_warning: str | None = None,
     ) -> None:
-        """Record how an attempt ended (pass workflow and job when known: one read less).
+        """Record how an attempt ended (pass workflow and job when known: one read less), with
+        its measured resource usage when there is one (ccspec.usage).
         `soon`: with the next transaction (the engine's hot path; a runner killed before
         that finds the attempt active and collects it again from the wrapper's exit-code file)."""
         now = finished or time.time()
@@ -362,7 +366,8 @@ class StateStore(Leases):
                 ).fetchone()
             )
             self.db.execute(
-                "UPDATE attempts SET state=?, exit_code=?, reason=?, outputs=?, progress=?, message=?, finished=? WHERE id=?",
+                "UPDATE attempts SET state=?, exit_code=?, reason=?, outputs=?, progress=?, message=?, finished=?,"
+                " wall=?, cpu=?, max_rss=?, usage_warning=? WHERE id=?",
                 (
                     str(state),
                     exit_code,
@@ -371,6 +376,10 @@ class StateStore(Leases):
                     progress,
                     message,
                     now,
+                    usage.wall if usage else None,
+                    usage.cpu if usage else None,
+                    usage.max_rss if usage else None,
+                    usage_warning,
                     attempt_id,
                 ),
             )

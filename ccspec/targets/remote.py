@@ -16,6 +16,7 @@ grows, so progress, outputs and `ccspec logs` work the same for every target.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -204,11 +205,12 @@ def _run_wrapper() -> str:
 # -- polling -------------------------------------------------------------------------------
 
 # One function, called once per job: `P KEY RUN_DIR OFFSET` prints
-#   @@ KEY EXIT PID_STATE SLURM_ID NBYTES LEFT NOW WRITTEN      then NBYTES of the log from OFFSET
+#   @@ KEY EXIT PID_STATE SLURM_ID NBYTES LEFT NOW WRITTEN [USAGE]   then NBYTES of the log from OFFSET
 # EXIT is the wrapper's exit code or '-'; PID_STATE is r (running), d (gone) or - (no pid yet);
 # LEFT the log bytes still to fetch after these; NOW the host's clock and WRITTEN the time its
 # exit code was written by that clock (or '-'): the job's end is known, without clock skew,
 # however long its log takes to mirror (nanoseconds with GNU date and stat, else seconds).
+# USAGE: once the job ended, the words of its wrapper's usage file (ccspec.usage).
 # A job gets at most CHUNK bytes of its log, and all jobs together at most BUDGET ($B).
 POLL_FUNCTION = r"""
 B=BUDGET N=$(date +%s.%N 2>/dev/null)
@@ -236,11 +238,13 @@ P() {
     [ "$n" -gt "$B" ] && n=$B
     B=$((B - n)) m=$((m - n))
   fi
+  u=
   if [ "$x" != - ]; then
     w=$(stat -c %.9Y "$2/exit_code" 2>/dev/null || stat -c %Y "$2/exit_code" 2>/dev/null)
     case $w in ''|*[!0-9.]*) w=- ;; esac
+    [ -f "$2/usage" ] && read -r u < "$2/usage"  # a builtin: no process
   fi
-  printf '@@ %s %s %s %s %s %s %s %s\n' "$1" "${x:--}" "$s" "${i:--}" "$n" "$m" "${N:--}" "$w"
+  printf '@@ %s %s %s %s %s %s %s %s%s\n' "$1" "${x:--}" "$s" "${i:--}" "$n" "$m" "${N:--}" "$w" "${u:+ $u}"
   [ "$n" -gt 0 ] && tail -c +$(($3 + 1)) "$2/log" | head -c "$n"
   return 0
 }
@@ -317,7 +321,10 @@ def fetch_results(layout: RemoteLayout, finished: Sequence[Tracked]) -> None:
     wanted = {
         i: (f"{layout.path(t.run_dir)}/{name}", local)
         for i, (t, name, local) in enumerate(
-            (t, n, lo) for t in finished for n, lo in t.fetch.items()
+            (t, n, lo)
+            for t in finished
+            for n, lo in t.fetch.items()
+            if n != "usage" or not lo.exists()  # usually brought by the poll
         )
     }
     offsets = dict.fromkeys(wanted, 0)
@@ -394,11 +401,16 @@ def parse_poll(out: bytes, tracked: Sequence[Tracked]) -> dict[int, FileState]:
         if end < 0:
             break
         fields = out[start + 3 : end].decode("utf-8", "replace").split(" ")
-        if len(fields) not in (5, 8) or not fields[0].isdigit() or not fields[4].isdigit():
+        if (
+            len(fields) in (6, 7)
+            or len(fields) < 5
+            or not fields[0].isdigit()
+            or not fields[4].isdigit()
+        ):
             pos = end + 1
             continue
         key, exit_text, pid_state, slurm_id, size = fields[:5]
-        left_text, host_now, written = fields[5:] if len(fields) == 8 else ("", "-", "-")
+        left_text, host_now, written = fields[5:8] if len(fields) >= 8 else ("", "-", "-")
         nbytes = int(size)
         data = out[end + 1 : end + 1 + nbytes]
         pos = end + 1 + nbytes
@@ -410,6 +422,9 @@ def parse_poll(out: bytes, tracked: Sequence[Tracked]) -> dict[int, FileState]:
             with open(t.log_path, "ab", opener=opener) as fh:  # 0600: the log may show secrets
                 fh.write(data)
         code = int(exit_text) if exit_text.lstrip("-").isdigit() and exit_text != "-" else None
+        if len(fields) > 8 and "usage" in t.fetch:  # the usage file, with no fetch of its own
+            with contextlib.suppress(OSError), open(t.fetch["usage"], "w", opener=opener) as fh:
+                fh.write(" ".join(fields[8:]) + "\n")
         left = int(left_text) if left_text.isdigit() else (0 if nbytes < LOG_CHUNK else 1)
         left += nbytes - len(data)  # an answer cut short: what is missing comes with the next poll
         age = _age(host_now, written)

@@ -60,6 +60,7 @@ from ccspec.targets.slurm_states import SlurmRecord, map_state
 from ccspec.targets.slurm_states import final as _final
 from ccspec.targets.slurm_states import parse_sacct as _parse_sacct
 from ccspec.targets.slurm_states import parse_squeue as _parse_squeue
+from ccspec.targets.slurm_usage import record_from_accounting
 
 if TYPE_CHECKING:
     import jinja2
@@ -295,7 +296,17 @@ class SlurmBackend:
                 if t.fetch and (s := states.get(t.attempt_id)) is not None and s.state in FINAL
             ],
         )
+        # usage of the ones whose wrapper wrote none (killed by Slurm), from accounting
+        finished = [t for t in tracked if (s := states.get(t.attempt_id)) and s.state in FINAL]
+        record_from_accounting(finished, handles, self._accounting)
         return states
+
+    def _accounting(self, options: str) -> str | None:
+        for flag in ("-c ",) if self.completion_log else ("", "-c "):
+            self.queries += 1
+            if (result := self.shell.run(f"sacct {flag}{options}")).code == 0:
+                return result.text
+        return None
 
     def fence(self, tracked: Sequence[Tracked]) -> dict[int, Fenced]:
         """A claimed launch ran sbatch right after it took its claim; when its id did not

@@ -17,6 +17,7 @@ import pytest
 from ccspec.errors import AttemptNumberTaken, CcspecError
 from ccspec.state.store import StateStore
 from ccspec.states import JobState
+from ccspec.usage import Usage
 from tests.state.records import launch
 
 # The schema as each version left it: version N is steps 1..N.
@@ -154,7 +155,26 @@ def test_an_old_database_is_migrated_keeping_its_records(tmp_path: Path, version
         assert store.written("w") is None
         store.set_written("w", 2, "digest")
         assert store.written("w") == (2, "digest")
-        assert launch(store).number == 4
+        # attempts recorded before usage was measured have none; a new one keeps what it used
+        assert [x.usage for x in store.attempts("w", "a")] == [None, None, None]
+        new = launch(store)
+        assert new.number == 4
+        used = Usage(wall=2.0, cpu=1.5, max_rss=50 * 1024 * 1024)
+        store.finish_attempt(
+            new.id,
+            JobState.SUCCEEDED,
+            exit_code=0,
+            reason=None,
+            outputs={},
+            progress=None,
+            message=None,
+            usage=used,
+            usage_warning="peak memory under 10%",
+        )
+        assert (store.attempt(new.id).usage, store.attempt(new.id).usage_warning) == (
+            used,
+            "peak memory under 10%",
+        )
         with pytest.raises(AttemptNumberTaken):
             launch(store, number=4)
     finally:

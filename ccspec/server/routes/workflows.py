@@ -1,4 +1,4 @@
-"""Reads of the recorded state: every workflow, one workflow, one job, the live graph, the
+"""Reads of the recorded state: every workflow, one workflow, one job, the live graph and timeline, the
 spec file. Each body comes from the reader's cache or one shared build (Context.cached)."""
 
 from __future__ import annotations
@@ -71,6 +71,21 @@ async def get_job(request: Request, name: Name, job: JobId, ctx: Ctx) -> Respons
 async def get_graph(request: Request, name: Name, ctx: Ctx) -> Response:
     return cached_response(
         request, await ctx.cached(("graph", name), lambda: ctx.reader.graph(name))
+    )
+
+
+@router.get(
+    "/api/workflows/{name}/timeline.svg",
+    summary="The run's timeline: one bar per attempt, coloured by state and host",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/svg+xml": {"schema": {"type": "string"}}}, "description": "SVG"},
+        **errors(401, 404, 422, *STATE_ERRORS),
+    },
+)
+async def get_timeline(request: Request, name: Name, ctx: Ctx) -> Response:
+    return cached_response(
+        request, await ctx.cached(("timeline", name), lambda: ctx.reader.timeline(name))
     )
 
 

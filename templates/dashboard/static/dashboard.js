@@ -139,7 +139,7 @@
   function newRow(workflow, id) {
     const tr = document.createElement("tr");
     tr.dataset.job = id;
-    ["job", "state", "progress", "attempt", "host", "started", "seconds", "message", "outputs"].forEach(function (cls) {
+    ["job", "state", "progress", "attempt", "host", "started", "seconds", "cpu", "mem", "message", "outputs"].forEach(function (cls) {
       const td = document.createElement("td");
       td.className = cls;
       tr.appendChild(td);
@@ -170,10 +170,25 @@
     cell(tr, "progress").querySelector(".pct").textContent = pct(progress);
   }
 
+  // CPU and peak memory of a job's last attempt, and the warning when they did not fit its resources
+  function showUsage(tr, usage) {
+    cell(tr, "cpu").textContent = usage.cpu === undefined ? "" : usage.cpu.toFixed(1) + "s";
+    const mem = cell(tr, "mem");
+    mem.textContent = usage.max_rss === undefined ? "" : (usage.max_rss / 1048576).toFixed(1) + "M";
+    mem.classList.toggle("warn", Boolean(usage.warning));
+    if (usage.warning) {
+      const note = document.createElement("span");
+      note.className = "warning";
+      note.textContent = " \u26a0 " + usage.warning;
+      mem.appendChild(note);
+    }
+  }
+
   function workflowPage() {
     const name = body.dataset.workflow;
     const tbody = document.querySelector("#jobs tbody");
     const graph = document.getElementById("graph");
+    const timeline = document.getElementById("timeline");
     const base = "/api/workflows/" + encodeURIComponent(name);
     let version = 0;
     let refreshes = 0;
@@ -196,11 +211,13 @@
         cell(tr, "host").textContent = j.host || "";
         cell(tr, "started").textContent = j.started || "";
         cell(tr, "seconds").textContent = j.seconds === undefined ? "" : j.seconds.toFixed(1) + "s";
+        showUsage(tr, j.usage || {});
         cell(tr, "message").textContent = j.message || j.reason || "";
         cell(tr, "outputs").textContent = j.outputs && Object.keys(j.outputs).length ? JSON.stringify(j.outputs) : "";
       });
       version += 1;
       graph.src = base + "/graph.svg?v=" + version;
+      timeline.src = base + "/timeline.svg?v=" + version;
       refreshes += 1;
       body.dataset.refreshed = String(refreshes);
     }, 300);

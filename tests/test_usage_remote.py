@@ -1,0 +1,67 @@
+"""Resource usage of jobs on the real test services: ssh and Slurm jobs that allocate ~40 MB
+and burn ~0.5 s of CPU get it recorded, from the same wrappers as on this machine (`run:`
+under run-wrapper.sh, `script:` under job-wrapper.sh; the `usage` file comes back with the
+attempt's results)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ccspec.state.store import StateStore
+from tests.services import services
+from tests.test_apply import ccspec
+from tests.test_remote import remote_dir as remote_dir
+from tests.test_remote import slurm_host, ssh_host
+
+MB = 1024 * 1024
+HUNGRY = """\
+import time
+block = bytearray(40 * 1024 * 1024)
+for i in range(0, len(block), 4096):
+    block[i] = 1
+start = time.process_time()
+while time.process_time() - start < 0.5:
+    pass
+"""
+
+
+def test_ssh_and_slurm_jobs_record_their_usage(repo: Path, remote_dir: str) -> None:
+    svc = services()
+    (repo / "hungry.py").write_text(HUNGRY)
+    (repo / "flow.yaml").write_text(
+        f"""\
+version: 1
+name: flow
+hosts:
+  box: {ssh_host(svc, remote_dir)}
+  hpc: {slurm_host(svc, repo / "slurm-work")}
+jobs:
+  there:
+    host: box
+    run: python3 hungry.py
+    inputs: [hungry.py]
+    resources: {{mem: 8M}}
+  script:
+    host: box
+    script: hungry.py
+    interpreter: python3
+  queued:
+    host: hpc
+    script: hungry.py
+    interpreter: python3
+"""
+    )
+    done = ccspec(repo, "apply", "flow.yaml")
+    assert done.returncode == 0, done.stdout + done.stderr
+    store = StateStore(repo / ".ccspec")
+    try:
+        last = store.last_attempts("flow")
+    finally:
+        store.close()
+    for job in ("there", "script", "queued"):
+        used = last[job].usage
+        assert used is not None and used.cpu is not None and used.max_rss is not None, job
+        assert 0.45 <= used.cpu <= 10, (job, used)
+        assert 40 * MB <= used.max_rss <= 400 * MB, (job, used)
+        assert used.wall is not None and used.wall >= 0.45, (job, used)
+    assert "over the 8M asked" in (last["there"].usage_warning or "")
