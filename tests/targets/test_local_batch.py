@@ -97,12 +97,12 @@ def test_an_answer_with_an_earlier_sends_process_gets_its_exit_posted(tmp_path: 
     """A launch whose run folder an earlier send made (here: a batch before this one, which
     started the job) starts nothing; the answer names the process that send started, and its
     exit is posted like a child's -- an engine waiting for exits is not left waiting."""
+    os.mkfifo(tmp_path / "fifo")
     first = LocalBatch()
     try:
         [answer] = first.submit([_launch(tmp_path, 1, "read -t 30 x < fifo; echo done")])
     finally:
         first.close()
-    os.mkfifo(tmp_path / "fifo")
     events: list[TargetEvent] = []
     again = LocalBatch(post=events.append)
     try:
