@@ -29,6 +29,7 @@ from ccspec.errors import (
     TemporaryTargetError,
 )
 from ccspec.fdwait import wait_readable
+from ccspec.targets import ssh_config
 
 __all__ = [
     "HostUnreachable",
@@ -134,8 +135,9 @@ class WslShell(LocalShell):
 
 
 def ssh_config_path() -> Path:
-    """The ssh config file ssh hosts are looked up in: `$CCSPEC_SSH_CONFIG` or ~/.ssh/config."""
-    return Path(os.environ.get("CCSPEC_SSH_CONFIG") or Path.home() / ".ssh" / "config").expanduser()
+    """The user's ssh config file: `$CCSPEC_SSH_CONFIG` or ~/.ssh/config (ssh_config.resolve
+    reads it as `ssh -G` does)."""
+    return ssh_config.config_override() or Path.home() / ".ssh" / "config"
 
 
 class SshShell:
@@ -195,31 +197,31 @@ class SshShell:
         import fabric
         import paramiko
 
-        config_file = ssh_config_path()
-        config = (
-            fabric.Config(runtime_ssh_path=str(config_file))
-            if config_file.is_file()
-            else fabric.Config()
-        )
+        settings = ssh_config.resolve(self.host, self.user, self.port)
         kwargs: dict[str, Any] = {}
-        if self.key:
-            kwargs["key_filename"] = [str(Path(self.key).expanduser())]
-        gateway = None
-        if self.proxy_jump:  # ssh -J user@jump:port
-            jump = SshShell(
-                *_split_target(self.proxy_jump)[:1],
-                user=_split_target(self.proxy_jump)[1],
-                port=_split_target(self.proxy_jump)[2],
-                key=self.key,
+        keys = [str(Path(self.key).expanduser())] if self.key else []
+        keys += [k for k in settings.identity_files if k not in keys]
+        if keys:
+            kwargs["key_filename"] = keys
+        gateway: Any = None
+        jump = self.proxy_jump or settings.proxy_jump
+        if jump:  # ssh -J [user@]jump[:port],...: the last hop is reached through the others
+            *before, last = jump.split(",")
+            host, user, port = _split_target(last)
+            hop = SshShell(
+                host, user=user, port=port, key=self.key, proxy_jump=",".join(before) or None
             )
-            gateway = jump._connection()
+            gateway = hop._connection()
+        elif settings.proxy_command:
+            gateway = paramiko.ProxyCommand(settings.proxy_command)
+        # the settings are resolved already: fabric must not read a config of its own
         conn = fabric.Connection(
-            self.host,
-            user=self.user,
-            port=self.port,
-            config=config,
+            settings.hostname,
+            user=settings.user,
+            port=settings.port,
+            config=fabric.Config(ssh_config=paramiko.SSHConfig()),
             gateway=gateway,
-            connect_timeout=self.connect_timeout,
+            connect_timeout=settings.connect_timeout or self.connect_timeout,
             connect_kwargs=kwargs,
         )
         self.label = f"{conn.user}@{conn.host}:{conn.port}"
