@@ -40,6 +40,7 @@ __all__ = [
     "Submitted",
     "Tracked",
     "launched_at",
+    "mirror_size",
     "parse_poll",
     "poll_lines",
     "read_remote_log",
@@ -135,8 +136,16 @@ class RemoteLayout:
 
     def stage_script(self, launch: RemoteLaunch) -> str:
         """Shell lines that put the job's files in place in its working folder."""
+        folders = " ".join(q(f) for f in self.stage_folders(launch))
+        return " && ".join([f"mkdir -p {folders}", *self.stage_files(launch)])
+
+    def stage_folders(self, launch: RemoteLaunch) -> list[str]:
+        """The folders a launch needs: its working folder and its run folder."""
+        return [self.job_folder(launch), self.path(launch.run_dir)]
+
+    def stage_files(self, launch: RemoteLaunch) -> list[str]:
+        """Shell lines that copy the job's files (shipped first) into its working folder."""
         lines = []
-        folder = self.job_folder(launch)
         for rel, local in sorted(launch.files.items()):
             blob = self.ship(local)
             dest = self.file_path(launch, rel)
@@ -144,8 +153,7 @@ class RemoteLayout:
                 f"mkdir -p {q(str(PurePosixPath(dest).parent))} && "
                 f"{{ cmp -s {q(blob)} {q(dest)} || cp -f {q(blob)} {q(dest)}; }}"
             )
-        lines.insert(0, f"mkdir -p {q(folder)} {q(self.path(launch.run_dir))}")
-        return " && ".join(lines)
+        return lines
 
     def workflow_folder(self, workflow: str) -> str:
         return self.path(workflow)
@@ -214,32 +222,40 @@ POLL_FUNCTION = r"""
 B=BUDGET N=$(date +%s.%N 2>/dev/null)
 case $N in *[!0-9.]*|'') N=$(date +%s 2>/dev/null) ;; esac
 P() {
-  x=- s=- i=- n=0
-  if [ -f "$2/exit_code" ]; then x=$(cat "$2/exit_code" 2>/dev/null); fi
+  x=- s=- i=- n=0 m=0 w=- z= v=
+  # files are read with the shell's own `read`: no process per file and job
+  [ -f "$2/exit_code" ] && { x=; read -r x < "$2/exit_code"; } 2>/dev/null
   if [ "$x" = - ] || [ -z "$x" ]; then
     x=-
     if [ -f "$2/pid" ]; then
-      p=$(cat "$2/pid" 2>/dev/null)
+      p=; { read -r p < "$2/pid"; } 2>/dev/null
       # alive, and not a zombie waiting for a late reaper
-      if kill -0 "$p" 2>/dev/null && ! { [ -r "/proc/$p/stat" ] && [ "$(sed 's/.*) //;s/ .*//' "/proc/$p/stat")" = Z ]; }; then s=r
-      elif [ -f "$2/exit_code" ]; then x=$(cat "$2/exit_code" 2>/dev/null); s=d
+      if kill -0 "$p" 2>/dev/null && ! { [ -r "/proc/$p/stat" ] && { read -r t < "/proc/$p/stat"; } 2>/dev/null && t=${t##*) } && [ "${t%% *}" = Z ]; }; then s=r
+      elif [ -f "$2/exit_code" ]; then x=; { read -r x < "$2/exit_code"; } 2>/dev/null; x=${x:--}; s=d
       else s=d; fi
     fi
   fi
-  [ -f "$2/slurm_id" ] && i=$(cat "$2/slurm_id" 2>/dev/null)
-  m=0 w=-
-  if [ -f "$2/log" ]; then
-    z=$(wc -c < "$2/log"); n=$((z - $3))
+  [ -f "$2/slurm_id" ] && { read -r i < "$2/slurm_id"; } 2>/dev/null
+  if [ "$x" != - ] && [ -f "$2/log" ]; then
+    # an ended job: the log's size and the exit code's time in one process
+    v=$(stat -c '%s %.9Y' "$2/log" "$2/exit_code" 2>/dev/null)
+    case $v in *"
+"*) z=${v%% *} w=${v##* } ;; esac
+  fi
+  case $z in ''|*[!0-9]*) z= ;; esac
+  if [ -z "$z" ] && [ -f "$2/log" ]; then z=$(wc -c < "$2/log"); fi
+  if [ -n "$z" ]; then
+    n=$((z - $3))
     [ "$n" -lt 0 ] && n=0
     m=$n
     [ "$n" -gt CHUNK ] && n=CHUNK
     [ "$n" -gt "$B" ] && n=$B
     B=$((B - n)) m=$((m - n))
   fi
-  if [ "$x" != - ]; then
+  if [ "$x" != - ] && [ "$w" = - ]; then
     w=$(stat -c %.9Y "$2/exit_code" 2>/dev/null || stat -c %Y "$2/exit_code" 2>/dev/null)
-    case $w in ''|*[!0-9.]*) w=- ;; esac
   fi
+  case $w in ''|*[!0-9.]*) w=- ;; esac
   printf '@@ %s %s %s %s %s %s %s %s\n' "$1" "${x:--}" "$s" "${i:--}" "$n" "$m" "${N:--}" "$w"
   [ "$n" -gt 0 ] && tail -c +$(($3 + 1)) "$2/log" | head -c "$n"
   return 0
@@ -275,7 +291,7 @@ def poll_lines(layout: RemoteLayout, tracked: Sequence[Tracked]) -> str:
     first = layout.polls * (POLL_LOG_BUDGET // LOG_CHUNK) % len(tracked) if tracked else 0
     layout.polls += 1
     for t in (*tracked[first:], *tracked[:first]):
-        lines.append(f"P {t.attempt_id} {q(layout.path(t.run_dir))} {_mirror_size(t.log_path)}")
+        lines.append(f"P {t.attempt_id} {q(layout.path(t.run_dir))} {mirror_size(t.log_path)}")
     return "\n".join(lines)
 
 
@@ -366,7 +382,7 @@ def _fetch_round(
             local.with_name(local.name + ".part").unlink(missing_ok=True)
 
 
-def _mirror_size(path: Path) -> int:
+def mirror_size(path: Path) -> int:
     try:
         return os.path.getsize(path)
     except OSError:
