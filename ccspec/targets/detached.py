@@ -33,10 +33,11 @@ __all__ = ["DetachedBackend"]
 
 q = shlex.quote
 
-# L KEY RUN_DIR CWD CLAIM ARGV...: take the launch's claim (ccspec.targets.claims), start ARGV
-# detached in CWD with its output in RUN_DIR/log and print "@@ KEY ok PID" (the pid is the
-# wrapper's: it leads the job's own session). A launch sent again answers with the same pid. The log is made 0600 first (it may show
-# secrets); the job keeps the host's umask U.
+# L KEY RUN_DIR CWD CLAIM [NAME=VALUE...] ARGV...: take the launch's claim
+# (ccspec.targets.claims), then start ARGV with those variables exported, detached in CWD with
+# its output in RUN_DIR/log, and print "@@ KEY ok PID" (the pid is the wrapper's: it leads
+# the job's own session). A launch sent again answers with the same pid. The log is made
+# 0600 first (it may show secrets); the job keeps the host's umask U.
 LAUNCH_FUNCTION = r"""
 command -v setsid >/dev/null 2>&1 && S=setsid || S=
 U=$(umask)
@@ -45,7 +46,8 @@ L() {
   if [ ! -d "$c" ] || [ ! -d "$r" ]; then printf '@@ %s err missing folder %s\n' "$k" "$c"; return 0; fi
   CLAIM_CHECK
   umask 077; : >> "$r/log"; umask "$U"
-  ( cd "$c" && exec $S nohup "$@" > "$r/log" 2>&1 < /dev/null ) &
+  ( while [ $# -gt 0 ]; do case $1 in [A-Za-z_]*=*) export "$1"; shift ;; *) break ;; esac; done
+    cd "$c" && exec $S nohup "$@" > "$r/log" 2>&1 < /dev/null ) &
   echo "$!" > "$r/$m/handle"
   printf '@@ %s ok %s\n' "$k" "$!"
 }
@@ -72,7 +74,8 @@ class DetachedBackend:
         for launch in launches:
             try:
                 stage = self.layout.stage_files(launch)
-                argv = [*self.layout.env_argv(launch), *self.layout.argv(launch)]
+                # NAME=VALUE words first: L exports them (no `env` process per job)
+                argv = [*self.layout.env_argv(launch)[1:], *self.layout.argv(launch)]
                 folders.update(dict.fromkeys(self.layout.stage_folders(launch)))
             except (TargetError, OSError) as exc:
                 failed.append(refused(launch, f"cannot ship files to {self.label}: {exc}", exc))
