@@ -161,3 +161,16 @@ def test_each_host_is_resolved_once_per_process(
     assert (first.hostname, first.port, first.user) == ("127.0.0.1", port, svc.ssh_user)
     assert other.port == port + 1 and first.identity_files == (str(svc.ssh_key),)
     assert len(log.read_text().splitlines()) == 2
+
+
+def test_a_proxy_jump_loop_is_reported(repo: Path, svc: TestServices) -> None:
+    config = repo / "ssh_config"
+    config.write_text(
+        "Host loop-a\n    HostName 127.0.0.1\n    ProxyJump loop-b\n"
+        "Host loop-b\n    HostName 127.0.0.1\n    ProxyJump loop-a\n"
+    )
+    result = apply_on(repo, config, "loop-a")
+    assert result.returncode == 1
+    reason = status(repo)["jobs"]["one"]["reason"]
+    assert "ProxyJump goes through more than 8 hosts (a loop in the ssh config?)" in reason
+    assert "Traceback" not in result.stdout + result.stderr

@@ -46,6 +46,7 @@ COMMAND_TIMEOUT = 120.0  # seconds a remote command may take (submits of many jo
 # `sh -c` is limited (128 KiB on Linux), stdin is not.
 INLINE_LIMIT = 32 * 1024
 KEEPALIVE = 15  # seconds between ssh keepalives, so idle connections survive NAT and firewalls
+MAX_HOPS = 8  # jump hosts in a row at most
 RECONNECT_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 
@@ -152,6 +153,7 @@ class SshShell:
         key: str | None = None,
         proxy_jump: str | None = None,
         connect_timeout: float = 10.0,
+        hops: int = 0,  # jump hosts in front of this one (a loop in the config must end)
     ) -> None:
         self.host, self.user, self.port, self.key, self.proxy_jump = (
             host,
@@ -161,6 +163,7 @@ class SshShell:
             proxy_jump,
         )
         self.connect_timeout = connect_timeout
+        self.hops = hops
         self._conn: Any = None
         self._lock = threading.Lock()
         self._failures = 0
@@ -205,11 +208,21 @@ class SshShell:
             kwargs["key_filename"] = keys
         gateway: Any = None
         jump = self.proxy_jump or settings.proxy_jump
+        if jump and self.hops >= MAX_HOPS:
+            raise PermanentTargetError(
+                f"{self.host}: ProxyJump goes through more than {MAX_HOPS} hosts "
+                "(a loop in the ssh config?)"
+            )
         if jump:  # ssh -J [user@]jump[:port],...: the last hop is reached through the others
             *before, last = jump.split(",")
             host, user, port = _split_target(last)
             hop = SshShell(
-                host, user=user, port=port, key=self.key, proxy_jump=",".join(before) or None
+                host,
+                user=user,
+                port=port,
+                key=self.key,
+                proxy_jump=",".join(before) or None,
+                hops=self.hops + 1,
             )
             gateway = hop._connection()
         elif settings.proxy_command:
@@ -318,7 +331,8 @@ class SshShell:
 
 
 def _split_target(text: str) -> tuple[str, str | None, int | None]:
-    """`user@host:port` -> (host, user, port)."""
+    """`user@host:port` (or `ssh://user@host:port`) -> (host, user, port)."""
+    text = text.removeprefix("ssh://")
     user, _, rest = text.rpartition("@")
     host, _, port = rest.partition(":")
     return host, user or None, int(port) if port.isdigit() else None
