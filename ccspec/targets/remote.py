@@ -42,6 +42,7 @@ __all__ = [
     "launched_at",
     "mirror_size",
     "parse_poll",
+    "poll_calls",
     "poll_lines",
     "read_remote_log",
     "refused",
@@ -51,6 +52,9 @@ q = shlex.quote
 LOG_CHUNK = 8 << 20  # bytes of one job's log read per poll; the rest comes with the next poll
 # bytes of all jobs' logs one poll brings at most (its answer is held whole)
 POLL_LOG_BUDGET = 16 << 20
+# jobs whose files one poll stats in one process (more: a process per job, as the command
+# line must stay far below the system's limit)
+STAT_AT_ONCE = 1000
 START_GRACE = 60.0  # seconds a launched job may take to write its pid before it counts as lost
 
 
@@ -219,7 +223,8 @@ def _run_wrapper() -> str:
 # however long its log takes to mirror (nanoseconds with GNU date and stat, else seconds).
 # A job gets at most CHUNK bytes of its log, and all jobs together at most BUDGET ($B).
 POLL_FUNCTION = r"""
-B=BUDGET N=$(date +%s.%N 2>/dev/null)
+B=BUDGET T= NL='
+' N=$(date +%s.%N 2>/dev/null)
 case $N in *[!0-9.]*|'') N=$(date +%s 2>/dev/null) ;; esac
 P() {
   x=- s=- i=- n=0 m=0 w=- z= v=
@@ -236,8 +241,16 @@ P() {
     fi
   fi
   [ -f "$2/slurm_id" ] && { read -r i < "$2/slurm_id"; } 2>/dev/null
-  if [ "$x" != - ] && [ -f "$2/log" ]; then
-    # an ended job: the log's size and the exit code's time in one process
+  # this job's lines of the poll's one stat (T), when they are at its head: the exit code's
+  # time e (it was stat'd first: the log's size l after it is final) and the log's size l
+  e= l= h=${T%%"$NL"*}
+  case $h in "$2/exit_code|"*) e=${h##*|}; T=${T#"$h"}; T=${T#"$NL"}; h=${T%%"$NL"*} ;; esac
+  case $h in "$2/log|"*) l=${h#"$2/log|"}; l=${l%%|*}; T=${T#"$h"}; T=${T#"$NL"} ;; esac
+  if [ "$x" != - ] && [ -n "$e" ]; then z=$l w=$e
+  elif [ "$x" = - ]; then z=$l
+  fi
+  if [ "$x" != - ] && [ -z "$e" ] && [ -f "$2/log" ]; then
+    # ended after the poll's stat: the log's size and the exit code's time in one process
     v=$(stat -c '%s %.9Y' "$2/log" "$2/exit_code" 2>/dev/null)
     case $v in *"
 "*) z=${v%% *} w=${v##* } ;; esac
@@ -287,11 +300,21 @@ def poll_lines(layout: RemoteLayout, tracked: Sequence[Tracked]) -> str:
     """The poll script of these jobs. The jobs take turns at the head of the list (as many
     as one budget serves in full move on each poll), so that when a few long logs use up the
     poll's budget, the others still get their share."""
-    lines = [POLL_FUNCTION]
     first = layout.polls * (POLL_LOG_BUDGET // LOG_CHUNK) % len(tracked) if tracked else 0
     layout.polls += 1
-    for t in (*tracked[first:], *tracked[:first]):
-        lines.append(f"P {t.attempt_id} {q(layout.path(t.run_dir))} {mirror_size(t.log_path)}")
+    return "\n".join([POLL_FUNCTION, poll_calls(layout, (*tracked[first:], *tracked[:first]))])
+
+
+def poll_calls(layout: RemoteLayout, tracked: Sequence[Tracked]) -> str:
+    """The calls of the poll function for these jobs, after one `stat` of all their exit codes
+    and logs (in the calls' order), so that a job costs no process of its own."""
+    dirs = [q(layout.path(t.run_dir)) for t in tracked]
+    lines = []
+    if 0 < len(dirs) <= STAT_AT_ONCE:
+        files = " ".join(f"{d}/exit_code {d}/log" for d in dirs)
+        lines.append(f"T=$(stat -c '%n|%s|%.9Y' {files} 2>/dev/null)")
+    for t, d in zip(tracked, dirs, strict=True):
+        lines.append(f"P {t.attempt_id} {d} {mirror_size(t.log_path)}")
     return "\n".join(lines)
 
 

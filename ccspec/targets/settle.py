@@ -13,7 +13,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 
 from ccspec.targets.base import Tracked
-from ccspec.targets.remote import POLL_FUNCTION, FileState, RemoteLayout, mirror_size
+from ccspec.targets.remote import POLL_FUNCTION, FileState, RemoteLayout, poll_calls
 
 __all__ = ["SETTLED", "ended", "settle_lines"]
 
@@ -48,10 +48,7 @@ def settle_lines(layout: RemoteLayout, tracked: Sequence[Tracked]) -> str:
     q = shlex.quote
     dirs = " ".join(q(layout.path(t.run_dir)) for t in tracked)
     lines = [WAIT_FUNCTION, f"W {dirs}", "printf '@@settled\\n'", POLL_FUNCTION]
-    lines += [
-        f"P {t.attempt_id} {q(layout.path(t.run_dir))} {mirror_size(t.log_path)}" for t in tracked
-    ]
-    return "\n".join(lines)
+    return "\n".join([*lines, poll_calls(layout, tracked)])
 
 
 def ended(files: Mapping[int, FileState]) -> dict[int, FileState]:
