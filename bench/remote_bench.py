@@ -10,6 +10,12 @@ with partition `debug`):
    job, one after another (a new ssh process and connection each). Target: the loop takes at
    least 5x ccspec's wall time. One extra run of ccspec in-process with its shells' `run`
    wrapped counts its remote commands (submits, polls, their sizes).
+   Then --paired rounds (issue 17): in each round, in random order, ccspec apply (fresh folder,
+   state and workdir), a power user's loop of `ssh HOST CMD` one after another over one
+   multiplexed connection (`-o ControlMaster=auto -o ControlPersist=60 -o ControlPath=...`,
+   the master made by the loop's first ssh, closed after it), the same commands through
+   `xargs -P 8`, and --baseline CCSPEC (another build) when given. Target: ccspec's median
+   <= the sequential multiplexed loop's; per-round ratios are reported too.
 2. Slurm: --jobs trivial jobs (`run: "true"`) with `ccspec apply` versus a bash loop of
    `sbatch --parsable --wrap true`, then one `squeue -h -j IDS -t all -o %i|%T` a second
    until all are COMPLETED. Target: ccspec <= 1.2x the loop. Shims named squeue, sacct,
@@ -34,6 +40,7 @@ import datetime
 import json
 import os
 import platform
+import random
 import re
 import secrets
 import shutil
@@ -44,6 +51,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -77,6 +85,25 @@ for ((i = 0; i < n; i++)); do
   ssh -F "$config" "$alias" "CCSPEC_JOB=j$i; export CCSPEC_JOB; echo \$CCSPEC_JOB > /dev/null" || exit 1
 done
 """
+
+# A power user's way on an ssh host: one `ssh HOST CMD` per job over one multiplexed
+# connection (made by the first ssh, closed at the end), one after another or $4 at a time.
+SSH_MUX_LOOP = r"""set -u
+config=$1 alias=$2 n=$3 parallel=$4 sock=$5
+opts=(-F "$config" -o ControlMaster=auto -o ControlPersist=60 -o "ControlPath=$sock")
+if [ "$parallel" -le 1 ]; then
+  for ((i = 0; i < n; i++)); do
+    ssh "${opts[@]}" "$alias" "CCSPEC_JOB=j$i; export CCSPEC_JOB; echo \$CCSPEC_JOB > /dev/null" || exit 1
+  done
+else  # the first job alone makes the master connection, the others share it
+  ssh "${opts[@]}" "$alias" "CCSPEC_JOB=j0; export CCSPEC_JOB; echo \$CCSPEC_JOB > /dev/null" || exit 1
+  seq 1 $((n - 1)) | xargs -P "$parallel" -I@ ssh "${opts[@]}" "$alias" \
+    "CCSPEC_JOB=j@; export CCSPEC_JOB; echo \$CCSPEC_JOB > /dev/null" || exit 1
+fi
+ssh "${opts[@]}" -O exit "$alias" 2>/dev/null
+exit 0
+"""
+TARGET_MUX_X = 1.0  # ccspec's median / the multiplexed loop's median <= 1
 
 # The plain Slurm baseline: sbatch each job, then one squeue for all of them every second
 # until every job is COMPLETED (sacct -c only for ids squeue no longer shows).
@@ -119,7 +146,9 @@ COUNT = "--count-apply"  # python remote_bench.py --count-apply OUT.json apply S
 
 def classify(script: str) -> dict[str, object]:
     """What a remote command is: a batch of launches, a poll of n jobs, or another command."""
-    launches = len(re.findall(r"; L \d+ ", script)) + len(re.findall(r"(?m)^S \d+ ", script))
+    launches = len(re.findall(r"(?m)(?:^|; )L \d+ ", script)) + len(
+        re.findall(r"(?m)^S \d+ ", script)
+    )
     polls = len(re.findall(r"(?m)^P \d+ ", script))
     if launches:
         return {"kind": "submit", "n": launches}
@@ -399,6 +428,7 @@ def ssh_part(
             loop.error = run.output_tail.strip()[-500:]
             break
 
+    pairs = paired(args, tmp, env, ccspec_run) if args.paired else {}
     x = loop.median / ccspec.median if loop.median and ccspec.median else None
     commands = counted.runs[0].commands if counted.runs else {}
     result = {
@@ -408,6 +438,7 @@ def ssh_part(
         "target": {"loop/ccspec_at_least": TARGET_SSH_X},
         "met": "n/a" if x is None else ("ok" if x >= TARGET_SSH_X else "MISSED"),
         "remote_commands": commands,
+        "paired": pairs,
     }
     print(f"\n### ssh: {n} jobs\n")
     print(table([ccspec, counted, loop], ccspec, "ccspec"))
@@ -421,6 +452,65 @@ def ssh_part(
             f"inside commands; CPU {fmt(commands['cpu_python_s'], 2)} s in ccspec's process"
         )
     return result
+
+
+def paired(
+    args: argparse.Namespace, tmp: Path, env: dict[str, str], ccspec_run: Callable[[Row, str], Run]
+) -> dict[str, object]:
+    """--paired rounds, each running ccspec, the multiplexed loop, the same with xargs -P 8
+    (and --baseline) in a random order; medians and the per-round ratios to the loop."""
+    config, alias, n = args.ssh_config, args.ssh_alias, args.jobs
+    script = tmp / "ssh-mux-loop.sh"
+    script.write_text(SSH_MUX_LOOP)
+    sock = str(tmp / "mux-%C")
+    rows = [Row(f"ccspec apply ({n} jobs)", n, [args.ccspec, "apply", "remote.yaml"])]
+    if args.baseline:
+        rows.append(
+            Row(f"baseline ccspec apply ({n} jobs)", n, [args.baseline, "apply", "remote.yaml"])
+        )
+    loop = Row(
+        f"multiplexed loop: ssh {alias} CMD, one after another ({n} jobs)",
+        n,
+        ["bash", str(script), str(config), alias, str(n), "1", sock],
+        "one ControlMaster connection, made by the first ssh",
+    )
+    xargs = Row(f"multiplexed, xargs -P 8 ({n} jobs)", n, [*loop.argv[:-2], "8", sock])
+    rows += [loop, xargs]
+    ratios: dict[str, list[float]] = {r.name: [] for r in rows}
+    print(f"ssh, paired: {args.paired} rounds of {len(rows)} commands", file=sys.stderr)
+    for i in range(args.paired):
+        walls: dict[str, float] = {}
+        for row in random.sample(rows, len(rows)):
+            if row.argv[0] == "bash":
+                run = run_once(row.argv, tmp, env, args.timeout, tmp / "mux.txt")
+            else:
+                run = ccspec_run(row, f"p{i}-{rows.index(row)}")
+            row.runs.append(run)
+            say_run(row, i + 1, args.paired, run)
+            if run.code == 0:
+                walls[row.name] = run.wall
+        if loop.name in walls:
+            for name, wall in walls.items():
+                ratios[name].append(wall / walls[loop.name])
+    print(f"\n### ssh, paired rounds: {n} jobs, {args.paired} rounds\n")
+    print(table(rows, loop, "loop"))
+    print(
+        "\nper-round ratio to the multiplexed loop (median): "
+        + ", ".join(
+            f"{r.name.split(' (')[0]} {fmt(statistics.median(ratios[r.name]), 2) if ratios[r.name] else 'n/a'}"
+            for r in rows
+        )
+    )
+    x = rows[0].median / loop.median if rows[0].median and loop.median else None
+    met = "n/a" if x is None else ("ok" if x <= TARGET_MUX_X else "MISSED")
+    print(f"ccspec/loop (medians) = {fmt(x, 2, 'n/a')} (target <= {TARGET_MUX_X}: {met})")
+    return {
+        "rounds": args.paired,
+        "results": [r.as_json() for r in rows],
+        "ratio_to_loop_per_round": ratios,
+        "ccspec/loop": x,
+        "met": met,
+    }
 
 
 # -- Slurm ---------------------------------------------------------------------------------
@@ -798,6 +888,13 @@ def main() -> int:
         help="timed runs of the ssh loop, the Slurm loop and ccspec on Slurm (40-60 s each)",
     )
     parser.add_argument("--warmup", type=int, default=1, help="untimed ccspec runs over ssh first")
+    parser.add_argument(
+        "--paired",
+        type=int,
+        default=5,
+        help="ssh: rounds of ccspec vs the multiplexed loop and xargs -P 8 (0: none)",
+    )
+    parser.add_argument("--baseline", help="ssh, paired rounds: another ccspec executable too")
     parser.add_argument("--ccspec", default=default_ccspec(), help="ccspec executable")
     parser.add_argument(
         "--ssh-config",
@@ -833,6 +930,8 @@ def main() -> int:
     args = parser.parse_args()
     require_ccspec(parser, args)
     args.ccspec = shutil.which(args.ccspec)
+    if args.baseline:
+        args.baseline = shutil.which(args.baseline) or parser.error(f"no {args.baseline}")
 
     meta: dict[str, object] = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),

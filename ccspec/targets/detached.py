@@ -1,8 +1,9 @@
 """ssh and WSL hosts: each attempt runs detached (its own session, `nohup`) under ccspec's
 wrapper on the host, so it outlives the connection and ccspec itself.
 
-A batch of launches is one remote command; a poll of every job on the host is one remote
-command that also returns the new bytes of their logs.
+A batch of launches is one remote command, which also reports the jobs that ended within a
+moment (ccspec.targets.settle: short jobs need no poll); a poll of every other job on the
+host is one remote command that also returns the new bytes of their logs.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ccspec.targets.base import LOG_READ, Fenced, RemoteLaunch, Status, Submitte
 from ccspec.targets.claims import CLAIM_CHECK, fence
 from ccspec.targets.remote import (
     START_GRACE,
+    FileState,
     RemoteLayout,
     fetch_results,
     parse_poll,
@@ -24,16 +26,18 @@ from ccspec.targets.remote import (
     read_remote_log,
     refused,
 )
+from ccspec.targets.settle import SETTLED, ended, settle_lines
 from ccspec.targets.shells import Shell
 
 __all__ = ["DetachedBackend"]
 
 q = shlex.quote
 
-# L KEY RUN_DIR CWD CLAIM ARGV...: take the launch's claim (ccspec.targets.claims), start ARGV
-# detached in CWD with its output in RUN_DIR/log and print "@@ KEY ok PID" (the pid is the
-# wrapper's: it leads the job's own session). A launch sent again answers with the same pid. The log is made 0600 first (it may show
-# secrets); the job keeps the host's umask U.
+# L KEY RUN_DIR CWD CLAIM [NAME=VALUE...] ARGV...: take the launch's claim
+# (ccspec.targets.claims), then start ARGV with those variables exported, detached in CWD with
+# its output in RUN_DIR/log, and print "@@ KEY ok PID" (the pid is the wrapper's: it leads
+# the job's own session). A launch sent again answers with the same pid. The log is made
+# 0600 first (it may show secrets); the job keeps the host's umask U.
 LAUNCH_FUNCTION = r"""
 command -v setsid >/dev/null 2>&1 && S=setsid || S=
 U=$(umask)
@@ -42,7 +46,8 @@ L() {
   if [ ! -d "$c" ] || [ ! -d "$r" ]; then printf '@@ %s err missing folder %s\n' "$k" "$c"; return 0; fi
   CLAIM_CHECK
   umask 077; : >> "$r/log"; umask "$U"
-  ( cd "$c" && exec $S nohup "$@" > "$r/log" 2>&1 < /dev/null ) &
+  ( while [ $# -gt 0 ]; do case $1 in [A-Za-z_]*=*) export "$1"; shift ;; *) break ;; esac; done
+    cd "$c" && exec $S nohup "$@" > "$r/log" 2>&1 < /dev/null ) &
   echo "$!" > "$r/$m/handle"
   printf '@@ %s ok %s\n' "$k" "$!"
 }
@@ -55,34 +60,47 @@ class DetachedBackend:
     def __init__(self, shell: Shell, workdir: str, python: str = "python3") -> None:
         self.shell = shell
         self.layout = RemoteLayout(shell, workdir, python)
+        # jobs the launch command saw end, until the next poll reports them (by attempt id)
+        self._ended: dict[int, FileState] = {}
 
     @property
     def label(self) -> str:
         return self.shell.label
 
     def submit(self, launches: Sequence[RemoteLaunch]) -> list[Submitted]:
-        lines = [LAUNCH_FUNCTION]
+        lines, folders = [LAUNCH_FUNCTION], dict[str, None]()
         failed: list[Submitted] = []
+        sent: list[RemoteLaunch] = []
         for launch in launches:
             try:
-                stage = self.layout.stage_script(launch)
-                argv = [*self.layout.env_argv(launch), *self.layout.argv(launch)]
+                stage = self.layout.stage_files(launch)
+                # NAME=VALUE words first: L exports them (no `env` process per job)
+                argv = [*self.layout.env_argv(launch)[1:], *self.layout.argv(launch)]
+                folders.update(dict.fromkeys(self.layout.stage_folders(launch)))
             except (TargetError, OSError) as exc:
                 failed.append(refused(launch, f"cannot ship files to {self.label}: {exc}", exc))
                 continue
+            sent.append(launch)
             run, cwd = self.layout.path(launch.run_dir), self.layout.job_folder(launch)
+            staged = f"{{ {' && '.join(stage)}; }} 2>/dev/null; " if stage else ""
             lines.append(
-                f"{{ {stage}; }} 2>/dev/null; L {launch.attempt_id} {q(run)} {q(cwd)} {q(launch.claim)} "
+                f"{staged}L {launch.attempt_id} {q(run)} {q(cwd)} {q(launch.claim)} "
                 f"{shlex.join(argv)}"
             )
-        if len(lines) == 1:
+        if not sent:
             return failed
+        # every folder of the batch in one process (L checks that each one is there)
+        lines.insert(1, f"mkdir -p {' '.join(q(f) for f in folders)} 2>/dev/null")
+        tracked = [
+            Tracked(x.attempt_id, None, x.run_dir, x.log_path, time.time(), fetch=x.fetch)
+            for x in sent
+        ]
+        lines.append(settle_lines(self.layout, tracked))
         result = self.shell.run("\n".join(lines))
-        answers = _answers(result.text)
+        head, _, tail = result.out.partition(SETTLED)
+        answers = _answers(head.decode("utf-8", "replace"))
         out = list(failed)
-        for launch in launches:
-            if any(f.attempt_id == launch.attempt_id for f in failed):
-                continue
+        for launch in sent:
             status, _, value = answers.get(launch.attempt_id, ("", "", ""))
             if status == "ok" and value.isdigit():
                 out.append(Submitted(launch.attempt_id, value))
@@ -98,44 +116,23 @@ class DetachedBackend:
                         temporary=not status,
                     )
                 )
+        started = {s.attempt_id for s in out if s.handle is not None}
+        self._ended.update(ended(parse_poll(tail, [t for t in tracked if t.attempt_id in started])))
         if any(s.error for s in out):
             self.layout.forget_blobs()
         return out
 
     def poll(self, tracked: Sequence[Tracked]) -> dict[int, Status | None]:
-        result = self.shell.run(poll_lines(self.layout, tracked))
-        files = parse_poll(result.out, tracked)
+        # jobs the launch command already saw end (their logs mirrored whole) need no question
+        known = {t.attempt_id: f for t in tracked if (f := self._ended.pop(t.attempt_id, None))}
+        ask = [t for t in tracked if t.attempt_id not in known]
+        files = dict(known)
+        if ask:
+            files.update(parse_poll(self.shell.run(poll_lines(self.layout, ask)).out, ask))
         now = time.time()
         states: dict[int, Status | None] = {}
         for t in tracked:
-            f = files.get(t.attempt_id)
-            if f is None:  # the poll did not get to this job: unknown, never failed
-                states[t.attempt_id] = None
-            elif f.exit_code is not None:
-                if not f.complete:  # log bytes left to mirror: report the exit next time
-                    states[t.attempt_id] = Status(JobState.RUNNING, extra=f.mirroring())
-                elif f.exit_code == 0:
-                    states[t.attempt_id] = Status(JobState.SUCCEEDED, 0, finished=f.ended(now))
-                else:
-                    states[t.attempt_id] = Status(
-                        JobState.FAILED, f.exit_code, f"exit code {f.exit_code}", f.ended(now)
-                    )
-            elif f.pid == "r" or (f.pid == "-" and now - t.since < START_GRACE):
-                states[t.attempt_id] = Status(JobState.RUNNING, extra=f.mirroring())
-            elif f.pid == "d":
-                states[t.attempt_id] = Status(
-                    JobState.LOST,
-                    None,
-                    f"the job's process on {self.label} is gone and "
-                    "left no exit code (killed, or the host rebooted)",
-                )
-            else:
-                states[t.attempt_id] = Status(
-                    JobState.LOST,
-                    None,
-                    f"the job never started on {self.label} "
-                    f"(no pid in {self.layout.path(t.run_dir)})",
-                )
+            states[t.attempt_id] = self._status(t, files.get(t.attempt_id), now)
         fetch_results(
             self.layout,
             [
@@ -145,6 +142,31 @@ class DetachedBackend:
             ],
         )
         return states
+
+    def _status(self, t: Tracked, f: FileState | None, now: float) -> Status | None:
+        """The state of one job from what its run folder holds."""
+        if f is None:  # the poll did not get to this job: unknown, never failed
+            return None
+        if f.exit_code is not None:
+            if not f.complete:  # log bytes left to mirror: report the exit next time
+                return Status(JobState.RUNNING, extra=f.mirroring())
+            if f.exit_code == 0:
+                return Status(JobState.SUCCEEDED, 0, finished=f.ended(now))
+            return Status(JobState.FAILED, f.exit_code, f"exit code {f.exit_code}", f.ended(now))
+        if f.pid == "r" or (f.pid == "-" and now - t.since < START_GRACE):
+            return Status(JobState.RUNNING, extra=f.mirroring())
+        if f.pid == "d":
+            return Status(
+                JobState.LOST,
+                None,
+                f"the job's process on {self.label} is gone and "
+                "left no exit code (killed, or the host rebooted)",
+            )
+        return Status(
+            JobState.LOST,
+            None,
+            f"the job never started on {self.label} (no pid in {self.layout.path(t.run_dir)})",
+        )
 
     def fence(self, tracked: Sequence[Tracked]) -> dict[int, Fenced]:
         """A claimed launch was started right after it took its claim: follow it."""

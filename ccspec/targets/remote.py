@@ -41,7 +41,9 @@ __all__ = [
     "Submitted",
     "Tracked",
     "launched_at",
+    "mirror_size",
     "parse_poll",
+    "poll_calls",
     "poll_lines",
     "read_remote_log",
     "refused",
@@ -51,6 +53,9 @@ q = shlex.quote
 LOG_CHUNK = 8 << 20  # bytes of one job's log read per poll; the rest comes with the next poll
 # bytes of all jobs' logs one poll brings at most (its answer is held whole)
 POLL_LOG_BUDGET = 16 << 20
+# jobs whose files one poll stats in one process (more: a process per job, as the command
+# line must stay far below the system's limit)
+STAT_AT_ONCE = 1000
 START_GRACE = 60.0  # seconds a launched job may take to write its pid before it counts as lost
 
 
@@ -136,8 +141,16 @@ class RemoteLayout:
 
     def stage_script(self, launch: RemoteLaunch) -> str:
         """Shell lines that put the job's files in place in its working folder."""
+        folders = " ".join(q(f) for f in self.stage_folders(launch))
+        return " && ".join([f"mkdir -p {folders}", *self.stage_files(launch)])
+
+    def stage_folders(self, launch: RemoteLaunch) -> list[str]:
+        """The folders a launch needs: its working folder and its run folder."""
+        return [self.job_folder(launch), self.path(launch.run_dir)]
+
+    def stage_files(self, launch: RemoteLaunch) -> list[str]:
+        """Shell lines that copy the job's files (shipped first) into its working folder."""
         lines = []
-        folder = self.job_folder(launch)
         for rel, local in sorted(launch.files.items()):
             blob = self.ship(local)
             dest = self.file_path(launch, rel)
@@ -145,8 +158,7 @@ class RemoteLayout:
                 f"mkdir -p {q(str(PurePosixPath(dest).parent))} && "
                 f"{{ cmp -s {q(blob)} {q(dest)} || cp -f {q(blob)} {q(dest)}; }}"
             )
-        lines.insert(0, f"mkdir -p {q(folder)} {q(self.path(launch.run_dir))}")
-        return " && ".join(lines)
+        return lines
 
     def workflow_folder(self, workflow: str) -> str:
         return self.path(workflow)
@@ -213,37 +225,54 @@ def _run_wrapper() -> str:
 # USAGE: once the job ended, the words of its wrapper's usage file (ccspec.usage).
 # A job gets at most CHUNK bytes of its log, and all jobs together at most BUDGET ($B).
 POLL_FUNCTION = r"""
-B=BUDGET N=$(date +%s.%N 2>/dev/null)
+B=BUDGET T= NL='
+' N=$(date +%s.%N 2>/dev/null)
 case $N in *[!0-9.]*|'') N=$(date +%s 2>/dev/null) ;; esac
 P() {
-  x=- s=- i=- n=0
-  if [ -f "$2/exit_code" ]; then x=$(cat "$2/exit_code" 2>/dev/null); fi
+  x=- s=- i=- n=0 m=0 w=- z= v=
+  # files are read with the shell's own `read`: no process per file and job
+  [ -f "$2/exit_code" ] && { x=; read -r x < "$2/exit_code"; } 2>/dev/null
   if [ "$x" = - ] || [ -z "$x" ]; then
     x=-
     if [ -f "$2/pid" ]; then
-      p=$(cat "$2/pid" 2>/dev/null)
+      p=; { read -r p < "$2/pid"; } 2>/dev/null
       # alive, and not a zombie waiting for a late reaper
-      if kill -0 "$p" 2>/dev/null && ! { [ -r "/proc/$p/stat" ] && [ "$(sed 's/.*) //;s/ .*//' "/proc/$p/stat")" = Z ]; }; then s=r
-      elif [ -f "$2/exit_code" ]; then x=$(cat "$2/exit_code" 2>/dev/null); s=d
+      if kill -0 "$p" 2>/dev/null && ! { [ -r "/proc/$p/stat" ] && { read -r t < "/proc/$p/stat"; } 2>/dev/null && t=${t##*) } && [ "${t%% *}" = Z ]; }; then s=r
+      elif [ -f "$2/exit_code" ]; then x=; { read -r x < "$2/exit_code"; } 2>/dev/null; x=${x:--}; s=d
       else s=d; fi
     fi
   fi
-  [ -f "$2/slurm_id" ] && i=$(cat "$2/slurm_id" 2>/dev/null)
-  m=0 w=-
-  if [ -f "$2/log" ]; then
-    z=$(wc -c < "$2/log"); n=$((z - $3))
+  [ -f "$2/slurm_id" ] && { read -r i < "$2/slurm_id"; } 2>/dev/null
+  # this job's lines of the poll's one stat (T), when they are at its head: the exit code's
+  # time e (it was stat'd first: the log's size l after it is final) and the log's size l
+  e= l= h=${T%%"$NL"*}
+  case $h in "$2/exit_code|"*) e=${h##*|}; T=${T#"$h"}; T=${T#"$NL"}; h=${T%%"$NL"*} ;; esac
+  case $h in "$2/log|"*) l=${h#"$2/log|"}; l=${l%%|*}; T=${T#"$h"}; T=${T#"$NL"} ;; esac
+  if [ "$x" != - ] && [ -n "$e" ]; then z=$l w=$e
+  elif [ "$x" = - ]; then z=$l
+  fi
+  if [ "$x" != - ] && [ -z "$e" ] && [ -f "$2/log" ]; then
+    # ended after the poll's stat: the log's size and the exit code's time in one process
+    v=$(stat -c '%s %.9Y' "$2/log" "$2/exit_code" 2>/dev/null)
+    case $v in *"
+"*) z=${v%% *} w=${v##* } ;; esac
+  fi
+  case $z in ''|*[!0-9]*) z= ;; esac
+  if [ -z "$z" ] && [ -f "$2/log" ]; then z=$(wc -c < "$2/log"); fi
+  if [ -n "$z" ]; then
+    n=$((z - $3))
     [ "$n" -lt 0 ] && n=0
     m=$n
     [ "$n" -gt CHUNK ] && n=CHUNK
     [ "$n" -gt "$B" ] && n=$B
     B=$((B - n)) m=$((m - n))
   fi
-  u=
-  if [ "$x" != - ]; then
+  if [ "$x" != - ] && [ "$w" = - ]; then
     w=$(stat -c %.9Y "$2/exit_code" 2>/dev/null || stat -c %Y "$2/exit_code" 2>/dev/null)
-    case $w in ''|*[!0-9.]*) w=- ;; esac
-    [ -f "$2/usage" ] && read -r u < "$2/usage"  # a builtin: no process
   fi
+  case $w in ''|*[!0-9.]*) w=- ;; esac
+  u=
+  [ "$x" != - ] && [ -f "$2/usage" ] && read -r u < "$2/usage"  # a builtin: no process
   printf '@@ %s %s %s %s %s %s %s %s%s\n' "$1" "${x:--}" "$s" "${i:--}" "$n" "$m" "${N:--}" "$w" "${u:+ $u}"
   [ "$n" -gt 0 ] && tail -c +$(($3 + 1)) "$2/log" | head -c "$n"
   return 0
@@ -275,11 +304,21 @@ def poll_lines(layout: RemoteLayout, tracked: Sequence[Tracked]) -> str:
     """The poll script of these jobs. The jobs take turns at the head of the list (as many
     as one budget serves in full move on each poll), so that when a few long logs use up the
     poll's budget, the others still get their share."""
-    lines = [POLL_FUNCTION]
     first = layout.polls * (POLL_LOG_BUDGET // LOG_CHUNK) % len(tracked) if tracked else 0
     layout.polls += 1
-    for t in (*tracked[first:], *tracked[:first]):
-        lines.append(f"P {t.attempt_id} {q(layout.path(t.run_dir))} {_mirror_size(t.log_path)}")
+    return "\n".join([POLL_FUNCTION, poll_calls(layout, (*tracked[first:], *tracked[:first]))])
+
+
+def poll_calls(layout: RemoteLayout, tracked: Sequence[Tracked]) -> str:
+    """The calls of the poll function for these jobs, after one `stat` of all their exit codes
+    and logs (in the calls' order), so that a job costs no process of its own."""
+    dirs = [q(layout.path(t.run_dir)) for t in tracked]
+    lines = []
+    if 0 < len(dirs) <= STAT_AT_ONCE:
+        files = " ".join(f"{d}/exit_code {d}/log" for d in dirs)
+        lines.append(f"T=$(stat -c '%n|%s|%.9Y' {files} 2>/dev/null)")
+    for t, d in zip(tracked, dirs, strict=True):
+        lines.append(f"P {t.attempt_id} {d} {mirror_size(t.log_path)}")
     return "\n".join(lines)
 
 
@@ -373,7 +412,7 @@ def _fetch_round(
             local.with_name(local.name + ".part").unlink(missing_ok=True)
 
 
-def _mirror_size(path: Path) -> int:
+def mirror_size(path: Path) -> int:
     try:
         return os.path.getsize(path)
     except OSError:

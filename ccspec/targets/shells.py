@@ -29,6 +29,7 @@ from ccspec.errors import (
     TemporaryTargetError,
 )
 from ccspec.fdwait import wait_readable
+from ccspec.targets import ssh_config
 
 __all__ = [
     "HostUnreachable",
@@ -45,6 +46,7 @@ COMMAND_TIMEOUT = 120.0  # seconds a remote command may take (submits of many jo
 # `sh -c` is limited (128 KiB on Linux), stdin is not.
 INLINE_LIMIT = 32 * 1024
 KEEPALIVE = 15  # seconds between ssh keepalives, so idle connections survive NAT and firewalls
+MAX_HOPS = 8  # jump hosts in a row at most
 RECONNECT_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 
@@ -134,8 +136,9 @@ class WslShell(LocalShell):
 
 
 def ssh_config_path() -> Path:
-    """The ssh config file ssh hosts are looked up in: `$CCSPEC_SSH_CONFIG` or ~/.ssh/config."""
-    return Path(os.environ.get("CCSPEC_SSH_CONFIG") or Path.home() / ".ssh" / "config").expanduser()
+    """The user's ssh config file: `$CCSPEC_SSH_CONFIG` or ~/.ssh/config (ssh_config.resolve
+    reads it as `ssh -G` does)."""
+    return ssh_config.config_override() or Path.home() / ".ssh" / "config"
 
 
 class SshShell:
@@ -150,6 +153,7 @@ class SshShell:
         key: str | None = None,
         proxy_jump: str | None = None,
         connect_timeout: float = 10.0,
+        hops: int = 0,  # jump hosts in front of this one (a loop in the config must end)
     ) -> None:
         self.host, self.user, self.port, self.key, self.proxy_jump = (
             host,
@@ -159,6 +163,7 @@ class SshShell:
             proxy_jump,
         )
         self.connect_timeout = connect_timeout
+        self.hops = hops
         self._conn: Any = None
         self._lock = threading.Lock()
         self._failures = 0
@@ -195,31 +200,41 @@ class SshShell:
         import fabric
         import paramiko
 
-        config_file = ssh_config_path()
-        config = (
-            fabric.Config(runtime_ssh_path=str(config_file))
-            if config_file.is_file()
-            else fabric.Config()
-        )
+        settings = ssh_config.resolve(self.host, self.user, self.port)
         kwargs: dict[str, Any] = {}
-        if self.key:
-            kwargs["key_filename"] = [str(Path(self.key).expanduser())]
-        gateway = None
-        if self.proxy_jump:  # ssh -J user@jump:port
-            jump = SshShell(
-                *_split_target(self.proxy_jump)[:1],
-                user=_split_target(self.proxy_jump)[1],
-                port=_split_target(self.proxy_jump)[2],
-                key=self.key,
+        keys = [str(Path(self.key).expanduser())] if self.key else []
+        keys += [k for k in settings.identity_files if k not in keys]
+        if keys:
+            kwargs["key_filename"] = keys
+        gateway: Any = None
+        jump = self.proxy_jump or settings.proxy_jump
+        if jump and self.hops >= MAX_HOPS:
+            raise PermanentTargetError(
+                f"{self.host}: ProxyJump goes through more than {MAX_HOPS} hosts "
+                "(a loop in the ssh config?)"
             )
-            gateway = jump._connection()
+        if jump:  # ssh -J [user@]jump[:port],...: the last hop is reached through the others
+            *before, last = jump.split(",")
+            host, user, port = _split_target(last)
+            hop = SshShell(
+                host,
+                user=user,
+                port=port,
+                key=self.key,
+                proxy_jump=",".join(before) or None,
+                hops=self.hops + 1,
+            )
+            gateway = hop._connection()
+        elif settings.proxy_command:
+            gateway = paramiko.ProxyCommand(settings.proxy_command)
+        # the settings are resolved already: fabric must not read a config of its own
         conn = fabric.Connection(
-            self.host,
-            user=self.user,
-            port=self.port,
-            config=config,
+            settings.hostname,
+            user=settings.user,
+            port=settings.port,
+            config=fabric.Config(ssh_config=paramiko.SSHConfig()),
             gateway=gateway,
-            connect_timeout=self.connect_timeout,
+            connect_timeout=settings.connect_timeout or self.connect_timeout,
             connect_kwargs=kwargs,
         )
         self.label = f"{conn.user}@{conn.host}:{conn.port}"
@@ -316,7 +331,8 @@ class SshShell:
 
 
 def _split_target(text: str) -> tuple[str, str | None, int | None]:
-    """`user@host:port` -> (host, user, port)."""
+    """`user@host:port` (or `ssh://user@host:port`) -> (host, user, port)."""
+    text = text.removeprefix("ssh://")
     user, _, rest = text.rpartition("@")
     host, _, port = rest.partition(":")
     return host, user or None, int(port) if port.isdigit() else None
