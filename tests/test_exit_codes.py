@@ -263,6 +263,19 @@ def graph_2(repo: Path) -> None:
     assert code_of(repo, "graph", "flow") == 2
 
 
+def report_0(repo: Path) -> None:
+    spec(repo, OK)
+    assert code_of(repo, "apply", "flow.yaml") == 0
+    assert code_of(repo, "report", "flow.yaml", "-o", "t.html") == 0
+    assert "<svg" in (repo / "t.html").read_text()
+
+
+def report_2(repo: Path) -> None:
+    assert code_of(repo, "report", "nothing") == 2
+    spec(repo, INVALID)
+    assert code_of(repo, "report", "flow.yaml") == 2
+
+
 def cancel_0(repo: Path) -> None:
     spec(repo, "version: 1\nname: flow\njobs: {a: {run: 'touch started; sleep 30'}}\n")
     runner = start(repo, "apply", "flow.yaml")
@@ -412,6 +425,8 @@ SCENARIOS: dict[tuple[str, int], Callable[[Path], None]] = {
     ("logs", 2): logs_2,
     ("graph", 0): graph_0,
     ("graph", 2): graph_2,
+    ("report", 0): report_0,
+    ("report", 2): report_2,
     ("cancel", 0): cancel_0,
     ("cancel", 1): cancel_1,
     ("cancel", 2): cancel_2,
