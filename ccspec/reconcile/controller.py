@@ -326,6 +326,7 @@ class Controller:
                 reporter=plain_reporter(workflow.name, self.r.say),
                 signals=False,
                 started=started,
+                slots=self.r.slots,
             )
         except LeaseHeld as exc:
             self.r.say(f"{self.name}: {exc}; trying again at the next resync")
