@@ -91,10 +91,11 @@ class SlotLedger:
         with self._lock:
             return {name: pool.busy for name, pool in self._pools.items()}
 
-    def limits(self) -> dict[str, int]:
-        """Each seated pool's limit now."""
+    def snapshot(self) -> dict[str, tuple[int, int | None, int]]:
+        """Per pool: slots held or reserved, its limit now (None: no run seated at it), the
+        runs waiting for a slot (for /metrics, from the server's threads)."""
         with self._lock:
-            return {n: p.limit for n, p in self._pools.items() if p.limit is not None}
+            return {n: (p.busy, p.limit, len(p.queue)) for n, p in self._pools.items()}
 
     # -- for seats, under the lock -------------------------------------------------------
 

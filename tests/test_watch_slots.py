@@ -105,3 +105,33 @@ def test_an_ssh_host_with_max_jobs_1_named_in_two_specs_runs_one_job_at_a_time(
         watch.stop()
     found = spans(recorded())
     assert most_at_once(found) == 1, sorted(found.items(), key=lambda kv: kv[1])
+
+
+def test_metrics_show_the_slots_in_use_and_the_workflows_waiting_per_host(
+    repo: Path, specs: Path
+) -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = repo / "record"
+    write_specs(specs, 2, 2, "hosts: {there: {type: local}}", str(log), 3.0)
+    watch = Watch(repo, "-j", "2", "--serve", "--port", str(port))
+
+    def metrics() -> str:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                return str(r.read().decode())
+        except OSError:
+            return ""
+
+    busy = ['ccspec_slots_in_use{host="local"} 2', 'ccspec_slots_limit{host="local"} 2']
+    try:
+        wait_for(lambda: all(line in metrics().splitlines() for line in busy), timeout=30)
+        assert 'ccspec_slots_waiting{host="local"} 1' in metrics().splitlines()
+        wait_for(lambda: log.exists() and len(spans(log.read_text())) == 4, timeout=60)
+        wait_for(lambda: 'ccspec_slots_in_use{host="local"} 0' in metrics().splitlines())
+    finally:
+        watch.stop()
