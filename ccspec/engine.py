@@ -156,6 +156,7 @@ class Engine:
         self.logs = state_dir / "logs" / workflow.name  # logs/WF/JOB/N.log
         self.logs_abs = os.path.abspath(self.logs)  # for local launches, asked once
         self.lost: LeaseLost | None = None
+        self.handed_over = False
         self.runs: dict[str, Run] = {}  # job id -> its attempt under way
         self.by_attempt: dict[int, Run] = {}  # the same, by attempt id (what targets report)
         self.remote: RemoteHosts | None = None
@@ -177,6 +178,7 @@ class Engine:
 
         try:
             self.feed(attach(self))
+            self.seat.ledger.drop_carried(self.workflow.name)  # not re-attached: ended meanwhile
             # jobs that left the spec are forgotten, but for those still running: followed until they end
             gone = [i for i in self.removed if i not in self.views and i not in self.kept]
             if gone:
@@ -187,7 +189,9 @@ class Engine:
                 self.feed([*self.observed(), ev.Tick()])
                 self.periodic()
         finally:
-            self.seat.close()  # whatever ended the run: its slots go to the other runs
+            # whatever ended the run, its slots go to the other runs; handed over, its
+            # running jobs' slots wait for the next run of the workflow
+            self.seat.close(carry=self.handed_over)
             if self.remote is not None:
                 self.remote.close()
             self.local.close()
@@ -268,6 +272,7 @@ class Engine:
     def handover(self) -> None:
         """Stop launching and return soon, leaving running jobs out there: the next engine
         (planned from a newer spec) re-attaches to them. Safe from any thread."""
+        self.handed_over = True
         self.events.put(ev.HandOver())
         self.local.wake()
 

@@ -12,7 +12,10 @@ and its engine is woken; it takes one slot that way and queues again at the end 
 more, so waiting workflows take turns (round-robin), whatever their sizes. A reservation its
 scheduler finds no ready job for is handed on (`spare`). A closed seat gives back all it
 holds and is reserved, whatever ended its run (success, failure, cancel, hand-over, a lost
-lease, an exception).
+lease, an exception). A run handed over to the next run of its workflow (its spec was
+edited) leaves its jobs running: their slots are carried over to that run, which takes
+them back as it re-attaches to the jobs (`drop_carried` frees what it did not take), so
+other workflows do not start jobs in them meanwhile.
 
 What "the same host" means (`pool_key`): this machine is one pool (`local`); an ssh host is
 its type, user, address and port as the spec writes them (`ssh:user@host:port`, the alias
@@ -70,6 +73,7 @@ class SlotLedger:
         self._lock = threading.Lock()
         self._pools: dict[str, _Pool] = {}
         self._stopped = False
+        self._carried: dict[str, dict[str, int]] = {}  # workflow -> pool -> slots handed over
 
     def stop(self) -> None:
         """No slot is taken or reserved from now on: the process is stopping, and the
@@ -90,6 +94,16 @@ class SlotLedger:
         """Slots held or reserved per pool, every pool seen (for /metrics)."""
         with self._lock:
             return {name: pool.busy for name, pool in self._pools.items()}
+
+    def drop_carried(self, name: str) -> None:
+        """Free the slots a handed-over run of workflow `name` left that no later run took
+        back (called once the next run re-attached, and after every reconcile pass)."""
+        woken: list[Seat] = []
+        with self._lock:
+            for pool, count in self._carried.pop(name, {}).items():
+                if count > 0:
+                    self._free(pool, count, woken)
+        _wake(woken)
 
     def snapshot(self) -> dict[str, tuple[int, int | None, int]]:
         """Per pool: slots held or reserved, its limit now (None: no run seated at it), the
@@ -141,9 +155,14 @@ class Seat:
             return not self.closed and self.ledger._take(self, pool)
 
     def hold(self, pool: str) -> None:
-        """A slot taken whatever the limit: an attempt an earlier run launched."""
+        """A slot taken whatever the limit: an attempt an earlier run launched (one its
+        workflow's handed-over run carried over is taken back)."""
         with self.ledger._lock:
-            self.ledger._pools.setdefault(pool, _Pool()).busy += 1
+            carried = self.ledger._carried.get(self.name, {})
+            if carried.get(pool, 0) > 0:
+                carried[pool] -= 1
+            else:
+                self.ledger._pools.setdefault(pool, _Pool()).busy += 1
             self.held[pool] = self.held.get(pool, 0) + 1
 
     def give(self, pool: str) -> None:
@@ -184,10 +203,16 @@ class Seat:
                     self.ledger._free(pool, spared, woken)
         _wake(woken)
 
-    def close(self) -> None:
-        """Give back everything, leave every queue; later calls take nothing. Idempotent."""
+    def close(self, *, carry: bool = False) -> None:
+        """Give back everything, leave every queue; later calls take nothing. Idempotent.
+        `carry`: the run was handed over; the slots of its jobs go to its workflow's next run."""
         woken: list[Seat] = []
         with self.ledger._lock:
+            if carry and not self.ledger._stopped:
+                carried = self.ledger._carried.setdefault(self.name, {})
+                for name, count in self.held.items():
+                    carried[name] = carried.get(name, 0) + count
+                self.held = {}
             self.closed = True
             for pool in self.ledger._pools.values():
                 pool.limits.pop(self, None)

@@ -96,6 +96,24 @@ def test_every_end_gives_the_slots_back() -> None:
     assert ledger.in_use() == {LOCAL_POOL: 0}
 
 
+def test_a_hand_over_carries_its_running_jobs_slots_to_the_next_run_of_its_workflow() -> None:
+    ledger = SlotLedger()
+    first, other = Run(ledger, "edited", 2, 2), Run(ledger, "other", 2, 2)
+    first.step(Start())
+    other.step(Start())
+    first.step(HandOver())  # its two jobs run on, out there
+    first.seat.close(carry=True)
+    assert other.woken == 0 and ledger.in_use() == {LOCAL_POOL: 2}
+    # the next run re-attaches to one of them; the other ended meanwhile
+    nxt = ledger.seat("edited", {LOCAL_POOL: 2}, lambda: None)
+    nxt.hold(LOCAL_POOL)
+    assert ledger.in_use() == {LOCAL_POOL: 2} and other.woken == 0
+    ledger.drop_carried("edited")
+    assert other.woken == 1
+    other.step(Tick())
+    assert len(other.running) == 1 and ledger.in_use() == {LOCAL_POOL: 2}
+
+
 def test_the_same_host_written_alike_is_one_pool_whatever_its_name() -> None:
     from pydantic import TypeAdapter
 

@@ -31,7 +31,7 @@ def test_watch_over_many_specs_converges_without_errors_within_bounded_resources
             str(REPO / "bench" / "watch_scale.py"),
             *("--specs", str(SPECS), "--jobs", "3", "--interval", "2"),
             *("--load-specs", "3", "--load-seconds", "0.2", "--probes", "1"),
-            *("--settle", "2", "--sample", "0.5", "--timeout", "60"),
+            *("--settle", "2", "--sample", "0.5", "--timeout", "60", "--parallel", "2", "--record"),
             *("--ccspec", str(Path(sys.executable).with_name("ccspec")), "--json", str(out)),
         ],
         capture_output=True,
@@ -47,3 +47,4 @@ def test_watch_over_many_specs_converges_without_errors_within_bounded_resources
     assert idle["fds"] <= FDS_BASE + FDS_PER_SPEC * SPECS, idle
     assert idle["Threads"] <= THREADS_BASE + THREADS_PER_SPEC * SPECS, idle
     assert len(result["latency_idle_s"]) == 1 and len(result["latency_load_s"]) == 1
+    assert result["jobs_at_once"] == 2  # -j 2 across all ten specs

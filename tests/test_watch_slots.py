@@ -135,3 +135,23 @@ def test_metrics_show_the_slots_in_use_and_the_workflows_waiting_per_host(
         wait_for(lambda: 'ccspec_slots_in_use{host="local"} 0' in metrics().splitlines())
     finally:
         watch.stop()
+
+
+def test_a_spec_edited_while_it_runs_keeps_its_jobs_slots_from_other_specs(
+    repo: Path, specs: Path
+) -> None:
+    log = repo / "record"
+    local = "hosts: {there: {type: local}}"
+    write_specs(specs, 2, 2, local, str(log), 3.0)
+    watch = Watch(repo, "-j", "2")
+    try:
+        # s0 or s1 runs both its jobs; the other waits
+        wait_for(lambda: log.exists() and log.read_text().count("start") == 2, timeout=30)
+        first = log.read_text().split()[0]
+        spec = specs / f"{first}.yaml"
+        spec.write_text(spec.read_text().replace("sleep 3.0", "sleep 3.0 "))  # hand-over
+        wait_for(lambda: len(spans(log.read_text())) >= 4, timeout=60)
+    finally:
+        watch.stop()
+    found = spans(log.read_text())
+    assert most_at_once(found) == 2, sorted(found.items(), key=lambda kv: kv[1])
