@@ -16,12 +16,13 @@ into a temporary repository, starts `ccspec watch specs/` on it and measures:
 - peak RSS (VmHWM), open descriptors (/proc/PID/fd), threads (/proc/PID/status), sampled
   every `--sample` seconds; the values once idle (after the two resync intervals), and per
   spec;
-- peak job processes at once (descendants of watch), which tells whether `-j` holds
-  across specs.
+- peak processes under watch (its descendants: jobs, their wrappers and launchers);
+- with `--record`: the most jobs at once, from the start and end each job appends to a
+  file, which tells whether `-j` holds across specs.
 
 Results to `--json` (bench/results/watch_scale.json) and a table on stdout.
 
-    python bench/watch_scale.py [--specs 200] [--jobs 50] [--job-seconds 0] [--interval 30]
+    python bench/watch_scale.py [--specs 200] [--jobs 50] [--job-seconds 0] [--interval 30] [--record]
 """
 
 from __future__ import annotations
@@ -53,10 +54,17 @@ def default_ccspec() -> str:
     return str(candidate) if candidate.exists() else "ccspec"
 
 
-def spec_text(name: str, jobs: int, *, seconds: float, round_: int, probe: str = "") -> str:
+def spec_text(
+    name: str, jobs: int, *, seconds: float, round_: int, probe: str = "", record: str = ""
+) -> str:
     """A spec of `jobs` independent jobs; `round_` in every command reruns them all when it
-    changes; `probe` (a command) replaces the first job's command."""
+    changes; `probe` (a command) replaces the first job's command; with `record` (a file)
+    each job appends when it starts and ends (bash's clock, no extra process)."""
     command = f"sleep {seconds:g}" if seconds > 0 else "true"
+    if record:
+        command = (
+            f'echo "$EPOCHREALTIME +" >> {record}; {command}; echo "$EPOCHREALTIME -" >> {record}'
+        )
     lines = ["version: 1", f"name: {name}", "jobs:"]
     for i in range(jobs):
         run = probe if (probe and i == 0) else f"{command}  # round {round_}"
@@ -189,6 +197,20 @@ def status_errors(specs: Path) -> list[str]:
     return found
 
 
+def most_at_once(record: Path) -> int | None:
+    """The most jobs that ran at the same moment, from the starts and ends they recorded."""
+    try:
+        lines = record.read_text().splitlines()
+    except OSError:
+        return None
+    edges = sorted((float(t), 1 if e == "+" else -1) for t, e in (x.split() for x in lines))
+    running = most = 0
+    for _, change in edges:  # at a tie an end comes first: a slot handed on is not two jobs
+        running += change
+        most = max(most, running)
+    return most
+
+
 def wait_stamp(path: Path, timeout: float) -> float:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -206,7 +228,9 @@ def probe(specs: Path, out: Path, args: argparse.Namespace, tag: str) -> float:
     """Save spec s0000 with a changed first job; seconds until that job's command runs."""
     target = out / f"probe-{tag}"
     command = f"date +%s.%N > {target}  # {tag}"
-    text = spec_text("s0000", args.jobs, seconds=args.job_seconds, round_=0, probe=command)
+    text = spec_text(
+        "s0000", args.jobs, seconds=args.job_seconds, round_=0, probe=command, record=args.rec
+    )
     began = time.time()
     (specs / "s0000.yaml").write_text(text)
     return wait_stamp(target, timeout=args.timeout) - began
@@ -221,9 +245,10 @@ def measure(args: argparse.Namespace, repo: Path) -> dict[str, object]:
     out.mkdir()
     (repo / ".git").mkdir()
     names = [f"s{i:04d}" for i in range(args.specs)]
+    args.rec = str(out / "jobs.record") if args.record else ""
     for name in names:
         (specs / f"{name}.yaml").write_text(
-            spec_text(name, args.jobs, seconds=args.job_seconds, round_=0)
+            spec_text(name, args.jobs, seconds=args.job_seconds, round_=0, record=args.rec)
         )
     env = {
         **os.environ,
@@ -262,7 +287,7 @@ def measure(args: argparse.Namespace, repo: Path) -> dict[str, object]:
         loaded = names[1 : 1 + args.load_specs]
         for name in loaded:
             (specs / f"{name}.yaml").write_text(
-                spec_text(name, args.jobs, seconds=args.load_seconds, round_=1)
+                spec_text(name, args.jobs, seconds=args.load_seconds, round_=1, record=args.rec)
             )
         time.sleep(min(2.0, args.load_seconds))  # their jobs are started
         result["latency_load_s"] = [
@@ -282,6 +307,7 @@ def measure(args: argparse.Namespace, repo: Path) -> dict[str, object]:
         output = log.read()
         log.close()
     result["peak"] = sampler.peak
+    result["jobs_at_once"] = most_at_once(out / "jobs.record") if args.record else None
     result["peak_rss_mb"] = round(sampler.peak.get("VmHWM", 0) / 1024, 1)
     result["exit_code"] = proc.returncode
     result["output_errors"] = [line for line in output.splitlines() if ERROR_WORDS.search(line)][
@@ -318,7 +344,8 @@ def table(result: dict[str, object], args: argparse.Namespace) -> str:
         ("RSS idle / peak", f"{result.get('idle_rss_mb')} MB / {result.get('peak_rss_mb')} MB"),
         ("fds idle (per spec)", f"{idle.get('fds')} ({result.get('fds_per_spec')})"),
         ("threads idle (per spec)", f"{idle.get('Threads')} ({result.get('threads_per_spec')})"),
-        ("peak job processes at once", str(peak.get("processes"))),
+        ("peak processes under watch", str(peak.get("processes"))),
+        ("most jobs at once (recorded)", str(result.get("jobs_at_once"))),
         (
             "errors (output / status / crash files)",
             f"{count('output_errors')} / {count('status_errors')} / {count('crash_files')}",
@@ -343,6 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle", type=float, default=3.0, help="seconds after converging")
     parser.add_argument("--sample", type=float, default=1.0, help="seconds between samples")
     parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument(
+        "--record", action="store_true", help="jobs record their start and end: most at once"
+    )
     parser.add_argument("--ccspec", default=default_ccspec())
     parser.add_argument("--json", default=str(HERE / "results" / "watch_scale.json"))
     args = parser.parse_args(argv)

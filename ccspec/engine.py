@@ -42,6 +42,7 @@ from ccspec.planner import Action, Plan
 from ccspec.progress import LogMiner
 from ccspec.redact import redactor_for
 from ccspec.scheduler import Scheduler
+from ccspec.slots import LOCAL_POOL, SlotLedger, pool_key
 from ccspec.spec.resolve import resolve_at_launch, upstream_context
 from ccspec.spec.resolved import ResolvedJob, ResolvedWorkflow
 from ccspec.state.store import LeaseLost, RecordedJob, StateStore
@@ -57,7 +58,6 @@ __all__ = ["Engine", "JobView", "Outcome", "command", "job_cwd"]
 PROGRESS_EVERY = 0.5  # seconds between log reads of running jobs
 FLUSH_AFTER = 0.2  # seconds a deferred state write may wait for the next commit
 LEASE_TTL = 15.0
-LOCAL_SLOTS = "@local"  # the slot pool -j bounds: every local-type host shares this machine
 
 _run_wrapper = run_wrapper  # the name tests and the launcher's benchmarks import
 
@@ -87,17 +87,29 @@ class Run:
 
 
 def slot_limits(workflow: ResolvedWorkflow, local: int) -> dict[str, int]:
-    """Slots per pool: `-j` for this machine (shared by every local-type host), a local host's
-    own `max_jobs`, a remote host's job slots."""
-    limits = {LOCAL_SLOTS: local}
-    for name, host in workflow.hosts.items():
-        if host.type == "local" and host.max_jobs is not None:
-            limits[name] = host.max_jobs
-        elif host.type != "local":
-            from ccspec.targets.hosts import job_slots
+    """Slots of the pools only this run uses: a local host's own `max_jobs`."""
+    return {
+        _own_pool(name): host.max_jobs
+        for name, host in workflow.hosts.items()
+        if host.type == "local" and host.max_jobs is not None
+    }
 
-            limits[name] = job_slots(host, local)
+
+def shared_limits(workflow: ResolvedWorkflow, local: int) -> dict[str, int]:
+    """Slots of the pools shared with the process's other runs (ccspec.slots): `-j` for this
+    machine (every local-type host), each remote host's job slots."""
+    from ccspec.targets.hosts import job_slots
+
+    limits = {LOCAL_POOL: local}
+    for host in workflow.hosts.values():
+        if host.type != "local":
+            key, slots = pool_key(host), job_slots(host, local)
+            limits[key] = min(limits.get(key, slots), slots)  # two names for one host
     return limits
+
+
+def _own_pool(host_name: str) -> str:
+    return f"@{host_name}"  # never a shared pool's name (ccspec.slots.pool_key)
 
 
 class Engine:
@@ -115,7 +127,9 @@ class Engine:
         facts: Facts | None = None,
         recorded: Mapping[str, RecordedJob] | None = None,
         clock: Clock | None = None,
+        slots: SlotLedger | None = None,
     ) -> None:
+        """`slots`: the ledger of the process's shared pools (one of its own if None)."""
         self.workflow, self.plan, self.store = workflow, plan, store
         self.state_dir = state_dir
         self.limit = max(1, jobs)
@@ -142,6 +156,7 @@ class Engine:
         self.logs = state_dir / "logs" / workflow.name  # logs/WF/JOB/N.log
         self.logs_abs = os.path.abspath(self.logs)  # for local launches, asked once
         self.lost: LeaseLost | None = None
+        self.handed_over = False
         self.runs: dict[str, Run] = {}  # job id -> its attempt under way
         self.by_attempt: dict[int, Run] = {}  # the same, by attempt id (what targets report)
         self.remote: RemoteHosts | None = None
@@ -152,7 +167,9 @@ class Engine:
         last = store.last_attempts(workflow.name)
         self.views = initial_views(plan, self.jobs, recorded, last)
         tasks = [self.task(self.jobs[v.id], v) for v in self.views.values()]
-        self.scheduler = Scheduler(tasks, slot_limits(workflow, self.limit))
+        ledger = slots if slots is not None else SlotLedger()
+        self.seat = ledger.seat(workflow.name, shared_limits(workflow, self.limit), self.local.wake)
+        self.scheduler = Scheduler(tasks, slot_limits(workflow, self.limit), self.seat)
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -161,6 +178,7 @@ class Engine:
 
         try:
             self.feed(attach(self))
+            self.seat.ledger.drop_carried(self.workflow.name)  # not re-attached: ended meanwhile
             # jobs that left the spec are forgotten, but for those still running: followed until they end
             gone = [i for i in self.removed if i not in self.views and i not in self.kept]
             if gone:
@@ -171,6 +189,9 @@ class Engine:
                 self.feed([*self.observed(), ev.Tick()])
                 self.periodic()
         finally:
+            # whatever ended the run, its slots go to the other runs; handed over, its
+            # running jobs' slots wait for the next run of the workflow
+            self.seat.close(carry=self.handed_over)
             if self.remote is not None:
                 self.remote.close()
             self.local.close()
@@ -251,6 +272,7 @@ class Engine:
     def handover(self) -> None:
         """Stop launching and return soon, leaving running jobs out there: the next engine
         (planned from a newer spec) re-attaches to them. Safe from any thread."""
+        self.handed_over = True
         self.events.put(ev.HandOver())
         self.local.wake()
 
@@ -283,8 +305,8 @@ class Engine:
         host = self.workflow.hosts.get(host_name)
         if host is None or host.type == "local":
             extra = host is not None and host.max_jobs is not None
-            return (LOCAL_SLOTS, host_name) if extra else (LOCAL_SLOTS,)
-        return (host_name,)
+            return (LOCAL_POOL, _own_pool(host_name)) if extra else (LOCAL_POOL,)
+        return (pool_key(host),)
 
     # -- act: the scheduler's commands ------------------------------------------------------
 

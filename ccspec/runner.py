@@ -27,6 +27,7 @@ from ccspec.redact import masked_diagnostics
 from ccspec.report.status import render_status, status_document, write_if_changed
 from ccspec.report.writer import StatusWriter
 from ccspec.settle import cancel_attempts, job_statuses, settle, spec_hosts
+from ccspec.slots import SlotLedger
 from ccspec.spec.resolve import resolve_at_launch, upstream_context
 from ccspec.spec.resolved import ResolvedWorkflow
 from ccspec.spec.validate import SpecReport, collector_paused, validate_paths
@@ -176,6 +177,7 @@ def apply_workflow(
     started: Callable[[Engine], None] | None = None,
     lease: str | None = None,
     waiting: Callable[[str], None] | None = None,
+    slots: SlotLedger | None = None,
 ) -> Outcome:
     """Run a plan under the workflow's lease; SIGINT/SIGTERM cancel, a second one forces.
 
@@ -190,7 +192,7 @@ def apply_workflow(
     `lease`: the token of the lease the caller holds (`leased`); otherwise the lease is
     taken here (`waiting` is told once whom `wait` waits for) and a plan made before it was
     held is made again if it is stale. Losing the lease mid-run ends the run early with
-    `Outcome.lost` set."""
+    `Outcome.lost` set. `slots`: job slots shared with the caller's other runs (ccspec.slots)."""
     name = planned.workflow.name
     token = lease or _acquire(store, name, wait, waiting)
     try:
@@ -214,13 +216,13 @@ def apply_workflow(
             fingerprints=planned.fingerprints,
             facts=planned.facts,
             recorded=planned.recorded,
+            slots=slots,
         )
-        writer = StatusWriter(
-            workflow,
-            lambda: engine.views,
-            lambda i: engine.jobs[i].needs if i in engine.jobs else (),
-            svg,
-        )
+        try:
+            writer = _status_writer(engine, svg)
+        except BaseException:
+            engine.seat.close()  # the run never starts: no seat is left behind
+            raise
 
         def report(event: str, view: JobView | None) -> None:
             reporter(event, view)
@@ -238,6 +240,15 @@ def apply_workflow(
     finally:
         if lease is None:  # a caller that holds it releases it
             store.release_lease(name, token)
+
+
+def _status_writer(engine: Engine, svg: bool) -> StatusWriter:
+    return StatusWriter(
+        engine.workflow,
+        lambda: engine.views,
+        lambda i: engine.jobs[i].needs if i in engine.jobs else (),
+        svg,
+    )
 
 
 def _run(engine: Engine, signals: bool) -> Outcome:

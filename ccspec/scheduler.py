@@ -29,6 +29,7 @@ import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from ccspec.scheduler_types import (
     Attached,
@@ -55,6 +56,9 @@ from ccspec.scheduler_types import (
     Tick,
 )
 from ccspec.states import FINAL, JobState
+
+if TYPE_CHECKING:
+    from ccspec.slots import Seat
 
 __all__ = ["KILL_GRACE", "REMOTE_CONFIRM", "Phase", "Scheduler", "backoff"]
 
@@ -103,11 +107,15 @@ class _Job:
 
 
 class Scheduler:
-    """Jobs and their pools' limits in; commands out. `limits`: slots per pool name (a pool
-    not named has no limit)."""
+    """Jobs and their pools' limits in; commands out. `limits`: slots per pool name. A pool
+    not named is shared with other schedulers through `seat` (ccspec.slots: asked before a
+    launch, given back at its end, woken when a slot is reserved for it), or has no limit."""
 
-    def __init__(self, tasks: Iterable[Task], limits: Mapping[str, int]) -> None:
+    def __init__(
+        self, tasks: Iterable[Task], limits: Mapping[str, int], seat: Seat | None = None
+    ) -> None:
         self._limits = dict(limits)
+        self._seat = seat
         self._busy: dict[str, int] = {}
         self._parked: dict[str, list[tuple[float, str]]] = {}  # pool -> ready jobs waiting for it
         self._ready: list[tuple[float, str]] = []
@@ -204,8 +212,26 @@ class Scheduler:
 
     def _fill(self, now: float, out: list[Command]) -> None:
         """Launch ready jobs in topological order while their pools have slots."""
-        if not self._started or self._stopping or self._handing_over:
+        if not self._started:
             return
+        if self._stopping or self._handing_over:
+            if self._seat is not None:
+                self._seat.spare()
+            return
+        granted = self._seat.granted() if self._seat is not None else {}
+        if granted:  # slots of shared pools reserved for this run
+            for pool, count in granted.items():
+                parked = self._parked.get(pool, [])
+                for _ in range(min(count, len(parked))):
+                    heapq.heappush(self._ready, heapq.heappop(parked))
+        self._launch_ready(now, out)
+        if self._seat is not None:
+            self._seat.spare(granted)  # reserved slots no ready job took go to the next run
+            for pool, parked in self._parked.items():
+                if parked and pool not in self._limits:
+                    self._seat.want(pool)  # still waiting: queue for the next free slot
+
+    def _launch_ready(self, now: float, out: list[Command]) -> None:
         while self._ready:
             entry = heapq.heappop(self._ready)
             job = self._jobs.get(entry[1])
@@ -216,6 +242,8 @@ class Scheduler:
                 out.append(Expand(job.task.id))
                 continue
             full = next((p for p in job.task.pools if self._is_full(p)), None)
+            if full is None:
+                full = self._take_shared(job.task.pools)
             if full is not None:  # waits for a job of that pool to end
                 heapq.heappush(self._parked.setdefault(full, []), entry)
                 continue
@@ -225,20 +253,43 @@ class Scheduler:
             job.killing = job.kill_reason = None
             out.append(Launch(job.task.id, job.number))
 
+    def _take_shared(self, pools: tuple[str, ...]) -> str | None:
+        """Take a slot of each shared pool; the first that has none (those taken are given
+        back), or None."""
+        if self._seat is None:
+            return None
+        taken: list[str] = []
+        for pool in pools:
+            if pool in self._limits:
+                continue
+            if not self._seat.take(pool):
+                for got in taken:
+                    self._seat.give(got)
+                return pool
+            taken.append(pool)
+        return None
+
     def _is_full(self, pool: str) -> bool:
         limit = self._limits.get(pool)
         return limit is not None and self._busy.get(pool, 0) >= limit
 
-    def _hold(self, job: _Job) -> None:
+    def _hold(self, job: _Job, *, attached: bool = False) -> None:
+        """The job holds its pools' slots (its shared ones are taken already, unless it is
+        `attached`: an earlier run's attempt holds them whatever the limits)."""
         job.held = job.task.pools
         for pool in job.held:
             self._busy[pool] = self._busy.get(pool, 0) + 1
+            if attached and self._seat is not None and pool not in self._limits:
+                self._seat.hold(pool)
         self._active[job.task.id] = job
 
     def _release(self, job: _Job) -> None:
         self._active.pop(job.task.id, None)
         for pool in job.held:
             self._busy[pool] -= 1
+            if self._seat is not None and pool not in self._limits:
+                self._seat.give(pool)  # a shared slot's next holder is the ledger's choice
+                continue
             parked = self._parked.get(pool)
             if parked:  # one freed slot lets one parked job try again
                 heapq.heappush(self._ready, heapq.heappop(parked))
@@ -291,7 +342,7 @@ class Scheduler:
         job.number = event.number
         job.phase = Phase.QUEUED if event.queued else Phase.RUNNING
         job.state = JobState.QUEUED if event.queued else JobState.RUNNING
-        self._hold(job)
+        self._hold(job, attached=True)
 
     def _expanded(self, event: Expanded, out: list[Command]) -> None:
         """Replace a fan-out by its members; jobs that needed it now need all of them."""

@@ -110,6 +110,7 @@ def watch(
         app = server_app(host, port, state_opt, folder, allow_write, None, "1M")
         app.state.metrics.reconcile_errors = reconciler.pass_errors  # ccspec_reconcile_errors_total
         app.state.metrics.reconcile = reconciler.pass_snapshot  # passes, durations, queue
+        app.state.metrics.slots = reconciler.slots.snapshot  # job slots per host
         thread = threading.Thread(target=reconciler.run, name="reconciler", daemon=True)
         thread.start()
 

@@ -18,6 +18,10 @@ recorded state and runs what differs, so a missed event costs latency, never cor
 - `/metrics` under `watch --serve` counts passes per workflow and outcome (planned,
   unchanged, failed), their durations, and the passes waiting or under way
   (ccspec.reconcile.passes).
+- One set of job slots for all workflows (ccspec.slots): `-j` bounds the jobs on this
+  machine across every spec, a remote host's `max_jobs` bounds its jobs across the specs
+  that write it alike (type, user, address, port), and workflows waiting for a slot take
+  turns, so a large spec starves no other. `/metrics` shows the slots in use per host.
 - A spec edited while its workflow runs takes over the run: the engine hands over (running
   jobs stay out there) and the next engine, planned from the new spec, re-attaches.
 - An invalid spec gets its errors in its status file and launches nothing new; jobs it

@@ -70,6 +70,7 @@ class Controller:
         # finds the same stamp skips planning (ccspec.reconcile.stamp)
         self.clean: tuple[ResolvedWorkflow, Stamp] | None = None
         self.busy = False  # a pass is under way (for /metrics)
+        self.handed_over = False  # the last pass's engine was handed over
         self.thread = threading.Thread(target=self._loop, name=f"reconcile-{name}", daemon=True)
         self.thread.start()
 
@@ -113,7 +114,7 @@ class Controller:
                 desired = self._next()
                 if desired is None:
                     return
-                self.busy = True
+                self.busy, self.handed_over = True, False
                 try:
                     store = self._attempt(store, desired)
                 except Exception:
@@ -121,6 +122,8 @@ class Controller:
                     store = None
                 finally:
                     self.busy = False
+                    if not self.handed_over:  # else the next pass takes its slots back
+                        self.r.slots.drop_carried(self.name)
         finally:
             if store is not None:
                 with contextlib.suppress(Exception):
@@ -326,12 +329,14 @@ class Controller:
                 reporter=plain_reporter(workflow.name, self.r.say),
                 signals=False,
                 started=started,
+                slots=self.r.slots,
             )
         except LeaseHeld as exc:
             self.r.say(f"{self.name}: {exc}; trying again at the next resync")
             return False
         finally:
             with self.cond:
+                self.handed_over = bool(getattr(self.engine, "handed_over", False))
                 self.engine = None
         if outcome.lost is not None:  # another apply took the workflow over: it runs it now
             self.r.say(f"{self.name}: {outcome.lost}; trying again at the next resync")

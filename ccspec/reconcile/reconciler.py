@@ -19,6 +19,7 @@ from ccspec.reconcile.controller import Controller
 from ccspec.reconcile.files import is_spec_file, specs_touched, start_observer
 from ccspec.reconcile.passes import PassLog, PassSnapshot
 from ccspec.reconcile.stamp import Racy, Stat, file_stat
+from ccspec.slots import SlotLedger
 
 if TYPE_CHECKING:  # watchdog is imported when watching starts
     from watchdog.observers.api import BaseObserver
@@ -69,6 +70,7 @@ class Reconciler:
         self.digests: dict[Path, str] = {}  # spec file -> content hash, as last read
         self.hashed: dict[Path, tuple[Stat, str]] = {}  # spec file -> (its stat, content hash)
         self.passes = PassLog()
+        self.slots = SlotLedger()  # every workflow's jobs share this machine's and hosts' slots
         self._stop = threading.Event()
         self._observer: BaseObserver | None = None
         self._errors: dict[str, int] = {}  # failed passes per workflow, for /metrics
@@ -259,6 +261,7 @@ class Reconciler:
         return controller
 
     def _close(self) -> None:
+        self.slots.stop()  # runs closed one by one: none starts jobs with slots another left
         if self._observer is not None:
             self._observer.stop()
         for controller in self.controllers.values():

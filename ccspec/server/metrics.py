@@ -3,7 +3,8 @@ request counts and latencies (a histogram per route template, so paths with rand
 not make new series). Counted by `MetricsMiddleware`, a plain ASGI wrapper around the app.
 Under `watch --serve`, also the reconciler's failed passes per workflow (`reconcile_errors`,
 set by the command to `Reconciler.pass_errors`), and its passes per workflow and outcome,
-their durations and the passes waiting or under way (`reconcile`, `Reconciler.pass_snapshot`).
+their durations and the passes waiting or under way (`reconcile`, `Reconciler.pass_snapshot`),
+and the job slots its workflows share per host (`slots`, `SlotLedger.snapshot`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class Metrics:
             None  # `watch --serve`'s reconciler
         )
         self.reconcile: Callable[[], PassSnapshot] | None = None  # likewise
+        # likewise: per host, (slots in use, limit, workflows waiting)
+        self.slots: Callable[[], Mapping[str, tuple[int, int | None, int]]] | None = None
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         with self._lock:
@@ -125,6 +128,8 @@ class Metrics:
                 )
         if self.reconcile is not None:
             lines += reconcile_lines(self.reconcile())
+        if self.slots is not None:
+            lines += slot_lines(self.slots())
         lines += [
             "# HELP ccspec_server_start_time_seconds When this server started (Unix time).",
             "# TYPE ccspec_server_start_time_seconds gauge",
@@ -172,6 +177,35 @@ def reconcile_lines(snap: PassSnapshot) -> list[str]:
         "# HELP ccspec_reconcile_passes_running Reconcile passes under way (one per workflow at most).",
         "# TYPE ccspec_reconcile_passes_running gauge",
         f"ccspec_reconcile_passes_running {snap.running}",
+    ]
+    return lines
+
+
+def slot_lines(pools: Mapping[str, tuple[int, int | None, int]]) -> list[str]:
+    """The job slots the reconciler's workflows share, per host, in the text format."""
+    help_host = (
+        "per host (`local`: this machine, bounded by -j; a remote host as type:user@address)"
+    )
+    lines = [
+        f"# HELP ccspec_slots_in_use Job slots held or reserved for a waiting workflow, {help_host}.",
+        "# TYPE ccspec_slots_in_use gauge",
+        *(
+            f'ccspec_slots_in_use{{host="{escape(h)}"}} {n}'
+            for h, (n, _, _) in sorted(pools.items())
+        ),
+        f"# HELP ccspec_slots_limit Job slots at most, {help_host}.",
+        "# TYPE ccspec_slots_limit gauge",
+        *(
+            f'ccspec_slots_limit{{host="{escape(h)}"}} {limit}'
+            for h, (_, limit, _) in sorted(pools.items())
+            if limit is not None
+        ),
+        f"# HELP ccspec_slots_waiting Workflows waiting for a job slot, {help_host}.",
+        "# TYPE ccspec_slots_waiting gauge",
+        *(
+            f'ccspec_slots_waiting{{host="{escape(h)}"}} {w}'
+            for h, (_, _, w) in sorted(pools.items())
+        ),
     ]
     return lines
 
