@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ccspec.targets.remote import RemoteLayout
 
 __all__ = [
+    "ANSWER_FUNCTION",
     "ARRAY_FUNCTION",
     "FIND_FUNCTION",
     "SLURM_ID",
@@ -44,9 +45,34 @@ q = shlex.quote
 # or a pack member's PACKID+X (ccspec.targets.slurm_pack)
 SLURM_ID = re.compile(r"^\d+([_+]\d+)?$")
 
+# `R SEP KIND`, at the end of an array's or a pack's submit function (sbatch said $o, ended
+# with $s, its id $i): each member this send claimed gets its handle (JOBID SEP INDEX) in its
+# run folder and claim and is answered `ok`; if sbatch failed, its claim and KIND file are
+# given back and it is answered `err` with sbatch's words.
+ANSWER_FUNCTION = r"""
+R() {
+  x=0
+  while [ "$x" -lt "$n" ]; do
+    eval "v=\${c$x}"
+    if [ -n "$v" ]; then
+      eval "k=\$k$x r=\$r$x m=\$m$x"
+      if [ "$s" = 0 ]; then
+        echo "${i}$1$x" > "$r/slurm_id"; echo "${i}$1$x" > "$r/$m/handle"; printf '@@ %s ok %s\n' "$k" "${i}$1$x"
+      else
+        rm -rf "${r:?}/$m" "$r/$2"
+        printf '@@ %s err %s\n' "$k" "$(printf '%s' "$o" | tr '\n' ' ')"
+      fi
+    fi
+    x=$((x + 1))
+  done
+}
+"""
+
 # `A FOLDER THROTTLE (KEY RUN_DIR CLAIM)...`: take each member's claim (a member claimed
 # already answers as in `S`), then one sbatch --array over the members this send claimed.
-ARRAY_FUNCTION = r"""
+ARRAY_FUNCTION = (
+    ANSWER_FUNCTION
+    + r"""
 Q() {
   k=$1 r=$2 m=$3
   CLAIM_CHECK
@@ -66,22 +92,10 @@ A() {
   [ -n "$l" ] || return 0
   o=$(sbatch --parsable --array="${l#,}$t" "$d/job.sbatch" 2>&1); s=$?
   i=${o%%;*}; [ "$s" = 0 ] && echo "$i" > "$d/slurm_id"
-  x=0
-  while [ "$x" -lt "$n" ]; do
-    eval "v=\${c$x}"
-    if [ -n "$v" ]; then
-      eval "k=\$k$x r=\$r$x m=\$m$x"
-      if [ "$s" = 0 ]; then
-        echo "${i}_$x" > "$r/slurm_id"; echo "${i}_$x" > "$r/$m/handle"; printf '@@ %s ok %s\n' "$k" "${i}_$x"
-      else
-        rm -rf "${r:?}/$m" "$r/array"
-        printf '@@ %s err %s\n' "$k" "$(printf '%s' "$o" | tr '\n' ' ')"
-      fi
-    fi
-    x=$((x + 1))
-  done
+  R _ array
 }
 """.replace("CLAIM_CHECK", CLAIM_CHECK)
+)
 
 # `F RUN_DIR`: a member of an array or a pack, claimed but without its Slurm id: from the
 # array's (pack's) slurm_id, else from squeue by its comment; written into the run folder.

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from ccspec.targets.base import RemoteLaunch
 from ccspec.targets.claims import CLAIM_CHECK
+from ccspec.targets.slurm_array import ANSWER_FUNCTION
 from ccspec.targets.slurm_states import RUNNING_STATES, SlurmRecord, final
 
 if TYPE_CHECKING:
@@ -51,9 +52,11 @@ PACK_MEMBER = re.compile(r"^(\d+)\+(\d+)$")
 _OWN = ("--cpus-per-task=", "--mem=", "--time=")
 
 # `K FOLDER CPUS MEM_MB MINUTES SINFO_ARGS (KEY RUN_DIR CLAIM)...`: take each member's claim
-# (as `A` of slurm_array: Q and its answers), list the claimed ones for the runner, size the
+# (as `A` of slurm_array: Q, and R for the answers), list the claimed ones for the runner, size the
 # pack from a node's CPUs, and sbatch it once.
-PACK_FUNCTION = r"""
+PACK_FUNCTION = (
+    ANSWER_FUNCTION
+    + r"""
 Q() {
   k=$1 r=$2 m=$3
   CLAIM_CHECK
@@ -81,22 +84,10 @@ K() {
   [ "$z" -gt 0 ] && o="$o --time=$(((l + w - 1) / w * z))"
   o=$(sbatch --parsable $o "$d/job.sbatch" 2>&1); s=$?
   i=${o%%;*}; [ "$s" = 0 ] && echo "$i" > "$d/slurm_id"
-  x=0
-  while [ "$x" -lt "$n" ]; do
-    eval "v=\${c$x}"
-    if [ -n "$v" ]; then
-      eval "k=\$k$x r=\$r$x m=\$m$x"
-      if [ "$s" = 0 ]; then
-        echo "${i}+$x" > "$r/slurm_id"; echo "${i}+$x" > "$r/$m/handle"; printf '@@ %s ok %s\n' "$k" "${i}+$x"
-      else
-        rm -rf "${r:?}/$m" "$r/pack"
-        printf '@@ %s err %s\n' "$k" "$(printf '%s' "$o" | tr '\n' ' ')"
-      fi
-    fi
-    x=$((x + 1))
-  done
+  R + pack
 }
 """.replace("CLAIM_CHECK", CLAIM_CHECK)
+)
 
 # The runner's loop: members from the `members` file, at most `lanes` at once; it ends
 # with 0 whatever its members did (each member's own exit code is in its run folder).
