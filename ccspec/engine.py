@@ -167,9 +167,11 @@ class Engine:
         last = store.last_attempts(workflow.name)
         self.views = initial_views(plan, self.jobs, recorded, last)
         tasks = [self.task(self.jobs[v.id], v) for v in self.views.values()]
-        ledger = slots if slots is not None else SlotLedger()
-        self.seat = ledger.seat(workflow.name, shared_limits(workflow, self.limit), self.local.wake)
-        self.scheduler = Scheduler(tasks, slot_limits(workflow, self.limit), self.seat)
+        own, shared = slot_limits(workflow, self.limit), shared_limits(workflow, self.limit)
+        # a run of its own (apply) keeps every pool in its scheduler; runs that share the
+        # process's slots (watch) take the shared pools' slots through their seat
+        self.seat = slots.seat(workflow.name, shared, self.local.wake) if slots else None
+        self.scheduler = Scheduler(tasks, own if self.seat else {**own, **shared}, self.seat)
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -178,7 +180,8 @@ class Engine:
 
         try:
             self.feed(attach(self))
-            self.seat.ledger.drop_carried(self.workflow.name)  # not re-attached: ended meanwhile
+            if self.seat is not None:  # carried slots not re-attached: their jobs ended
+                self.seat.ledger.drop_carried(self.workflow.name)
             # jobs that left the spec are forgotten, but for those still running: followed until they end
             gone = [i for i in self.removed if i not in self.views and i not in self.kept]
             if gone:
@@ -191,7 +194,8 @@ class Engine:
         finally:
             # whatever ended the run, its slots go to the other runs; handed over, its
             # running jobs' slots wait for the next run of the workflow
-            self.seat.close(carry=self.handed_over)
+            if self.seat is not None:
+                self.seat.close(carry=self.handed_over)
             if self.remote is not None:
                 self.remote.close()
             self.local.close()

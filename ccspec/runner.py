@@ -221,7 +221,8 @@ def apply_workflow(
         try:
             writer = _status_writer(engine, svg)
         except BaseException:
-            engine.seat.close()  # the run never starts: no seat is left behind
+            if engine.seat is not None:
+                engine.seat.close()  # the run never starts: no seat is left behind
             raise
 
         def report(event: str, view: JobView | None) -> None:
