@@ -328,17 +328,12 @@ class LocalTarget:
         return handle
 
     def follow(self, handle: str, run_dir: Path, on_exit: ExitCallback) -> None:
-        """Report, as a child's, the exit of an attempt this target did not start (an
-        earlier send of the same launch): through a pidfd while its process runs, then from
-        its run folder; at once when it ended already ("-": only its exit code is left)."""
+        """Report, as a child's, the exit of the process `handle` (a pid) that this target
+        did not start (an earlier send of the same launch): through a pidfd while it runs,
+        then from its run folder."""
         if handle in self._callbacks:  # our child: its exit is reported anyway
             return
-        if handle.isdigit():
-            self._watch(int(handle), functools.partial(_after_gone, int(handle), run_dir), on_exit)
-            return
-        self._callbacks[handle] = on_exit
-        self._exited.put((handle, read_exit_code(run_dir)))
-        self.wake()
+        self._watch(int(handle), functools.partial(_after_gone, int(handle), run_dir), on_exit)
 
     def watches(self, handle: str) -> bool:
         """Whether `handle` is a child whose exit `wait` has not reported yet."""

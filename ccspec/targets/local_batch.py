@@ -123,8 +123,7 @@ class LocalBatch:
                 error = None if known else "the launch was settled as never started"
                 out.append(Submitted(launch.attempt_id, known, error))
                 if known is not None and self._post is not None:  # its exit is posted too
-                    self._launched[known] = (launch.attempt_id, launch.run_dir)
-                    self.target.follow(known, launch.run_dir, self._exited)
+                    self._follow(known, launch)
                 continue
             try:
                 handle = self.target.submit(launch, self._exited)
@@ -138,6 +137,15 @@ class LocalBatch:
                     self._launched[handle] = (launch.attempt_id, launch.run_dir)
                 out.append(Submitted(launch.attempt_id, handle))
         return out
+
+    def _follow(self, handle: str, launch: Launch) -> None:
+        """Post the exit of a process an earlier send of `launch` started, as a child's."""
+        if handle.isdigit():
+            self._launched[handle] = (launch.attempt_id, launch.run_dir)
+            self.target.follow(handle, launch.run_dir, self._exited)
+        elif self._post is not None:  # it ended already: only its exit code is left
+            code = read_exit_code(launch.run_dir)
+            self._post(StatusChanged(launch.attempt_id, exit_status(code, launch.run_dir)))
 
     def _check(self, exc: BaseException) -> None:
         if self._state_dir is not None:

@@ -146,3 +146,22 @@ def test_a_run_folder_left_by_a_deleted_state_is_moved_aside(tmp_path: Path) -> 
     assert (tmp_path / "1.log").read_text() == "new\n"
     assert (tmp_path / f"{aside}.log").read_text() == "old\n"
     assert (tmp_path / aside / "exit_code").read_text().strip() == "0"
+
+
+def test_an_answer_with_an_ended_send_posts_its_exit_at_once(tmp_path: Path) -> None:
+    """An earlier send's job ended and left only its exit code (no pid file, as where the
+    folder was full): the launch starts nothing, answers "-", and posts that exit."""
+    run_dir = tmp_path / "2"
+    run_dir.mkdir()
+    (run_dir / "exit_code").write_text("3\n")
+    events: list[TargetEvent] = []
+    batch = LocalBatch(post=events.append)
+    try:
+        [answer] = batch.submit([_launch(tmp_path, 2, "echo started twice")])
+    finally:
+        batch.close()
+    assert answer.handle == "-" and answer.error is None
+    assert [(e.attempt_id, _key(e.status)) for e in events if isinstance(e, StatusChanged)] == [
+        (2, (JobState.FAILED, 3, "exit code 3"))
+    ]
+    assert not (tmp_path / "2.log").exists()  # started nothing
