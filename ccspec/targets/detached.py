@@ -2,7 +2,7 @@
 wrapper on the host, so it outlives the connection and ccspec itself.
 
 A batch of launches is one remote command, which also reports the jobs that ended within a
-moment (ccspec.targets.settle: short jobs need no poll); a poll of every other job on the
+moment (ccspec.targets.launch_report: short jobs need no poll); a poll of every other job on the
 host is one remote command that also returns the new bytes of their logs.
 """
 
@@ -16,6 +16,7 @@ from ccspec.errors import TargetError
 from ccspec.states import FINAL, JobState
 from ccspec.targets.base import LOG_READ, Fenced, RemoteLaunch, Status, Submitted, Target, Tracked
 from ccspec.targets.claims import CLAIM_CHECK, fence
+from ccspec.targets.launch_report import SETTLED, ended, settle_lines
 from ccspec.targets.remote import (
     START_GRACE,
     FileState,
@@ -26,7 +27,6 @@ from ccspec.targets.remote import (
     read_remote_log,
     refused,
 )
-from ccspec.targets.settle import SETTLED, ended, settle_lines
 from ccspec.targets.shells import Shell
 
 __all__ = ["DetachedBackend"]

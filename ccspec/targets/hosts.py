@@ -49,7 +49,7 @@ def job_slots(host: Host, local_limit: int) -> int:
 def poll_intervals(host: Host) -> tuple[float, float]:
     """(shortest, longest) seconds between polls: a scheduler is asked less often. On ssh and
     WSL the shortest is brief: a batch's launch command reports the jobs that ended at once
-    (ccspec.targets.settle), so the poll right after it usually asks the host nothing, and
+    (ccspec.targets.launch_report), so the poll right after it usually asks the host nothing, and
     a poll that does ask costs the host the same few processes whatever its number of jobs."""
     return (0.5, 10.0) if host.type == "slurm" else (0.02, 2.0)
 
