@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import secrets
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from ccspec.targets.base import RemoteLaunch, Tracked
@@ -36,6 +36,7 @@ __all__ = [
     "find_lines",
     "job_name",
     "split_arrays",
+    "split_batches",
     "submit_line",
 ]
 
@@ -121,23 +122,32 @@ def split_arrays(
 ) -> tuple[list[RemoteLaunch], list[list[RemoteLaunch]]]:
     """The launches that go one sbatch each, and the arrays (two members or more) of the rest:
     members of one matrix job with `array:`, at most its chunk size per array."""
+    return split_batches(launches, lambda launch: launch.job.array)
+
+
+def split_batches(
+    launches: Sequence[RemoteLaunch], size: Callable[[RemoteLaunch], int | None]
+) -> tuple[list[RemoteLaunch], list[list[RemoteLaunch]]]:
+    """The launches whose job has no batch `size`, and batches (two members or more) of
+    the others: members of one job, at most `size` per batch; a batch of one is an
+    ordinary launch. Arrays and packs (ccspec.targets.slurm_pack) are cut so."""
     singles: list[RemoteLaunch] = []
     groups: dict[tuple[str, str], list[RemoteLaunch]] = {}
     for launch in launches:
-        if launch.job.array:
+        if size(launch):
             groups.setdefault((launch.workflow, launch.job.name), []).append(launch)
         else:
             singles.append(launch)
-    arrays: list[list[RemoteLaunch]] = []
+    batches: list[list[RemoteLaunch]] = []
     for members in groups.values():
-        size = members[0].job.array or len(members)
-        for start in range(0, len(members), size):
-            chunk = members[start : start + size]
+        most = size(members[0]) or len(members)
+        for start in range(0, len(members), most):
+            chunk = members[start : start + most]
             if len(chunk) == 1:
-                singles.extend(chunk)  # an array of one is an ordinary job
+                singles.extend(chunk)
             else:
-                arrays.append(chunk)
-    return singles, arrays
+                batches.append(chunk)
+    return singles, batches
 
 
 def job_name(launch: RemoteLaunch) -> str:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from ccspec.targets.base import RemoteLaunch
 from ccspec.targets.claims import CLAIM_CHECK
-from ccspec.targets.slurm_array import ANSWER_FUNCTION
+from ccspec.targets.slurm_array import ANSWER_FUNCTION, split_batches
 from ccspec.targets.slurm_states import RUNNING_STATES, SlurmRecord, final
 
 if TYPE_CHECKING:
@@ -107,23 +107,7 @@ def split_packs(
 ) -> tuple[list[RemoteLaunch], list[list[RemoteLaunch]]]:
     """The launches that are no pack members, and the packs (two members or more) of the
     rest: members of one job with `pack:`, at most its size per pack."""
-    rest: list[RemoteLaunch] = []
-    groups: dict[tuple[str, str], list[RemoteLaunch]] = {}
-    for launch in launches:
-        if launch.job.pack:
-            groups.setdefault((launch.workflow, launch.job.name), []).append(launch)
-        else:
-            rest.append(launch)
-    packs: list[list[RemoteLaunch]] = []
-    for members in groups.values():
-        size = members[0].job.pack or len(members)
-        for start in range(0, len(members), size):
-            chunk = members[start : start + size]
-            if len(chunk) == 1:
-                rest.extend(chunk)  # a pack of one is an ordinary job
-            else:
-                packs.append(chunk)
-    return rest, packs
+    return split_batches(launches, lambda launch: launch.job.pack)
 
 
 def pack_folder(layout: RemoteLayout, workflow: str) -> str:
