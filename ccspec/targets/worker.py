@@ -179,7 +179,10 @@ class HostWorker:
                         fetch=launch.fetch,
                     )
             self.interval = self.min_interval
-            self._next_poll = time.monotonic() + self.interval
+            # a detached host's launch command reports the jobs that ended at once
+            # (ccspec.targets.launch_report): the poll that passes them on asks the host
+            # nothing, so it follows without a pause; a scheduler is asked at its own pace
+            self._next_poll = time.monotonic() + (self.interval if self.backend.queues else 0.0)
         for result in results:
             self.post(LaunchAnswered(result))
 
