@@ -1,5 +1,5 @@
-"""ssh and WSL hosts: each attempt runs detached (its own session, `nohup`) under ccspec's
-wrapper on the host, so it outlives the connection and ccspec itself.
+"""ssh and WSL hosts: each attempt runs detached (its own session, no terminal, its output in
+its log) under ccspec's wrapper on the host, so it outlives the connection and ccspec itself.
 
 A batch of launches is one remote command, which also reports the jobs that ended within a
 moment (ccspec.targets.launch_report: short jobs need no poll); a poll of every other job on the
@@ -26,6 +26,8 @@ from ccspec.targets.remote import (
     poll_lines,
     read_remote_log,
     refused,
+    run_words,
+    wrapper_variable,
 )
 from ccspec.targets.shells import Shell
 
@@ -37,9 +39,11 @@ q = shlex.quote
 # (ccspec.targets.claims), then start ARGV with those variables exported, detached in CWD with
 # its output in RUN_DIR/log, and print "@@ KEY ok PID" (the pid is the wrapper's: it leads
 # the job's own session). A launch sent again answers with the same pid. The log is made
-# 0600 first (it may show secrets); the job keeps the host's umask U.
+# 0600 first (it may show secrets); the job keeps the host's umask U. A job in a session of
+# its own, with no terminal and its stdio redirected, gets no hangup when the connection
+# ends: `nohup` (one more program per job) only stands in where `setsid` is missing.
 LAUNCH_FUNCTION = r"""
-command -v setsid >/dev/null 2>&1 && S=setsid || S=
+command -v setsid >/dev/null 2>&1 && S=setsid || S=nohup
 U=$(umask)
 L() {
   k=$1 r=$2 c=$3 m=$4; shift 4
@@ -47,7 +51,7 @@ L() {
   CLAIM_CHECK
   umask 077; : >> "$r/log"; umask "$U"
   ( while [ $# -gt 0 ]; do case $1 in [A-Za-z_]*=*) export "$1"; shift ;; *) break ;; esac; done
-    cd "$c" && exec $S nohup "$@" > "$r/log" 2>&1 < /dev/null ) &
+    cd "$c" && exec $S "$@" > "$r/log" 2>&1 < /dev/null ) &
   echo "$!" > "$r/$m/handle"
   printf '@@ %s ok %s\n' "$k" "$!"
 }
@@ -85,12 +89,13 @@ class DetachedBackend:
             staged = f"{{ {' && '.join(stage)}; }} 2>/dev/null; " if stage else ""
             lines.append(
                 f"{staged}L {launch.attempt_id} {q(run)} {q(cwd)} {q(launch.claim)} "
-                f"{shlex.join(argv)}"
+                f"{run_words(argv)}"
             )
         if not sent:
             return failed
         # every folder of the batch in one process (L checks that each one is there)
         lines.insert(1, f"mkdir -p {' '.join(q(f) for f in folders)} 2>/dev/null")
+        lines.insert(1, wrapper_variable())
         tracked = [
             Tracked(x.attempt_id, None, x.run_dir, x.log_path, time.time(), fetch=x.fetch)
             for x in sent
