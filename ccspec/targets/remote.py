@@ -232,7 +232,7 @@ def run_words(argv: Sequence[str]) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _run_wrapper() -> str:
-    """The run: wrapper without its comments: it travels inside every remote command line."""
+    """The run: wrapper without its comments: it travels inside remote command lines."""
     lines = template_path("run-wrapper.sh").read_text().splitlines()
     return "\n".join(line for line in lines if not line.startswith("#")) + "\n"
 
