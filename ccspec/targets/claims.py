@@ -6,9 +6,10 @@ attaches to such an attempt.
 
 Every remote launch first takes its claim: `mkdir RUN_DIR/launch.ID.CREATED` on the host,
 right before it starts the job (ssh) or submits it (Slurm), and writes the job's handle into
-it. When the claim is already there it starts nothing: it answers with the handle an
-earlier send of the same launch wrote (a launch retried after its answer was lost runs
-once), or gives up when a fence took the claim. A runner that attaches to an unanswered launch
+it (an ssh or WSL launch makes a file of that name instead, with noclobber: as atomic, and
+no process; ccspec.targets.detached). When the claim is already there it starts nothing: it
+answers with the handle an earlier send of the same launch wrote (a launch retried after its
+answer was lost runs once), or gives up when a fence took the claim. A runner that attaches to an unanswered launch
 takes the same claim (the fence). mkdir is atomic, so exactly one of the two gets it:
 
 - the fence got it: the launch never reached that point and now never will, even if it is

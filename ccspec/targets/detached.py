@@ -1,5 +1,5 @@
-"""ssh and WSL hosts: each attempt runs detached (its own session, `nohup`) under ccspec's
-wrapper on the host, so it outlives the connection and ccspec itself.
+"""ssh and WSL hosts: each attempt runs detached (its own session, no terminal, its output in
+its log) under ccspec's wrapper on the host, so it outlives the connection and ccspec itself.
 
 A batch of launches is one remote command, which also reports the jobs that ended within a
 moment (ccspec.targets.launch_report: short jobs need no poll); a poll of every other job on the
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from ccspec.errors import TargetError
 from ccspec.states import FINAL, JobState
 from ccspec.targets.base import LOG_READ, Fenced, RemoteLaunch, Status, Submitted, Target, Tracked
-from ccspec.targets.claims import CLAIM_CHECK, fence
+from ccspec.targets.claims import fence
 from ccspec.targets.launch_report import SETTLED, ended, settle_lines
 from ccspec.targets.remote import (
     START_GRACE,
@@ -26,6 +26,8 @@ from ccspec.targets.remote import (
     poll_lines,
     read_remote_log,
     refused,
+    run_words,
+    wrapper_variable,
 )
 from ccspec.targets.shells import Shell
 
@@ -33,25 +35,41 @@ __all__ = ["DetachedBackend"]
 
 q = shlex.quote
 
-# L KEY RUN_DIR CWD CLAIM [NAME=VALUE...] ARGV...: take the launch's claim
-# (ccspec.targets.claims), then start ARGV with those variables exported, detached in CWD with
-# its output in RUN_DIR/log, and print "@@ KEY ok PID" (the pid is the wrapper's: it leads
-# the job's own session). A launch sent again answers with the same pid. The log is made
-# 0600 first (it may show secrets); the job keeps the host's umask U.
+# L KEY RUN_DIR CWD CLAIM [NAME=VALUE...] ARGV...: take the launch's claim, then start ARGV
+# with those variables exported, detached in CWD with its output in RUN_DIR/log, and print
+# "@@ KEY ok PID" (the pid is the wrapper's: it leads the job's own session). A launch sent
+# again answers with the same pid. The log is made 0600 first (it may show secrets); the
+# job keeps the host's umask U. A job in a session of its own, with no terminal and its stdio
+# redirected, gets no hangup when the connection ends: `nohup` (one more program per job)
+# only stands in where `setsid` is missing.
+# The claim (ccspec.targets.claims) is the file RUN_DIR/CLAIM, made with noclobber: an
+# O_EXCL create, as atomic as the fence's `mkdir` of the same name (whichever comes first,
+# the other fails) and a builtin, so a launch costs no process for it. The job's pid goes
+# into it. Found there already: a file is an earlier send of this launch (answer with the
+# pid it holds), a folder a later runner's fence (give up). `true`, not `:`: a failed
+# redirection of a special builtin ends the shell.
 LAUNCH_FUNCTION = r"""
-command -v setsid >/dev/null 2>&1 && S=setsid || S=
+command -v setsid >/dev/null 2>&1 && S=setsid || S=nohup
 U=$(umask)
 L() {
   k=$1 r=$2 c=$3 m=$4; shift 4
   if [ ! -d "$c" ] || [ ! -d "$r" ]; then printf '@@ %s err missing folder %s\n' "$k" "$c"; return 0; fi
-  CLAIM_CHECK
+  set -C; { true > "$r/$m"; } 2>/dev/null; o=$?; set +C
+  if [ "$o" -ne 0 ]; then
+    j=0
+    while [ -f "$r/$m" ] && [ ! -s "$r/$m" ] && [ "$j" -lt 50 ]; do sleep 0.1 2>/dev/null; j=$((j + 1)); done
+    h=; [ -f "$r/$m" ] && { read -r h < "$r/$m"; } 2>/dev/null
+    if [ -n "$h" ]; then printf '@@ %s ok %s\n' "$k" "$h"
+    else printf '@@ %s err %s\n' "$k" 'the launch was settled as never started by a later ccspec run'; fi
+    return 0
+  fi
   umask 077; : >> "$r/log"; umask "$U"
   ( while [ $# -gt 0 ]; do case $1 in [A-Za-z_]*=*) export "$1"; shift ;; *) break ;; esac; done
-    cd "$c" && exec $S nohup "$@" > "$r/log" 2>&1 < /dev/null ) &
-  echo "$!" > "$r/$m/handle"
+    cd "$c" && exec $S "$@" > "$r/log" 2>&1 < /dev/null ) &
+  echo "$!" > "$r/$m"
   printf '@@ %s ok %s\n' "$k" "$!"
 }
-""".replace("CLAIM_CHECK", CLAIM_CHECK)
+"""
 
 
 class DetachedBackend:
@@ -85,12 +103,13 @@ class DetachedBackend:
             staged = f"{{ {' && '.join(stage)}; }} 2>/dev/null; " if stage else ""
             lines.append(
                 f"{staged}L {launch.attempt_id} {q(run)} {q(cwd)} {q(launch.claim)} "
-                f"{shlex.join(argv)}"
+                f"{run_words(argv)}"
             )
         if not sent:
             return failed
         # every folder of the batch in one process (L checks that each one is there)
         lines.insert(1, f"mkdir -p {' '.join(q(f) for f in folders)} 2>/dev/null")
+        lines.insert(1, wrapper_variable())
         tracked = [
             Tracked(x.attempt_id, None, x.run_dir, x.log_path, time.time(), fetch=x.fetch)
             for x in sent

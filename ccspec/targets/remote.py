@@ -36,6 +36,7 @@ from ccspec.targets.base import RemoteLaunch, Submitted, Tracked, launched_at
 from ccspec.targets.shells import Shell
 
 __all__ = [
+    "ASK_UMASK",
     "RemoteLaunch",
     "RemoteLayout",
     "Submitted",
@@ -47,6 +48,8 @@ __all__ = [
     "poll_lines",
     "read_remote_log",
     "refused",
+    "run_words",
+    "wrapper_variable",
 ]
 
 q = shlex.quote
@@ -207,9 +210,29 @@ class RemoteLayout:
         return ["env", *(f"{k}={v}" for k, v in env.items())]
 
 
+# The run: wrapper's line that asks the job's shell for its umask (a fork per job)
+ASK_UMASK = "__ccspec_umask=$(umask)"
+
+
+def wrapper_variable() -> str:
+    """A line that puts the run: wrapper into the shell variable R, so that a batch's
+    command carries it once, not once per job (`bash -c "$R" bash CMD`). Its umask line
+    takes the command's `$U` instead: the umask the command starts the jobs with."""
+    before, found, after = _run_wrapper().partition(ASK_UMASK)
+    if not found:  # a wrapper that asks differently: it keeps asking
+        return f"R={q(before)}"
+    return f'R={q(before + "__ccspec_umask=")}"$U"{q(after)}'
+
+
+def run_words(argv: Sequence[str]) -> str:
+    """The command line of `argv` with the run: wrapper named as "$R" (wrapper_variable)."""
+    wrapper = _run_wrapper()
+    return " ".join('"$R"' if word == wrapper else q(word) for word in argv)
+
+
 @functools.lru_cache(maxsize=1)
 def _run_wrapper() -> str:
-    """The run: wrapper without its comments: it travels inside every remote command line."""
+    """The run: wrapper without its comments: it travels inside remote command lines."""
     lines = template_path("run-wrapper.sh").read_text().splitlines()
     return "\n".join(line for line in lines if not line.startswith("#")) + "\n"
 

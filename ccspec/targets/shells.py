@@ -227,6 +227,9 @@ class SshShell:
             gateway = hop._connection()
         elif settings.proxy_command:
             gateway = paramiko.ProxyCommand(settings.proxy_command)
+        timeout = settings.connect_timeout or self.connect_timeout
+        if gateway is None:  # a socket of our own, so that it sends without Nagle's delay
+            kwargs["sock"] = _open_socket(settings.hostname, settings.port, timeout)
         # the settings are resolved already: fabric must not read a config of its own
         conn = fabric.Connection(
             settings.hostname,
@@ -234,7 +237,7 @@ class SshShell:
             port=settings.port,
             config=fabric.Config(ssh_config=paramiko.SSHConfig()),
             gateway=gateway,
-            connect_timeout=settings.connect_timeout or self.connect_timeout,
+            connect_timeout=timeout,
             connect_kwargs=kwargs,
         )
         self.label = f"{conn.user}@{conn.host}:{conn.port}"
@@ -243,6 +246,7 @@ class SshShell:
         except (
             paramiko.AuthenticationException
         ) as exc:  # the key is refused: trying again will not help
+            _abandon(conn, kwargs.get("sock"))
             raise PermanentTargetError(f"authentication failed: {self.label} ({exc})") from exc
         except paramiko.ssh_exception.NoValidConnectionsError as exc:
             raise HostUnreachable(f"connection refused: {conn.host}:{conn.port}") from exc
@@ -251,6 +255,7 @@ class SshShell:
         except socket.gaierror as exc:
             raise HostUnreachable(f"unknown host: {conn.host} ({exc.strerror})") from exc
         except (OSError, paramiko.SSHException, EOFError) as exc:
+            _abandon(conn, kwargs.get("sock"))
             raise HostUnreachable(f"cannot connect to {conn.host}:{conn.port}: {exc}") from exc
         transport = conn.client.get_transport()
         if transport is not None:
@@ -328,6 +333,35 @@ class SshShell:
     def close(self) -> None:
         with self._lock:
             self._drop()
+
+
+def _open_socket(host: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection to the host's ssh server with TCP_NODELAY set. A command's request
+    and its end are small packets sent back to back: with Nagle's algorithm each waits for
+    the peer's delayed acknowledgement (~40 ms a command), which OpenSSH's client avoids the
+    same way."""
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except ConnectionRefusedError as exc:
+        raise HostUnreachable(f"connection refused: {host}:{port}") from exc
+    except TimeoutError as exc:
+        raise HostUnreachable(f"connection timed out: {host}:{port}") from exc
+    except socket.gaierror as exc:
+        raise HostUnreachable(f"unknown host: {host} ({exc.strerror})") from exc
+    except OSError as exc:
+        raise HostUnreachable(f"cannot connect to {host}:{port}: {exc}") from exc
+    with contextlib.suppress(OSError):  # not a TCP socket (a test's socketpair): no matter
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def _abandon(conn: Any, sock: object) -> None:
+    """After a failed handshake: its transport's thread stops before the socket it reads
+    closes (closing it under the thread makes paramiko report a bad file descriptor)."""
+    with contextlib.suppress(Exception):
+        conn.client.close()
+    if isinstance(sock, socket.socket):
+        sock.close()
 
 
 def _split_target(text: str) -> tuple[str, str | None, int | None]:

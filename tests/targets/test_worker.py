@@ -19,12 +19,12 @@ from tests.services import services
 
 FAKE = """#!/bin/bash
 # FAKE wsl.exe for tests: wsl.exe -d DISTRO -- bash -lc SCRIPT, run with bash here. A script
-# that launches jobs (it holds `nohup`) is counted in `sends`; while `drop` holds a number
-# above 0 it is dropped unanswered (as by a dead connection); with `refuse` present the host
-# answers that it refuses the launch.
+# that launches jobs (it defines the launch function `L`) is counted in `sends`; while `drop`
+# holds a number above 0 it is dropped unanswered (as by a dead connection); with `refuse`
+# present the host answers that it refuses the launch.
 [ "$1" = -d ] && [ "$3" = -- ] || exit 99
 shift 3
-case "$*" in *nohup*)
+case "$*" in *'L() {{'*)
   echo send >> {dir}/sends
   n=$(cat {dir}/drop 2>/dev/null || echo 0)
   if [ "$n" -gt 0 ]; then echo $((n - 1)) > {dir}/drop; exit 255; fi
