@@ -2,8 +2,8 @@
 
 Starting a bash means an exec and dynamic linking, most of which the runner's thread waits
 for inside posix_spawn; a fork of a small, already running bash is much cheaper (figures in
-bench/README.md). The launcher keeps up to TURN_PIPES of them forked ahead of time (spares,
-which read the next launch records themselves: one reads, the others wait for their turn), so a
+bench/README.md). The launcher keeps up to four of them forked ahead of time (spares, which
+read the next launch records themselves: one reads, three wait for their turn), so a
 launch is: take a spare's pid, write one record. The jobs are the launcher's children, not
 the runner's: their exits are watched through pidfds (Linux), and their exit codes come
 from the wrapper's `exit_code` file, as for a re-attached job; when a job was killed before
@@ -58,9 +58,7 @@ SAID_W_FD = 4  # spares -> launcher ("r": my turn, fork the next; "e": end of in
 SAID_R_FD = 5
 TURN_R_FD = 10  # read end of turn pipe i is TURN_R_FD + i
 TURN_W_FD = 20  # write end of turn pipe i is TURN_W_FD + i
-# up to seven spares wait for their turn: enough that a busy machine has forked the next
-# spare before the runner asks for its pid (a wait there is a wait of the whole run)
-TURN_PIPES = 8
+TURN_PIPES = 4  # up to three spares wait for their turn
 _FD_CEILING = 32  # the runner's own ends of the pipes go above every number above
 REPLY_TIMEOUT = 10.0  # seconds a spare may take to appear before the launcher counts as stuck
 # Python ignores these; a job must start with them at their defaults (`yes | head` ends).

@@ -19,7 +19,7 @@ import yaml
 from ccspec.engine import _run_wrapper
 from ccspec.processes import pid_alive
 from ccspec.targets.base import Launch
-from ccspec.targets.launcher import TURN_PIPES, BashLauncher, eligible
+from ccspec.targets.launcher import BashLauncher, eligible
 from ccspec.targets.local import PREPARE_AHEAD, LocalTarget
 from ccspec.targets.run_folder import read_exit_code, take_claim
 
@@ -173,7 +173,7 @@ def test_jobs_go_on_when_the_launcher_dies(tmp_path: Path) -> None:
         assert launcher is not None
         os.kill(launcher._pid, signal.SIGKILL)
         # the spares forked before the launcher died (up to TURN_PIPES) may take a job each; then jobs are spawned
-        for name in (f"after-{i}" for i in range(TURN_PIPES + 2)):
+        for name in ("second", "third", "fourth", "fifth", "sixth", "seventh"):
             _, code = _run(target, _launch(tmp_path, name, f"echo {name}", dict(os.environ)))
             assert code == 0
             assert (tmp_path / f"{name}.log").read_text() == f"{name}\n"
