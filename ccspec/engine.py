@@ -98,11 +98,12 @@ def slot_limits(workflow: ResolvedWorkflow, local: int) -> dict[str, int]:
 def shared_limits(workflow: ResolvedWorkflow, local: int) -> dict[str, int]:
     """Slots of the pools shared with the process's other runs (ccspec.slots): `-j` for this
     machine (every local-type host), each remote host's job slots."""
-    from ccspec.targets.hosts import job_slots
-
     limits = {LOCAL_POOL: local}
     for host in workflow.hosts.values():
         if host.type != "local":
+            # the remote targets' modules: imported only by a run that has a remote host
+            from ccspec.targets.hosts import job_slots
+
             key, slots = pool_key(host), job_slots(host, local)
             limits[key] = min(limits.get(key, slots), slots)  # two names for one host
     return limits

@@ -20,7 +20,7 @@
 # exec), and it writes both files. Without /proc nothing is recorded.
 # The files it writes (log, pid, exit code, usage) are private, 0600: the log may show secrets.
 # The job itself runs with the umask it was started with; on this machine ccspec writes
-# its value into the line below (no fork to ask for it), on other hosts the line asks.
+# its value into the set-up (no fork to ask for it), on other hosts the set-up asks.
 __ccspec_note() {
   umask 077
   echo "$2" 2>/dev/null >"$CCSPEC_RUN_DIR/$1" || true 2>/dev/null >"$CCSPEC_RUN_DIR/$1.$2"
@@ -56,9 +56,10 @@ os._exit(int(c))' "$CCSPEC_RUN_DIR" "$1" "$__ccspec_ut" "$__ccspec_st" "$__ccspe
 }
 __ccspec_setup() {
   __ccspec_start=${EPOCHREALTIME-}
+  # the job's umask, then the children reaped so far (field 11 of /proc/self/stat; the
+  # subshell that asked the umask): a job that ran none needs no python3 at its end. On this
+  # machine ccspec writes both values in place of these three lines (no fork, no read)
   __ccspec_umask=$(umask)
-  # children reaped so far (field 11 of /proc/self/stat; the subshell that asked the umask):
-  # a job that ran none needs no python3 at its end
   { IFS=' ' read -r __ccspec_x __ccspec_x __ccspec_x __ccspec_x __ccspec_x __ccspec_x __ccspec_x \
       __ccspec_x __ccspec_x __ccspec_x __ccspec_had __ccspec_x </proc/self/stat; } 2>/dev/null
   umask 077

@@ -4,8 +4,8 @@ transaction records are inserted together at its end. `StateStore` builds on it.
 
 `batch()` makes every write inside it one transaction, committed when the block ends: the
 engine records all a pass decides (launch intents, ends, final states) with one commit, before
-it hands any launch to a target. Each launch's checks run in a SAVEPOINT of that transaction,
-so a launch refused there undoes only itself.
+it hands any launch to a target. A launch's checks run in that transaction before any of
+its writes, so a launch refused there has nothing to undo and the batch goes on.
 
 WAL mode lets readers look while an apply writes. Processes opening the database together
 wait for each other (ccspec.state.busy); the schema is migrated forward on open
@@ -125,10 +125,12 @@ class StateDatabase:
 
     @contextlib.contextmanager
     def _checked(self) -> Iterator[None]:
-        """A write whose checks may refuse it (a launch), in a SAVEPOINT so that a refusal
-        undoes only this write; in a transaction of its own, or inside `batch()` in the
-        batch's. The writes asked for `soon` go first (they are older) and stay when it is
-        refused."""
+        """A write whose checks may refuse it (a launch): in a transaction of its own, or
+        inside `batch()` in the batch's. The writes asked for `soon` go first (they are older)
+        and stay when it is refused. Its checks come before its first write, so inside a
+        batch a refusal has nothing to undo, and any other error leaves `batch()`, which rolls
+        the whole transaction back: no SAVEPOINT there (two statements per launch). In a
+        transaction of its own, a SAVEPOINT keeps the older writes whatever fails."""
         own = not self._batches
         if own:
             self._begin()
@@ -141,7 +143,7 @@ class StateDatabase:
                 self._rollback()
             raise
         try:
-            with self._savepoint():
+            with self._savepoint() if own else contextlib.nullcontext():
                 yield
         except BaseException:
             if own:

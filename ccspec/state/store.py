@@ -203,7 +203,7 @@ class StateStore(Leases):
         """Record the intent to launch (state `launching`) before anything starts.
 
         Both checks below are made in the transaction that records the attempt (inside
-        `batch()`: in a savepoint of the batch's; a refused launch undoes only itself). `number`: the
+        `batch()`: the batch's), before any of its writes: a refused launch writes nothing. `number`: the
         attempt's number as the caller counted it (its paths carry it); AttemptNumberTaken
         when the job has an attempt with that number or a higher one (by default: the next
         free number). `lease`: the caller's lease token; LeaseLost when another runner holds

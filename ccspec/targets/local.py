@@ -162,9 +162,11 @@ class LocalTarget:
         was left by an attempt of a state folder deleted since: it and its log are moved
         aside, and the claim is taken."""
         self._note_used(run_dir)
+        self._make_job_dir(run_dir.parent)  # unless made ahead: no mkdir that fails first
         try:
             os.mkdir(run_dir, DIR_MODE)
-        except FileNotFoundError:
+        except FileNotFoundError:  # the job's folder was removed meanwhile
+            self._dirs.discard(run_dir.parent)
             self._make_job_dir(run_dir.parent)
             if not take_claim(run_dir):
                 return False
