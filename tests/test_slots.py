@@ -1,6 +1,7 @@
 """The shared slot ledger (ccspec.slots) under several schedulers (ccspec.scheduler) at
 once, driven through `step` with no processes: the pools' limits hold across them, a freed
-slot goes to the run that waited first, every slot comes back whatever ended a run; then a
+slot goes to the fairest run waiting (the fewest slots held, then the least used lately, on
+a fake clock), every slot comes back whatever ended a run; then a
 hypothesis state machine over random interleavings; then a real engine whose run raises."""
 
 from __future__ import annotations
@@ -61,7 +62,20 @@ class Run:
             self.seat.close()  # as the engine does when its run ends
 
 
-def test_the_limit_holds_across_runs_and_waiting_runs_take_turns() -> None:
+class FakeClock:
+    """Time moved by hand: what the fair share's decay is measured on."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.now
+
+
+def test_the_limit_holds_across_runs_and_a_freed_slot_goes_to_the_run_holding_fewest() -> None:
     ledger = SlotLedger()
     big, small = Run(ledger, "big", 6, 2), Run(ledger, "small", 3, 2)
     big.step(Start())  # takes both slots and queues for a third
@@ -75,8 +89,89 @@ def test_the_limit_holds_across_runs_and_waiting_runs_take_turns() -> None:
         small.step(Tick())
         turns.append("big" if big.woken > before[0] else "small")
         assert len(big.running) + len(small.running) == 2
-    assert turns == ["big", "small", "big", "small"]
+    # small held none, big one: small first although big queued first; then small holds
+    # one (its job never ends here) and big, holding none, gets every slot big frees
+    assert turns == ["small", "big", "big", "big"]
     assert ledger.in_use() == {LOCAL_POOL: 2}
+
+
+def used(ledger: SlotLedger, clock: FakeClock, name: str, seconds: float) -> None:
+    """Workflow `name` holds one slot for `seconds` (its seat then closes)."""
+    seat = ledger.seat(name, {LOCAL_POOL: 1}, lambda: None)
+    assert seat.take(LOCAL_POOL)
+    clock.now += seconds
+    seat.give(LOCAL_POOL)
+    seat.close()
+
+
+def next_slot_goes_to(ledger: SlotLedger, queued: list[str]) -> str:
+    """A run holds the only slot, the `queued` workflows ask for it in this order; who is
+    given it when it comes free."""
+    holder = ledger.seat("holder", {LOCAL_POOL: 1}, lambda: None)
+    assert holder.take(LOCAL_POOL)
+    seats = [ledger.seat(name, {LOCAL_POOL: 1}, lambda: None) for name in queued]
+    for seat in seats:
+        assert not seat.take(LOCAL_POOL)
+    holder.give(LOCAL_POOL)
+    given = [seat.name for seat in seats if seat.granted()]
+    for seat in [holder, *seats]:
+        seat.close()
+    assert len(given) == 1
+    return given[0]
+
+
+def test_among_runs_holding_as_many_the_workflow_that_used_the_pool_least_lately_goes_first() -> (
+    None
+):
+    clock = FakeClock()
+    ledger = SlotLedger(clock, half_life=60.0)
+    used(ledger, clock, "heavy", 600.0)  # ten minutes of a slot
+    used(ledger, clock, "light", 30.0)  # then half a minute
+    assert next_slot_goes_to(ledger, ["heavy", "light", "new"]) == "new"  # ran nothing
+    assert next_slot_goes_to(ledger, ["heavy", "light"]) == "light"
+    clock.now += 600.0  # both decayed ten half-lives; equals: the one queued first
+    used(ledger, clock, "light", 5.0)
+    assert next_slot_goes_to(ledger, ["light", "heavy"]) == "heavy"  # heavy's use is old now
+
+
+def drive(runs: list[Run], clock: FakeClock, ends: int) -> list[str]:
+    """End the oldest running job `ends` times, a second apart; the workflows launched, in
+    order."""
+    order: list[str] = []
+    running = [r for r in runs for _ in r.running]  # a run per job running, oldest first
+    for _ in range(ends):
+        clock.now += 1.0
+        running.pop(0).end()
+        for run in runs:
+            before = len(run.launched)
+            run.step(Tick())
+            order += [run.seat.name] * (len(run.launched) - before)
+            running += [run] * (len(run.launched) - before)
+    return order
+
+
+def test_a_spec_just_saved_gets_the_next_free_slot_while_large_specs_keep_them_busy() -> None:
+    clock = FakeClock()
+    ledger = SlotLedger(clock)
+    runs = [Run(ledger, f"big{i}", 40, 2) for i in range(6)]
+    for run in runs:
+        run.step(Start())
+    drive(runs, clock, 30)  # the six take turns on the two slots for half a minute
+    saved = Run(ledger, "saved", 1, 2)
+    saved.step(Start())  # every slot is busy: it queues behind five others
+    assert saved.launched == []
+    assert drive([*runs, saved], clock, 1) == ["saved"]
+
+
+def test_workflows_that_keep_asking_share_the_slots_evenly_whatever_their_sizes() -> None:
+    clock = FakeClock()
+    ledger = SlotLedger(clock)
+    runs = [Run(ledger, "huge", 200, 2), *(Run(ledger, f"w{i}", 20, 2) for i in range(3))]
+    for run in runs:
+        run.step(Start())
+    order = drive(runs, clock, 40)
+    counts = {run.seat.name: order.count(run.seat.name) for run in runs}
+    assert all(9 <= n <= 11 for n in counts.values()), counts
 
 
 def test_every_end_gives_the_slots_back() -> None:
