@@ -6,15 +6,18 @@ The scheduler (ccspec.scheduler) asks its seat for a slot of a shared pool befor
 a launch and gives it back when the launch ends; `-j` bounds this machine's pool, a remote
 host's `max_jobs` (or its default) bounds its pool.
 
-Fair between workflows (a fair share, as Slurm's): a seat refused a slot queues for that
-pool, once. A slot given back while seats queue goes to the one that holds the fewest slots
-of the pool now and, among equals, whose workflow used the pool least recently: its
-slot-seconds, decayed with a half-life (`HALF_LIFE`; Slurm decays usage alike), then the
-one queued first. The slot is reserved for it (no other seat can take it) and its engine is
-woken; it takes one slot that way and queues again if it wants more. So a spec just saved
-that ran nothing lately gets the next free slot even while large specs keep every slot busy,
-and a large spec cannot starve the others: each slot it holds counts against it, now and
-(decaying) later. A reservation its scheduler finds no ready job for is handed on (`spare`). A closed seat gives back all it
+Fair between workflows (a fair share, as Slurm's, of each run's use): a seat refused a slot
+queues for that pool, once. A slot given back while seats queue goes to the one whose
+workflow holds the fewest slots of the pool now and, among equals, whose run used the pool
+least lately: its slot-seconds, decayed with a half-life (`HALF_LIFE`; Slurm decays usage
+alike), then the one queued first. The slot is reserved for it (no other seat can take it)
+and its engine is woken; it takes one slot that way and queues again if it wants more. So
+the run of a spec just saved, which used nothing yet, gets the next free slot even while
+large specs keep every slot busy; a large spec cannot starve the others, as each slot its
+run holds counts against it, now and (decaying) later; and a run that waits long sees its
+use decay until it is first again. The use is the run's, not the workflow's over its past
+runs: a spec saved again starts afresh, so an edit is not held back by the runs before it.
+A reservation its scheduler finds no ready job for is handed on (`spare`). A closed seat gives back all it
 holds and is reserved, whatever ended its run (success, failure, cancel, hand-over, a lost
 lease, an exception). A run handed over to the next run of its workflow (its spec was
 edited) leaves its jobs running: their slots are carried over to that run, which takes
@@ -66,7 +69,7 @@ def pool_key(host: Host) -> str:
 
 
 class _Use:
-    """A workflow's use of one pool: the slots it holds now and its slot-seconds until `at`,
+    """A run's use of one pool: the slots it holds now and its slot-seconds until `at`,
     decayed by half every `HALF_LIFE` seconds."""
 
     __slots__ = ("at", "held", "value")
@@ -91,7 +94,6 @@ class _Pool:
         self.busy = 0  # slots held or reserved
         self.limits: dict[Seat, int] = {}  # the limit each seated run asks for
         self.queue: list[Seat] = []  # seats refused a slot, in the order they queued
-        self.use: dict[str, _Use] = {}  # per workflow
 
     @property
     def limit(self) -> int | None:
@@ -137,7 +139,6 @@ class SlotLedger:
         with self._lock:
             for pool, count in self._carried.pop(name, {}).items():
                 if count > 0:
-                    self._used(pool, name, -count)
                     self._free(pool, count, woken)
         _wake(woken)
 
@@ -162,16 +163,15 @@ class SlotLedger:
         else:
             pool.busy += 1
         seat.held[name] = seat.held.get(name, 0) + 1
-        self._used(name, seat.name, 1)
+        self._used(seat, name, 1)
         return True
 
-    def _used(self, pool: str, workflow: str, slots: int) -> None:
-        """The workflow holds `slots` more (or fewer) slots of the pool from now on."""
-        found = self._pools.setdefault(pool, _Pool())
+    def _used(self, seat: Seat, pool: str, slots: int) -> None:
+        """The seat's run holds `slots` more (or fewer) slots of the pool from now on."""
         now = self._clock.monotonic()
-        use = found.use.get(workflow)
+        use = seat.use.get(pool)
         if use is None:
-            use = found.use[workflow] = _Use(now)
+            use = seat.use[pool] = _Use(now)
         use.change(now, self._half_life, slots)
 
     def _free(self, name: str, count: int, woken: list[Seat]) -> None:
@@ -187,16 +187,15 @@ class SlotLedger:
 
     def _fairest(self, name: str, pool: _Pool) -> Seat:
         """The queued seat whose workflow holds the fewest of the pool's slots (reserved ones
-        and those a handed-over run left count), then used it least lately, then the first
-        queued."""
+        and those a handed-over run left count), then whose run used it least lately, then
+        the first queued."""
         now = self._clock.monotonic()
 
         def share(seat: Seat) -> tuple[int, float]:
-            use = pool.use.get(seat.name)
-            if use is None:
-                return seat.reserved.get(name, 0), 0.0
-            held = use.held + seat.reserved.get(name, 0)
-            return held, use.seconds(now, self._half_life)
+            held = seat.held.get(name, 0) + seat.reserved.get(name, 0)
+            held += self._carried.get(seat.name, {}).get(name, 0)
+            use = seat.use.get(name)
+            return held, use.seconds(now, self._half_life) if use is not None else 0.0
 
         return min(pool.queue, key=share)  # min keeps the first of equals: queue order
 
@@ -208,6 +207,7 @@ class Seat:
         self.ledger, self.name, self.wake = ledger, name, wake
         self.held: dict[str, int] = {}
         self.reserved: dict[str, int] = {}
+        self.use: dict[str, _Use] = {}  # per pool: what the fair share weighs
         self.closed = False
 
     def take(self, pool: str) -> bool:
@@ -222,10 +222,10 @@ class Seat:
         with self.ledger._lock:
             carried = self.ledger._carried.get(self.name, {})
             if carried.get(pool, 0) > 0:
-                carried[pool] -= 1  # the workflow held it all along
+                carried[pool] -= 1
             else:
                 self.ledger._pools.setdefault(pool, _Pool()).busy += 1
-                self.ledger._used(pool, self.name, 1)
+            self.ledger._used(self, pool, 1)
             self.held[pool] = self.held.get(pool, 0) + 1
 
     def give(self, pool: str) -> None:
@@ -234,7 +234,7 @@ class Seat:
         with self.ledger._lock:
             if self.held.get(pool, 0) > 0:
                 self.held[pool] -= 1
-                self.ledger._used(pool, self.name, -1)
+                self.ledger._used(self, pool, -1)
                 self.ledger._free(pool, 1, woken)
         _wake(woken)
 
@@ -282,9 +282,6 @@ class Seat:
                 pool.limits.pop(self, None)
                 if self in pool.queue:
                     pool.queue.remove(self)
-            for pool_name, count in self.held.items():
-                if count > 0:
-                    self.ledger._used(pool_name, self.name, -count)
             owned = [*self.held.items(), *self.reserved.items()]
             self.held, self.reserved = {}, {}
             for pool_name, count in owned:

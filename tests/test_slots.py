@@ -25,7 +25,7 @@ from ccspec.scheduler_types import (
     Task,
     Tick,
 )
-from ccspec.slots import LOCAL_POOL, SlotLedger, pool_key
+from ccspec.slots import LOCAL_POOL, Seat, SlotLedger, pool_key
 from ccspec.states import JobState
 
 
@@ -95,43 +95,56 @@ def test_the_limit_holds_across_runs_and_a_freed_slot_goes_to_the_run_holding_fe
     assert ledger.in_use() == {LOCAL_POOL: 2}
 
 
-def used(ledger: SlotLedger, clock: FakeClock, name: str, seconds: float) -> None:
-    """Workflow `name` holds one slot for `seconds` (its seat then closes)."""
-    seat = ledger.seat(name, {LOCAL_POOL: 1}, lambda: None)
+def seated(ledger: SlotLedger, name: str) -> Seat:
+    return ledger.seat(name, {LOCAL_POOL: 1}, lambda: None)
+
+
+def hold_for(seat: Seat, clock: FakeClock, seconds: float) -> None:
+    """The seat's run holds one slot for `seconds`."""
     assert seat.take(LOCAL_POOL)
     clock.now += seconds
     seat.give(LOCAL_POOL)
-    seat.close()
 
 
-def next_slot_goes_to(ledger: SlotLedger, queued: list[str]) -> str:
-    """A run holds the only slot, the `queued` workflows ask for it in this order; who is
-    given it when it comes free."""
-    holder = ledger.seat("holder", {LOCAL_POOL: 1}, lambda: None)
+def given(ledger: SlotLedger, queued: list[Seat]) -> str:
+    """Another run holds the only slot and the `queued` seats ask for it in this order:
+    which of them is given it when it comes free (they leave the queue after)."""
+    holder = seated(ledger, "holder")
     assert holder.take(LOCAL_POOL)
-    seats = [ledger.seat(name, {LOCAL_POOL: 1}, lambda: None) for name in queued]
-    for seat in seats:
+    for seat in queued:
         assert not seat.take(LOCAL_POOL)
     holder.give(LOCAL_POOL)
-    given = [seat.name for seat in seats if seat.granted()]
-    for seat in [holder, *seats]:
-        seat.close()
-    assert len(given) == 1
-    return given[0]
+    holder.close()
+    names = [seat.name for seat in queued if seat.granted()]
+    for seat in queued:
+        seat.spare()  # the reservation handed on, the others still queue...
+        seat.close()  # ...until they leave
+    assert len(names) == 1
+    return names[0]
 
 
-def test_among_runs_holding_as_many_the_workflow_that_used_the_pool_least_lately_goes_first() -> (
-    None
-):
+def test_among_runs_holding_as_many_the_run_that_used_the_pool_least_goes_first() -> None:
     clock = FakeClock()
     ledger = SlotLedger(clock, half_life=60.0)
-    used(ledger, clock, "heavy", 600.0)  # ten minutes of a slot
-    used(ledger, clock, "light", 30.0)  # then half a minute
-    assert next_slot_goes_to(ledger, ["heavy", "light", "new"]) == "new"  # ran nothing
-    assert next_slot_goes_to(ledger, ["heavy", "light"]) == "light"
-    clock.now += 600.0  # both decayed ten half-lives; equals: the one queued first
-    used(ledger, clock, "light", 5.0)
-    assert next_slot_goes_to(ledger, ["light", "heavy"]) == "heavy"  # heavy's use is old now
+    heavy, light = seated(ledger, "heavy"), seated(ledger, "light")
+    hold_for(heavy, clock, 600.0)  # ten minutes of a slot
+    hold_for(light, clock, 30.0)  # then half a minute
+    saved = seated(ledger, "saved")  # a spec just saved: its run used nothing yet
+    assert given(ledger, [heavy, light, saved]) == "saved"
+    heavy, light = seated(ledger, "heavy"), seated(ledger, "light")
+    hold_for(heavy, clock, 600.0)
+    hold_for(light, clock, 30.0)
+    assert given(ledger, [heavy, light]) == "light"
+
+
+def test_use_decays_so_a_run_that_used_much_long_ago_goes_before_one_using_a_little_now() -> None:
+    clock = FakeClock()
+    ledger = SlotLedger(clock, half_life=60.0)
+    early, late = seated(ledger, "early"), seated(ledger, "late")
+    hold_for(early, clock, 600.0)
+    clock.now += 600.0  # ten half-lives: what early used weighs about a thousandth
+    hold_for(late, clock, 5.0)
+    assert given(ledger, [late, early]) == "early"
 
 
 def drive(runs: list[Run], clock: FakeClock, ends: int) -> list[str]:
