@@ -1,6 +1,7 @@
 """Job slots shared by every workflow a process runs: one ledger per process, one pool per
 host, each workflow's run a `Seat` at it. `ccspec watch` makes one ledger for all its specs
-(ccspec.reconcile); an engine built without one (a single `apply`) makes its own.
+(ccspec.reconcile), so does `ccspec apply` of several specs (ccspec.cli.apply_many); an
+engine built without one (`apply` of one spec) keeps its limits in its own scheduler.
 
 The scheduler (ccspec.scheduler) asks its seat for a slot of a shared pool before it sends
 a launch and gives it back when the launch ends; `-j` bounds this machine's pool, a remote
