@@ -344,8 +344,10 @@ class Controller:
             with self.cond:
                 self.handed_over = bool(getattr(self.engine, "handed_over", False))
                 self.engine = None
-        self.again = not outcome.interrupted and any(
-            j.reason.code == "changed_while_running" for j in planned.plan.jobs
+        self.again = (
+            not outcome.interrupted
+            and outcome.lost is None
+            and any(j.reason.code == "changed_while_running" for j in planned.plan.jobs)
         )
         if outcome.lost is not None:  # another apply took the workflow over: it runs it now
             self.r.say(f"{self.name}: {outcome.lost}; trying again at the next resync")
