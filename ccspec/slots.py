@@ -15,12 +15,14 @@ alike), then the one queued first. The slot is reserved for it (no other seat ca
 and its engine is woken; it takes one slot that way and queues again if it wants more. So
 the run of a spec just saved, which used nothing yet, gets the next free slot even while
 large specs keep every slot busy; a large spec cannot starve the others, as each slot its
-run holds counts against it, now and (decaying) later; and a run that waits long sees its
-use decay until it is first again. The use is the run's, not the workflow's over its past
-runs: a spec saved again starts afresh, so an edit is not held back by the runs before it.
-A reservation its scheduler finds no ready job for is handed on (`spare`). A closed seat gives back all it
-holds and is reserved, whatever ended its run (success, failure, cancel, hand-over, a lost
-lease, an exception). A run handed over to the next run of its workflow (its spec was
+run holds counts against it, now and (decaying) later; and a run that waits while others
+run sees its use decay as theirs grows, until it is first again. The use is the run's, not
+the workflow's over its past runs: a spec saved again starts afresh, so an edit is not held
+back by the runs before it. A reservation its scheduler finds no ready job for is handed on
+(`spare`).
+
+A closed seat gives back all it holds and is reserved, whatever ended its run (success,
+failure, cancel, hand-over, a lost lease, an exception). A run handed over to the next run of its workflow (its spec was
 edited) leaves its jobs running: their slots are carried over to that run, which takes
 them back as it re-attaches to the jobs (`drop_carried` frees what it did not take), so
 other workflows do not start jobs in them meanwhile.
@@ -48,9 +50,9 @@ if TYPE_CHECKING:
 __all__ = ["HALF_LIFE", "LOCAL_POOL", "Seat", "SlotLedger", "pool_key"]
 
 LOCAL_POOL = "local"  # this machine: bounded by -j
-# seconds after which a workflow's use of a pool weighs half on its turn: a reconciler's
-# minute (a resync is 30 s), not Slurm's week, so a spec that ran a large batch waits its
-# turn behind the others for a minute or two, not for hours
+# seconds after which a run's use of a pool weighs half on its turn: a reconciler's minute
+# (a resync is 30 s), not Slurm's week, so a run that used much waits behind the others for
+# a minute or two, not for hours
 HALF_LIFE = 60.0
 
 
