@@ -12,7 +12,8 @@ into a temporary repository, starts `ccspec watch specs/` on it and measures:
   one core;
 - save-to-launch: an edited job of one spec writes the wall clock of its own start; the time
   from the save to it, when idle and while `--load-specs` other specs rerun all their jobs
-  (each job sleeping `--load-seconds`);
+  (each job sleeping `--load-seconds`), and with `--steady-after S` again S seconds
+  later, once the loaded specs have been running their jobs a while;
 - peak RSS (VmHWM), open descriptors (/proc/PID/fd), threads (/proc/PID/status), sampled
   every `--sample` seconds; the values once idle (after the two resync intervals), and per
   spec;
@@ -293,6 +294,11 @@ def measure(args: argparse.Namespace, repo: Path) -> dict[str, object]:
         result["latency_load_s"] = [
             round(probe(specs, out, args, f"load-{i}"), 3) for i in range(args.probes)
         ]
+        if args.steady_after > 0:  # again once every loaded spec has been running a while
+            time.sleep(args.steady_after)
+            result["latency_steady_s"] = [
+                round(probe(specs, out, args, f"steady-{i}"), 3) for i in range(args.probes)
+            ]
         pending = wait_converged(specs, names, args.jobs, args.timeout)
         result["not_converged_after_load"] = pending
     finally:
@@ -341,6 +347,10 @@ def table(result: dict[str, object], args: argparse.Namespace) -> str:
         ("idle CPU, next resync interval", f"{result.get('idle_cpu_pct')} % of a core"),
         ("save-to-launch, idle", ms(result.get("latency_idle_s"))),
         (f"save-to-launch, {args.load_specs} specs busy", ms(result.get("latency_load_s"))),
+        (
+            f"save-to-launch, {args.load_specs} specs busy for {args.steady_after:g}s",
+            ms(result.get("latency_steady_s")),
+        ),
         ("RSS idle / peak", f"{result.get('idle_rss_mb')} MB / {result.get('peak_rss_mb')} MB"),
         ("fds idle (per spec)", f"{idle.get('fds')} ({result.get('fds_per_spec')})"),
         ("threads idle (per spec)", f"{idle.get('Threads')} ({result.get('threads_per_spec')})"),
@@ -367,6 +377,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--load-specs", type=int, default=50)
     parser.add_argument("--load-seconds", type=float, default=1.0)
     parser.add_argument("--probes", type=int, default=3, help="latency samples per case")
+    parser.add_argument(
+        "--steady-after",
+        type=float,
+        default=0.0,
+        help="probe again this many seconds after the load began (0: not)",
+    )
     parser.add_argument("--settle", type=float, default=3.0, help="seconds after converging")
     parser.add_argument("--sample", type=float, default=1.0, help="seconds between samples")
     parser.add_argument("--timeout", type=float, default=1800.0)

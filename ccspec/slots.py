@@ -1,18 +1,28 @@
 """Job slots shared by every workflow a process runs: one ledger per process, one pool per
 host, each workflow's run a `Seat` at it. `ccspec watch` makes one ledger for all its specs
-(ccspec.reconcile); an engine built without one (a single `apply`) makes its own.
+(ccspec.reconcile), so does `ccspec apply` of several specs (ccspec.cli.apply_many); an
+engine built without one (`apply` of one spec) keeps its limits in its own scheduler.
 
 The scheduler (ccspec.scheduler) asks its seat for a slot of a shared pool before it sends
 a launch and gives it back when the launch ends; `-j` bounds this machine's pool, a remote
 host's `max_jobs` (or its default) bounds its pool.
 
-Fair between workflows: a seat refused a slot queues for that pool, once. A slot given back
-while seats queue goes to the first of them, reserved for it (no other seat can take it)
-and its engine is woken; it takes one slot that way and queues again at the end if it wants
-more, so waiting workflows take turns (round-robin), whatever their sizes. A reservation its
-scheduler finds no ready job for is handed on (`spare`). A closed seat gives back all it
-holds and is reserved, whatever ended its run (success, failure, cancel, hand-over, a lost
-lease, an exception). A run handed over to the next run of its workflow (its spec was
+Fair between workflows (a fair share, as Slurm's, of each run's use): a seat refused a slot
+queues for that pool, once. A slot given back while seats queue goes to the one whose
+workflow holds the fewest slots of the pool now and, among equals, whose run used the pool
+least lately: its slot-seconds, decayed with a half-life (`HALF_LIFE`; Slurm decays usage
+alike), then the one queued first. The slot is reserved for it (no other seat can take it)
+and its engine is woken; it takes one slot that way and queues again if it wants more. So
+the run of a spec just saved, which used nothing yet, gets the next free slot even while
+large specs keep every slot busy; a large spec cannot starve the others, as each slot its
+run holds counts against it, now and (decaying) later; and a run that waits while others
+run sees its use decay as theirs grows, until it is first again. The use is the run's, not
+the workflow's over its past runs: a spec saved again starts afresh, so an edit is not held
+back by the runs before it. A reservation its scheduler finds no ready job for is handed on
+(`spare`).
+
+A closed seat gives back all it holds and is reserved, whatever ended its run (success,
+failure, cancel, hand-over, a lost lease, an exception). A run handed over to the next run of its workflow (its spec was
 edited) leaves its jobs running: their slots are carried over to that run, which takes
 them back as it re-attaches to the jobs (`drop_carried` frees what it did not take), so
 other workflows do not start jobs in them meanwhile.
@@ -27,17 +37,23 @@ write the same host alike share its pool, whatever they name it; its limit is th
 
 from __future__ import annotations
 
+import math
 import threading
-from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
+
+from ccspec.clock import Clock, SystemClock
 
 if TYPE_CHECKING:
     from ccspec.spec.models import Host
 
-__all__ = ["LOCAL_POOL", "Seat", "SlotLedger", "pool_key"]
+__all__ = ["HALF_LIFE", "LOCAL_POOL", "Seat", "SlotLedger", "pool_key"]
 
 LOCAL_POOL = "local"  # this machine: bounded by -j
+# seconds after which a run's use of a pool weighs half on its turn: a reconciler's minute
+# (a resync is 30 s), not Slurm's week, so a run that used much waits behind the others for
+# a minute or two, not for hours
+HALF_LIFE = 60.0
 
 
 def pool_key(host: Host) -> str:
@@ -55,11 +71,32 @@ def pool_key(host: Host) -> str:
     return LOCAL_POOL
 
 
+class _Use:
+    """A run's use of one pool: the slots it holds now and its slot-seconds until `at`,
+    decayed by half every `HALF_LIFE` seconds."""
+
+    __slots__ = ("at", "held", "value")
+
+    def __init__(self, now: float) -> None:
+        self.value, self.at, self.held = 0.0, now, 0
+
+    def seconds(self, now: float, half_life: float) -> float:
+        """The decayed slot-seconds at `now`, the slots held since `at` included."""
+        elapsed = max(0.0, now - self.at)
+        kept = math.exp(-math.log(2) * elapsed / half_life)
+        # the integral of held * 0.5 ** ((now - t) / half_life) from `at` to `now`
+        return self.value * kept + self.held * half_life / math.log(2) * (1.0 - kept)
+
+    def change(self, now: float, half_life: float, slots: int) -> None:
+        self.value, self.at = self.seconds(now, half_life), now
+        self.held += slots
+
+
 class _Pool:
     def __init__(self) -> None:
         self.busy = 0  # slots held or reserved
         self.limits: dict[Seat, int] = {}  # the limit each seated run asks for
-        self.queue: deque[Seat] = deque()  # seats refused a slot, first come first served
+        self.queue: list[Seat] = []  # seats refused a slot, in the order they queued
 
     @property
     def limit(self) -> int | None:
@@ -69,7 +106,10 @@ class _Pool:
 class SlotLedger:
     """The shared pools of one process; thread-safe."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock | None = None, half_life: float = HALF_LIFE) -> None:
+        """`clock`: what the fair share's decay is measured on (tests move a fake one)."""
+        self._clock: Clock = clock or SystemClock()
+        self._half_life = half_life
         self._lock = threading.Lock()
         self._pools: dict[str, _Pool] = {}
         self._stopped = False
@@ -126,17 +166,41 @@ class SlotLedger:
         else:
             pool.busy += 1
         seat.held[name] = seat.held.get(name, 0) + 1
+        self._used(seat, name, 1)
         return True
 
+    def _used(self, seat: Seat, pool: str, slots: int) -> None:
+        """The seat's run holds `slots` more (or fewer) slots of the pool from now on."""
+        now = self._clock.monotonic()
+        use = seat.use.get(pool)
+        if use is None:
+            use = seat.use[pool] = _Use(now)
+        use.change(now, self._half_life, slots)
+
     def _free(self, name: str, count: int, woken: list[Seat]) -> None:
-        """`count` slots of the pool come free: each goes to the first seat queued."""
+        """`count` slots of the pool come free: each goes to the fairest seat queued."""
         pool = self._pools[name]
         pool.busy -= count
         while not self._stopped and pool.queue and (pool.limit is None or pool.busy < pool.limit):
-            seat = pool.queue.popleft()
+            seat = self._fairest(name, pool)
+            pool.queue.remove(seat)
             seat.reserved[name] = seat.reserved.get(name, 0) + 1
             pool.busy += 1
             woken.append(seat)
+
+    def _fairest(self, name: str, pool: _Pool) -> Seat:
+        """The queued seat whose workflow holds the fewest of the pool's slots (reserved ones
+        and those a handed-over run left count), then whose run used it least lately, then
+        the first queued."""
+        now = self._clock.monotonic()
+
+        def share(seat: Seat) -> tuple[int, float]:
+            held = seat.held.get(name, 0) + seat.reserved.get(name, 0)
+            held += self._carried.get(seat.name, {}).get(name, 0)
+            use = seat.use.get(name)
+            return held, use.seconds(now, self._half_life) if use is not None else 0.0
+
+        return min(pool.queue, key=share)  # min keeps the first of equals: queue order
 
 
 class Seat:
@@ -146,6 +210,7 @@ class Seat:
         self.ledger, self.name, self.wake = ledger, name, wake
         self.held: dict[str, int] = {}
         self.reserved: dict[str, int] = {}
+        self.use: dict[str, _Use] = {}  # per pool: what the fair share weighs
         self.closed = False
 
     def take(self, pool: str) -> bool:
@@ -163,6 +228,7 @@ class Seat:
                 carried[pool] -= 1
             else:
                 self.ledger._pools.setdefault(pool, _Pool()).busy += 1
+            self.ledger._used(self, pool, 1)
             self.held[pool] = self.held.get(pool, 0) + 1
 
     def give(self, pool: str) -> None:
@@ -171,6 +237,7 @@ class Seat:
         with self.ledger._lock:
             if self.held.get(pool, 0) > 0:
                 self.held[pool] -= 1
+                self.ledger._used(self, pool, -1)
                 self.ledger._free(pool, 1, woken)
         _wake(woken)
 

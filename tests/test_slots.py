@@ -1,6 +1,7 @@
 """The shared slot ledger (ccspec.slots) under several schedulers (ccspec.scheduler) at
 once, driven through `step` with no processes: the pools' limits hold across them, a freed
-slot goes to the run that waited first, every slot comes back whatever ended a run; then a
+slot goes to the fairest run waiting (the fewest slots held, then the least used lately, on
+a fake clock), every slot comes back whatever ended a run; then a
 hypothesis state machine over random interleavings; then a real engine whose run raises."""
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ccspec.scheduler_types import (
     Task,
     Tick,
 )
-from ccspec.slots import LOCAL_POOL, SlotLedger, pool_key
+from ccspec.slots import LOCAL_POOL, Seat, SlotLedger, pool_key
 from ccspec.states import JobState
 
 
@@ -61,7 +62,20 @@ class Run:
             self.seat.close()  # as the engine does when its run ends
 
 
-def test_the_limit_holds_across_runs_and_waiting_runs_take_turns() -> None:
+class FakeClock:
+    """Time moved by hand: what the fair share's decay is measured on."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.now
+
+
+def test_the_limit_holds_across_runs_and_a_freed_slot_goes_to_the_run_holding_fewest() -> None:
     ledger = SlotLedger()
     big, small = Run(ledger, "big", 6, 2), Run(ledger, "small", 3, 2)
     big.step(Start())  # takes both slots and queues for a third
@@ -75,8 +89,102 @@ def test_the_limit_holds_across_runs_and_waiting_runs_take_turns() -> None:
         small.step(Tick())
         turns.append("big" if big.woken > before[0] else "small")
         assert len(big.running) + len(small.running) == 2
-    assert turns == ["big", "small", "big", "small"]
+    # small held none, big one: small first although big queued first; then small holds
+    # one (its job never ends here) and big, holding none, gets every slot big frees
+    assert turns == ["small", "big", "big", "big"]
     assert ledger.in_use() == {LOCAL_POOL: 2}
+
+
+def seated(ledger: SlotLedger, name: str) -> Seat:
+    return ledger.seat(name, {LOCAL_POOL: 1}, lambda: None)
+
+
+def hold_for(seat: Seat, clock: FakeClock, seconds: float) -> None:
+    """The seat's run holds one slot for `seconds`."""
+    assert seat.take(LOCAL_POOL)
+    clock.now += seconds
+    seat.give(LOCAL_POOL)
+
+
+def given(ledger: SlotLedger, queued: list[Seat]) -> str:
+    """Another run holds the only slot and the `queued` seats ask for it in this order:
+    which of them is given it when it comes free (they leave the queue after)."""
+    holder = seated(ledger, "holder")
+    assert holder.take(LOCAL_POOL)
+    for seat in queued:
+        assert not seat.take(LOCAL_POOL)
+    holder.give(LOCAL_POOL)
+    holder.close()
+    names = [seat.name for seat in queued if seat.granted()]
+    for seat in queued:
+        seat.spare()  # the reservation handed on, the others still queue...
+        seat.close()  # ...until they leave
+    assert len(names) == 1
+    return names[0]
+
+
+def test_among_runs_holding_as_many_the_run_that_used_the_pool_least_goes_first() -> None:
+    clock = FakeClock()
+    ledger = SlotLedger(clock, half_life=60.0)
+    heavy, light = seated(ledger, "heavy"), seated(ledger, "light")
+    hold_for(heavy, clock, 600.0)  # ten minutes of a slot
+    hold_for(light, clock, 30.0)  # then half a minute
+    saved = seated(ledger, "saved")  # a spec just saved: its run used nothing yet
+    assert given(ledger, [heavy, light, saved]) == "saved"
+    heavy, light = seated(ledger, "heavy"), seated(ledger, "light")
+    hold_for(heavy, clock, 600.0)
+    hold_for(light, clock, 30.0)
+    assert given(ledger, [heavy, light]) == "light"
+
+
+def test_use_decays_so_a_run_that_used_much_long_ago_goes_before_one_using_a_little_now() -> None:
+    clock = FakeClock()
+    ledger = SlotLedger(clock, half_life=60.0)
+    early, late = seated(ledger, "early"), seated(ledger, "late")
+    hold_for(early, clock, 600.0)
+    clock.now += 600.0  # ten half-lives: what early used weighs about a thousandth
+    hold_for(late, clock, 5.0)
+    assert given(ledger, [late, early]) == "early"
+
+
+def drive(runs: list[Run], clock: FakeClock, ends: int) -> list[str]:
+    """End the oldest running job `ends` times, a second apart; the workflows launched, in
+    order."""
+    order: list[str] = []
+    running = [r for r in runs for _ in r.running]  # a run per job running, oldest first
+    for _ in range(ends):
+        clock.now += 1.0
+        running.pop(0).end()
+        for run in runs:
+            before = len(run.launched)
+            run.step(Tick())
+            order += [run.seat.name] * (len(run.launched) - before)
+            running += [run] * (len(run.launched) - before)
+    return order
+
+
+def test_a_spec_just_saved_gets_the_next_free_slot_while_large_specs_keep_them_busy() -> None:
+    clock = FakeClock()
+    ledger = SlotLedger(clock)
+    runs = [Run(ledger, f"big{i}", 40, 2) for i in range(6)]
+    for run in runs:
+        run.step(Start())
+    drive(runs, clock, 30)  # the six take turns on the two slots for half a minute
+    saved = Run(ledger, "saved", 1, 2)
+    saved.step(Start())  # every slot is busy: it queues behind five others
+    assert saved.launched == []
+    assert drive([*runs, saved], clock, 1) == ["saved"]
+
+
+def test_workflows_that_keep_asking_share_the_slots_evenly_whatever_their_sizes() -> None:
+    clock = FakeClock()
+    ledger = SlotLedger(clock)
+    runs = [Run(ledger, "huge", 200, 2), *(Run(ledger, f"w{i}", 20, 2) for i in range(3))]
+    for run in runs:
+        run.step(Start())
+    order = drive(runs, clock, 40)
+    counts = {run.seat.name: order.count(run.seat.name) for run in runs}
+    assert all(9 <= n <= 11 for n in counts.values()), counts
 
 
 def test_every_end_gives_the_slots_back() -> None:

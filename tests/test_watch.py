@@ -226,6 +226,26 @@ def test_editing_a_spec_while_it_runs_hands_over_without_launching_twice(
     assert watch.saw("flow/slow attached")
 
 
+def test_a_job_edited_while_it_runs_runs_its_new_definition_once_the_old_one_ends(
+    repo: Path, specs: Path
+) -> None:
+    # each version records itself, then waits for the gate file; with a resync of an hour,
+    # only the reconciler's own next pass can start the new version
+    job = "echo {v} >> ../trace; while [ ! -e ../gate ]; do sleep 0.05; done"
+    flow = "version: 1\njobs:\n  a: {{run: '{run}'}}\n"
+    put(specs / "flow.yaml", flow.format(run=job.format(v="v1")))
+    watch = Watch(repo, "--interval", "1h")
+    try:
+        watch.wait("flow/a started")
+        put(specs / "flow.yaml", flow.format(run=job.format(v="v2")))
+        watch.wait("flow/a attached: definition changed while it was running")
+        (repo / "gate").touch()  # v1 ends; never two attempts of a job at once
+        wait_for(lambda: (repo / "trace").read_text().split() == ["v1", "v2"], timeout=30)
+        watch.wait("flow/a succeeded", count=2)
+    finally:
+        watch.stop()
+
+
 def test_a_killed_watch_restarts_and_reattaches(repo: Path, specs: Path) -> None:
     put(
         specs / "flow.yaml",

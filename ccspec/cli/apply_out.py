@@ -3,6 +3,12 @@ and where the status file and the picture of the DAG are.
 
     quickstart: 2 succeeded, 1 up to date in 3.2s; status specs/quickstart.status.yaml, graph specs/quickstart.svg
 
+And the plan it starts each workflow with when it applies several at once (one alone gets
+the same lines from ccspec.console, then its live table on a terminal):
+
+    quickstart: 2 to run, 1 up to date
+      + train: create (never ran)
+
 Built from what the runner returns (the plan and the outcome's job views); called by
 `ccspec.cli.cmd_apply`.
 """
@@ -17,7 +23,7 @@ if TYPE_CHECKING:  # imported by the command only: `ccspec --help` stays fast
     from ccspec.engine import Outcome
     from ccspec.planner import Plan
 
-__all__ = ["apply_summary", "state_counts"]
+__all__ = ["apply_summary", "plan_header", "state_counts"]
 
 # the order states are named in: how the run went first, then what did not run
 _ORDER = (
@@ -67,6 +73,14 @@ def apply_summary(plan: Plan, outcome: Outcome, spec: Path, seconds: float) -> s
         if (spec.parent / f"{plan.workflow}{suffix}").exists()
     ]
     return f"{plan.workflow}: {said} in {seconds:.1f}s" + (f"; {', '.join(files)}" if files else "")
+
+
+def plan_header(plan: Plan) -> str:
+    """The workflow's jobs to run and up to date, then a line per job not up to date."""
+    fresh = sum(1 for j in plan.jobs if j.action.value == "up_to_date")
+    lines = [f"{plan.workflow}: {len(plan.to_run)} to run, {fresh} up to date"]
+    lines.extend(f"  {job.line()}" for job in plan.jobs if job.action.value != "up_to_date")
+    return "\n".join(lines)
 
 
 def _shown(path: Path) -> str:

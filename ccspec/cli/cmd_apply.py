@@ -110,6 +110,13 @@ def apply(
 
     workflows = load_workflows(paths, var_pairs, record_invalid=True)
     folder = state_dir(state_opt)
+    jobs = jobs_n or os.cpu_count() or 1
+    if len(workflows) > 1:  # at once, through one set of job slots (ccspec.cli.apply_many)
+        from ccspec.cli.apply_many import apply_many
+
+        sys.exit(
+            apply_many(workflows, folder, jobs=jobs, replace=replace, target=target, wait=wait)
+        )
     store = StateStore(folder)
     failed = interrupted = False
     lost: LeaseLost | None = None
@@ -125,7 +132,7 @@ def apply(
                     planned,
                     store,
                     folder=folder,
-                    jobs=jobs_n or os.cpu_count() or 1,
+                    jobs=jobs,
                     reporter=reporter,
                     lease=token,
                 )

@@ -20,10 +20,13 @@ recorded state and runs what differs, so a missed event costs latency, never cor
   (ccspec.reconcile.passes).
 - One set of job slots for all workflows (ccspec.slots): `-j` bounds the jobs on this
   machine across every spec, a remote host's `max_jobs` bounds its jobs across the specs
-  that write it alike (type, user, address, port), and workflows waiting for a slot take
-  turns, so a large spec starves no other. `/metrics` shows the slots in use per host.
+  that write it alike (type, user, address, port), and a freed slot goes to the waiting
+  workflow holding the fewest, then to the run that used the host least lately, so a spec
+  just saved starts at the next free slot and a large spec starves no other. `/metrics`
+  shows the slots in use per host.
 - A spec edited while its workflow runs takes over the run: the engine hands over (running
-  jobs stay out there) and the next engine, planned from the new spec, re-attaches.
+  jobs stay out there) and the next engine, planned from the new spec, re-attaches. A job
+  whose definition changed while it ran is followed to its end, then run again at once.
 - An invalid spec gets its errors in its status file and launches nothing new; jobs it
   started earlier are still followed until they end.
 - A deleted spec's running jobs keep running and are followed to the end, unless `prune`.

@@ -71,6 +71,9 @@ class Controller:
         self.clean: tuple[ResolvedWorkflow, Stamp] | None = None
         self.busy = False  # a pass is under way (for /metrics)
         self.handed_over = False  # the last pass's engine was handed over
+        # the last pass followed a job to its end whose definition had changed meanwhile
+        # (it never launches a second attempt beside one still running): plan again at once
+        self.again = False
         self.thread = threading.Thread(target=self._loop, name=f"reconcile-{name}", daemon=True)
         self.thread.start()
 
@@ -130,10 +133,12 @@ class Controller:
                     store.close()
 
     def _next(self) -> Desired | None:
-        """Wait for something to do: a newer wish, a failed pass's retry coming due, or time
-        to follow the jobs of an invalid or deleted spec. None when closing."""
+        """Wait for something to do: a newer wish, a failed pass's retry coming due, time to
+        follow the jobs of an invalid or deleted spec, or a job edited while it ran that
+        ended (`again`). None when closing."""
         with self.cond:
-            while not self.closing and self.desired.version == self.applied_version:
+            again, self.again = self.again, False
+            while not again and not self.closing and self.desired.version == self.applied_version:
                 timeout = TRACK_EVERY if self.desired.workflow is None else None
                 retry = self.backoff.wait(time.monotonic())
                 if retry is not None:
@@ -146,7 +151,8 @@ class Controller:
                 return None
             desired = self.desired
             self.applied_version = desired.version
-        return replace(desired, resync=False) if desired.resync and self.owed_full else desired
+        owed = again or self.owed_full
+        return replace(desired, resync=False) if desired.resync and owed else desired
 
     def _attempt(self, store: StateStore | None, desired: Desired) -> StateStore | None:
         """One pass; returns the store to use next (None: open a fresh one)."""
@@ -338,6 +344,11 @@ class Controller:
             with self.cond:
                 self.handed_over = bool(getattr(self.engine, "handed_over", False))
                 self.engine = None
+        self.again = (
+            not outcome.interrupted
+            and outcome.lost is None
+            and any(j.reason.code == "changed_while_running" for j in planned.plan.jobs)
+        )
         if outcome.lost is not None:  # another apply took the workflow over: it runs it now
             self.r.say(f"{self.name}: {outcome.lost}; trying again at the next resync")
             return False
