@@ -229,7 +229,7 @@ class Scheduler:
             self._seat.spare(granted)  # reserved slots no ready job took go to the next run
             for pool, parked in self._parked.items():
                 if parked and pool not in self._limits:
-                    self._seat.want(pool)  # still waiting: queue for the next free slot
+                    self._seat.want(pool, len(parked))  # queue for the next free slot
 
     def _launch_ready(self, now: float, out: list[Command]) -> None:
         while self._ready:

@@ -11,7 +11,9 @@ Fair between workflows (a fair share, as Slurm's, of each run's use): a seat ref
 queues for that pool, once. A slot given back while seats queue goes to the one whose
 workflow holds the fewest slots of the pool now and, among equals, whose run used the pool
 least lately: its slot-seconds, decayed with a half-life (`HALF_LIFE`; Slurm decays usage
-alike), then the one queued first. The slot is reserved for it (no other seat can take it)
+alike), then the one with the fewest jobs waiting for the pool (Slurm's favour-small: of runs
+saved at the same moment, a one-job edit does not queue behind fifty-job runs), then the
+one queued first. The slot is reserved for it (no other seat can take it)
 and its engine is woken; it takes one slot that way and queues again if it wants more. So
 the run of a spec just saved, which used nothing yet, gets the next free slot even while
 large specs keep every slot busy; a large spec cannot starve the others, as each slot its
@@ -191,14 +193,15 @@ class SlotLedger:
     def _fairest(self, name: str, pool: _Pool) -> Seat:
         """The queued seat whose workflow holds the fewest of the pool's slots (reserved ones
         and those a handed-over run left count), then whose run used it least lately, then
-        the first queued."""
+        with the fewest jobs waiting, then the first queued."""
         now = self._clock.monotonic()
 
-        def share(seat: Seat) -> tuple[int, float]:
+        def share(seat: Seat) -> tuple[int, float, int]:
             held = seat.held.get(name, 0) + seat.reserved.get(name, 0)
             held += self._carried.get(seat.name, {}).get(name, 0)
             use = seat.use.get(name)
-            return held, use.seconds(now, self._half_life) if use is not None else 0.0
+            used = use.seconds(now, self._half_life) if use is not None else 0.0
+            return held, used, seat.waiting.get(name, 1)
 
         return min(pool.queue, key=share)  # min keeps the first of equals: queue order
 
@@ -211,6 +214,7 @@ class Seat:
         self.held: dict[str, int] = {}
         self.reserved: dict[str, int] = {}
         self.use: dict[str, _Use] = {}  # per pool: what the fair share weighs
+        self.waiting: dict[str, int] = {}  # per pool: its jobs waiting, as `want` last said
         self.closed = False
 
     def take(self, pool: str) -> bool:
@@ -241,10 +245,12 @@ class Seat:
                 self.ledger._free(pool, 1, woken)
         _wake(woken)
 
-    def want(self, pool: str) -> None:
-        """Queue for a slot of the pool (once), as a refused `take` does: jobs still wait."""
+    def want(self, pool: str, waiting: int = 1) -> None:
+        """Queue for a slot of the pool (once), as a refused `take` does: `waiting` jobs
+        still wait for one."""
         woken: list[Seat] = []
         with self.ledger._lock:
+            self.waiting[pool] = waiting
             if self.closed or self.reserved.get(pool, 0) > 0:
                 return
             found = self.ledger._pools.setdefault(pool, _Pool())

@@ -176,6 +176,17 @@ def test_a_spec_just_saved_gets_the_next_free_slot_while_large_specs_keep_them_b
     assert drive([*runs, saved], clock, 1) == ["saved"]
 
 
+def test_of_specs_saved_at_once_the_run_with_fewest_jobs_waiting_goes_first() -> None:
+    clock = FakeClock()
+    ledger = SlotLedger(clock)
+    holder = Run(ledger, "holder", 2, 2)
+    holder.step(Start())  # both slots busy
+    big, small = Run(ledger, "big", 50, 2), Run(ledger, "small", 1, 2)
+    big.step(Start())  # queued first; neither has used the pool yet
+    small.step(Start())
+    assert drive([holder, big, small], clock, 2) == ["small", "big"]
+
+
 def test_workflows_that_keep_asking_share_the_slots_evenly_whatever_their_sizes() -> None:
     clock = FakeClock()
     ledger = SlotLedger(clock)
