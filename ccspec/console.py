@@ -14,7 +14,7 @@ from typing import Any
 from ccspec.engine import JobView
 from ccspec.planner import Plan
 
-__all__ = ["make_reporter", "plain_reporter"]
+__all__ = ["make_reporter", "plain_reporter", "plan_header"]
 
 _SHOWN = {
     "started",
@@ -32,14 +32,17 @@ _SHOWN = {
 }
 
 
+def plan_header(workflow: str, plan: Plan) -> str:
+    """The workflow's jobs to run and up to date, then a line per job not up to date."""
+    fresh = sum(1 for j in plan.jobs if j.action.value == "up_to_date")
+    lines = [f"{workflow}: {len(plan.to_run)} to run, {fresh} up to date"]
+    lines.extend(f"  {job.line()}" for job in plan.jobs if job.action.value != "up_to_date")
+    return "\n".join(lines)
+
+
 @contextlib.contextmanager
 def make_reporter(workflow: str, plan: Plan) -> Iterator[Any]:
-    runs = len(plan.to_run)
-    lines = [
-        f"{workflow}: {runs} to run, {sum(1 for j in plan.jobs if j.action.value == 'up_to_date')} up to date"
-    ]
-    lines.extend(f"  {job.line()}" for job in plan.jobs if job.action.value != "up_to_date")
-    sys.stdout.write("\n".join(lines) + "\n")  # one write, not one per job
+    sys.stdout.write(plan_header(workflow, plan) + "\n")  # one write, not one per job
     sys.stdout.flush()
     if sys.stdout.isatty():
         with _live(workflow) as reporter:

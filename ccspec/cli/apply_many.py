@@ -109,8 +109,8 @@ class _Applies:
                 store.close()
 
     def _apply(self, store: StateStore, workflow: ResolvedWorkflow, result: _Result) -> None:
-        from ccspec.cli.apply_out import apply_summary, plan_header
-        from ccspec.console import plain_reporter
+        from ccspec.cli.apply_out import apply_summary
+        from ccspec.console import plain_reporter, plan_header
         from ccspec.runner import apply_workflow, leased, plan_workflow
 
         def waiting(line: str) -> None:
@@ -123,7 +123,7 @@ class _Applies:
                 result.interrupted = True
                 return
             planned = plan_workflow(workflow, store, replace=self.replace, targets=self.target)
-            self.say(plan_header(planned.plan))
+            self.say(plan_header(planned.plan.workflow, planned.plan))
             began = time.monotonic()
             outcome = apply_workflow(
                 planned,

@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # imported by the command only: `ccspec --help` stays fast
     from ccspec.engine import Outcome
     from ccspec.planner import Plan
 
-__all__ = ["apply_summary", "plan_header", "state_counts"]
+__all__ = ["apply_summary", "state_counts"]
 
 # the order states are named in: how the run went first, then what did not run
 _ORDER = (
@@ -73,14 +73,6 @@ def apply_summary(plan: Plan, outcome: Outcome, spec: Path, seconds: float) -> s
         if (spec.parent / f"{plan.workflow}{suffix}").exists()
     ]
     return f"{plan.workflow}: {said} in {seconds:.1f}s" + (f"; {', '.join(files)}" if files else "")
-
-
-def plan_header(plan: Plan) -> str:
-    """The workflow's jobs to run and up to date, then a line per job not up to date."""
-    fresh = sum(1 for j in plan.jobs if j.action.value == "up_to_date")
-    lines = [f"{plan.workflow}: {len(plan.to_run)} to run, {fresh} up to date"]
-    lines.extend(f"  {job.line()}" for job in plan.jobs if job.action.value != "up_to_date")
-    return "\n".join(lines)
 
 
 def _shown(path: Path) -> str:
