@@ -95,18 +95,18 @@ _ASK_UMASK = (
 )
 
 
-def with_umask(wrapper: str) -> str:
-    """templates/run-wrapper.sh for jobs on this machine: their umask is ccspec's, written
-    into the lines that ask for it elsewhere (one fork less per job), and the children the
-    job's shell reaped before it ran are none (a fresh shell, or a fresh fork of the
-    launcher's: one read of /proc less per job)."""
+def with_umask(wrapper: str, umask: str | None = None) -> str:
+    """templates/run-wrapper.sh with the job's umask written into the lines that ask for it
+    (one fork less per job): `umask` is shell text (ssh and WSL launch commands pass "$U",
+    the umask they start jobs with), ccspec's own by default (jobs on this machine). The
+    children the job's shell reaped before it ran are none: it is a fresh shell, or a fresh
+    fork of the launcher's, and no subshell asked the umask (one read of /proc less a job)."""
     if _ASK_UMASK not in wrapper:
         raise ValueError(
             "templates/run-wrapper.sh no longer asks for the umask where ccspec looks for it"
         )
-    return wrapper.replace(
-        _ASK_UMASK, f"  __ccspec_umask={current_umask():04o} __ccspec_had=0\n", 1
-    )
+    value = f"{current_umask():04o}" if umask is None else umask
+    return wrapper.replace(_ASK_UMASK, f"  __ccspec_umask={value} __ccspec_had=0\n", 1)
 
 
 def _loose(path: Path) -> bool:

@@ -29,14 +29,13 @@ from ccspec.fingerprint import hash_file
 from ccspec.interpreters import interpreter_argv
 from ccspec.resources import template_path
 from ccspec.spec.resolved import ResolvedJob
-from ccspec.state.private import make_dirs, opener
+from ccspec.state.private import make_dirs, opener, with_umask
 
 # the launch and tracking types live in base.py; imported from here by older callers
 from ccspec.targets.base import RemoteLaunch, Submitted, Tracked, launched_at
 from ccspec.targets.shells import Shell
 
 __all__ = [
-    "ASK_UMASK",
     "RemoteLaunch",
     "RemoteLayout",
     "Submitted",
@@ -210,18 +209,13 @@ class RemoteLayout:
         return ["env", *(f"{k}={v}" for k, v in env.items())]
 
 
-# The run: wrapper's line that asks the job's shell for its umask (a fork per job)
-ASK_UMASK = "__ccspec_umask=$(umask)"
-
-
 def wrapper_variable() -> str:
     """A line that puts the run: wrapper into the shell variable R, so that a batch's
-    command carries it once, not once per job (`bash -c "$R" bash CMD`). Its umask line
-    takes the command's `$U` instead: the umask the command starts the jobs with."""
-    before, found, after = _run_wrapper().partition(ASK_UMASK)
-    if not found:  # a wrapper that asks differently: it keeps asking
-        return f"R={q(before)}"
-    return f'R={q(before + "__ccspec_umask=")}"$U"{q(after)}'
+    command carries it once, not once per job (`bash -c "$R" bash CMD`). Its umask is the
+    command's `$U`, the umask the command starts the jobs with (ccspec.state.private.with_umask)."""
+    marker = "\x00U\x00"  # never in the wrapper: where "$U" goes, outside the quotes
+    before, _, after = with_umask(_run_wrapper(), marker).partition(marker)
+    return f'R={q(before)}"$U"{q(after)}'
 
 
 def run_words(argv: Sequence[str]) -> str:
