@@ -206,44 +206,9 @@ def test_an_array_submitted_before_its_ids_were_kept_is_followed_not_repeated(
     runner or the run folders: the next apply finds the array by its comment on squeue. The
     array is held until the apply found it."""
     workdir = repo / "w"
-    run = f"echo {{n}} >> {repo}/LEDGER; echo '# ccspec output n={{n}}'"
-    write(
-        repo,
-        f"""
-        version: 1
-        hosts: {{hpc: {slurm_host(svc, workdir)}}}
-        jobs:
-          {name}: {{host: hpc, array: true, matrix: {{n: [1, 2]}}, run: "{run.format(n="{{ matrix.n }}")}"}}
-        """,
-    )
-    recorded = [record_unanswered(repo, f"{name}-{n}") for n in (1, 2)]
-    held = SlurmHost(
-        type="slurm", partition=svc.slurm_partition, workdir=str(workdir), sbatch={"hold": True}
-    )
-    launches = [
-        RemoteLaunch(
-            a.id,
-            "flow",
-            ResolvedJob(
-                f"{name}-{n}", name, "run", "hpc", {"n": n}, run=run.format(n=n), array=1000
-            ),
-            1,
-            repo,
-            str(a.run_dir),
-            Path(str(a.log_path)),
-            {},
-            claim=launch_claim(a.id, a.created or 0.0),
-        )
-        for n, a in zip((1, 2), recorded, strict=True)
-    ]
-    backend = backend_for(held)
-    try:
-        answers = backend.submit(launches)
-    finally:
-        backend.close()
-    handles = [a.handle or "" for a in answers]
+    handles = submit_held(repo, svc, workdir, name, "array: true", array=1000)
     array_id = handles[0].split("_")[0]
-    assert handles == [f"{array_id}_0", f"{array_id}_1"], answers
+    assert handles == [f"{array_id}_0", f"{array_id}_1"], handles
     for n in (1, 2):  # the ids never reached a file
         run_dir(workdir, f"{name}-{n}").joinpath("slurm_id").unlink()
     for found in (workdir / ".ccspec" / "arrays").rglob("slurm_id"):
@@ -268,3 +233,47 @@ def test_an_array_submitted_before_its_ids_were_kept_is_followed_not_repeated(
     for n in (1, 2):
         assert attempts(repo, f"{name}-{n}") == [(1, "succeeded")]
     assert slurm_ids(f"ccspec.flow.{name}") == handles
+
+
+def submit_held(
+    repo: Path, svc: TestServices, workdir: Path, name: str, key: str, **job_keys: int
+) -> list[str]:
+    """Write a two-member matrix job with `key` (`array: true`, `pack: 2`) on the test
+    cluster, record both attempts as a runner killed before any answer would, and submit
+    them held (`sbatch --hold`) as that runner did: the members' handles."""
+    run = f"echo {{n}} >> {repo}/LEDGER; echo '# ccspec output n={{n}}'"
+    write(
+        repo,
+        f"""
+        version: 1
+        hosts: {{hpc: {slurm_host(svc, workdir)}}}
+        jobs:
+          {name}: {{host: hpc, {key}, matrix: {{n: [1, 2]}}, run: "{run.format(n="{{ matrix.n }}")}"}}
+        """,
+    )
+    recorded = [record_unanswered(repo, f"{name}-{n}") for n in (1, 2)]
+    held = SlurmHost(
+        type="slurm", partition=svc.slurm_partition, workdir=str(workdir), sbatch={"hold": True}
+    )
+    launches = [
+        RemoteLaunch(
+            a.id,
+            "flow",
+            ResolvedJob(
+                f"{name}-{n}", name, "run", "hpc", {"n": n}, run=run.format(n=n), **job_keys
+            ),
+            1,
+            repo,
+            str(a.run_dir),
+            Path(str(a.log_path)),
+            {},
+            claim=launch_claim(a.id, a.created or 0.0),
+        )
+        for n, a in zip((1, 2), recorded, strict=True)
+    ]
+    backend = backend_for(held)
+    try:
+        answers = backend.submit(launches)
+    finally:
+        backend.close()
+    return [a.handle or "" for a in answers]

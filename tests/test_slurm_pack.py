@@ -16,15 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from ccspec.spec.models import SlurmHost
-from ccspec.spec.resolved import ResolvedJob
-from ccspec.targets.base import RemoteLaunch
-from ccspec.targets.claims import launch_claim
-from ccspec.targets.hosts import backend_for
 from tests.services import TestServices, services
 from tests.test_apply import ccspec, kill_runner, start, status, wait_for, write
 from tests.test_remote import slurm_host
-from tests.test_slurm_array import attempts, ledger, record_unanswered, run_dir, slurm_ids
+from tests.test_slurm_array import (
+    attempts,
+    ledger,
+    run_dir,
+    slurm_ids,
+    submit_held,
+)
 
 
 @pytest.fixture
@@ -229,42 +230,9 @@ def test_a_pack_submitted_before_its_ids_were_kept_is_followed_not_repeated(
     runner or the run folders: the next apply finds the pack by its comment on squeue. The
     pack is held until the apply found it."""
     workdir = repo / "w"
-    run = f"echo {{n}} >> {repo}/LEDGER; echo '# ccspec output n={{n}}'"
-    write(
-        repo,
-        f"""
-        version: 1
-        hosts: {{hpc: {slurm_host(svc, workdir)}}}
-        jobs:
-          {name}: {{host: hpc, pack: 2, matrix: {{n: [1, 2]}}, run: "{run.format(n="{{ matrix.n }}")}"}}
-        """,
-    )
-    recorded = [record_unanswered(repo, f"{name}-{n}") for n in (1, 2)]
-    held = SlurmHost(
-        type="slurm", partition=svc.slurm_partition, workdir=str(workdir), sbatch={"hold": True}
-    )
-    launches = [
-        RemoteLaunch(
-            a.id,
-            "flow",
-            ResolvedJob(f"{name}-{n}", name, "run", "hpc", {"n": n}, run=run.format(n=n), pack=2),
-            1,
-            repo,
-            str(a.run_dir),
-            Path(str(a.log_path)),
-            {},
-            claim=launch_claim(a.id, a.created or 0.0),
-        )
-        for n, a in zip((1, 2), recorded, strict=True)
-    ]
-    backend = backend_for(held)
-    try:
-        answers = backend.submit(launches)
-    finally:
-        backend.close()
-    got = [a.handle or "" for a in answers]
+    got = submit_held(repo, svc, workdir, name, "pack: 2", pack=2)
     pack = got[0].split("+")[0]
-    assert got == [f"{pack}+0", f"{pack}+1"], answers
+    assert got == [f"{pack}+0", f"{pack}+1"], got
     for n in (1, 2):  # the handles never reached a file
         run_dir(workdir, f"{name}-{n}").joinpath("slurm_id").unlink()
     for found in (workdir / ".ccspec" / "packs").rglob("slurm_id"):
