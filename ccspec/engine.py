@@ -49,6 +49,7 @@ from ccspec.state.store import LeaseLost, RecordedJob, StateStore
 from ccspec.states import FINAL, JobState
 from ccspec.targets.base import Launch, StatusChanged, TargetEvent, Tracked
 from ccspec.targets.local_batch import LocalBatch
+from ccspec.usage import Usage
 
 if TYPE_CHECKING:  # imported where remote hosts are used: a local run does without them
     from ccspec.engine_remote import RemoteHosts
@@ -79,6 +80,7 @@ class Run:
     since: float | None = None  # wall time of its launch (re-attached ones: when recorded)
     mine_at: float = 0.0  # monotonic time of the next read of its log for progress
     miner: LogMiner | None = None
+    usage: Usage | None = None  # a remote attempt's, reported with its end
 
     def tracked(self) -> Tracked:
         """The attempt as its target follows it."""

@@ -20,7 +20,7 @@ from ccspec.state import unwritable
 from ccspec.state.private import make_dirs
 from ccspec.state.store import Attempt, AttemptNumberTaken, LeaseLost
 from ccspec.states import JobState
-from ccspec.usage import read_usage, usage_file, usage_warning
+from ccspec.usage import attempt_usage, usage_warning
 
 if TYPE_CHECKING:
     from ccspec.engine import Engine, Run
@@ -160,7 +160,7 @@ def finish(engine: Engine, command: ev.Finish) -> None:
     view.finished = now if ended is None else max(min(ended, now), view.started or 0.0)
     view.exit_code = command.exit_code
     job = engine.jobs.get(command.job)
-    view.usage = read_usage(usage_file(run.run_dir, run.log_path, run.remote))
+    view.usage = run.usage if run.remote else attempt_usage(run.run_dir)
     view.usage_warning = usage_warning(view.usage, job.resources) if job else None
     engine.store.finish_attempt(
         run.attempt_id,

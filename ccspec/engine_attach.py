@@ -110,6 +110,7 @@ def _follow(
     if status is not None and status.state in FINAL:
         engine.mine(run, final=True)
         run.attached = False
+        run.usage = status.usage
         ended = ev.Ended(
             view.id, attempt.number, status.state, status.exit_code, status.reason, status.finished
         )

@@ -93,6 +93,7 @@ def status_changed(engine: Engine, attempt_id: int, status: Status) -> list[ev.E
     if status.state in FINAL:
         engine.by_attempt.pop(attempt_id, None)
         engine.mine(run, final=True)
+        run.usage = status.usage
         return [
             ev.Ended(
                 run.job,

@@ -16,18 +16,16 @@ from ccspec.targets.claims import launch_claim
 from ccspec.targets.hosts import backend_for, poll_intervals
 from ccspec.targets.remote import RemoteLaunch, Tracked, job_files, launched_at
 from ccspec.targets.worker import HostWorker, Post
-from ccspec.usage import mirrored
 
 __all__ = ["RemoteHosts", "fetched"]
 
 
 def fetched(job: ResolvedJob | None, log_path: Path) -> dict[str, Path]:
-    """Files a remote attempt's run folder holds that ccspec keeps next to the local log: its
-    resource usage (ccspec.usage), and a notebook's executed copy."""
-    files = {"usage": mirrored(log_path)}
+    """Files a remote attempt's run folder holds that ccspec keeps next to the local log: a
+    notebook's executed copy."""
     if job is not None and job.kind == "notebook":
-        files["executed.ipynb"] = log_path.resolve().with_suffix(".ipynb")
-    return files
+        return {"executed.ipynb": log_path.resolve().with_suffix(".ipynb")}
+    return {}
 
 
 class RemoteHosts:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from ccspec.redact import Redactor
 from ccspec.report.status import JobStatus
 from ccspec.state.store import Attempt, StateStore
-from ccspec.usage import read_usage, usage_file
+from ccspec.usage import attempt_usage
 
 if TYPE_CHECKING:
     from ccspec.progress import LogMiner
@@ -83,9 +83,7 @@ def settle(
             progress=progress,
             message=None if miner.message is None else mask.text(miner.message),
             finished=status.finished,
-            usage=read_usage(
-                usage_file(Path(attempt.run_dir or "."), None, attempt.id not in local)
-            ),
+            usage=status.usage if attempt.id not in local else attempt_usage(attempt.run_dir),
         )
         settled += 1
     return settled

@@ -2,11 +2,11 @@
 tree the job waited for) and peak memory (the largest RSS of one process of the tree), and
 the warning shown when a job used far less or far more than its `resources` asked.
 
-The wrapper (templates/run-wrapper.sh, job-wrapper.sh) writes the run folder's `usage` file as
-the job ends; the engine reads it (`usage_file`, `read_usage`) when it records the end. On
-remote hosts (ssh, Slurm, WSL) the same wrappers write it, and the host's poll brings it back
-beside the log with the attempt's other result files. Shown by `ccspec status`, the status file,
-the API, the dashboard and `ccspec report`.
+The wrapper (templates/run-wrapper.sh, job-wrapper.sh) writes the usage line as the second
+line of the run folder's exit-code file as the job ends; the engine reads it
+(`attempt_usage`) when it records the end. On remote hosts (ssh, Slurm, WSL) the same
+wrappers write it, and the host's poll brings it with the attempt's final status. Shown by
+`ccspec status`, the status file, the API, the dashboard and `ccspec report`.
 
 Thresholds of the warning (`usage_warning`):
 - memory: peak RSS above 100% of `resources.mem` (the job risks being killed by a scheduler
@@ -29,11 +29,10 @@ if TYPE_CHECKING:
 __all__ = [
     "MIN_WALL",
     "Usage",
+    "attempt_usage",
     "format_bytes",
-    "mirrored",
     "parse_usage",
     "read_usage",
-    "usage_file",
     "usage_warning",
 ]
 
@@ -83,34 +82,31 @@ def parse_usage(text: str) -> Usage | None:
     return Usage(wall, cpu, rss)
 
 
-def usage_file(run_dir: Path | None, log_path: Path | None, remote: bool) -> Path | None:
-    """Where an attempt's usage file is on this machine: in its run folder, or for a remote
-    one (ssh, Slurm, WSL), the copy brought back beside its log when it ended (`fetched`)."""
-    if remote:
-        return None if log_path is None else mirrored(log_path)
-    return None if run_dir is None else run_dir / "usage"
-
-
-def mirrored(log_path: Path) -> Path:
-    """The local copy of a remote attempt's usage file: beside its log, as NUMBER.usage."""
-    return log_path.resolve().with_suffix(".usage")
-
-
-def read_usage(path: Path | None) -> Usage | None:
-    """The usage a wrapper recorded in the usage file `path`, if any."""
-    if path is None:
+def attempt_usage(run_dir: Path | str | None) -> Usage | None:
+    """The usage a local attempt's wrapper recorded in its run folder: the exit-code file's
+    second line (an older wrapper's file `usage`). A remote attempt's (ssh, Slurm, WSL) comes
+    with its final status from the host's poll (ccspec.targets.base.Status)."""
+    if run_dir is None:
         return None
+    return read_usage(Path(run_dir, "exit_code")) or read_usage(Path(run_dir, "usage"))
+
+
+def read_usage(path: Path) -> Usage | None:
+    """The usage line in the file `path` (a usage file, or an exit-code file's second line)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
         return None
     try:
-        text = os.read(fd, 256).decode(errors="replace")
+        text = os.read(fd, 512).decode(errors="replace")
     except OSError:
         text = ""
     finally:
         os.close(fd)
-    return parse_usage(text)
+    for line in text.splitlines():
+        if (found := parse_usage(line)) is not None:
+            return found
+    return None
 
 
 def usage_warning(usage: Usage | None, resources: Resources) -> str | None:

@@ -6,10 +6,11 @@
 # Output goes where the caller pointed stdout/stderr (the job's log).
 # The pid and exit code files are private (0600), as everything in the state folder; the
 # job keeps the umask it was started with.
-# Before the exit code, it records the job's CPU time and peak RSS in `usage` (read by
-# ccspec.usage): getrusage(RUSAGE_CHILDREN) of this shell, which only a program can ask
-# for, so the shell execs python3 for it (no fork; the reaped children's usage survives the
-# exec), which writes both files (the job's start: the pid file's mtime). Without python3 (or /proc) the exit code alone.
+# With the exit code, as the exit-code file's second line, it records the job's CPU time and
+# peak RSS (read by ccspec.usage): getrusage(RUSAGE_CHILDREN) of this shell, which only a
+# program can ask for, so the shell execs python3 for it (no fork; the reaped children's
+# usage survives the exec), which writes the file (the job's start: the pid file's mtime).
+# Without python3 (or /proc) the exit code alone.
 run_dir=$1
 shift
 job_umask=$(umask)
@@ -30,10 +31,7 @@ d,c=sys.argv[1:3];k=r.getrusage(r.RUSAGE_CHILDREN)
 try:t="%.6f"%os.stat(d+"/pid").st_mtime
 except OSError:t="-"
 try:
- with open(d+"/usage","w") as f:f.write("s %.3f %.3f %d %s %.6f\n"%(k.ru_utime,k.ru_stime,k.ru_maxrss,t,time.time()))
-except OSError:pass
-try:
- with open(d+"/exit_code","w") as f:f.write(c+"\n")
+ with open(d+"/exit_code","w") as f:f.write(c+"\ns %.3f %.3f %d %s %.6f\n"%(k.ru_utime,k.ru_stime,k.ru_maxrss,t,time.time()))
 except OSError:
  try:open(d+"/exit_code."+c,"w").close()
  except OSError:pass

@@ -12,13 +12,16 @@
 # be written (the folder is full), an empty file `pid.N` or `exit_code.N` keeps it in its
 # name. The set-up is a function so that the launcher parses it once, not once per job; the
 # command runs outside of it.
-# Just before the exit code, its EXIT trap records the job's resource usage in `usage` (read
-# by ccspec.usage): CPU time of the shell and of the children it waited for, and its RSS,
-# from /proc/self/stat (one read by a builtin: no process). The peak RSS of a job's children
-# is only in getrusage(RUSAGE_CHILDREN), which no shell prints: a job that ran any, where
-# python3 is installed, execs it at exit (no fork; what the reaped children used survives an
-# exec), and it writes both files. Without /proc nothing is recorded.
-# The files it writes (log, pid, exit code, usage) are private, 0600: the log may show secrets.
+# With the exit code, its EXIT trap records the job's resource usage, as the exit-code file's
+# second line (read by ccspec.usage; one file, one write: each new file costs a metadata
+# write, the slowest thing on network and VM disks): CPU time of the shell and of the
+# children it waited for, and its RSS, from /proc/self/stat (one read by a builtin: no
+# process). The peak RSS of a job's children is only in getrusage(RUSAGE_CHILDREN), which no
+# shell prints: a job that ran any, where python3 is installed, execs it at exit (no fork;
+# what the reaped children used survives an exec), and it writes the file. Without /proc the
+# exit code alone. The pid is not written where $CCSPEC_CLAIM (an ssh launch's claim, see
+# ccspec.targets.detached) already holds this shell's pid.
+# The files it writes (log, pid, exit code) are private, 0600: the log may show secrets.
 # The job itself runs with the umask it was started with; on this machine ccspec writes
 # its value into the set-up (no fork to ask for it), on other hosts the set-up asks.
 __ccspec_note() {
@@ -40,17 +43,15 @@ __ccspec_end() {
       exec python3 -I -S -c 'import os,resource as r,sys,time
 d,c,u,s,m,t=sys.argv[1:7];k=r.getrusage(r.RUSAGE_CHILDREN);m=m if m.isdigit() else "0"
 try:
- with open(d+"/usage","w") as f:f.write("s %.3f %.3f %d %s %.6f\n"%(int(u)/100+k.ru_utime,int(s)/100+k.ru_stime,max(int(m),k.ru_maxrss),t or "-",time.time()))
-except OSError:pass
-try:
- with open(d+"/exit_code","w") as f:f.write(c+"\n")
+ with open(d+"/exit_code","w") as f:f.write(c+"\ns %.3f %.3f %d %s %.6f\n"%(int(u)/100+k.ru_utime,int(s)/100+k.ru_stime,max(int(m),k.ru_maxrss),t or "-",time.time()))
 except OSError:
  try:open(d+"/exit_code."+c,"w").close()
  except OSError:pass
 os._exit(int(c))' "$CCSPEC_RUN_DIR" "$1" "$__ccspec_ut" "$__ccspec_st" "$__ccspec_m" "${__ccspec_start-}"
     fi
-    echo "t $((__ccspec_ut + __ccspec_cut)) $((__ccspec_st + __ccspec_cst)) $__ccspec_m ${__ccspec_start:--} ${EPOCHREALTIME:--}" \
-      2>/dev/null >"$CCSPEC_RUN_DIR/usage"
+    echo "$1
+t $((__ccspec_ut + __ccspec_cut)) $((__ccspec_st + __ccspec_cst)) $__ccspec_m ${__ccspec_start:--} ${EPOCHREALTIME:--}" \
+      2>/dev/null >"$CCSPEC_RUN_DIR/exit_code" && return
   fi
   __ccspec_note exit_code "$1"
 }
@@ -74,7 +75,10 @@ __ccspec_setup() {
   trap 'trap - EXIT; __ccspec_note exit_code 141; exit 141' PIPE
   trap 'trap - EXIT; __ccspec_note exit_code 142; exit 142' ALRM
   trap 'trap - EXIT; __ccspec_note exit_code 143; exit 143' TERM
-  __ccspec_note pid "${BASHPID:-$$}"
+  __ccspec_x=
+  [ -n "${CCSPEC_CLAIM-}" ] && { read -r __ccspec_x <"$CCSPEC_CLAIM"; } 2>/dev/null
+  [ "$__ccspec_x" = "${BASHPID:-$$}" ] || __ccspec_note pid "${BASHPID:-$$}"
+  unset CCSPEC_CLAIM
   umask "$__ccspec_umask"
   unset __ccspec_umask
   if [ -n "${3-}" ]; then

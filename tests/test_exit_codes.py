@@ -289,8 +289,8 @@ def cancel_0(repo: Path) -> None:
 def cancel_1(repo: Path) -> None:
     import uuid
 
-    from tests.services import services, ssh
-    from tests.test_remote import ssh_host
+    from tests.services import services
+    from tests.test_remote import remote_pid, ssh_host
 
     svc = services()
     workdir = f"~/t/{uuid.uuid4().hex[:12]}"
@@ -299,7 +299,7 @@ def cancel_1(repo: Path) -> None:
     )
     spec(repo, job.format(ssh_host(svc, workdir)))
     runner = start(repo, "apply", "flow.yaml")
-    wait_for(lambda: ssh(f"test -s {workdir}/.ccspec/runs/flow/a/1/pid").returncode == 0)
+    wait_for(lambda: remote_pid(f"{workdir}/.ccspec/runs/flow/a/1") != "")
     kill_runner(runner)
     spec(
         repo,

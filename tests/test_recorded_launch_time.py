@@ -12,17 +12,18 @@ from pathlib import Path
 
 from tests.services import services, ssh
 from tests.test_apply import ccspec, kill_runner
-from tests.test_remote import start_remote_job
+from tests.test_remote import remote_pid, start_remote_job
 
 
 def test_status_follows_a_remote_attempt_recorded_without_a_launch_time(repo: Path) -> None:
     remote_dir = f"~/t/{uuid.uuid4().hex[:12]}"
     proc, run_dir = start_remote_job(repo, services(), remote_dir, "long", '"sleep 200"')
-    pid = ssh(f"cat {run_dir}/pid").stdout.strip()
+    pid = remote_pid(run_dir)
     kill_runner(proc)  # the job runs on, detached, with nobody watching it
     try:
-        # no pid in the run folder: what a job just starting looks like, so the grace decides
-        ssh(f"rm {run_dir}/pid")
+        # no pid in the run folder (none in the launch's claim, no pid file): what a job just
+        # starting looks like, so the grace decides
+        ssh(f'rm -f {run_dir}/pid; for f in {run_dir}/launch.*; do : > "$f"; done')
         with sqlite3.connect(repo / ".ccspec" / "state.db") as db:
             db.execute("UPDATE attempts SET created = NULL")
         result = ccspec(repo, "status", "flow.yaml", "--json")

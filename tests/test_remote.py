@@ -53,11 +53,19 @@ def slurm_host(svc: TestServices, workdir: Path | str, **extra: object) -> str:
     return "{" + ", ".join(f"{k}: {v}" for k, v in fields.items()) + "}"
 
 
+def remote_pid(run_dir: str) -> str:
+    """The pid of the job in an ssh host's run folder: in its launch claim (launch.ID.TIME),
+    or in the file `pid` when the wrapper wrote one ("" while there is none)."""
+    return ssh(
+        f"cat {run_dir}/pid 2>/dev/null || cat {run_dir}/launch.* 2>/dev/null"
+    ).stdout.strip()
+
+
 def start_and_wait(repo: Path, remote_dir: str, job: str) -> tuple[subprocess.Popen[str], str]:
-    """`ccspec apply` in the background, once `job`'s first attempt wrote its pid on the host."""
+    """`ccspec apply` in the background, once `job`'s first attempt has its pid on the host."""
     proc = start(repo, "apply", "flow.yaml")
     run_dir = f"{remote_dir}/.ccspec/runs/flow/{job}/1"
-    wait_for(lambda: ssh(f"test -s {run_dir}/pid").returncode == 0)
+    wait_for(lambda: remote_pid(run_dir) != "")
     return proc, run_dir
 
 
@@ -84,7 +92,7 @@ def start_long_remote_job(
     """`apply` of one 200 s job on the ssh host, once it runs there; returns the runner and
     the job's pid on the host."""
     proc, run_dir = start_remote_job(repo, svc, remote_dir, "long", '"sleep 200"')
-    return proc, remote_text(f"{run_dir}/pid").strip()
+    return proc, remote_pid(run_dir)
 
 
 def wait_gone(pid: str) -> None:
@@ -345,7 +353,7 @@ def test_a_dropped_connection_makes_the_state_unknown_then_reconnects(
         """,
         )
         proc = start(repo, "apply", "flow.yaml")
-        wait_for(lambda: ssh(f"test -s {remote_dir}/.ccspec/runs/flow/long/1/pid").returncode == 0)
+        wait_for(lambda: remote_pid(f"{remote_dir}/.ccspec/runs/flow/long/1") != "")
         proxy.stop()  # every connection through it drops, and new ones are refused
         time.sleep(2.5)
         proxy.start()

@@ -36,11 +36,11 @@ def test_a_hangup_sent_to_a_detached_job_is_recorded_as_its_end(
 ) -> None:
     target, _ = backend(workdir)
     try:
-        [answer] = target.submit([launch(tmp_path, 1, "sleep 30")])
+        [answer] = target.submit([launch(tmp_path, 1, "echo up; sleep 30")])
         assert answer.handle and answer.error is None, answer
-        pid_file = f"{workdir}/.ccspec/runs/flow/j1/1/pid"
-        # the wrapper writes its pid once its traps are set
-        wait_for(lambda: ssh(f"test -s {pid_file}").returncode == 0, timeout=20)
+        log = f"{workdir}/.ccspec/runs/flow/j1/1/log"
+        # the wrapper runs the job's command once its traps are set
+        wait_for(lambda: ssh(f"grep -q up {log}").returncode == 0, timeout=20)
         # the job's process group: the wrapper leads it, `sleep` is in it
         assert ssh(f"kill -HUP -{answer.handle}").returncode == 0
         status = _final(target, tmp_path, answer.handle)

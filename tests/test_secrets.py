@@ -296,7 +296,7 @@ def test_remote_workdirs_keep_their_state_private(repo: Path) -> None:
     runs = ".ccspec/runs/flow"
     names = [
         ".ccspec",
-        *(f"{runs}/{job}/1/{f}" for job in ("far", "script") for f in ("log", "pid", "exit_code")),
+        *(f"{runs}/{job}/1/{f}" for job in ("far", "script") for f in ("log", "exit_code")),
     ]
     remote = ssh(
         f"cd {workdir} && stat -c '%a %n' {' '.join(names)} flow/far-file flow/far-script-file"

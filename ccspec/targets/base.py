@@ -19,6 +19,7 @@ from typing import Literal, Protocol, TypeVar
 
 from ccspec.spec.resolved import ResolvedJob
 from ccspec.states import JobState
+from ccspec.usage import Usage
 
 __all__ = [
     "LOG_READ",
@@ -85,6 +86,8 @@ class Status:
     # when it ended by its host's account (None: when ccspec learnt of it)
     finished: float | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
+    # what a remote attempt used, reported with its end (a local one's is in its run folder)
+    usage: Usage | None = None
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from ccspec.targets.base import LOG_READ, Fenced, RemoteLaunch, Status, Submitte
 from ccspec.targets.claims import fence
 from ccspec.targets.launch_report import SETTLED, ended, settle_lines
 from ccspec.targets.remote import (
+    PID_FUNCTION,
     START_GRACE,
     FileState,
     RemoteLayout,
@@ -45,9 +46,12 @@ q = shlex.quote
 # The claim (ccspec.targets.claims) is the file RUN_DIR/CLAIM, made with noclobber: an
 # O_EXCL create, as atomic as the fence's `mkdir` of the same name (whichever comes first,
 # the other fails) and a builtin, so a launch costs no process for it. The job's pid goes
-# into it. Found there already: a file is an earlier send of this launch (answer with the
-# pid it holds), a folder a later runner's fence (give up). `true`, not `:`: a failed
-# redirection of a special builtin ends the shell.
+# into it. The job's wrapper finds its pid there ($CCSPEC_CLAIM) and writes no pid file of
+# its own: one file less per job (new files are what costs most on the host's disk); it
+# writes one when it looks before the pid is in (a race it seldom wins: the pid is written
+# as soon as the fork returns). Found there already: a file is an
+# earlier send of this launch (answer with the pid it holds), a folder a later runner's fence
+# (give up). `true`, not `:`: a failed redirection of a special builtin ends the shell.
 LAUNCH_FUNCTION = r"""
 command -v setsid >/dev/null 2>&1 && S=setsid || S=nohup
 U=$(umask)
@@ -64,7 +68,8 @@ L() {
     return 0
   fi
   umask 077; : >> "$r/log"; umask "$U"
-  ( while [ $# -gt 0 ]; do case $1 in [A-Za-z_]*=*) export "$1"; shift ;; *) break ;; esac; done
+  ( export CCSPEC_CLAIM="$r/$m"
+    while [ $# -gt 0 ]; do case $1 in [A-Za-z_]*=*) export "$1"; shift ;; *) break ;; esac; done
     cd "$c" && exec $S "$@" > "$r/log" 2>&1 < /dev/null ) &
   echo "$!" > "$r/$m"
   printf '@@ %s ok %s\n' "$k" "$!"
@@ -170,8 +175,9 @@ class DetachedBackend:
             if not f.complete:  # log bytes left to mirror: report the exit next time
                 return Status(JobState.RUNNING, extra=f.mirroring())
             if f.exit_code == 0:
-                return Status(JobState.SUCCEEDED, 0, finished=f.ended(now))
-            return Status(JobState.FAILED, f.exit_code, f"exit code {f.exit_code}", f.ended(now))
+                return Status(JobState.SUCCEEDED, 0, finished=f.ended(now), usage=f.usage)
+            reason = f"exit code {f.exit_code}"
+            return Status(JobState.FAILED, f.exit_code, reason, f.ended(now), usage=f.usage)
         if f.pid == "r" or (f.pid == "-" and now - t.since < START_GRACE):
             return Status(JobState.RUNNING, extra=f.mirroring())
         if f.pid == "d":
@@ -195,16 +201,16 @@ class DetachedBackend:
 
     def cancel(self, tracked: Sequence[Tracked], force: bool) -> None:
         sig = "KILL" if force else "TERM"
-        lines = []
+        lines = [PID_FUNCTION]
         for t in tracked:
             run = q(self.layout.path(t.run_dir))
             # the whole process group (the job leads its own session), or the pid alone;
             # no `--`: dash's kill does not take it
             lines.append(
-                f'p=$(cat {run}/pid 2>/dev/null) && {{ kill -{sig} -"$p" 2>/dev/null || '
+                f'I {run}; [ -n "$p" ] && {{ kill -{sig} -"$p" 2>/dev/null || '
                 f'kill -{sig} "$p" 2>/dev/null; }}'
             )
-        if lines:
+        if tracked:
             self.shell.run("\n".join(lines) + "\ntrue")
 
     def read_log(self, tracked: Tracked, offset: int, most: int = LOG_READ) -> bytes:

@@ -5,8 +5,9 @@ jobs at once.
 Layout under the host's workdir W (default ~/ccspec):
 
     W/.ccspec/blobs/SHA256        every shipped file, once per content
-    W/.ccspec/runs/WF/JOB/N/      an attempt's run folder: pid, exit_code, log (and slurm_id),
-                                  and the launch's claim launch.ID.TIME (ccspec.targets.claims)
+    W/.ccspec/runs/WF/JOB/N/      an attempt's run folder: exit_code (with the usage), log,
+                                  the launch's claim launch.ID.TIME (ccspec.targets.claims;
+                                  an ssh launch's holds the pid), else pid, and slurm_id
     W/WF/                         the jobs' working folder: scripts, notebooks and inputs at
                                   their paths relative to the spec, copied from the blobs
 
@@ -16,7 +17,6 @@ grows, so progress, outputs and `ccspec logs` work the same for every target.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
@@ -34,8 +34,10 @@ from ccspec.state.private import make_dirs, opener, with_umask
 # the launch and tracking types live in base.py; imported from here by older callers
 from ccspec.targets.base import RemoteLaunch, Submitted, Tracked, launched_at
 from ccspec.targets.shells import Shell
+from ccspec.usage import Usage, parse_usage
 
 __all__ = [
+    "PID_FUNCTION",
     "RemoteLaunch",
     "RemoteLayout",
     "Submitted",
@@ -233,29 +235,39 @@ def _run_wrapper() -> str:
 
 # -- polling -------------------------------------------------------------------------------
 
+# `I RUN_DIR` sets p to the pid of the attempt's wrapper and h to "y" when there is a pid
+# file, or an ssh launch's claim with the pid in it (ccspec.targets.detached), else both empty.
+PID_FUNCTION = r"""
+I() {
+  p= h=; [ -f "$1/pid" ] && { h=y; { read -r p < "$1/pid"; } 2>/dev/null; return 0; }
+  for h in "$1"/launch.*; do [ -f "$h" ] && { read -r p < "$h"; } 2>/dev/null; done; h=${p:+y}
+}
+"""
+
 # One function, called once per job: `P KEY RUN_DIR OFFSET` prints
 #   @@ KEY EXIT PID_STATE SLURM_ID NBYTES LEFT NOW WRITTEN [USAGE]   then NBYTES of the log from OFFSET
 # EXIT is the wrapper's exit code or '-'; PID_STATE is r (running), d (gone) or - (no pid yet);
 # LEFT the log bytes still to fetch after these; NOW the host's clock and WRITTEN the time its
 # exit code was written by that clock (or '-'): the job's end is known, without clock skew,
 # however long its log takes to mirror (nanoseconds with GNU date and stat, else seconds).
-# USAGE: once the job ended, the words of its wrapper's usage file (ccspec.usage).
+# USAGE: once the job ended, its wrapper's usage line (ccspec.usage): the exit-code file's
+# second line (an older wrapper's file `usage`).
 # A job gets at most CHUNK bytes of its log, and all jobs together at most BUDGET ($B).
 POLL_FUNCTION = r"""
 B=BUDGET T= NL='
 ' N=$(date +%s.%N 2>/dev/null)
 case $N in *[!0-9.]*|'') N=$(date +%s 2>/dev/null) ;; esac
 P() {
-  x=- s=- i=- n=0 m=0 w=- z= v=
+  x=- s=- i=- n=0 m=0 w=- z= v= u=
   # files are read with the shell's own `read`: no process per file and job
-  [ -f "$2/exit_code" ] && { x=; read -r x < "$2/exit_code"; } 2>/dev/null
+  [ -f "$2/exit_code" ] && { x=; { read -r x; read -r u; } < "$2/exit_code"; } 2>/dev/null
   if [ "$x" = - ] || [ -z "$x" ]; then
-    x=-
-    if [ -f "$2/pid" ]; then
-      p=; { read -r p < "$2/pid"; } 2>/dev/null
+    x=- u=
+    I "$2"
+    if [ -n "$h" ]; then
       # alive, and not a zombie waiting for a late reaper
       if kill -0 "$p" 2>/dev/null && ! { [ -r "/proc/$p/stat" ] && { read -r t < "/proc/$p/stat"; } 2>/dev/null && t=${t##*) } && [ "${t%% *}" = Z ]; }; then s=r
-      elif [ -f "$2/exit_code" ]; then x=; { read -r x < "$2/exit_code"; } 2>/dev/null; x=${x:--}; s=d
+      elif [ -f "$2/exit_code" ]; then x=; { { read -r x; read -r u; } < "$2/exit_code"; } 2>/dev/null; x=${x:--}; s=d
       else s=d; fi
     fi
   fi
@@ -288,13 +300,13 @@ P() {
     w=$(stat -c %.9Y "$2/exit_code" 2>/dev/null || stat -c %Y "$2/exit_code" 2>/dev/null)
   fi
   case $w in ''|*[!0-9.]*) w=- ;; esac
-  u=
-  [ "$x" != - ] && [ -f "$2/usage" ] && read -r u < "$2/usage"  # a builtin: no process
+  [ "$x" != - ] && [ -z "$u" ] && [ -f "$2/usage" ] && read -r u < "$2/usage"  # a builtin: no process
   printf '@@ %s %s %s %s %s %s %s %s%s\n' "$1" "${x:--}" "$s" "${i:--}" "$n" "$m" "${N:--}" "$w" "${u:+ $u}"
   [ "$n" -gt 0 ] && tail -c +$(($3 + 1)) "$2/log" | head -c "$n"
   return 0
 }
 """.replace("CHUNK", str(LOG_CHUNK)).replace("BUDGET", str(POLL_LOG_BUDGET))
+POLL_FUNCTION = PID_FUNCTION + POLL_FUNCTION
 
 
 @dataclass(frozen=True)
@@ -306,6 +318,7 @@ class FileState:
     left: int = 0  # log bytes still to mirror
     # seconds between the exit code's writing and the poll, by the host's clock
     age: float | None = None
+    usage: Usage | None = None  # the wrapper's usage line, once the job ended
 
     def ended(self, now: float) -> float | None:
         """When the job ended, on this machine's clock (None: not known)."""
@@ -377,10 +390,7 @@ def fetch_results(layout: RemoteLayout, finished: Sequence[Tracked]) -> None:
     wanted = {
         i: (f"{layout.path(t.run_dir)}/{name}", local)
         for i, (t, name, local) in enumerate(
-            (t, n, lo)
-            for t in finished
-            for n, lo in t.fetch.items()
-            if n != "usage" or not lo.exists()  # usually brought by the poll
+            (t, n, lo) for t in finished for n, lo in t.fetch.items()
         )
     }
     offsets = dict.fromkeys(wanted, 0)
@@ -478,13 +488,11 @@ def parse_poll(out: bytes, tracked: Sequence[Tracked]) -> dict[int, FileState]:
             with open(t.log_path, "ab", opener=opener) as fh:  # 0600: the log may show secrets
                 fh.write(data)
         code = int(exit_text) if exit_text.lstrip("-").isdigit() and exit_text != "-" else None
-        if len(fields) > 8 and "usage" in t.fetch:  # the usage file, with no fetch of its own
-            with contextlib.suppress(OSError), open(t.fetch["usage"], "w", opener=opener) as fh:
-                fh.write(" ".join(fields[8:]) + "\n")
+        usage = parse_usage(" ".join(fields[8:])) if len(fields) > 8 else None
         left = int(left_text) if left_text.isdigit() else (0 if nbytes < LOG_CHUNK else 1)
         left += nbytes - len(data)  # an answer cut short: what is missing comes with the next poll
         age = _age(host_now, written)
         found[t.attempt_id] = FileState(
-            code, pid_state, None if slurm_id == "-" else slurm_id, left == 0, left, age
+            code, pid_state, None if slurm_id == "-" else slurm_id, left == 0, left, age, usage
         )
     return found

@@ -30,14 +30,15 @@ STALE_MARGIN = 1.0
 
 
 def read_exit_code(run_dir: Path | str) -> int | None:
-    """The exit code the job's wrapper recorded: in the file `exit_code`, or, where that could
-    not be written (a full folder), in the name of an empty file `exit_code.N`."""
+    """The exit code the job's wrapper recorded: the first line of the file `exit_code` (its
+    second is the usage, ccspec.usage), or, where that could not be written (a full folder),
+    in the name of an empty file `exit_code.N`."""
     try:  # os-level: this runs once for every job that ends
         fd = os.open(os.path.join(run_dir, "exit_code"), os.O_RDONLY)
     except OSError:
         return _exit_code_in_name(run_dir)
     try:
-        text = os.read(fd, 64).decode(errors="replace").strip()
+        text = os.read(fd, 64).decode(errors="replace").partition("\n")[0].strip()
     except OSError:
         text = ""
     finally:

@@ -10,6 +10,7 @@ unknown for that poll, never failed.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import re
@@ -60,7 +61,7 @@ from ccspec.targets.slurm_states import SlurmRecord, map_state
 from ccspec.targets.slurm_states import final as _final
 from ccspec.targets.slurm_states import parse_sacct as _parse_sacct
 from ccspec.targets.slurm_states import parse_squeue as _parse_squeue
-from ccspec.targets.slurm_usage import record_from_accounting
+from ccspec.targets.slurm_usage import usage_from_accounting
 
 if TYPE_CHECKING:
     import jinja2
@@ -297,8 +298,14 @@ class SlurmBackend:
             ],
         )
         # usage of the ones whose wrapper wrote none (killed by Slurm), from accounting
-        finished = [t for t in tracked if (s := states.get(t.attempt_id)) and s.state in FINAL]
-        record_from_accounting(finished, handles, self._accounting)
+        unmeasured = [
+            t
+            for t in tracked
+            if (s := states.get(t.attempt_id)) and s.state in FINAL and s.usage is None
+        ]
+        for i, used in usage_from_accounting(unmeasured, handles, self._accounting).items():
+            if (s := states.get(i)) is not None:
+                states[i] = dataclasses.replace(s, usage=used)
         return states
 
     def _accounting(self, options: str) -> str | None:
@@ -426,8 +433,10 @@ def _status(
         status = Status(JobState.RUNNING)  # mirror the rest of the log first
     if status.state is JobState.RUNNING:
         extra = {**extra, **f.mirroring()}
-    ended = f.ended(now) if status.state not in (JobState.QUEUED, JobState.RUNNING) else None
-    return Status(status.state, status.exit_code, status.reason, ended or status.finished, extra)
+    if status.state in (JobState.QUEUED, JobState.RUNNING):
+        return Status(status.state, status.exit_code, status.reason, status.finished, extra)
+    ended = f.ended(now) or status.finished
+    return Status(status.state, status.exit_code, status.reason, ended, extra, f.usage)
 
 
 # sbatch's words for a controller that could not take the job now (it is down, restarting

@@ -1,10 +1,9 @@
 """Resource usage of Slurm jobs from accounting (`sacct` Elapsed, TotalCPU, MaxRSS), for the
-attempts whose wrapper left no usage file: a job that Slurm killed (out of memory, over its
-time) or that was killed by KILL never ran its wrapper's exit trap. What sacct knows is
-written where the wrapper's file would have been brought back (ccspec.usage.mirrored), so
-the engine records it the same way. Called by the Slurm target's poll
-(ccspec.targets.slurm) once the finished attempts' files are fetched; it asks nothing when
-every finished attempt has its usage file, which is the usual case.
+attempts whose wrapper left no usage line: a job that Slurm killed (out of memory, over its
+time) or that was killed by KILL never ran its wrapper's exit trap. What sacct knows goes
+into the attempt's final status, as the wrapper's line would have. Called by the Slurm
+target's poll (ccspec.targets.slurm); it asks nothing when every finished attempt came back
+with its usage, which is the usual case.
 
 Without slurmdbd, `sacct -c` (the completion log) knows only Elapsed: the wall time alone is
 recorded then."""
@@ -14,11 +13,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 
-from ccspec.state.private import opener
 from ccspec.targets.base import Tracked
-from ccspec.usage import Usage, mirrored
+from ccspec.usage import Usage
 
-__all__ = ["parse_sacct_usage", "record_from_accounting", "slurm_seconds", "slurm_size"]
+__all__ = ["parse_sacct_usage", "slurm_seconds", "slurm_size", "usage_from_accounting"]
 
 FIELDS = "JobID,Elapsed,TotalCPU,MaxRSS"
 _TIME = re.compile(r"^(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)$")
@@ -64,34 +62,24 @@ def parse_sacct_usage(text: str) -> dict[str, Usage]:
     return {job: Usage(wall[job], cpu.get(job), rss.get(job)) for job in wall}
 
 
-def record_from_accounting(
+def usage_from_accounting(
     finished: Sequence[Tracked],
     handles: Mapping[int, str | None],
     ask: Callable[[str], str | None],
-) -> None:
-    """Write what accounting knows of the `finished` attempts that came back without a usage
-    file. `ask(fields_and_ids)` runs sacct with those options and returns its output (None
-    when it failed: nothing is written, and nothing is asked again for these attempts)."""
-    missing = {
-        h: t
-        for t in finished
-        if (h := handles.get(t.attempt_id)) and h.isdigit() and not mirrored(t.log_path).exists()
-    }
+) -> dict[int, Usage]:
+    """What accounting knows of the `finished` attempts (those that came back without a usage
+    line), by attempt id. `ask(fields_and_ids)` runs sacct with those options and returns its
+    output (None when it failed: nothing is known, and nothing is asked again for these
+    attempts, which are recorded without usage)."""
+    missing = {h: t for t in finished if (h := handles.get(t.attempt_id)) and h.isdigit()}
     if not missing:
-        return
+        return {}
     text = ask(f"-n -P -o {FIELDS} -j {','.join(sorted(missing, key=int))}")
     if text is None:
-        return
+        return {}
+    found: dict[int, Usage] = {}
     for job, used in parse_sacct_usage(text).items():
         t = missing.get(job)
-        if t is None or (used.wall is None and used.cpu is None and used.max_rss is None):
-            continue
-        line = " ".join(
-            "-" if v is None else str(v)
-            for v in (used.wall, used.cpu, used.max_rss and used.max_rss // 1024)
-        )
-        try:
-            with open(mirrored(t.log_path), "w", opener=opener) as fh:  # 0600, as the state
-                fh.write(f"a {line}\n")
-        except OSError:
-            continue  # a full state folder: the attempt goes without its usage
+        if t is not None and (used.wall, used.cpu, used.max_rss) != (None, None, None):
+            found[t.attempt_id] = used
+    return found

@@ -294,7 +294,7 @@ def test_text_beyond_ascii_reaches_the_job_byte_for_byte(tmp_path: Path) -> None
             log.read_bytes()
             == "naïve ✓|grüße 'ok' ✓|".encode() + os.fsencode(folder) + b"|raw \xff byte|"
         )
-        assert (run_dir / "exit_code").read_text().strip() == "0"
+        assert read_exit_code(run_dir) == 0
         assert not launcher.broken
     finally:
         launcher.close()

@@ -145,7 +145,7 @@ def test_a_run_folder_left_by_a_deleted_state_is_moved_aside(tmp_path: Path) -> 
     aside = f"1.orphaned-{int(changed - 60)}"
     assert (tmp_path / "1.log").read_text() == "new\n"
     assert (tmp_path / f"{aside}.log").read_text() == "old\n"
-    assert (tmp_path / aside / "exit_code").read_text().strip() == "0"
+    assert read_exit_code(tmp_path / aside) == 0
 
 
 def test_an_answer_with_an_ended_send_posts_its_exit_at_once(tmp_path: Path) -> None:
