@@ -76,13 +76,14 @@ def _begin(
     engine: Engine, job: ResolvedJob, local: bool, fp: Fingerprint, number: int
 ) -> tuple[Attempt, Path]:
     """Record the intent to launch (logs/WF/JOB/N.log and, beside it, the run folder
-    logs/WF/JOB/N/; a remote attempt's run folder is under its host's workdir)."""
+    logs/WF/JOB/N/; a remote attempt's run folder is .ccspec/runs/WF/JOB.N/ under its host's
+    workdir: one folder per attempt, as a new folder is what costs most on a host's disk)."""
     while True:
         job_dir = engine.logs / job.id
         if local:
             run_dir = job_dir / str(number)
         else:
-            run_dir = Path(".ccspec", "runs", engine.workflow.name, job.id, str(number))
+            run_dir = Path(".ccspec", "runs", engine.workflow.name, f"{job.id}.{number}")
         try:
             attempt = engine.store.begin_attempt(
                 engine.workflow.name,

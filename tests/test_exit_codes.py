@@ -299,7 +299,7 @@ def cancel_1(repo: Path) -> None:
     )
     spec(repo, job.format(ssh_host(svc, workdir)))
     runner = start(repo, "apply", "flow.yaml")
-    wait_for(lambda: remote_pid(f"{workdir}/.ccspec/runs/flow/a/1") != "")
+    wait_for(lambda: remote_pid(f"{workdir}/.ccspec/runs/flow/a.1") != "")
     kill_runner(runner)
     spec(
         repo,

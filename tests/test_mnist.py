@@ -249,7 +249,7 @@ def test_cluster_var_sends_the_training_jobs_to_slurm(repo: Path) -> None:
     for name in TRAINING:
         log = ccspec(repo, "logs", "mnist", name).stdout
         assert re.search(r"\(slurm job \d+\)", log), (name, log)
-        sbatch = (work / ".ccspec" / "runs" / "mnist" / name / "1" / "job.sbatch").read_text()
+        sbatch = (work / ".ccspec" / "runs" / "mnist" / f"{name}.1" / "job.sbatch").read_text()
         cpus = 2 if name == "ddp" else 1
         assert f"#SBATCH --cpus-per-task={cpus}" in sbatch and "#SBATCH --partition=" in sbatch
     # the data went to the cluster with the job, not read from this checkout

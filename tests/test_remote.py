@@ -64,7 +64,7 @@ def remote_pid(run_dir: str) -> str:
 def start_and_wait(repo: Path, remote_dir: str, job: str) -> tuple[subprocess.Popen[str], str]:
     """`ccspec apply` in the background, once `job`'s first attempt has its pid on the host."""
     proc = start(repo, "apply", "flow.yaml")
-    run_dir = f"{remote_dir}/.ccspec/runs/flow/{job}/1"
+    run_dir = f"{remote_dir}/.ccspec/runs/flow/{job}.1"
     wait_for(lambda: remote_pid(run_dir) != "")
     return proc, run_dir
 
@@ -165,7 +165,7 @@ def test_one_workflow_across_local_ssh_and_slurm(
     assert re.search(r"slurm job \d+", ccspec(repo, "logs", "flow", "batch").stdout)
     # the sbatch script was rendered with the resources and the job's ccspec key
     sbatch = (
-        repo / "slurm-work" / ".ccspec" / "runs" / "flow" / "batch" / "1" / "job.sbatch"
+        repo / "slurm-work" / ".ccspec" / "runs" / "flow" / "batch.1" / "job.sbatch"
     ).read_text()
     for line in (
         "--cpus-per-task=1",
@@ -353,7 +353,7 @@ def test_a_dropped_connection_makes_the_state_unknown_then_reconnects(
         """,
         )
         proc = start(repo, "apply", "flow.yaml")
-        wait_for(lambda: remote_pid(f"{remote_dir}/.ccspec/runs/flow/long/1") != "")
+        wait_for(lambda: remote_pid(f"{remote_dir}/.ccspec/runs/flow/long.1") != "")
         proxy.stop()  # every connection through it drops, and new ones are refused
         time.sleep(2.5)
         proxy.start()
@@ -439,9 +439,7 @@ def test_slurm_submit_error_and_cancel(repo: Path, svc: TestServices) -> None:
         and "invalid partition" in jobs["refused"]["reason"].lower()
     )
     assert jobs["long"]["state"] == "timed_out"
-    job_id = (
-        (repo / "w2" / ".ccspec" / "runs" / "flow" / "long" / "1" / "slurm_id").read_text().strip()
-    )
+    job_id = (repo / "w2" / ".ccspec" / "runs" / "flow" / "long.1" / "slurm_id").read_text().strip()
     # scancel'ed
     wait_for(
         lambda: (

@@ -62,6 +62,7 @@ def record_launch(repo: Path, job: str, host: str) -> Attempt:
             host=host,
             fingerprint="sha256:" + "0" * 64,
             parts={},
+            # the run folder an earlier ccspec recorded (JOB/N; now JOB.N): still followed
             run_dir=Path(".ccspec", "runs", "flow", job, "1"),
             log_path=repo / ".ccspec" / "logs" / "flow" / job / "1.log",
         )

@@ -296,7 +296,7 @@ def test_remote_workdirs_keep_their_state_private(repo: Path) -> None:
     runs = ".ccspec/runs/flow"
     names = [
         ".ccspec",
-        *(f"{runs}/{job}/1/{f}" for job in ("far", "script") for f in ("log", "exit_code")),
+        *(f"{runs}/{job}.1/{f}" for job in ("far", "script") for f in ("log", "exit_code")),
     ]
     remote = ssh(
         f"cd {workdir} && stat -c '%a %n' {' '.join(names)} flow/far-file flow/far-script-file"
@@ -309,9 +309,9 @@ def test_remote_workdirs_keep_their_state_private(repo: Path) -> None:
     assert shown["flow/far-file"] == shown["flow/far-script-file"] != "600"  # the host's umask
     slurm = repo / "slurm-work"
     found = {
-        p: stat.S_IMODE(os.stat(slurm / p).st_mode) for p in (".ccspec", f"{runs}/batch/1/log")
+        p: stat.S_IMODE(os.stat(slurm / p).st_mode) for p in (".ccspec", f"{runs}/batch.1/log")
     }
-    assert found == {".ccspec": 0o700, f"{runs}/batch/1/log": 0o600}
+    assert found == {".ccspec": 0o700, f"{runs}/batch.1/log": 0o600}
     for job in ("far", "script", "batch"):
         assert (
             stat.S_IMODE(os.stat(repo / ".ccspec" / "logs" / "flow" / job / "1.log").st_mode)

@@ -49,7 +49,7 @@ def slurm_ids(job_name: str) -> list[str]:
 
 
 def run_dir(workdir: Path, member: str, number: int = 1) -> Path:
-    return workdir / ".ccspec" / "runs" / "flow" / member / str(number)
+    return workdir / ".ccspec" / "runs" / "flow" / f"{member}.{number}"
 
 
 def attempts(repo: Path, member: str) -> list[tuple[int, str]]:
@@ -192,7 +192,7 @@ def record_unanswered(repo: Path, member: str) -> Attempt:
             host="hpc",
             fingerprint="sha256:" + "0" * 64,
             parts={},
-            run_dir=Path(".ccspec", "runs", "flow", member, "1"),
+            run_dir=Path(".ccspec", "runs", "flow", f"{member}.1"),
             log_path=repo / ".ccspec" / "logs" / "flow" / member / "1.log",
         )
     finally:

@@ -5,7 +5,7 @@ jobs at once.
 Layout under the host's workdir W (default ~/ccspec):
 
     W/.ccspec/blobs/SHA256        every shipped file, once per content
-    W/.ccspec/runs/WF/JOB/N/      an attempt's run folder: exit_code (with the usage), log,
+    W/.ccspec/runs/WF/JOB.N/      an attempt's run folder: exit_code (with the usage), log,
                                   the launch's claim launch.ID.TIME (ccspec.targets.claims;
                                   an ssh launch's holds the pid), else pid, and slurm_id
     W/WF/                         the jobs' working folder: scripts, notebooks and inputs at

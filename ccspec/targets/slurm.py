@@ -71,6 +71,7 @@ __all__ = [
     "SlurmRecord",
     "_parse_sacct",
     "_parse_squeue",
+    "attempt_of",
     "busy",
     "map_state",
     "sbatch_options",
@@ -330,11 +331,10 @@ class SlurmBackend:
     def _find_submitted(self, tracked: Sequence[Tracked]) -> None:
         keys: dict[str, Tracked] = {}
         names: set[str] = set()
-        for t in tracked:  # the run folder is .ccspec/runs/WF/JOB/N: the names that render() gives
-            parts = PurePosixPath(t.run_dir).parts
-            if len(parts) < 3:
+        for t in tracked:  # the names that render() gives
+            if (attempt := attempt_of(t.run_dir)) is None:
                 continue
-            workflow, job, number = parts[-3:]
+            workflow, job, number = attempt
             keys[f"ccspec:{workflow}/{job}/{number}/{t.claim}"] = t
             names.add(f"ccspec.{workflow}.{job}"[:200])
         self.queries += 1
@@ -399,6 +399,16 @@ class SlurmBackend:
 
 def _check(backend: SlurmBackend) -> Target[RemoteLaunch]:
     return backend  # mypy: a SlurmBackend is a Target of remote launches
+
+
+def attempt_of(run_dir: str) -> tuple[str, str, str] | None:
+    """Workflow, job and number of a remote run folder .ccspec/runs/WF/JOB.N (WF/JOB/N when an
+    earlier ccspec recorded it)."""
+    parts = PurePosixPath(run_dir).parts
+    job, dot, number = parts[-1].rpartition(".") if parts else ("", "", "")
+    if dot and number.isdigit() and len(parts) >= 2:
+        return parts[-2], job, number
+    return (parts[-3], parts[-2], parts[-1]) if len(parts) >= 3 else None
 
 
 def _status(

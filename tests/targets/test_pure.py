@@ -16,6 +16,7 @@ from ccspec.targets.slurm import (
     SlurmRecord,
     _parse_sacct,
     _parse_squeue,
+    attempt_of,
     busy,
     map_state,
     sbatch_options,
@@ -193,3 +194,12 @@ def test_a_layout_is_kept_on_disk_by_shape(tmp_path: Path, monkeypatch: pytest.M
 )
 def test_sbatch_errors_that_are_worth_sending_again(message: str, temporary: bool) -> None:
     assert busy(f"sbatch: error: {message}") is temporary
+
+
+def test_a_remote_run_folder_names_its_workflow_job_and_attempt() -> None:
+    # one folder per attempt (JOB.N), and the two levels an earlier ccspec recorded (JOB/N)
+    assert attempt_of(".ccspec/runs/flow/train.3") == ("flow", "train", "3")
+    assert attempt_of(".ccspec/runs/flow/v1.2.10") == ("flow", "v1.2", "10")
+    assert attempt_of(".ccspec/runs/flow/train/3") == ("flow", "train", "3")
+    assert attempt_of(".ccspec/runs/flow/v1.2/10") == ("flow", "v1.2", "10")
+    assert attempt_of("train") is None
