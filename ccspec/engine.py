@@ -258,6 +258,8 @@ class Engine:
         calls, self.to_hand = self.to_hand, []
         for call in calls:
             call()
+        if calls and self.remote is not None:
+            self.remote.flush()
         launches, self.to_submit = self.to_submit, []
         events: list[ev.Event] = []
         for answer in self.local.submit(launches) if launches else ():

@@ -127,6 +127,11 @@ class RemoteHosts:
             never.update(i for i, answer in found.items() if answer == "never")
         return never
 
+    def flush(self) -> None:
+        """The round's launches are all handed: each host sends its batch now."""
+        for worker in self.workers.values():
+            worker.flush()
+
     def close(self) -> None:
         for worker in self.workers.values():
             worker.close()

@@ -1,7 +1,8 @@
 """A thread per remote host that drives its backend, so a slow ssh round trip or scheduler
 never blocks the engine's loop (local exits, timeouts, other hosts).
 
-Launches queued while the thread was busy go out together as one batch; every poll asks
+Launches queued while the thread was busy go out together as one batch, as do those the
+engine hands in one round (it says when the round is over: `flush`); every poll asks
 about all of the host's jobs at once. The poll interval starts short after a change and
 backs off while nothing changes. A batch the host refuses for now (unreachable, a command
 timed out, no answer) is sent again with backoff, a bounded number of times, before the
@@ -55,11 +56,12 @@ class HostWorker:
         max_interval: float = 5.0,
         retries: int = SUBMIT_RETRIES,
         retry_first: float = 1.0,
+        gather: float = BATCH_GATHER,
     ) -> None:
         self.backend = backend
         self.post = post
         self.min_interval, self.max_interval = min_interval, max_interval
-        self.retries, self.retry_first = retries, retry_first
+        self.retries, self.retry_first, self.gather = retries, retry_first, gather
         self.interval = min_interval
         self._cond = threading.Condition()
         self._launches: list[RemoteLaunch] = []
@@ -67,6 +69,7 @@ class HostWorker:
         self._tracked: dict[int, Tracked] = {}
         self._next_poll = 0.0
         self._closing = False
+        self._flushed = False  # the queued launches are the whole of the engine's round
         self._thread = threading.Thread(
             target=self._loop, name=f"host-{backend.label}", daemon=True
         )
@@ -78,6 +81,13 @@ class HostWorker:
         with self._cond:
             self._launches.append(launch)
             self._cond.notify()
+
+    def flush(self) -> None:
+        """The engine handed its round's launches: send them without waiting for more."""
+        with self._cond:
+            if self._launches:
+                self._flushed = True
+                self._cond.notify()
 
     def watch(self, tracked: Tracked) -> None:
         with self._cond:
@@ -115,11 +125,15 @@ class HostWorker:
                 if self._closing and not self._launches and not self._cancels:
                     return
                 seen = 0
-                while self._launches and len(self._launches) != seen and not self._closing:
+                while (
+                    self._launches
+                    and len(self._launches) != seen
+                    and not (self._closing or self._flushed)
+                ):
                     # the engine launches in bursts: take the whole burst
                     seen = len(self._launches)
-                    self._cond.wait(timeout=BATCH_GATHER)
-                launches, self._launches = self._launches, []
+                    self._cond.wait(timeout=self.gather)
+                launches, self._launches, self._flushed = self._launches, [], False
                 cancels, self._cancels = self._cancels, []
                 tracked = list(self._tracked.values())
             if cancels:

@@ -34,7 +34,9 @@ exec "$@"
 """
 
 
-def _worker(tmp: Path, retries: int) -> tuple[HostWorker, queue.SimpleQueue[TargetEvent]]:
+def _worker(
+    tmp: Path, retries: int, gather: float = 0.005
+) -> tuple[HostWorker, queue.SimpleQueue[TargetEvent]]:
     fake = tmp / "fake-wsl.exe"
     fake.write_text(FAKE.format(dir=tmp))
     fake.chmod(0o755)
@@ -42,16 +44,17 @@ def _worker(tmp: Path, retries: int) -> tuple[HostWorker, queue.SimpleQueue[Targ
     posted: queue.SimpleQueue[TargetEvent] = queue.SimpleQueue()
     worker = HostWorker(
         backend_for(host), posted.put,
-        retries=retries, retry_first=0.05,
+        retries=retries, retry_first=0.05, gather=gather,
     )  # fmt: skip
     return worker, posted
 
 
-def _launch(tmp: Path) -> RemoteLaunch:
-    job = ResolvedJob("a", "a", "run", "win", run="echo ran >> ledger")
+def _launch(tmp: Path, i: int = 1) -> RemoteLaunch:
+    job = ResolvedJob(f"a{i}", f"a{i}", "run", "win", run="echo ran >> ledger")
     return RemoteLaunch(
-        1, "flow", job, 1, tmp, ".ccspec/runs/flow/a/1", tmp / "a.log", {}, claim="launch.1.1"
-    )
+        i, "flow", job, 1, tmp, f".ccspec/runs/flow/a{i}.1", tmp / f"a{i}.log", {},
+        claim=f"launch.{i}.1",
+    )  # fmt: skip
 
 
 def _answer(tmp: Path, retries: int) -> tuple[Submitted, int]:
@@ -133,3 +136,20 @@ def test_ssh_refusing_the_key_is_a_permanent_refusal(tmp_path: Path) -> None:
     assert answer.handle is None and not answer.temporary, answer
     assert "authentication failed" in (answer.error or "")
     assert time.monotonic() - began < 30  # no backoff of 30 s was waited
+
+
+def test_a_round_the_engine_flushes_goes_at_once_as_one_batch(tmp_path: Path) -> None:
+    """The engine says when it has handed its round's launches: the worker sends them then,
+    together, without waiting out its gathering pause (30 s here, to tell)."""
+    worker, posted = _worker(tmp_path, retries=0, gather=30.0)
+    began = time.monotonic()
+    try:
+        worker.submit(_launch(tmp_path, 1))
+        worker.submit(_launch(tmp_path, 2))
+        worker.flush()
+        events = [posted.get(timeout=60), posted.get(timeout=60)]
+    finally:
+        worker.close()
+    assert time.monotonic() - began < 30  # the pause was not waited out
+    assert all(isinstance(e, LaunchAnswered) and e.result.handle for e in events), events
+    assert len((tmp_path / "sends").read_text().split()) == 1  # one launch command for both
