@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 from ccspec.redact import Redactor
 from ccspec.report.status import JobStatus
 from ccspec.state.store import Attempt, StateStore
-from ccspec.usage import attempt_usage
+from ccspec.usage import attempt_usage, usage_warning
 
 if TYPE_CHECKING:
     from ccspec.progress import LogMiner
-    from ccspec.spec.models import Host
+    from ccspec.spec.models import Host, Resources
     from ccspec.targets.base import Status, Tracked
 
 __all__ = ["cancel_attempts", "job_statuses", "settle", "spec_hosts"]
@@ -28,11 +28,13 @@ def settle(
     hosts: Mapping[str, Host] | None = None,
     *,
     redactor: Redactor | None = None,
+    resources: Mapping[str, Resources] | None = None,
 ) -> int:
     """Collect the results of detached attempts that finished while no runner watched them
     (ccspec was killed): local ones from their run folders, remote ones with one poll per
     host (`hosts`: the spec's hosts). Leaves everything to the runner holding the lease.
-    `redactor`: the workflow's, to record outputs and messages with its secrets masked."""
+    `redactor`: the workflow's, to record outputs and messages with its secrets masked;
+    `resources`: its jobs' (by id), to warn when an attempt's usage did not fit them."""
     from ccspec.states import FINAL, JobState
     from ccspec.targets.local_batch import LocalBatch
     from ccspec.targets.run_folder import read_pid
@@ -73,6 +75,8 @@ def settle(
         miner = _mine_all(attempt.log_path)
         progress = 100.0 if status.state is JobState.SUCCEEDED else miner.progress
         mask = redactor or Redactor()
+        used = status.usage if attempt.id not in local else attempt_usage(attempt.run_dir)
+        asked = (resources or {}).get(attempt.job)
         # when it ended, not when it was found
         store.finish_attempt(
             attempt.id,
@@ -83,7 +87,8 @@ def settle(
             progress=progress,
             message=None if miner.message is None else mask.text(miner.message),
             finished=status.finished,
-            usage=status.usage if attempt.id not in local else attempt_usage(attempt.run_dir),
+            usage=used,
+            usage_warning=usage_warning(used, asked) if asked is not None else None,
         )
         settled += 1
     return settled

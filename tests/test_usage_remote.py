@@ -1,17 +1,17 @@
 """Resource usage of jobs on the real test services: ssh and Slurm jobs that allocate ~40 MB
 and burn ~0.5 s of CPU get it recorded, from the same wrappers as on this machine (`run:`
-under run-wrapper.sh, `script:` under job-wrapper.sh; the `usage` file comes back with the
-attempt's results)."""
+under run-wrapper.sh, `script:` under job-wrapper.sh; the usage line comes back with the
+attempt's final state)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from ccspec.state.store import StateStore
-from tests.services import services
-from tests.test_apply import ccspec
+from tests.services import services, ssh
+from tests.test_apply import ccspec, kill_runner, start, wait_for
 from tests.test_remote import remote_dir as remote_dir
-from tests.test_remote import slurm_host, ssh_host
+from tests.test_remote import remote_pid, slurm_host, ssh_host
 
 MB = 1024 * 1024
 HUNGRY = """\
@@ -65,3 +65,42 @@ jobs:
         assert 40 * MB <= used.max_rss <= 400 * MB, (job, used)
         assert used.wall is not None and used.wall >= 0.45, (job, used)
     assert "over the 8M asked" in (last["there"].usage_warning or "")
+
+
+def test_an_attempt_that_ended_unwatched_gets_its_usage_and_warning(
+    repo: Path, remote_dir: str
+) -> None:
+    """ccspec killed while an ssh job runs; the job ends with nobody watching; `ccspec
+    status` collects it: its usage, and the warning that it used more than it asked."""
+    svc = services()
+    (repo / "hungry.py").write_text(HUNGRY + "time.sleep(2)\n")
+    (repo / "flow.yaml").write_text(
+        f"""\
+version: 1
+name: flow
+hosts:
+  box: {ssh_host(svc, remote_dir)}
+jobs:
+  there:
+    host: box
+    run: python3 hungry.py
+    inputs: [hungry.py]
+    resources: {{mem: 8M}}
+"""
+    )
+    runner = start(repo, "apply", "flow.yaml")
+    run_dir = f"{remote_dir}/.ccspec/runs/flow/there.1"
+    wait_for(lambda: remote_pid(run_dir) != "")
+    kill_runner(runner)
+    wait_for(lambda: ssh(f"test -s {run_dir}/exit_code").returncode == 0)
+    shown = ccspec(repo, "status", "flow.yaml")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    store = StateStore(repo / ".ccspec")
+    try:
+        last = store.last_attempts("flow")["there"]
+    finally:
+        store.close()
+    assert last.state.value == "succeeded", last
+    assert last.usage is not None and last.usage.max_rss is not None
+    assert last.usage.max_rss >= 40 * MB
+    assert "over the 8M asked" in (last.usage_warning or "")

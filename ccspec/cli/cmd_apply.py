@@ -170,7 +170,8 @@ def status(
     for w in workflows:
         try:
             # jobs that finished while no runner watched them
-            settle(store, w.name, w.hosts, redactor=redactors[w.name])
+            resources = {j.id: j.resources for j in w.jobs.values()}
+            settle(store, w.name, w.hosts, redactor=redactors[w.name], resources=resources)
         except StateFolderUnwritable as exc:  # what is recorded can still be shown
             click.echo(f"ccspec: {exc}; showing the state as last recorded", err=True)
     # masked again as shown: a state folder an older ccspec wrote may hold secrets
