@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ccspec.state.store import StateStore
+from ccspec.state.store import Attempt, StateStore
 from tests.services import services, ssh
 from tests.test_apply import ccspec, kill_runner, start, wait_for
 from tests.test_remote import remote_dir as remote_dir
@@ -24,23 +24,35 @@ while time.process_time() - start < 0.5:
     pass
 """
 
-
-def test_ssh_and_slurm_jobs_record_their_usage(repo: Path, remote_dir: str) -> None:
-    svc = services()
-    (repo / "hungry.py").write_text(HUNGRY)
-    (repo / "flow.yaml").write_text(
-        f"""\
-version: 1
-name: flow
-hosts:
-  box: {ssh_host(svc, remote_dir)}
-  hpc: {slurm_host(svc, repo / "slurm-work")}
-jobs:
+# an ssh job that asks for less memory than it uses
+THERE = """\
   there:
     host: box
     run: python3 hungry.py
     inputs: [hungry.py]
-    resources: {{mem: 8M}}
+    resources: {mem: 8M}
+"""
+
+
+def write_flow(repo: Path, hosts: str, jobs: str, hungry: str = HUNGRY) -> None:
+    """flow.yaml with these hosts and jobs (YAML lines), and the script hungry.py."""
+    (repo / "hungry.py").write_text(hungry)
+    (repo / "flow.yaml").write_text(f"version: 1\nname: flow\nhosts:\n{hosts}jobs:\n{jobs}")
+
+
+def last_attempts(repo: Path) -> dict[str, Attempt]:
+    """The last attempt of each job of the workflow `flow`, as recorded."""
+    store = StateStore(repo / ".ccspec")
+    try:
+        return store.last_attempts("flow")
+    finally:
+        store.close()
+
+
+def test_ssh_and_slurm_jobs_record_their_usage(repo: Path, remote_dir: str) -> None:
+    svc = services()
+    hosts = f"  box: {ssh_host(svc, remote_dir)}\n  hpc: {slurm_host(svc, repo / 'slurm-work')}\n"
+    jobs = """\
   script:
     host: box
     script: hungry.py
@@ -50,14 +62,10 @@ jobs:
     script: hungry.py
     interpreter: python3
 """
-    )
+    write_flow(repo, hosts, THERE + jobs)
     done = ccspec(repo, "apply", "flow.yaml")
     assert done.returncode == 0, done.stdout + done.stderr
-    store = StateStore(repo / ".ccspec")
-    try:
-        last = store.last_attempts("flow")
-    finally:
-        store.close()
+    last = last_attempts(repo)
     for job in ("there", "script", "queued"):
         used = last[job].usage
         assert used is not None and used.cpu is not None and used.max_rss is not None, job
@@ -72,22 +80,8 @@ def test_an_attempt_that_ended_unwatched_gets_its_usage_and_warning(
 ) -> None:
     """ccspec killed while an ssh job runs; the job ends with nobody watching; `ccspec
     status` collects it: its usage, and the warning that it used more than it asked."""
-    svc = services()
-    (repo / "hungry.py").write_text(HUNGRY + "time.sleep(2)\n")
-    (repo / "flow.yaml").write_text(
-        f"""\
-version: 1
-name: flow
-hosts:
-  box: {ssh_host(svc, remote_dir)}
-jobs:
-  there:
-    host: box
-    run: python3 hungry.py
-    inputs: [hungry.py]
-    resources: {{mem: 8M}}
-"""
-    )
+    hosts = f"  box: {ssh_host(services(), remote_dir)}\n"
+    write_flow(repo, hosts, THERE, HUNGRY + "time.sleep(2)\n")
     runner = start(repo, "apply", "flow.yaml")
     run_dir = f"{remote_dir}/.ccspec/runs/flow/there.1"
     wait_for(lambda: remote_pid(run_dir) != "")
@@ -95,11 +89,7 @@ jobs:
     wait_for(lambda: ssh(f"test -s {run_dir}/exit_code").returncode == 0)
     shown = ccspec(repo, "status", "flow.yaml")
     assert shown.returncode == 0, shown.stdout + shown.stderr
-    store = StateStore(repo / ".ccspec")
-    try:
-        last = store.last_attempts("flow")["there"]
-    finally:
-        store.close()
+    last = last_attempts(repo)["there"]
     assert last.state.value == "succeeded", last
     assert last.usage is not None and last.usage.max_rss is not None
     assert last.usage.max_rss >= 40 * MB

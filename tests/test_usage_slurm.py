@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ccspec.state.store import StateStore
 from ccspec.targets.slurm_usage import parse_sacct_usage, slurm_seconds, slurm_size
 from ccspec.usage import Usage, parse_usage
 from tests.services import services
 from tests.test_apply import ccspec
 from tests.test_remote import slurm_host
+from tests.test_usage_remote import last_attempts
 
 
 def test_a_job_killed_before_its_wrapper_could_write_gets_its_wall_time_from_sacct(
@@ -32,11 +32,7 @@ jobs:
     )
     done = ccspec(repo, "apply", "flow.yaml")
     assert done.returncode == 1, done.stdout + done.stderr
-    store = StateStore(repo / ".ccspec")
-    try:
-        attempt = store.last_attempts("flow")["killed"]
-    finally:
-        store.close()
+    attempt = last_attempts(repo)["killed"]
     # killed before its wrapper could write the exit code and usage: accounting measured it
     assert not (repo / "slurm-work/.ccspec/runs/flow/killed.1/exit_code").exists()
     assert attempt.usage is not None and attempt.usage.wall is not None
