@@ -180,9 +180,7 @@ class Scheduler:
         elif isinstance(event, LaunchAccepted):
             self._accepted(event, out)
         elif isinstance(event, StateSeen):
-            job = self._current(event.job, event.number)
-            if job is not None and event.state in (JobState.QUEUED, JobState.RUNNING):
-                job.phase = Phase.QUEUED if event.state is JobState.QUEUED else Phase.RUNNING
+            self._seen(event, now)
         elif isinstance(event, LaunchRefused):
             self._refused(event, now, out)
         elif isinstance(event, Attached):
@@ -309,8 +307,20 @@ class Scheduler:
         if job is None or job.phase is not Phase.LAUNCHING:
             return
         job.phase = Phase.QUEUED if event.queued else Phase.RUNNING
+        job.deadline = None if event.queued else job.deadline  # a queued one's: see `_seen`
         if job.killing is not None:  # cancelled while the launch was under way
             out.append(Cancel(job.task.id, job.number, False))
+
+    def _seen(self, event: StateSeen, now: float) -> None:
+        """Queued or running by its host's account; a timeout counts from the job's start,
+        as Slurm's time limit does (not the wait in a queue)."""
+        job = self._current(event.job, event.number)
+        if job is None or event.state not in (JobState.QUEUED, JobState.RUNNING):
+            return
+        started = job.phase is Phase.QUEUED and event.state is JobState.RUNNING
+        if started and job.task.timeout and job.killing is None:
+            job.deadline = now + job.task.timeout
+        job.phase = Phase.QUEUED if event.state is JobState.QUEUED else Phase.RUNNING
 
     def _refused(self, event: LaunchRefused, now: float, out: list[Command]) -> None:
         job = self._current(event.job, event.number)

@@ -29,6 +29,7 @@ from ccspec.scheduler_types import (
     Retry,
     Settle,
     Start,
+    StateSeen,
     Task,
     Tick,
 )
@@ -165,6 +166,18 @@ def test_a_timeout_terms_then_kills_after_the_grace() -> None:
     out = d.end(launch, FAIL, -9)
     assert Finish("a", 1, JobState.TIMED_OUT, -9, "timed out after 3s", None) in out
     assert d.settled() == {"a": JobState.TIMED_OUT}
+
+
+def test_a_queued_jobs_timeout_counts_from_its_start_not_its_wait_in_the_queue() -> None:
+    d = Driver([Task("a", host="hpc", remote=True, timeout=3)])
+    launch = d.launches(d.start())[0]
+    d.step(LaunchAccepted("a", 1, queued=True))
+    assert d.tick(60) == []  # waiting in Slurm's queue for a minute: no timeout yet
+    d.step(StateSeen("a", 1, JobState.RUNNING))
+    assert d.tick(2.9) == []
+    assert d.tick(0.1) == [Cancel("a", 1, False)]
+    out = d.end(launch, FAIL, None)
+    assert Finish("a", 1, JobState.TIMED_OUT, None, "timed out after 3s", None) in out
 
 
 def test_a_remote_forced_kill_is_recorded_when_the_host_never_confirms() -> None:

@@ -20,6 +20,7 @@ from tests.services import TestServices, services
 from tests.test_apply import ccspec, kill_runner, start, status, wait_for, write
 from tests.test_remote import slurm_host
 from tests.test_slurm_array import (
+    attach_and_release,
     attempts,
     ledger,
     run_dir,
@@ -153,7 +154,7 @@ def test_a_member_is_cancelled_alone_and_the_others_finish(
     took = time.monotonic() - began
     assert result.returncode == 1, result.stdout + result.stderr
     jobs = status(repo)["jobs"]
-    assert jobs[f"{name}-1"]["state"] == "succeeded"
+    assert jobs[f"{name}-1"]["state"] == "succeeded", result.stdout + result.stderr
     assert jobs[f"{name}-60"]["state"] == "timed_out"
     assert took < 30, f"the apply took {took:.0f}s: the member was not stopped"
     pack = handles(workdir, name, 1)[0].split("+")[0]
@@ -237,21 +238,7 @@ def test_a_pack_submitted_before_its_ids_were_kept_is_followed_not_repeated(
         run_dir(workdir, f"{name}-{n}").joinpath("slurm_id").unlink()
     for found in (workdir / ".ccspec" / "packs").rglob("slurm_id"):
         found.unlink()
-    proc = start(repo, "apply", "flow.yaml")
-    try:
-        wait_for(lambda: all(p.exists() for p in ids_files(workdir, name)))
-        subprocess.run(["scontrol", "release", pack], check=True)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        subprocess.run(["scancel", pack], check=False)  # no held job left behind
-    assert proc.returncode == 0, out + err
-    assert "attached" in out
-    assert ledger(repo) == ["1", "2"]
-    for n in (1, 2):
-        assert attempts(repo, f"{name}-{n}") == [(1, "succeeded")]
+    attach_and_release(repo, name, pack, lambda: all(p.exists() for p in ids_files(workdir, name)))
     assert handles(workdir, name, 2) == got
     assert slurm_ids(f"ccspec.flow.{name}") == [pack]
 
