@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -213,26 +214,29 @@ def test_an_array_submitted_before_its_ids_were_kept_is_followed_not_repeated(
         run_dir(workdir, f"{name}-{n}").joinpath("slurm_id").unlink()
     for found in (workdir / ".ccspec" / "arrays").rglob("slurm_id"):
         found.unlink()
+    ids = [run_dir(workdir, f"{name}-{n}") / "slurm_id" for n in (1, 2)]
+    attach_and_release(repo, name, array_id, lambda: all(p.exists() for p in ids))
+    assert slurm_ids(f"ccspec.flow.{name}") == handles
+
+
+def attach_and_release(repo: Path, name: str, held: str, found: Callable[[], bool]) -> None:
+    """`apply` again; once it `found` the held Slurm job `held` (its ids written back),
+    release it: the apply re-attached, and each of the two members ran once."""
     proc = start(repo, "apply", "flow.yaml")
     try:
-        wait_for(
-            lambda: all(
-                run_dir(workdir, f"{name}-{n}").joinpath("slurm_id").exists() for n in (1, 2)
-            )
-        )
-        subprocess.run(["scontrol", "release", array_id], check=True)
+        wait_for(found)
+        subprocess.run(["scontrol", "release", held], check=True)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-        subprocess.run(["scancel", array_id], check=False)  # no held job left behind
+        subprocess.run(["scancel", held], check=False)  # no held job left behind
     assert proc.returncode == 0, out + err
     assert "attached" in out
     assert ledger(repo) == ["1", "2"]
     for n in (1, 2):
         assert attempts(repo, f"{name}-{n}") == [(1, "succeeded")]
-    assert slurm_ids(f"ccspec.flow.{name}") == handles
 
 
 def submit_held(

@@ -81,11 +81,13 @@ def test_an_attempt_that_ended_unwatched_gets_its_usage_and_warning(
     """ccspec killed while an ssh job runs; the job ends with nobody watching; `ccspec
     status` collects it: its usage, and the warning that it used more than it asked."""
     hosts = f"  box: {ssh_host(services(), remote_dir)}\n"
-    write_flow(repo, hosts, THERE, HUNGRY + "time.sleep(2)\n")
+    # it ends once the test says so: after its runner is gone
+    write_flow(repo, hosts, THERE, HUNGRY + "while not __import__('os').path.exists('go'): pass\n")
     runner = start(repo, "apply", "flow.yaml")
     run_dir = f"{remote_dir}/.ccspec/runs/flow/there.1"
     wait_for(lambda: remote_pid(run_dir) != "")
     kill_runner(runner)
+    assert ssh(f"touch {remote_dir}/flow/go").returncode == 0
     wait_for(lambda: ssh(f"test -s {run_dir}/exit_code").returncode == 0)
     shown = ccspec(repo, "status", "flow.yaml")
     assert shown.returncode == 0, shown.stdout + shown.stderr
