@@ -106,7 +106,8 @@ def _follow(
             view.id, (), pools, host=attempt.host, remote=remote, launches=attempt.number
         )
     engine.report("attached", view)
-    events: list[ev.Event] = [ev.Attached(view.id, attempt.number, queued, task)]
+    ran = 0.0 if queued or not view.started else max(0.0, engine.clock.time() - view.started)
+    events: list[ev.Event] = [ev.Attached(view.id, attempt.number, queued, task, ran)]
     if status is not None and status.state in FINAL:
         engine.mine(run, final=True)
         run.attached = False

@@ -184,7 +184,7 @@ class Scheduler:
         elif isinstance(event, LaunchRefused):
             self._refused(event, now, out)
         elif isinstance(event, Attached):
-            self._attached(event)
+            self._attached(event, now)
         elif isinstance(event, Expanded):
             self._expanded(event, out)
         elif isinstance(event, CannotLaunch):
@@ -312,14 +312,12 @@ class Scheduler:
             out.append(Cancel(job.task.id, job.number, False))
 
     def _seen(self, event: StateSeen, now: float) -> None:
-        """Queued or running by its host's account; a timeout counts from the job's start,
-        as Slurm's time limit does (not the wait in a queue)."""
+        """Queued or running, by its host; a timeout counts from the start, not the queue."""
         job = self._current(event.job, event.number)
         if job is None or event.state not in (JobState.QUEUED, JobState.RUNNING):
             return
-        started = job.phase is Phase.QUEUED and event.state is JobState.RUNNING
-        if started and job.task.timeout and job.killing is None:
-            job.deadline = now + job.task.timeout
+        if job.phase is Phase.QUEUED and event.state is JobState.RUNNING and job.task.timeout:
+            job.deadline = None if job.killing else now + job.task.timeout
         job.phase = Phase.QUEUED if event.state is JobState.QUEUED else Phase.RUNNING
 
     def _refused(self, event: LaunchRefused, now: float, out: list[Command]) -> None:
@@ -341,7 +339,7 @@ class Scheduler:
         self._backoff[job.task.id] = job
         out.append(Retry(job.task.id, delay, f"{why} in {delay:g}s"))
 
-    def _attached(self, event: Attached) -> None:
+    def _attached(self, event: Attached, now: float) -> None:
         """An attempt an earlier runner launched: it holds its slots whatever the limits."""
         job = self._jobs.get(event.job)
         if job is None and event.task is not None:
@@ -352,6 +350,8 @@ class Scheduler:
         job.number = event.number
         job.phase = Phase.QUEUED if event.queued else Phase.RUNNING
         job.state = JobState.QUEUED if event.queued else JobState.RUNNING
+        if job.task.timeout and not event.queued:  # what it ran before counts
+            job.deadline = now + max(0.0, job.task.timeout - event.ran)
         self._hold(job, attached=True)
 
     def _expanded(self, event: Expanded, out: list[Command]) -> None:

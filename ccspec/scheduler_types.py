@@ -105,12 +105,14 @@ class Ended:
 @dataclass(frozen=True)
 class Attached:
     """An attempt an earlier runner launched runs (or waits in a queue) out there.
-    `task`: the job, when it is not one of the scheduler's (it left the spec)."""
+    `task`: the job, when it is not one of the scheduler's (it left the spec); `ran`: the
+    seconds it has run already (its timeout counts them)."""
 
     job: str
     number: int
     queued: bool = False
     task: Task | None = None
+    ran: float = 0.0
 
 
 @dataclass(frozen=True)

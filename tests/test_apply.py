@@ -229,6 +229,32 @@ def test_runner_killed_mid_run_then_apply_runs_everything_exactly_once(repo: Pat
     ]
 
 
+def test_a_reattached_job_keeps_its_timeout_from_its_start(repo: Path) -> None:
+    """The runner is killed while a job with `timeout: 30s` runs; the job's start is then set
+    a minute back in the state: the next apply re-attaches to it and times it out at once,
+    rather than giving it another 30 s."""
+    import sqlite3
+
+    write(
+        repo,
+        """
+        version: 1
+        jobs:
+          slow: {run: "echo started >> trace; sleep 120", timeout: 30s}
+    """,
+    )
+    proc = start(repo, "apply", "flow.yaml")
+    wait_for(lambda: "started" in trace(repo))
+    kill_runner(proc)
+    with sqlite3.connect(repo / ".ccspec" / "state.db") as db:
+        db.execute("UPDATE attempts SET started = started - 60, created = created - 60")
+    result = ccspec(repo, "apply", "flow.yaml")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "slow attached" in result.stdout
+    assert status(repo)["jobs"]["slow"]["state"] == "timed_out"
+    assert trace(repo) == ["started"]  # not launched again
+
+
 def test_a_launch_recorded_but_never_started_is_run_once_by_the_next_apply(repo: Path) -> None:
     """The runner was killed between recording a launch and starting it: the intent is in
     the state, and the attempt's run folder (made right before a launch) is not there."""

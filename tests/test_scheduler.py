@@ -304,6 +304,16 @@ def test_an_attached_job_is_not_launched_again_and_holds_its_slot() -> None:
     assert [launch.job for launch in d.launches(out)] == ["b"]
 
 
+def test_an_attached_jobs_timeout_counts_what_it_ran_before() -> None:
+    d = Driver([Task("a", timeout=3, launches=1), Task("b", timeout=3, launches=1)])
+    d.step(Attached("a", 1, ran=2.0))
+    d.step(Attached("b", 1, ran=9.0))  # over its timeout while no runner watched it
+    d.start()
+    assert d.tick(0.0) == [Cancel("b", 1, False)]
+    assert d.tick(0.9) == []
+    assert d.tick(0.1) == [Cancel("a", 1, False)]
+
+
 def test_an_attached_job_that_left_the_spec_is_followed_until_it_ends() -> None:
     d = Driver([])
     d.step(Attached("gone", 4, task=Task("gone", launches=4)))
