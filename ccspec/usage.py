@@ -66,12 +66,8 @@ def _number(text: str) -> float | None:
 
 def parse_usage(text: str) -> Usage | None:
     """The wrapper's usage line: `t USER SYS KB START END` (CPU in ticks, from the shell) or
-    `s USER SYS KB START END` (CPU in seconds, from getrusage); or Slurm accounting's
-    `a WALL CPU KB` (ccspec.targets.slurm_usage); `-` where unknown."""
+    `s USER SYS KB START END` (CPU in seconds, from getrusage); `-` where unknown."""
     parts = text.split()
-    if len(parts) == 4 and parts[0] == "a":
-        wall, cpu, kb = (_number(p) for p in parts[1:])
-        return Usage(wall, cpu, None if kb is None or kb <= 0 else int(kb) * 1024)
     if len(parts) != 6 or parts[0] not in ("s", "t"):
         return None
     user, system, kb, start, end = (_number(p) for p in parts[1:])

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ccspec.targets.slurm_usage import parse_sacct_usage, slurm_seconds, slurm_size
-from ccspec.usage import Usage, parse_usage
+from ccspec.usage import Usage
 from tests.services import services
 from tests.test_apply import ccspec
 from tests.test_remote import slurm_host
@@ -59,5 +59,3 @@ def test_sacct_durations_sizes_and_steps() -> None:
         "71": Usage(100.0, 80.25, 102400 * 1024),
         "72": Usage(3.0, None, None),
     }
-    assert parse_usage("a 100.0 80.25 102400\n") == Usage(100.0, 80.25, 102400 * 1024)
-    assert parse_usage("a 3.0 - -") == Usage(3.0, None, None)
