@@ -210,13 +210,19 @@ def test_an_array_submitted_before_its_ids_were_kept_is_followed_not_repeated(
     handles = submit_held(repo, svc, workdir, name, "array: true", array=1000)
     array_id = handles[0].split("_")[0]
     assert handles == [f"{array_id}_0", f"{array_id}_1"], handles
-    for n in (1, 2):  # the ids never reached a file
-        run_dir(workdir, f"{name}-{n}").joinpath("slurm_id").unlink()
-    for found in (workdir / ".ccspec" / "arrays").rglob("slurm_id"):
-        found.unlink()
+    forget_ids(workdir, name, "arrays")
     ids = [run_dir(workdir, f"{name}-{n}") / "slurm_id" for n in (1, 2)]
     attach_and_release(repo, name, array_id, lambda: all(p.exists() for p in ids))
     assert slurm_ids(f"ccspec.flow.{name}") == handles
+
+
+def forget_ids(workdir: Path, name: str, kind: str) -> None:
+    """As if the Slurm ids of the two members and of their array or pack (`kind`: arrays,
+    packs) never reached a file."""
+    for n in (1, 2):
+        run_dir(workdir, f"{name}-{n}").joinpath("slurm_id").unlink()
+    for found in (workdir / ".ccspec" / kind).rglob("slurm_id"):
+        found.unlink()
 
 
 def attach_and_release(repo: Path, name: str, held: str, found: Callable[[], bool]) -> None:

@@ -22,6 +22,7 @@ from tests.test_remote import slurm_host
 from tests.test_slurm_array import (
     attach_and_release,
     attempts,
+    forget_ids,
     ledger,
     run_dir,
     slurm_ids,
@@ -234,10 +235,7 @@ def test_a_pack_submitted_before_its_ids_were_kept_is_followed_not_repeated(
     got = submit_held(repo, svc, workdir, name, "pack: 2", pack=2)
     pack = got[0].split("+")[0]
     assert got == [f"{pack}+0", f"{pack}+1"], got
-    for n in (1, 2):  # the handles never reached a file
-        run_dir(workdir, f"{name}-{n}").joinpath("slurm_id").unlink()
-    for found in (workdir / ".ccspec" / "packs").rglob("slurm_id"):
-        found.unlink()
+    forget_ids(workdir, name, "packs")
     attach_and_release(repo, name, pack, lambda: all(p.exists() for p in ids_files(workdir, name)))
     assert handles(workdir, name, 2) == got
     assert slurm_ids(f"ccspec.flow.{name}") == [pack]
